@@ -1,0 +1,1 @@
+"""Starlette receiver for signed import events."""
