@@ -1,0 +1,105 @@
+"""Stage handlers and the dispatcher the receiver calls for each verified event.
+
+Which stage follows which is decided in SQL (public.import_next_stage); this table
+only says which code runs while a job sits in a stage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+import httpx
+import psycopg
+
+from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown, StageError
+from pipeline.events import StageEvent
+from pipeline.jobstore import JobStore
+from pipeline.settings import Settings
+from pipeline.stages.context import StageContext, worker_identity
+
+log = logging.getLogger("soulprint.stages")
+
+# stage -> module in pipeline/stages with run(ctx). `chunking` is absent: see parsing.py.
+STAGE_MODULES: dict[str, str] = {
+    "queued": "queued",
+    "downloading": "downloading",
+    "parsing": "parsing",
+    "embedding": "embedding",
+    "generating_soulprint": "generating_soulprint",
+}
+
+# What a person reads when something we did not foresee breaks a stage.
+STAGE_LABELS: dict[str, str] = {
+    "queued": "starting the import",
+    "downloading": "downloading your export",
+    "parsing": "reading your conversations",
+    "embedding": "building your searchable memory",
+    "generating_soulprint": "writing your soulprint",
+}
+
+# Worth another attempt later (the database or network blinked), not a reason to fail.
+TRANSIENT = (psycopg.OperationalError, httpx.TransportError)
+
+
+def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
+              conninfo: str) -> str:
+    """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
+    module_name = STAGE_MODULES.get(stage)
+    if module_name is None:
+        return "ignored"
+    owner = worker_identity()
+    job = store.claim(job_id, stage, owner, settings.lease_seconds)
+    if job is None:
+        return "not_claimed"  # stale or duplicate event, or another worker has it
+    module = importlib.import_module(f"pipeline.stages.{module_name}")
+    ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
+    try:
+        module.run(ctx)
+        return "done"
+    except CancelRequested:
+        store.finish_cancel(job_id, owner)
+        _forget_download(ctx)
+        return "cancelled"
+    except ShuttingDown:
+        store.release(job_id, owner)
+        return "released"
+    except LeaseLost:
+        return "lease_lost"
+    except StageError as exc:
+        log.info("job %s failed in %s: %s", job_id, stage, exc.code)
+        store.fail(job_id, owner, exc.code, exc.message)
+        return "failed"
+    except TRANSIENT as exc:
+        if job.attempts >= settings.max_attempts:
+            store.fail(job_id, owner, "service_unavailable",
+                       f"We could not finish {STAGE_LABELS[stage]}: a service we depend on "
+                       f"kept failing. You can retry the import.")
+            return "failed"
+        log.warning("job %s: transient error in %s (%s); releasing for a retry",
+                    job_id, stage, type(exc).__name__)
+        store.release(job_id, owner)
+        return "released"
+    except Exception:
+        log.exception("job %s: unexpected error in %s", job_id, stage)
+        store.fail(job_id, owner, "internal_error",
+                   f"Something went wrong while {STAGE_LABELS[stage]}. "
+                   f"You can retry the import; your data so far is kept.")
+        return "failed"
+
+
+def _forget_download(ctx: StageContext) -> None:
+    ctx.export_path().unlink(missing_ok=True)
+
+
+def make_runner(settings: Settings, conninfo: str) -> Callable[[StageEvent], None]:
+    """The receiver's runner: one call per verified event, in a pool thread."""
+    store = JobStore(conninfo)
+
+    def runner(event: StageEvent) -> None:
+        outcome = run_stage(event.data.job_id, event.data.stage, settings, store, conninfo)
+        log.info("event %s for job %s: %s", event.type, event.data.job_id, outcome)
+
+    return runner

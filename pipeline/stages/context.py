@@ -1,0 +1,105 @@
+"""What a stage gets: its claimed job, the job store, and the rules for stopping between batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pipeline import lifecycle
+from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown
+from pipeline.jobstore import Job, JobStore
+from pipeline.settings import Settings
+
+log = logging.getLogger("soulprint.stages")
+
+# At most this long between lease renewals, even when a stage has nothing new to report.
+HEARTBEAT_SECONDS = 5.0
+
+
+def worker_identity() -> str:
+    """Lease owner: host and pid say who held it; the suffix makes each claim distinct."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class StageContext:
+    job: Job
+    store: JobStore
+    settings: Settings
+    conninfo: str
+    owner: str
+    counters: dict[str, Any] = field(default_factory=dict)
+    _last_report: float = field(default_factory=time.monotonic)
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return self.job.id
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        return dict(self.job.checkpoint or {})
+
+    def downloads_dir(self) -> Path:
+        path = self.settings.data_dir / "downloads"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def export_path(self) -> Path:
+        return self.downloads_dir() / f"{self.job.id}.export"
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo, autocommit=False,
+                               application_name=f"soulprint-stage-{self.job.stage}")
+
+    # -- progress and stopping -------------------------------------------------------
+
+    def report(self, *, force: bool = False, checkpoint: dict[str, Any] | None = None) -> None:
+        """Publish counters (throttled by the store); stop here if cancelled or shutting down."""
+        due = force or time.monotonic() - self._last_report >= HEARTBEAT_SECONDS
+        outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint,
+                                      force=due)
+        if due:
+            self._last_report = time.monotonic()
+        self._obey(outcome)
+
+    def commit_batch(self, conn: psycopg.Connection, checkpoint: dict[str, Any]) -> None:
+        """Record counters and checkpoint in the batch's own transaction, then commit.
+
+        A restart resumes after the last committed batch: its rows and its checkpoint
+        are one commit, so neither can exist without the other.
+        """
+        outcome = conn.execute(
+            "select public.report_import_progress(%s, %s, %s, %s, %s)",
+            (self.job.id, self.owner, Jsonb(self.counters), Jsonb(checkpoint),
+             self.settings.lease_seconds),
+        ).fetchone()[0]
+        if outcome == "not_yours":
+            conn.rollback()
+            raise LeaseLost()
+        conn.commit()
+        self._last_report = time.monotonic()
+        self._obey(outcome)
+
+    def _obey(self, outcome: str) -> None:
+        if outcome == "not_yours":
+            raise LeaseLost()
+        if outcome == "cancel_requested":
+            raise CancelRequested()
+        if lifecycle.shutting_down():
+            raise ShuttingDown()
+
+    def advance(self) -> None:
+        """Hand the job to the next stage (which emits the next event)."""
+        nxt = self.store.advance(self.job.id, self.owner, self.job.stage, self.counters)
+        if nxt is None:
+            raise LeaseLost()
+        log.info("job %s: %s -> %s", self.job.id, self.job.stage, nxt)

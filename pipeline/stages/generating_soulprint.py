@@ -1,0 +1,42 @@
+"""generating_soulprint: a portrait from the person's own messages, written with `complete`.
+
+The soulprint and the stage `complete` are one transaction (complete_import_job): a job is
+never complete without a soulprint, and no soulprint shows while the import still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from pipeline.errors import LeaseLost
+from pipeline.export_reader import ExportReader
+from pipeline.models import Conversation
+from pipeline.soulprint import build_soulprint
+from pipeline.stages.context import StageContext
+from pipeline.stages.export_file import ensure_export
+
+log = logging.getLogger("soulprint.stages.soulprint")
+
+
+def _conversations(ctx: StageContext) -> Iterator[Conversation]:
+    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars)
+    for conv in reader:
+        yield conv
+        ctx.report()  # throttled; raises on cancel or shutdown
+
+
+def run(ctx: StageContext) -> None:
+    profile, text = build_soulprint(_conversations(ctx), ctx.settings)
+    profile["import"] = {
+        "conversations": ctx.job.conversations,
+        "messages": ctx.job.messages,
+        "chunks": ctx.job.chunks,
+        "embedding_model": ctx.job.embedding_model,
+        "embedding_dim": ctx.job.embedding_dim,
+    }
+    if not ctx.store.complete(ctx.job.id, ctx.owner, profile, text):
+        raise LeaseLost()
+    # Nobody's history stays on a worker's disk longer than the import needs it.
+    ctx.export_path().unlink(missing_ok=True)
+    log.info("job %s complete", ctx.job.id)

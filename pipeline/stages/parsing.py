@@ -1,0 +1,146 @@
+"""parsing: read the export once and write its conversations and chunks in committed batches.
+
+Parsing and chunking are one stage on purpose: the reader streams a file that can be
+500 MB, and chunking a conversation needs nothing but that conversation. A separate
+chunking stage would have to read the file a second time or persist every message
+just to read it back. So this stage reports both (conversations, messages, chunks),
+and the state machine goes parsing -> embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pipeline.chunker import chunk_conversation
+from pipeline.errors import StageError
+from pipeline.export_reader import ExportReader
+from pipeline.models import Chunk, Conversation, ReadStats
+from pipeline.stages.context import StageContext
+from pipeline.stages.export_file import ensure_export
+
+log = logging.getLogger("soulprint.stages.parsing")
+
+BATCH_CONVERSATIONS = 250
+BATCH_CHUNKS = 2000
+COUNTERS = ("conversations", "skipped_conversations", "messages", "user_messages",
+            "assistant_messages", "chunks")
+# to_timestamp() rejects absurd values; a garbage time must never fail a batch.
+MAX_EPOCH = 32_503_680_000.0  # year 3000
+
+INSERT_CONVERSATIONS = """
+insert into public.import_conversations
+    (job_id, user_id, conversation_id, title, created_at, updated_at,
+     message_count, user_message_count, assistant_message_count, metadata)
+select %(job)s, %(user)s, c.id, c.title, to_timestamp(c.created), to_timestamp(c.updated),
+       c.n, c.n_user, c.n_assistant, c.meta::jsonb
+from unnest(%(ids)s::text[], %(titles)s::text[], %(created)s::float8[], %(updated)s::float8[],
+            %(n)s::int[], %(n_user)s::int[], %(n_assistant)s::int[], %(meta)s::text[])
+     as c(id, title, created, updated, n, n_user, n_assistant, meta)
+on conflict do nothing
+"""
+
+INSERT_CHUNKS = """
+insert into public.memory_chunks
+    (id, job_id, user_id, conversation_id, conversation_title, chunk_index, content,
+     first_message_at, last_message_at, message_count)
+select c.id, %(job)s, %(user)s, c.conversation_id, c.title, c.idx, c.content,
+       to_timestamp(c.first_at), to_timestamp(c.last_at), c.n
+from unnest(%(ids)s::uuid[], %(conversation_ids)s::text[], %(titles)s::text[], %(idx)s::int[],
+            %(contents)s::text[], %(first_at)s::float8[], %(last_at)s::float8[], %(n)s::int[])
+     as c(id, conversation_id, title, idx, content, first_at, last_at, n)
+on conflict do nothing
+"""
+
+
+def _epoch(value: float | None) -> float | None:
+    if value is None or not (0.0 <= value <= MAX_EPOCH):
+        return None
+    return value
+
+
+def _write(conn: psycopg.Connection, job_id: Any, user_id: Any,
+           conversations: list[Conversation], chunks: list[Chunk]) -> None:
+    import orjson
+
+    conn.execute(INSERT_CONVERSATIONS, {
+        "job": job_id, "user": user_id,
+        "ids": [c.id for c in conversations],
+        "titles": [c.title for c in conversations],
+        "created": [_epoch(c.create_time) for c in conversations],
+        "updated": [_epoch(c.update_time) for c in conversations],
+        "n": [len(c.messages) for c in conversations],
+        "n_user": [c.user_message_count for c in conversations],
+        "n_assistant": [c.assistant_message_count for c in conversations],
+        "meta": [orjson.dumps(c.metadata, default=str).decode() for c in conversations],
+    })
+    if chunks:
+        conn.execute(INSERT_CHUNKS, {
+            "job": job_id, "user": user_id,
+            "ids": [c.id for c in chunks],
+            "conversation_ids": [c.conversation_id for c in chunks],
+            "titles": [c.conversation_title for c in chunks],
+            "idx": [c.index for c in chunks],
+            "contents": [c.text for c in chunks],
+            "first_at": [_epoch(c.first_time) for c in chunks],
+            "last_at": [_epoch(c.last_time) for c in chunks],
+            "n": [c.message_count for c in chunks],
+        })
+
+
+def _totals(base: dict[str, int], stats: ReadStats, chunks: int) -> dict[str, int]:
+    return {
+        "conversations": base["conversations"] + stats.conversations,
+        "skipped_conversations": base["skipped_conversations"] + stats.skipped,
+        "messages": base["messages"] + stats.messages,
+        "user_messages": base["user_messages"] + stats.user_messages,
+        "assistant_messages": base["assistant_messages"] + stats.assistant_messages,
+        "chunks": base["chunks"] + chunks,
+    }
+
+
+def run(ctx: StageContext) -> None:
+    path = ensure_export(ctx)
+    checkpoint = ctx.checkpoint
+    next_index = int(checkpoint.get("next_index", 0))
+    # The job's counters were committed together with the checkpoint: they are the
+    # totals up to next_index, so a resumed run adds to them.
+    base = {k: int(getattr(ctx.job, k) or 0) if next_index else 0 for k in COUNTERS}
+    reader = ExportReader(path, max_message_chars=ctx.settings.max_message_chars,
+                          skip=next_index)
+    target = ctx.settings.chunk_target_chars
+    conversations: list[Conversation] = []
+    chunks: list[Chunk] = []
+    chunk_total = 0
+
+    with ctx.connect() as conn:
+        def flush() -> None:
+            _write(conn, ctx.job.id, ctx.job.user_id, conversations, chunks)
+            ctx.counters.update(_totals(base, reader.stats, chunk_total))
+            ctx.commit_batch(conn, {"next_index": next_index})
+            conversations.clear()
+            chunks.clear()
+
+        for conv in reader:
+            conv_chunks = chunk_conversation(conv, target_chars=target)
+            conversations.append(conv)
+            chunks.extend(conv_chunks)
+            chunk_total += len(conv_chunks)
+            next_index = conv.index + 1
+            if len(conversations) >= BATCH_CONVERSATIONS or len(chunks) >= BATCH_CHUNKS:
+                flush()
+        flush()
+
+    stats = reader.stats
+    if stats.truncated:
+        log.warning("job %s: export broke off: %s", ctx.job.id, stats.error)
+    if ctx.counters["conversations"] == 0:
+        if stats.truncated:
+            raise StageError("corrupt_export",
+                             f"The export is damaged and no conversation could be read "
+                             f"({stats.error}).")
+        raise StageError("empty_export", "This export holds no conversations to import.")
+    ctx.advance()

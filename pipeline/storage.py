@@ -1,0 +1,149 @@
+"""Where the uploaded export is fetched from: Supabase Storage, or a local bucket directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+
+from pipeline.errors import StageError
+from pipeline.settings import Settings
+
+# Long enough to open the stream on a slow cold start, short enough to be useless if leaked.
+SIGNED_URL_SECONDS = 120
+COPY_BLOCK = 1024 * 1024
+
+ProgressFn = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    path: Path
+    size: int
+    sha256: str
+
+
+class ObjectSource(Protocol):
+    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+              progress: ProgressFn) -> Fetched: ...
+
+
+def too_large(size: int, limit: int) -> StageError:
+    return StageError(
+        "file_too_large",
+        f"The export is {size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit for one import.",
+    )
+
+
+def _copy_stream(chunks, dest: Path, *, max_bytes: int, progress: ProgressFn) -> Fetched:
+    """Write chunks to dest.part, hashing as we go; rename only when complete."""
+    part = dest.with_suffix(dest.suffix + ".part")
+    digest = hashlib.sha256()
+    size = 0
+    with open(part, "wb") as out:
+        for block in chunks:
+            size += len(block)
+            if size > max_bytes:
+                out.close()
+                part.unlink(missing_ok=True)
+                raise too_large(size, max_bytes)
+            digest.update(block)
+            out.write(block)
+            progress(size)
+        out.flush()
+        os.fsync(out.fileno())
+    part.replace(dest)
+    return Fetched(dest, size, digest.hexdigest())
+
+
+class LocalBucket:
+    """Local mode: bucket `imports` is the directory root/imports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def object_path(self, bucket: str, name: str) -> Path:
+        path = (self.root / bucket / name).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StageError("bad_object", "The uploaded file's name is not valid.")
+        return path
+
+    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+              progress: ProgressFn) -> Fetched:
+        src = self.object_path(bucket, name)
+        if not src.is_file():
+            raise StageError("object_missing", "The uploaded file is no longer in storage.")
+        size = src.stat().st_size
+        if size > max_bytes:
+            raise too_large(size, max_bytes)
+        with open(src, "rb") as f:
+            return _copy_stream(iter(lambda: f.read(COPY_BLOCK), b""), dest,
+                                max_bytes=max_bytes, progress=progress)
+
+    def put(self, bucket: str, name: str, src: Path) -> Path:
+        """Local 'upload': the bytes are stored before the storage.objects row exists."""
+        target = self.object_path(bucket, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".uploading")
+        shutil.copyfile(src, tmp)
+        tmp.replace(target)
+        return target
+
+
+class SupabaseBucket:
+    """Production: a signed URL made at the moment of download, streamed to disk.
+
+    The client authenticates with the worker's own JWT (role import_worker), never the
+    service-role key; Storage RLS lets that role read bucket `imports` only.
+    """
+
+    def __init__(self, url: str, anon_key: str, worker_jwt: str) -> None:
+        self.url = url
+        self.anon_key = anon_key
+        self.worker_jwt = worker_jwt
+
+    def signed_url(self, bucket: str, name: str) -> str:
+        from supabase import ClientOptions, create_client
+
+        client = create_client(
+            self.url,
+            self.anon_key,
+            ClientOptions(headers={"Authorization": f"Bearer {self.worker_jwt}"},
+                          auto_refresh_token=False, persist_session=False),
+        )
+        signed = client.storage.from_(bucket).create_signed_url(name, SIGNED_URL_SECONDS)
+        url = signed.get("signedURL") or signed.get("signedUrl")
+        if not url:
+            raise StageError("object_missing", "The uploaded file could not be found in storage.")
+        return url
+
+    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+              progress: ProgressFn) -> Fetched:
+        url = self.signed_url(bucket, name)
+        timeout = httpx.Timeout(30.0, read=120.0)
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
+            if resp.status_code == 404:
+                raise StageError("object_missing", "The uploaded file is no longer in storage.")
+            resp.raise_for_status()
+            length = int(resp.headers.get("content-length") or 0)
+            if length > max_bytes:
+                raise too_large(length, max_bytes)
+            return _copy_stream(resp.iter_bytes(COPY_BLOCK), dest,
+                                max_bytes=max_bytes, progress=progress)
+
+
+def object_source(settings: Settings) -> ObjectSource:
+    if settings.supabase_url and settings.supabase_worker_jwt:
+        return SupabaseBucket(settings.supabase_url, settings.supabase_anon_key or "",
+                              settings.supabase_worker_jwt)
+    return LocalBucket(local_bucket_root(settings))
+
+
+def local_bucket_root(settings: Settings) -> Path:
+    return settings.local_bucket_dir or settings.data_dir / "storage"
