@@ -1,0 +1,241 @@
+"""A BERT encoder forward pass in plain numpy (float32, CPU, no torch).
+
+Only what sentence-transformers' all-MiniLM-L6-v2 needs: absolute position
+embeddings, post-LayerNorm encoder layers, exact (erf) GELU, and mean pooling
+over the attention mask. Weights are prepared once into the layout the matmuls
+want (fused QKV, attention scale folded in, (in, out) matrices).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Rows of hidden states processed together in the feed-forward block: small enough that the
+# (rows, intermediate) GELU scratch stays in cache and peak memory stays flat, large enough
+# that the matmuls keep BLAS busy.
+_FFN_ROWS = 512
+
+# Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32 resolution of GELU's output.
+_AS_P = np.float32(0.3275911)
+_AS_A = tuple(
+    np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+)
+_INV_SQRT2 = np.float32(1.0 / math.sqrt(2.0))
+
+
+@dataclass(frozen=True, slots=True)
+class BertConfig:
+    """The few config.json fields the forward pass depends on."""
+
+    hidden_size: int
+    num_heads: int
+    num_layers: int
+    intermediate_size: int
+    layer_norm_eps: float
+    max_position_embeddings: int
+
+    @classmethod
+    def from_json(cls, cfg: dict) -> BertConfig:
+        act = cfg.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ValueError(f"unsupported hidden_act {act!r}: only exact gelu is implemented")
+        if cfg.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only absolute position embeddings are implemented")
+        return cls(
+            hidden_size=int(cfg["hidden_size"]),
+            num_heads=int(cfg["num_attention_heads"]),
+            num_layers=int(cfg["num_hidden_layers"]),
+            intermediate_size=int(cfg["intermediate_size"]),
+            layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
+            max_position_embeddings=int(cfg["max_position_embeddings"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    w_qkv: np.ndarray  # (hidden, 3*hidden), query part pre-scaled by 1/sqrt(head_dim)
+    b_qkv: np.ndarray
+    w_attn_out: np.ndarray  # (hidden, hidden)
+    b_attn_out: np.ndarray
+    ln1_g: np.ndarray
+    ln1_b: np.ndarray
+    w_in: np.ndarray  # (hidden, intermediate)
+    b_in: np.ndarray
+    w_out: np.ndarray  # (intermediate, hidden)
+    b_out: np.ndarray
+    ln2_g: np.ndarray
+    ln2_b: np.ndarray
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    # Copy out of the file mapping so RSS is predictable and the mapping can be released.
+    return np.ascontiguousarray(a, dtype=np.float32).copy()
+
+
+class BertEncoder:
+    """Immutable prepared weights plus a pure forward pass (safe to share between threads)."""
+
+    def __init__(self, config: BertConfig, tensors: dict[str, np.ndarray]) -> None:
+        self.config = config
+        h = config.hidden_size
+        head_dim = h // config.num_heads
+        scale = np.float32(1.0 / math.sqrt(head_dim))
+
+        def t(name: str) -> np.ndarray:
+            for prefix in ("", "bert.", "0.auto_model."):
+                if prefix + name in tensors:
+                    return tensors[prefix + name]
+            raise KeyError(f"tensor {name} missing from model weights")
+
+        self.word = _f32(t("embeddings.word_embeddings.weight"))
+        self.pos = _f32(t("embeddings.position_embeddings.weight"))
+        # Token type is always 0 for single sentences: fold it into the position table.
+        self.pos += t("embeddings.token_type_embeddings.weight")[0]
+        self.emb_ln_g = _f32(t("embeddings.LayerNorm.weight"))
+        self.emb_ln_b = _f32(t("embeddings.LayerNorm.bias"))
+        layers = []
+        for i in range(config.num_layers):
+            p = f"encoder.layer.{i}."
+            q_w = t(p + "attention.self.query.weight") * scale
+            q_b = t(p + "attention.self.query.bias") * scale
+            w_qkv = np.concatenate(
+                [q_w, t(p + "attention.self.key.weight"), t(p + "attention.self.value.weight")]
+            ).T
+            b_qkv = np.concatenate(
+                [q_b, t(p + "attention.self.key.bias"), t(p + "attention.self.value.bias")]
+            )
+            layers.append(
+                _Layer(
+                    w_qkv=_f32(w_qkv),
+                    b_qkv=_f32(b_qkv),
+                    w_attn_out=_f32(t(p + "attention.output.dense.weight").T),
+                    b_attn_out=_f32(t(p + "attention.output.dense.bias")),
+                    ln1_g=_f32(t(p + "attention.output.LayerNorm.weight")),
+                    ln1_b=_f32(t(p + "attention.output.LayerNorm.bias")),
+                    w_in=_f32(t(p + "intermediate.dense.weight").T),
+                    b_in=_f32(t(p + "intermediate.dense.bias")),
+                    w_out=_f32(t(p + "output.dense.weight").T),
+                    b_out=_f32(t(p + "output.dense.bias")),
+                    ln2_g=_f32(t(p + "output.LayerNorm.weight")),
+                    ln2_b=_f32(t(p + "output.LayerNorm.bias")),
+                )
+            )
+        self.layers = tuple(layers)
+
+    def mean_pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Run the encoder on padded ``ids`` (batch, seq) and mean-pool over ``mask``.
+
+        Returns un-normalized (batch, hidden) float32 sentence vectors.
+        """
+        cfg = self.config
+        b, seq = ids.shape
+        if seq > cfg.max_position_embeddings:
+            raise ValueError(f"sequence of {seq} tokens exceeds {cfg.max_position_embeddings}")
+        x = self.word[ids.reshape(-1)]
+        x.reshape(b, seq, -1)[...] += self.pos[:seq]
+        _layer_norm(x, self.emb_ln_g, self.emb_ln_b, cfg.layer_norm_eps)
+        # Right padding: each row's real tokens are its first ``length`` positions.
+        lengths = mask.sum(axis=1)
+        for layer in self.layers:
+            x = self._layer(x, layer, b, seq, lengths)
+        hidden = x.reshape(b, seq, -1)
+        m = mask.astype(np.float32)
+        summed = np.einsum("bsh,bs->bh", hidden, m, dtype=np.float32)
+        summed /= np.maximum(lengths, 1).astype(np.float32)[:, None]
+        return summed
+
+    def _layer(
+        self,
+        x: np.ndarray,
+        w: _Layer,
+        b: int,
+        seq: int,
+        lengths: np.ndarray,
+    ) -> np.ndarray:
+        cfg = self.config
+        h = cfg.hidden_size
+        heads = cfg.num_heads
+        hd = h // heads
+        qkv = x @ w.w_qkv
+        qkv += w.b_qkv
+        # (b, seq, 3, heads, hd) -> (3, b, heads, seq, hd)
+        qkv = qkv.reshape(b, seq, 3, heads, hd).transpose(2, 0, 3, 1, 4)
+        ctx = np.empty((b, seq, heads, hd), dtype=np.float32)
+        for i in range(b):
+            n = int(lengths[i])
+            # Slicing to the real length replaces the additive key mask (padded keys are never
+            # seen) and skips padded queries, whose outputs pooling drops anyway.
+            q = qkv[0, i, :, :n]
+            k = qkv[1, i, :, :n]
+            v = qkv[2, i, :, :n]
+            scores = q @ k.transpose(0, 2, 1)
+            _softmax_inplace(scores)
+            ctx[i, :n] = (scores @ v).transpose(1, 0, 2)
+            if n < seq:
+                ctx[i, n:] = 0.0
+        attn = ctx.reshape(b * seq, h) @ w.w_attn_out
+        attn += w.b_attn_out
+        attn += x
+        _layer_norm(attn, w.ln1_g, w.ln1_b, cfg.layer_norm_eps)
+        out = np.empty_like(attn)
+        for start in range(0, attn.shape[0], _FFN_ROWS):
+            rows = attn[start : start + _FFN_ROWS]
+            inter = rows @ w.w_in
+            inter += w.b_in
+            _gelu_inplace(inter)
+            o = out[start : start + _FFN_ROWS]
+            np.matmul(inter, w.w_out, out=o)
+            o += w.b_out
+            o += rows
+        _layer_norm(out, w.ln2_g, w.ln2_b, cfg.layer_norm_eps)
+        return out
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, bias: np.ndarray, eps: float) -> None:
+    """LayerNorm over the last axis, in place."""
+    mean = x.mean(axis=-1, keepdims=True)
+    x -= mean
+    var = np.einsum("ij,ij->i", x, x)[:, None]
+    var /= np.float32(x.shape[-1])
+    var += np.float32(eps)
+    np.sqrt(var, out=var)
+    x /= var
+    x *= g
+    x += bias
+
+
+def _softmax_inplace(s: np.ndarray) -> None:
+    s -= s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+
+
+def _gelu_inplace(x: np.ndarray) -> None:
+    """Exact GELU, x * Phi(x), with erf from A&S 7.1.26 (numpy has no erf)."""
+    z = np.abs(x)
+    z *= _INV_SQRT2
+    t = z * _AS_P
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
+    a1, a2, a3, a4, a5 = _AS_A
+    poly = t * a5
+    poly += a4
+    poly *= t
+    poly += a3
+    poly *= t
+    poly += a2
+    poly *= t
+    poly += a1
+    poly *= t
+    # tail = 0.5 * erfc(|x|/sqrt2) = 0.5 * poly * exp(-z^2)
+    np.square(z, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    poly *= z
+    poly *= np.float32(0.5)
+    # Phi(x) = 1 - tail for x >= 0, tail for x < 0
+    np.subtract(np.float32(1.0), poly, out=poly, where=x >= 0)
+    x *= poly

