@@ -1,0 +1,60 @@
+"""`soulprint-import run PATH`: a full local import through real signed events."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from pathlib import Path
+
+import orjson
+
+from pipeline.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="import an export end to end on this machine")
+    p.add_argument("path", type=Path, help="export .zip, conversations.json, shard or directory")
+    p.add_argument("--user", type=uuid.UUID, default=None,
+                   help="the person's id (default: this machine's local user)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.set_defaults(func=run)
+
+
+def print_result(summary: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
+        return
+    print(f"Import {summary['import_id']}: {summary['stage']}")
+    if summary["stage"] == "complete":
+        print(f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
+              f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
+              f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}")
+        print()
+        print(summary["soulprint_text"] or "")
+    elif summary.get("error_message"):
+        print(f"  {summary['error_message']}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.local import LocalRuntime, default_local_user, job_summary, watch
+
+    path: Path = args.path
+    if not path.exists():
+        print(f"soulprint-import: {path}: no such file or directory", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    user = args.user or default_local_user()
+    with LocalRuntime(settings) as runtime:
+        runtime.ensure_user(user)
+        active = runtime.active_job(user)
+        if active is not None and active.object_name == f"{user}/{path.name}":
+            job_id = active.id  # an earlier run was interrupted: the sweeper revives it
+            if not args.json:
+                print(f"Resuming import {job_id} ({active.stage})", file=sys.stderr)
+        else:
+            job_id = runtime.upload(path, user)
+        job = watch(runtime, job_id, show_progress=not args.json and sys.stderr.isatty())
+        summary = job_summary(job, runtime.soulprint_text(job.id))
+    print_result(summary, args.json)
+    return 0 if summary["stage"] == "complete" else 1

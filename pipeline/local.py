@@ -1,0 +1,209 @@
+"""Local mode: production's path on one machine.
+
+Embedded PostgreSQL (or DATABASE_URL), a directory as the `imports` bucket, the receiver
+on a loopback port, the outbox relay and the sweeper loop. An "upload" writes the file to
+the bucket and inserts the storage.objects row exactly as Supabase Storage does; from there
+on, every stage runs because a signed HTTP event arrived, as in production.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import mimetypes
+import secrets
+import threading
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from pipeline.jobstore import Job, JobStore
+from pipeline.settings import Settings
+from pipeline.storage import LocalBucket, local_bucket_root
+
+BUCKET = "imports"
+ACTIVE = {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
+TERMINAL = {"complete", "failed", "cancelled", "rejected"}
+# Locally the worker that held a lease may have been killed: take over within seconds.
+LOCAL_LEASE_SECONDS = 15
+SWEEP_INTERVAL_SECONDS = 2.0
+# A stable person for imports run without --user on this machine.
+LOCAL_USER_NAMESPACE = uuid.UUID("6f1c5e36-8a4f-4b4e-9a57-3f7c2a1d0b11")
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def default_local_user() -> uuid.UUID:
+    return uuid.uuid5(LOCAL_USER_NAMESPACE, "local-user")
+
+
+def admin_url_for(settings: Settings) -> str:
+    """DATABASE_URL (migrated here) or the embedded server under the data dir."""
+    if settings.database_url:
+        from pipeline.migrate import apply_migrations
+
+        apply_migrations(settings.database_url)
+        return settings.database_url
+    from pipeline.embedded import ensure_embedded
+
+    return ensure_embedded(settings.data_dir)
+
+
+class LocalRuntime:
+    """Context manager running receiver, relay and sweeper around local imports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = dataclasses.replace(
+            settings,
+            webhook_secret=settings.webhook_secret or new_webhook_secret(),
+            lease_seconds=min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
+        )
+        self.admin_url = ""
+        self.worker_url = ""
+        self.bucket = LocalBucket(local_bucket_root(self.settings))
+        self._stop = threading.Event()
+        self._server = None
+        self._relay = None
+        self._sweeper: threading.Thread | None = None
+
+    def __enter__(self) -> LocalRuntime:
+        from handlers.app import create_app
+        from handlers.server import serve_in_thread
+        from pipeline.embedded import worker_url
+        from pipeline.relay import Relay
+        from pipeline.stages import make_runner
+        from pipeline.sweeper import start_sweeper_loop
+
+        self.admin_url = admin_url_for(self.settings)
+        self.worker_url = worker_url(self.admin_url)
+        self.store = JobStore(self.worker_url)
+        app = create_app(self.settings, conninfo=self.worker_url,
+                         runner=make_runner(self.settings, self.worker_url))
+        self._server = serve_in_thread(app, host="127.0.0.1", port=0)
+        self._relay = Relay(self.worker_url, self._server.url + "/webhooks/supabase",
+                            self.settings.webhook_secret or "")
+        self._relay.start()
+        self._sweeper = start_sweeper_loop(self.worker_url, self.settings,
+                                           SWEEP_INTERVAL_SECONDS, self._stop)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        if self._relay is not None:
+            self._relay.stop()
+        if self._server is not None:
+            self._server.stop()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+
+    # -- the app's side: a person and an upload ---------------------------------------
+
+    def ensure_user(self, user_id: uuid.UUID) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(
+                "insert into auth.users (id, email) values (%s, %s) on conflict (id) do nothing",
+                (user_id, f"{user_id}@local.invalid"),
+            )
+
+    def active_job(self, user_id: uuid.UUID) -> Job | None:
+        job = self.store.latest_for_user(user_id)
+        return job if job is not None and str(job.stage) in ACTIVE else None
+
+    def upload(self, path: Path, user_id: uuid.UUID) -> uuid.UUID:
+        """Store the bytes, then the storage.objects row (which fires the trigger)."""
+        name = f"{user_id}/{path.name}"
+        self.bucket.put(BUCKET, name, path)
+        size = path.stat().st_size
+        version = str(uuid.uuid4())
+        etag = hashlib.md5(f"{name}:{version}".encode()).hexdigest()
+        metadata = {
+            "size": size,
+            "mimetype": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            "eTag": f'"{etag}"',
+        }
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            row = conn.execute(
+                """
+                insert into storage.objects (bucket_id, name, owner_id, metadata, version)
+                values (%s, %s, %s, %s, %s)
+                on conflict (bucket_id, name) do update
+                    set metadata = excluded.metadata, version = excluded.version,
+                        updated_at = now()
+                returning id
+                """,
+                (BUCKET, name, str(user_id), Jsonb(metadata), version),
+            ).fetchone()
+            job = conn.execute(
+                "select id from public.import_jobs where object_id = %s and object_version = %s "
+                "order by created_at desc limit 1", (row[0], version)).fetchone()
+        if job is None:
+            raise RuntimeError("The upload created no import job: is the storage trigger installed?")
+        return job[0]
+
+    def soulprint_text(self, job_id: uuid.UUID) -> str | None:
+        with psycopg.connect(self.admin_url) as conn:
+            row = conn.execute("select soulprint_text from public.soulprints where job_id = %s",
+                               (job_id,)).fetchone()
+        return row[0] if row else None
+
+
+WATCH_INTERVAL_SECONDS = 0.2
+
+
+def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> Job:
+    """Follow the job row until it reaches a terminal stage (what the app does via Realtime)."""
+    import time
+
+    from pipeline import lifecycle
+    from pipeline.progress_view import ProgressView
+
+    view = ProgressView() if show_progress else None
+    try:
+        while True:
+            job = runtime.store.get(job_id)
+            if job is None:
+                raise RuntimeError(f"import {job_id} disappeared")
+            if view is not None:
+                view.update(job)
+            if str(job.stage) in TERMINAL:
+                return job
+            time.sleep(WATCH_INTERVAL_SECONDS)
+    except KeyboardInterrupt:
+        # Stages see this between batches: they commit, release the lease and stop,
+        # so the next `run` resumes where this one left off.
+        lifecycle.request_shutdown()
+        raise
+    finally:
+        if view is not None:
+            view.close()
+
+
+def job_summary(job: Job, soulprint_text: str | None) -> dict[str, object]:
+    """The result of an import as `run --json` and `status --json` print it."""
+    return {
+        "import_id": str(job.id),
+        "user_id": str(job.user_id),
+        "stage": str(job.stage),
+        "conversations": job.conversations,
+        "skipped_conversations": job.skipped_conversations,
+        "messages": job.messages,
+        "user_messages": job.user_messages,
+        "assistant_messages": job.assistant_messages,
+        "chunks": job.chunks,
+        "embedded_chunks": job.embedded_chunks,
+        "embedding_model": job.embedding_model,
+        "embedding_dim": job.embedding_dim,
+        "bytes": job.bytes_total,
+        "sha256": job.sha256,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "stage_timings": job.stage_timings,
+        "soulprint_text": soulprint_text,
+    }
