@@ -1,0 +1,174 @@
+"""Stream the conversations of a ChatGPT export of any era, one at a time, in flat memory.
+
+``ExportReader(path)`` accepts a ``.zip`` export, a ``conversations.json``, one shard
+``conversations-NNN.json``, or an extracted export directory; iterating it yields
+:class:`pipeline.models.Conversation` objects holding only counted messages of the
+active thread (see :mod:`pipeline.message_text`). A broken file ends the stream with
+everything read before the break; ``.stats`` says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ijson
+
+from pipeline.active_thread import active_thread
+from pipeline.export_sources import Member, NotAnExportError, json_prefix, resolve
+from pipeline.message_text import ThreadTally, thread_messages
+from pipeline.models import Conversation, ReadStats
+from pipeline.text_safety import SafeJSONStream, clean_text
+from pipeline.timestamps import epoch_or_none
+
+__all__ = ["ExportReader", "NotAnExportError", "normalize_conversation", "open_export"]
+
+_BUF = 1 << 16
+
+
+def open_export(path: str | Path, **kwargs: Any) -> ExportReader:
+    """An ExportReader for ``path``, checked now: raises NotAnExportError (one human line)
+    when the path is unreadable or not an export. ``kwargs`` go to ExportReader."""
+    reader = ExportReader(path, **kwargs)
+    reader.members()
+    return reader
+
+
+def _conversation_id(conv: dict[str, Any], index: int) -> tuple[str, bool]:
+    for key in ("id", "conversation_id"):
+        value = conv.get(key)
+        if isinstance(value, str) and value.strip():
+            return clean_text(value), True
+    return f"export-index-{index}", False  # stable across re-runs of the same file
+
+
+def normalize_conversation(
+    conv: Any, index: int, *, max_message_chars: int = 200_000,
+) -> Conversation | None:
+    """One raw export conversation as a Conversation, or None when it must be skipped
+    (not an object, or no object ``mapping``)."""
+    if type(conv) is not dict:
+        return None
+    mapping = conv.get("mapping")
+    if type(mapping) is not dict:
+        return None
+    thread = active_thread(mapping, conv.get("current_node"))
+    tally = ThreadTally()
+    messages = thread_messages(thread, max_message_chars, tally)
+    conv_id, has_id = _conversation_id(conv, index)
+    title = conv.get("title")
+    metadata: dict[str, Any] = {
+        "model_slug": tally.model_slug or _str_or_none(conv.get("default_model_slug")),
+        "custom_instructions": tally.custom_instructions,
+        "hidden_nodes": tally.hidden,
+        "tool_nodes": tally.tool,
+        "uncounted_nodes": tally.other,
+        "thread_nodes": len(thread),
+        "mapping_nodes": len(mapping),
+        "content_types": tally.content_types,
+        "cut_messages": sum(1 for m in messages if m.cut),
+    }
+    if not has_id:
+        metadata["id_missing"] = True
+    for key in ("gizmo_id", "conversation_template_id"):
+        value = _str_or_none(conv.get(key))
+        if value:
+            metadata[key] = value
+    if type(conv.get("is_archived")) is bool:
+        metadata["is_archived"] = conv["is_archived"]
+    return Conversation(
+        id=conv_id,
+        title=clean_text(title) if isinstance(title, str) else None,
+        create_time=epoch_or_none(conv.get("create_time")),
+        update_time=epoch_or_none(conv.get("update_time")),
+        messages=messages,
+        index=index,
+        metadata=metadata,
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return clean_text(value) if isinstance(value, str) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error (parser messages quote the text after it: user data)."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+class ExportReader:
+    """Iterate for Conversations; ``stats`` (ReadStats) fills as it goes.
+
+    ``skip=n`` passes over the first n raw conversation items (objects or not) without
+    normalizing or counting them, so a resumed run continues right after them;
+    ``Conversation.index`` always counts every raw item from the start of the export.
+    """
+
+    def __init__(self, path: str | Path, *, max_message_chars: int = 200_000,
+                 skip: int = 0) -> None:
+        self.path = Path(path)
+        self.max_message_chars = max_message_chars
+        self.skip = max(0, skip)
+        self.stats = ReadStats()
+        self._members: list[Member] | None = None
+
+    def members(self) -> list[Member]:
+        """The export's conversation documents in reading order (validates the path)."""
+        if self._members is None:
+            self._members = resolve(self.path)
+        return self._members
+
+    def __iter__(self) -> Iterator[Conversation]:
+        members = self.members()
+        index = 0
+        for member in members:
+            counter = [index]
+            try:
+                yield from self._read_member(member, counter)
+            except Exception as exc:  # a broken file ends the stream, never the import
+                self.stats.truncated = True
+                self.stats.error = (
+                    f"{member.name}: {_first_line(exc)} (after {counter[0]:,} conversations "
+                    f"from the start, near byte {self._bytes_read:,} of this file)")
+                return
+            index = counter[0]
+
+    _bytes_read = 0
+
+    def _read_member(self, member: Member, counter: list[int]) -> Iterator[Conversation]:
+        with member.open() as sniff:
+            prefix = json_prefix(sniff)
+        if prefix is None:
+            raise ValueError("not a JSON array of conversations")
+        stats = self.stats
+        cap = self.max_message_chars
+        with member.open() as raw:
+            stream = SafeJSONStream(raw)
+            try:
+                for item in ijson.items(stream, prefix, use_float=True, buf_size=_BUF):
+                    index = counter[0]
+                    counter[0] = index + 1
+                    if index < self.skip:
+                        continue
+                    try:
+                        conv = normalize_conversation(item, index, max_message_chars=cap)
+                    except Exception:  # a bug must cost one conversation, not the import
+                        conv = None
+                    del item
+                    if conv is None:
+                        stats.skipped += 1
+                        continue
+                    stats.conversations += 1
+                    for m in conv.messages:
+                        if m.role == "user":
+                            stats.user_messages += 1
+                        else:
+                            stats.assistant_messages += 1
+                        if m.cut:
+                            stats.cut_messages += 1
+                    stats.messages += len(conv.messages)
+                    yield conv
+            finally:
+                self._bytes_read = stream.bytes_read
