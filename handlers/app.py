@@ -1,0 +1,71 @@
+"""The receiver app, built from its settings: explicit routes, no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from handlers.health import Health
+from handlers.pool import StagePool
+from handlers.signature import Verifier
+from handlers.webhook import WebhookReceiver
+from pipeline import lifecycle
+from pipeline.events import StageEvent
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    conninfo: str,
+    runner: Callable[[StageEvent], None],
+    shutdown_grace_s: float = 25.0,
+) -> Starlette:
+    """The webhook receiver. ``runner(event)`` runs a stage in the background pool.
+
+    ``shutdown_grace_s`` stays under Render's default 30 s shutdown delay: stages see
+    ``lifecycle.shutting_down()``, checkpoint and release their lease within it.
+    """
+    if not settings.webhook_secret:
+        raise ValueError("WEBHOOK_SECRET is required: the receiver accepts only signed events")
+    stages = StagePool(settings.stage_pool_size)
+    # Requests only do short statements; a few connections serve many stages' webhooks.
+    db = AsyncConnectionPool(conninfo, min_size=1, max_size=4, open=False, timeout=5)
+    receiver = WebhookReceiver(
+        verifier=Verifier(settings.webhook_secret, settings.webhook_secret_previous),
+        stages=stages,
+        db=db,
+        runner=runner,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # wait=False: a sleeping database must not keep the service from starting.
+        await db.open(wait=False)
+        try:
+            yield
+        finally:
+            lifecycle.request_shutdown()
+            if not await asyncio.to_thread(stages.wait_idle, shutdown_grace_s):
+                log.warning(
+                    "stages still running after %.0f s; their leases will expire", shutdown_grace_s
+                )
+            stages.close()
+            await db.close()
+
+    routes = [
+        Route("/webhooks/supabase", receiver, methods=["POST"]),
+        Route("/healthz", Health(db, stages), methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.stages = stages
+    return app

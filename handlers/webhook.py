@@ -1,0 +1,144 @@
+"""POST /webhooks/supabase: verify, dedupe, acknowledge, hand to the stage pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from uuid import UUID
+
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from handlers.pool import StagePool
+from handlers.signature import SignatureError, Verifier
+from pipeline import lifecycle
+from pipeline.events import StageEvent
+
+log = logging.getLogger(__name__)
+
+# Stages a handler runs for; events of any other stage are acknowledged and ignored.
+ACTIVE_STAGES = frozenset(
+    {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
+)
+
+# Only the first delivery of a webhook-id counts; retries and replays of it are no-ops.
+INSERT_RECEIPT = "insert into webhook_receipts (webhook_id) values (%s) on conflict do nothing"
+# Svix delivers under its own message id, so the job's pending events of this type are
+# acknowledged too: the sender stops retrying and the sweeper sees the event acted on.
+ACK_EVENTS = """
+update import_events set acknowledged_at = now()
+ where acknowledged_at is null
+   and (id = %(event_id)s or (job_id = %(job_id)s and type = %(type)s))
+"""
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def reply(status: int, body: dict[str, object], retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge
+    return bytes(body)
+
+
+def as_uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+class WebhookReceiver:
+    """The endpoint; one instance per app, holding what every request needs."""
+
+    def __init__(
+        self,
+        *,
+        verifier: Verifier,
+        stages: StagePool,
+        db: AsyncConnectionPool,
+        runner: Callable[[StageEvent], None],
+        max_body_bytes: int,
+        retry_after_s: int = 2,
+    ) -> None:
+        self.verifier = verifier
+        self.stages = stages
+        self.db = db
+        self.runner = runner
+        self.max_body_bytes = max_body_bytes
+        self.retry_after_s = retry_after_s
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        if lifecycle.shutting_down():
+            return reply(503, {"error": "shutting down"}, self.retry_after_s)
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge:
+            return reply(413, {"error": f"body larger than {self.max_body_bytes} bytes"})
+        try:
+            webhook_id = self.verifier.verify(body, request.headers)
+        except SignatureError as exc:
+            return reply(401, {"error": str(exc)})
+        try:
+            event = StageEvent.model_validate_json(body)
+        except ValidationError as exc:
+            return reply(400, {"error": "malformed event", "detail": exc.errors()[0]["msg"]})
+
+        if not event.is_import_event:
+            log.warning("ignoring event of unknown type %r (webhook-id %s)", event.type, webhook_id)
+            return reply(200, {"status": "ignored"})
+        if event.data.stage not in ACTIVE_STAGES:
+            # Terminal stages need no handler; record it so retries stop.
+            fresh = await self._record(webhook_id, event)
+            log.info("no handler for stage %r (job %s)", event.data.stage, event.data.job_id)
+            return reply(200, {"status": "ignored" if fresh else "duplicate"})
+
+        # Reserve before recording: a refused event must leave no receipt behind.
+        if not self.stages.reserve():
+            return reply(503, {"error": "busy, retry later"}, self.retry_after_s)
+        try:
+            fresh = await self._record(webhook_id, event)
+        except BaseException:
+            self.stages.release()
+            raise
+        if fresh is None:
+            self.stages.release()
+            return reply(503, {"error": "database unavailable"}, self.retry_after_s)
+        if not fresh:
+            self.stages.release()
+            return reply(200, {"status": "duplicate"})
+        self.stages.submit(lambda: self.runner(event))
+        return reply(202, {"status": "accepted"})
+
+    async def _record(self, webhook_id: str, event: StageEvent) -> bool | None:
+        """True for a first delivery, False for a repeat, None when the database is down."""
+        params = {
+            "event_id": as_uuid(webhook_id),
+            "job_id": event.data.job_id,
+            "type": event.type,
+        }
+        try:
+            async with self.db.connection(timeout=5) as conn:
+                cur = await conn.execute(INSERT_RECEIPT, (webhook_id,))
+                if cur.rowcount == 0:
+                    return False
+                await conn.execute(ACK_EVENTS, params)
+                return True
+        except Exception:
+            log.exception("could not record webhook %s", webhook_id)
+            return None
