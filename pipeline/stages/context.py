@@ -57,8 +57,10 @@ class StageContext:
         return self.downloads_dir() / f"{self.job.id}.export"
 
     def connect(self) -> psycopg.Connection:
+        # pgvector lives in schema `extensions` on Supabase and in the bootstrap.
         return psycopg.connect(self.conninfo, autocommit=False,
-                               application_name=f"soulprint-stage-{self.job.stage}")
+                               application_name=f"soulprint-stage-{self.job.stage}",
+                               options="-c search_path=public,extensions")
 
     # -- progress and stopping -------------------------------------------------------
 
