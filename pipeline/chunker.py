@@ -1,0 +1,110 @@
+"""Cut a conversation's counted messages into retrieval chunks sized for the embedder.
+
+all-MiniLM-L6-v2 reads at most 256 word pieces, about 1,000 characters of English, so
+chunks aim at ``target_chars`` (default 1,000). A chunk is consecutive messages, each
+labelled with its role; a message is split only when it alone exceeds the target, then
+at paragraph, sentence or word boundaries. Chunk ids are uuid5 of the conversation id,
+chunk index and content: the same input always gives the same ids (idempotent re-runs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from pipeline.models import Chunk, Conversation, Message
+
+DEFAULT_TARGET_CHARS = 1000
+CHUNK_NAMESPACE = uuid.UUID("0d3c1f1e-6a51-4c7e-8f43-4b1f2a9e7c10")
+LABELS = {"user": "User", "assistant": "Assistant"}
+_SEPARATOR = "\n\n"
+_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n", "。", "！", "？", "; ")
+
+
+def chunk_id(conversation_id: str, index: int, text: str) -> str:
+    """The deterministic id of a chunk (text form of a uuid5)."""
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{conversation_id}\x1f{index}\x1f{text}"))
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """``text`` in pieces of at most ``limit`` characters, cut at the last paragraph break,
+    else sentence end, else whitespace in each window (a hard cut only when none)."""
+    limit = max(1, limit)
+    pieces: list[str] = []
+    start, end = 0, len(text)
+    while end - start > limit:
+        stop = start + limit
+        half = start + limit // 2
+        cut = text.rfind("\n\n", half, stop)
+        if cut < 0:
+            # After the punctuation mark; every sentence end starts with one character.
+            cut = max(text.rfind(end_mark, half, stop) for end_mark in _SENTENCE_ENDS)
+            cut = cut + 1 if cut >= 0 else -1
+        if cut < 0:
+            quarter = start + limit // 4
+            cut = max(text.rfind(" ", quarter, stop), text.rfind("\n", quarter, stop))
+        if cut <= start:
+            cut = stop
+        piece = text[start:cut].strip()
+        if piece:
+            pieces.append(piece)
+        start = cut
+    piece = text[start:end].strip()
+    if piece:
+        pieces.append(piece)
+    return pieces
+
+
+def _times(messages: Sequence[Message]) -> tuple[float | None, float | None]:
+    # Min/max, not first/last: a thread's order is not time order in real exports.
+    times = [m.create_time for m in messages if m.create_time is not None]
+    return (min(times), max(times)) if times else (None, None)
+
+
+def chunk_conversation(
+    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS,
+) -> list[Chunk]:
+    """The chunks of ``conv``'s counted messages, in thread order."""
+    target = max(1, target_chars)
+    groups: list[tuple[str, list[Message]]] = []
+    texts: list[str] = []
+    members: list[Message] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal texts, members, size
+        if texts:
+            groups.append((_SEPARATOR.join(texts), members))
+        texts, members, size = [], [], 0
+
+    for message in conv.messages:
+        label = LABELS.get(message.role, message.role.title())
+        rendered = f"{label}: {message.text}"
+        if len(rendered) > target:
+            flush()
+            for piece in split_text(message.text, target - len(label) - 2):
+                groups.append((f"{label}: {piece}", [message]))
+            continue
+        added = len(rendered) + (len(_SEPARATOR) if texts else 0)
+        if texts and size + added > target:
+            flush()
+            added = len(rendered)
+        texts.append(rendered)
+        members.append(message)
+        size += added
+    flush()
+
+    chunks: list[Chunk] = []
+    for index, (text, msgs) in enumerate(groups):
+        first, last = _times(msgs)
+        chunks.append(Chunk(
+            id=chunk_id(conv.id, index, text),
+            conversation_id=conv.id,
+            conversation_title=conv.title,
+            index=index,
+            text=text,
+            first_time=first,
+            last_time=last,
+            message_count=len(msgs),
+        ))
+    return chunks
