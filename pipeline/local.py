@@ -144,7 +144,7 @@ class LocalRuntime:
                 "select id from public.import_jobs where object_id = %s and object_version = %s "
                 "order by created_at desc limit 1", (row[0], version)).fetchone()
         if job is None:
-            raise RuntimeError("The upload created no import job: is the storage trigger installed?")
+            raise RuntimeError("The upload created no import job: is the trigger installed?")
         return job[0]
 
     def soulprint_text(self, job_id: uuid.UUID) -> str | None:

@@ -51,7 +51,7 @@ def check_is_export(path: Path) -> None:
                              f"The zip archive is damaged (first bad member: {bad}).")
     else:
         stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-        if not stripped[:1] in (b"[", b"{"):
+        if stripped[:1] not in (b"[", b"{"):
             raise StageError(
                 "not_an_export",
                 "This file is not a ChatGPT export. Upload the .zip you got from ChatGPT "

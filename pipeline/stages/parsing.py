@@ -13,7 +13,6 @@ import logging
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pipeline.chunker import chunk_conversation
 from pipeline.errors import StageError
