@@ -164,6 +164,16 @@ class HttpTransport:
         self._client.close()
 
 
+def worker_conninfo(settings: Settings) -> str:
+    """DATABASE_URL (the import_worker role), else the embedded server of local mode."""
+    if settings.database_url:
+        return settings.database_url
+    from pipeline.local import admin_url_for
+    from pipeline.embedded import worker_url
+
+    return worker_url(admin_url_for(settings))
+
+
 class Relay:
     """Moves due outbox events to a transport, with retries and an attempt log."""
 
@@ -293,6 +303,10 @@ class Relay:
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name="relay", daemon=True)
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Finish the event in hand, then leave run() (safe from a signal handler)."""
+        self._stop.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

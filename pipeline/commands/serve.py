@@ -1,0 +1,61 @@
+"""`soulprint-import serve`: the webhook receiver under uvicorn (Render's web service)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pipeline.settings import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the signed-webhook receiver (Render web service)")
+    p.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
+        help="port (default $PORT, else 8000)",
+    )
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from handlers.app import create_app
+    from pipeline.stages import make_runner
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    missing = [
+        n
+        for n, v in (
+            ("DATABASE_URL", settings.database_url),
+            ("WEBHOOK_SECRET", settings.webhook_secret),
+        )
+        if not v
+    ]
+    if missing:
+        print(f"soulprint-import serve: set {' and '.join(missing)}", file=sys.stderr)
+        return 2
+    assert settings.database_url
+    app = create_app(
+        settings,
+        conninfo=settings.database_url,
+        runner=make_runner(settings, settings.database_url),
+    )
+    # uvicorn turns SIGTERM into a graceful stop: open requests finish, then our lifespan
+    # shutdown lets stages checkpoint and release their leases.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        timeout_graceful_shutdown=5,
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,65 @@
+"""The sweeper: revive jobs whose worker died or whose event was never acted on.
+
+The rules live in SQL (``sweep_import_jobs``): re-emit an event for an active job whose
+lease expired, or whose latest event was not acknowledged within ``stale_after``; after
+``max_attempts`` claims, fail the job with a sentence the person can read. A Render cron job
+runs one pass; local mode runs it in a loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP = "select job_id, action from sweep_import_jobs(make_interval(secs => %s), %s)"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepAction:
+    job_id: UUID
+    action: str  # 'reemitted' | 'failed'
+
+
+def stale_after_s(settings: Settings) -> float:
+    """How long an unacknowledged event or a silent job may sit before a re-emit."""
+    return 2.0 * settings.lease_seconds
+
+
+def run_sweep(
+    conninfo: str, settings: Settings, *, stale_after: float | None = None
+) -> list[SweepAction]:
+    """One pass; returns what it did (empty when every job is healthy)."""
+    stale = stale_after_s(settings) if stale_after is None else stale_after
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        rows = conn.execute(SWEEP, (stale, settings.max_attempts)).fetchall()
+    actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]
+    for a in actions:
+        log.info("sweep: job %s %s", a.job_id, a.action)
+    return actions
+
+
+def start_sweeper_loop(
+    conninfo: str, settings: Settings, interval_s: float, stop_event: threading.Event
+) -> threading.Thread:
+    """Sweep every ``interval_s`` seconds in a daemon thread until ``stop_event`` is set."""
+
+    def loop() -> None:
+        while not stop_event.is_set():
+            try:
+                run_sweep(conninfo, settings)
+            except psycopg.Error:
+                # A blip must not end the loop: the next pass catches up.
+                log.exception("sweep failed; retrying in %.0f s", interval_s)
+            stop_event.wait(interval_s)
+
+    thread = threading.Thread(target=loop, name="sweeper", daemon=True)
+    thread.start()
+    return thread
