@@ -168,8 +168,8 @@ def worker_conninfo(settings: Settings) -> str:
     """DATABASE_URL (the import_worker role), else the embedded server of local mode."""
     if settings.database_url:
         return settings.database_url
-    from pipeline.local import admin_url_for
     from pipeline.embedded import worker_url
+    from pipeline.local import admin_url_for
 
     return worker_url(admin_url_for(settings))
 
