@@ -1,0 +1,43 @@
+"""The soulprint: a profile of who a person is, built only from what they wrote.
+
+`ProfileBuilder` streams conversations into a bounded structured profile,
+`render_portrait` turns it into an offline markdown portrait, `narrate` asks an
+OpenAI-compatible LLM for one instead, and `build_soulprint` ties them together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from ..models import Conversation
+from .narrator import NarrationError, narrate
+from .portrait import render_portrait
+from .profile import ProfileBuilder
+
+__all__ = ["NarrationError", "ProfileBuilder", "build_soulprint", "narrate", "render_portrait"]
+
+log = logging.getLogger(__name__)
+
+
+def build_soulprint(
+    conversations: Iterable[Conversation], settings: Any = None
+) -> tuple[dict[str, Any], str]:
+    """Profile and soulprint_text; the profile's "narration" says which text was used."""
+    builder = ProfileBuilder()
+    for conv in conversations:
+        builder.add(conv)
+    profile = builder.profile()
+    narration: dict[str, Any] = {"source": "offline"}
+    text: str | None = None
+    if profile["volume"]["user_messages"]:  # nothing to narrate from an empty profile
+        try:
+            text = narrate(profile, settings)
+        except NarrationError as exc:
+            log.warning("falling back to the offline soulprint: %s", exc)
+            narration = {"source": "offline", "fallback_reason": str(exc)}
+    if text is not None:
+        narration = {"source": "llm", "model": settings.llm_model}
+    profile["narration"] = narration
+    return profile, text if text is not None else render_portrait(profile)

@@ -1,0 +1,231 @@
+"""render_portrait: the offline soulprint_text, a warm second-person portrait in markdown."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+_SMALL = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+          "ten", "eleven", "twelve")
+_PERIODS = (  # (name, hours) in UTC
+    ("late at night", (22, 23, 0, 1, 2, 3, 4)),
+    ("in the morning", (5, 6, 7, 8, 9, 10, 11)),
+    ("in the afternoon", (12, 13, 14, 15, 16)),
+    ("in the evening", (17, 18, 19, 20, 21)),
+)
+_PERIOD_OPENERS = {
+    "late at night": "You're a night owl here",
+    "in the morning": "You tend to show up early",
+    "in the afternoon": "You do most of your thinking here in the afternoon",
+    "in the evening": "Evenings are your time",
+}
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    word = _SMALL[n] if n < len(_SMALL) else f"{n:,}"
+    return f"{word} {noun if n == 1 else (plural or noun + 's')}"
+
+
+def _share(x: float) -> str:
+    """A share as people say it: 'about a third', not '0.33'."""
+    if x >= 0.9:
+        return "nearly all"
+    if x >= 0.65:
+        return "most"
+    if x >= 0.55:
+        return "more than half"
+    if x >= 0.42:
+        return "about half"
+    if x >= 0.29:
+        return "about a third"
+    if x >= 0.22:
+        return "about a quarter"
+    if x >= 0.09:
+        return f"about one in {round(1 / x)}"
+    return "a few" if x >= 0.02 else "hardly any"
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _quoted(titles: list[str]) -> str:
+    return _join([f"“{t}”" for t in titles])
+
+
+def _month(iso: str | None) -> str | None:
+    return datetime.fromisoformat(iso).strftime("%B %Y") if iso else None
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _intro(p: dict[str, Any]) -> str:
+    vol, act = p["volume"], p["activity"]
+    first, last = _month(act["first_message_at"]), _month(act["last_message_at"])
+    when = (
+        f"In {first}" if first and first == last
+        else f"Between {first} and {last}" if first else "Across this export"
+    )
+    words = vol["user_words"]
+    roughly = f", roughly {words:,} words in all" if words >= 200 else ""
+    return (
+        f"{when} you opened {_count(vol['conversations_with_user_messages'], 'conversation')} "
+        f"and wrote {_count(vol['user_messages'], 'message')} of your own{roughly}. "
+        "This portrait is drawn only from those words (what you asked about, how you put "
+        "things, and when you tend to show up), never from the answers you got back."
+    )
+
+
+def _topics(topics: list[dict[str, Any]]) -> str:
+    if not topics:
+        return ("Your conversations range widely, without a single subject that keeps "
+                "pulling you back.")
+    lead = topics[0]
+    parts = [f"More than anything, you come back to **{lead['label']}**"]
+    extra = [k for k in lead["keyphrases"][1:3] if k != lead["label"]]
+    if lead["share"] >= 0.09 and lead["conversations"] >= 3:
+        parts[0] += f", in {_share(lead['share'])} of your conversations"
+    if extra:
+        parts[0] += f", which for you takes in {_join(extra)}"
+    if lead["titles"]:
+        parts[0] += f". Think of {_quoted(lead['titles'])}"
+    sentences = [parts[0] + "."]
+    seconds = [
+        f"**{t['label']}**" + (f" ({_quoted(t['titles'][:2])})" if t["titles"] else "")
+        for t in topics[1:3]
+    ]
+    if seconds:
+        sentences.append(f"You also spend real time on {_join(seconds)}.")
+    rest = [t["label"] for t in topics[3:7]]
+    if rest:
+        sentences.append(f"Further out, there are recurring threads about {_join(rest)}.")
+    return " ".join(sentences)
+
+
+def _style(s: dict[str, Any]) -> str:
+    m, p90 = s["median_words"], s["p90_words"]
+    if m <= 10:
+        out = ["You write the way people text: short and to the point, usually a dozen "
+               "words or fewer."]
+    elif m <= 30:
+        out = [f"You write conversationally; a typical message is a sentence or two, about "
+               f"{m} words."]
+    elif m <= 80:
+        out = [f"You tend to explain yourself properly: a typical message runs to about {m} "
+               "words, a short paragraph."]
+    else:
+        out = [f"You write at length, in full paragraphs; a typical message is around {m} words."]
+    if p90 >= 60 and p90 >= 3 * max(m, 1):
+        out.append(f"When something matters you go much further: one message in ten runs "
+                   f"past {p90} words.")
+    q = s["question_share"]
+    if q >= 0.5:
+        out.append(f"You come with questions: {_share(q)} of your messages ask something.")
+    elif q >= 0.15:
+        out.append(f"{_cap(_share(q))} of your messages are questions; the rest is you "
+                   "telling, drafting and thinking out loud.")
+    else:
+        out.append("You rarely ask outright; mostly you say what you need or think out loud.")
+    code, langs = s["code_share"], s["code_languages"]
+    which = f", mostly {_join(langs[:2])}" if langs else ""
+    if code >= 0.3:
+        out.append(f"Code is part of how you think: {_share(code)} of your messages carry "
+                   f"some{which}.")
+    elif code >= 0.05:
+        out.append(f"Now and then you paste code{which}.")
+    if s["courtesy_share"] >= 0.15:
+        out.append(f"And you are polite to a machine: please and thank you turn up in "
+                   f"{_share(s['courtesy_share'])} of your messages.")
+    spoken = s["languages"]
+    if len(spoken) == 1 or (spoken and spoken[0]["share"] >= 0.95):
+        out.append(f"You write in {spoken[0]['name']}.")
+    elif spoken:
+        others = [lang["name"] for lang in spoken[1:4]]
+        out.append(f"You write mostly in {spoken[0]['name']}, switching to {_join(others)} "
+                   "at times.")
+    return " ".join(out)
+
+
+def _rhythm(a: dict[str, Any]) -> str:
+    hours = a["by_hour"]
+    timed = sum(hours)
+    if not timed:
+        return "Your export carries no timestamps, so when you write stays your own secret."
+    period, _ = max(_PERIODS, key=lambda pr: sum(hours[h] for h in pr[1]))
+    out = [f"{_PERIOD_OPENERS[period]}: your messages cluster {period}, peaking around "
+           f"{a['peak_hour']:02d}:00 UTC."]
+    days = a["by_weekday"]
+    weekend = (days["Saturday"] + days["Sunday"]) / timed
+    if a["busiest_weekday"] != a["quietest_weekday"]:
+        out.append(f"{a['busiest_weekday']} is your busiest day and {a['quietest_weekday']} "
+                   "the quietest.")
+    if weekend >= 0.42:
+        out.append("A good part of it happens at weekends, away from the working week.")
+    elif weekend <= 0.12 and timed >= 20:
+        out.append("It happens almost entirely on weekdays.")
+    if a["span_days"] >= 60:
+        months = a["span_days"] / 30.4
+        stretch = (f"{_count(round(months), 'month')}" if months < 24
+                   else f"{_count(round(months / 12), 'year')}")
+        busiest = _month(f"{a['busiest_month']}-01") if a["busiest_month"] else None
+        tail = f", busiest in {busiest}" if busiest else ""
+        out.append(f"Over {stretch} you came back on {_count(a['active_days'], 'different day')}"
+                   f"{tail}.")
+    out.append("(Times are in UTC; shift them to your own clock.)")
+    return " ".join(out)
+
+
+def _themes(themes: list[dict[str, Any]]) -> str:
+    lead = themes[0]
+    out = [f"Beyond the subjects themselves, some threads run through your life. "
+           f"**{_cap(lead['name'])}** comes up in {_share(lead['share'])} of your conversations"
+           + (f" (you mention {_join(lead['evidence'][:3])})." if lead["evidence"] else ".")]
+    rest = [f"**{t['name']}**" for t in themes[1:4]]
+    if rest:
+        out.append(f"{_join(rest)} surface{'s' if len(rest) == 1 else ''} again and again too.")
+    return " ".join(out)
+
+
+def _quotes(quotes: list[dict[str, Any]]) -> str:
+    blocks = []
+    for q in quotes:
+        where = [f"“{q['conversation_title']}”"] if q.get("conversation_title") else []
+        if q.get("date"):
+            where.append(datetime.fromisoformat(q["date"]).strftime("%B %Y"))
+        source = f"\n>\n> (from {', '.join(where)})" if where else ""
+        blocks.append(f"> {q['text']}{source}")
+    return "\n\n".join(blocks)
+
+
+def render_portrait(profile: dict[str, Any]) -> str:
+    """Render the profile as a readable portrait; honest about thin evidence."""
+    vol = profile["volume"]
+    n_user = vol["user_messages"]
+    if n_user == 0:
+        return (
+            "# Your soulprint\n\n"
+            "There isn't enough here to draw a portrait yet. This export holds "
+            f"{_count(vol['conversations'], 'conversation')}, but none of your own messages, "
+            "and a soulprint is made only from what you wrote. Import again once you have "
+            "had a few conversations, and this page will fill in.\n"
+        )
+    parts = ["# Your soulprint", _intro(profile)]
+    if n_user < 5:
+        parts.append(f"_This is an early sketch resting on just {_count(n_user, 'message')}, "
+                     "so take it lightly._")
+    parts += ["## What's on your mind", _topics(profile["topics"])]
+    parts += ["## How you write", _style(profile["style"])]
+    parts += ["## When you show up", _rhythm(profile["activity"])]
+    if profile["themes"]:
+        parts += ["## What seems to matter", _themes(profile["themes"])]
+    if profile["quotes"]:
+        parts += ["## In your own words", _quotes(profile["quotes"])]
+    parts.append(
+        "---\n_Drawn offline from your own messages only; nothing the assistant said was "
+        "taken as yours._"
+    )
+    return "\n\n".join(parts) + "\n"
