@@ -1,0 +1,146 @@
+"""End-to-end benchmark: `soulprint-import run` on a synthetic export of at least 100 MB.
+
+Prints the wall time of every stage, the peak RSS of the worker process, chunks embedded
+per second, and two ratios against baselines measured in the same run on the same file:
+  parsing stage  / bare `soulprint-import parse` (what the database writes cost), and
+  embedding rate / the embedder alone on the same chunk texts (what the database costs).
+
+    python bench/e2e.py [--size-mb 100] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "bench" / ".cache"
+sys.path.insert(0, str(ROOT))
+
+from tests.export_factory import dumps, make_conversation  # noqa: E402
+
+
+def make_export(path: Path, size_mb: int) -> Path:
+    """A one-line export of mixed eras, written conversation by conversation."""
+    if path.exists():
+        return path
+    target = size_mb * 1_000_000
+    tmp = path.with_suffix(".tmp")
+    written = 0
+    eras = ("2023", "2024", "2025", "2026")
+    with open(tmp, "wb") as f:
+        f.write(b"[")
+        i = 0
+        while written < target:
+            conv = make_conversation(8, era=eras[i % 4], index=i, user_chars=320,
+                                     assistant_chars=1200)
+            data = (b"," if i else b"") + dumps(conv)
+            f.write(data)
+            written += len(data)
+            i += 1
+        f.write(b"]")
+    tmp.replace(path)
+    return path
+
+
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of that child, and its stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
+    # ru_maxrss of children is the max over all waited children: run the big one first.
+    return wall, max(peak, before) / 1024, proc.stdout
+
+
+def stage_seconds(timings: dict[str, dict[str, str]]) -> dict[str, float]:
+    out = {}
+    for stage, t in timings.items():
+        if t.get("started_at") and t.get("ended_at"):
+            out[stage] = (datetime.fromisoformat(t["ended_at"])
+                          - datetime.fromisoformat(t["started_at"])).total_seconds()
+    return out
+
+
+def embedder_alone(settings_env: dict[str, str], texts: list[str]) -> float:
+    """Chunks per second of the embedder by itself, on the same texts."""
+    os.environ.update(settings_env)
+    from pipeline.embedding import get_embedder
+    from pipeline.settings import Settings
+
+    embedder = get_embedder(Settings.from_env())
+    embedder.embed(texts[:32])  # load weights outside the timing
+    start = time.perf_counter()
+    for i in range(0, len(texts), 256):
+        embedder.embed(texts[i:i + 256])
+    return len(texts) / (time.perf_counter() - start)
+
+
+def sample_chunk_texts(path: Path, n: int) -> list[str]:
+    from pipeline.chunker import chunk_conversation
+    from pipeline.export_reader import ExportReader
+
+    texts: list[str] = []
+    for conv in ExportReader(path):
+        texts.extend(c.text for c in chunk_conversation(conv))
+        if len(texts) >= n:
+            break
+    return texts[:n]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mb", type=int, default=100)
+    ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    args = ap.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    export = make_export(CACHE / f"e2e-{args.size_mb}mb.json", args.size_mb)
+    size_mb = export.stat().st_size / 1e6
+    data_dir = Path(tempfile.mkdtemp(prefix="soulprint-bench-"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["SOULPRINT_DATA_DIR"] = str(data_dir)
+    exe = [sys.executable, "-m", "pipeline.cli"]
+
+    wall, peak_mb, out = run_child([*exe, "run", str(export), "--json"], env)
+    result = json.loads(out)
+    stages = stage_seconds(result["stage_timings"])
+    parse_wall, _, parse_out = run_child([*exe, "parse", str(export), "--json"], env)
+    parsed = json.loads(parse_out)
+    texts = sample_chunk_texts(export, 4096)
+    alone = embedder_alone({}, texts)
+
+    embed_s = stages.get("embedding", 0.0)
+    rate = result["embedded_chunks"] / embed_s if embed_s else 0.0
+    print(f"export: {size_mb:,.1f} MB, {result['conversations']:,} conversations, "
+          f"{result['messages']:,} messages, {result['chunks']:,} chunks")
+    print(f"run: {wall:,.1f} s wall, stage {result['stage']}, peak RSS {peak_mb:,.0f} MB "
+          f"(worker process; PostgreSQL runs apart)")
+    for stage, secs in stages.items():
+        print(f"  {stage:<22} {secs:9.2f} s")
+    print(f"embedding: {rate:,.0f} chunks/s in the pipeline; embedder alone {alone:,.0f} "
+          f"chunks/s; ratio {rate / alone:.2f}")
+    parsing = stages.get("parsing", 0.0)
+    print(f"parsing stage {parsing:,.1f} s vs bare parse {parse_wall:,.1f} s: ratio "
+          f"{parsing / parse_wall:.2f}")
+    same = all(result[k] == parsed[k] for k in ("conversations", "messages", "user_messages",
+                                                "assistant_messages", "chunks"))
+    print(f"counts equal to `parse`: {same}")
+    if not args.keep:
+        subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
+                       capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    main()
