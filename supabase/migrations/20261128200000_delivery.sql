@@ -16,15 +16,11 @@ create index if not exists import_events_relay_due
 create index if not exists event_deliveries_attempted
   on public.event_deliveries (attempted_at);
 
--- The relay runs as import_worker: it reads and reschedules events, logs attempts (the
--- bigserial needs its sequence) and, in replay, reads the log back.
+-- The relay runs as import_worker, which may update only the outbox's delivery columns.
 do $$
 begin
   if exists (select 1 from pg_roles where rolname = 'import_worker') then
-    grant select, update on public.import_events to import_worker;
-    grant select, insert on public.event_deliveries to import_worker;
-    grant usage on sequence public.event_deliveries_id_seq to import_worker;
-    grant insert on public.webhook_receipts to import_worker;
+    grant update (relayed_at) on public.import_events to import_worker;
   end if;
 end
 $$;
