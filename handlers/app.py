@@ -63,8 +63,8 @@ def create_app(
             await db.close()
 
     routes = [
-        Route("/webhooks/supabase", receiver, methods=["POST"]),
-        Route("/healthz", Health(db, stages), methods=["GET"]),
+        Route("/webhooks/supabase", receiver.handle, methods=["POST"]),
+        Route("/healthz", Health(db, stages).handle, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.stages = stages

@@ -15,7 +15,7 @@ class Health:
         self.db = db
         self.stages = stages
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> JSONResponse:
         stages = {"busy": self.stages.busy, "capacity": self.stages.capacity}
         if lifecycle.shutting_down():
             return JSONResponse({"status": "shutting_down", "stages": stages}, status_code=503)

@@ -83,7 +83,7 @@ class WebhookReceiver:
         self.max_body_bytes = max_body_bytes
         self.retry_after_s = retry_after_s
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> JSONResponse:
         if lifecycle.shutting_down():
             return reply(503, {"error": "shutting down"}, self.retry_after_s)
         try:
