@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.embedding import get_embedder
+from pipeline.embedding import EmbedderError, get_embedder
+from pipeline.errors import StageError
 from pipeline.stages.context import StageContext
 
 BATCH = 256
@@ -24,6 +25,14 @@ where m.job_id = %(job)s and m.id = v.id and m.embedding is null
 
 
 def run(ctx: StageContext) -> None:
+    try:
+        _embed_all(ctx)
+    except EmbedderError as exc:  # its message is written for a person, without secrets
+        raise StageError(exc.code, str(exc)) from exc
+    ctx.advance()
+
+
+def _embed_all(ctx: StageContext) -> None:
     embedder = get_embedder(ctx.settings)
     ctx.counters.update(embedding_model=embedder.model, embedding_dim=embedder.dimensions)
     with ctx.connect() as conn:
@@ -46,4 +55,3 @@ def run(ctx: StageContext) -> None:
             })
             ctx.counters["embedded_chunks"] += result.rowcount
             ctx.commit_batch(conn, {})
-    ctx.advance()
