@@ -31,7 +31,14 @@ STOPWORDS: dict[str, frozenset[str]] = {
         back around always never often sometimes usually already though although however
         since whether without within across along per instead else ever able without
         write rewrite explain show create provide answer question example examples version
-        above below following based give gives best better way ways time times day days"""
+        above below following based give gives best better way ways time times day days
+        done doing getting making makes looking looks seems seem find found start started end
+        work works working worked stuff people person part point idea ideas place case issue
+        different same little big long short high low real full whole sure feel felt love
+        hate hope wish today tomorrow yesterday week weeks month months year years ago soon
+        hour hours minute minutes second seconds here's thing's okay nice cool awesome fine
+        exactly probably basically literally morning mornings evening evenings night nights
+        afternoon weekend weekends"""
     ),
     "es": _set(
         """el la los las un una unos unas y o pero que de del en con por para como es son está

@@ -13,6 +13,12 @@ _PERIODS = (  # (name, hours) in UTC
     ("in the afternoon", (12, 13, 14, 15, 16)),
     ("in the evening", (17, 18, 19, 20, 21)),
 )
+_CODE_NAMES = {
+    "js": "JavaScript", "javascript": "JavaScript", "ts": "TypeScript", "typescript": "TypeScript",
+    "py": "Python", "sql": "SQL", "sh": "shell", "bash": "shell", "zsh": "shell", "html": "HTML",
+    "css": "CSS", "json": "JSON", "yaml": "YAML", "cpp": "C++", "csharp": "C#", "php": "PHP",
+    "jsx": "React", "tsx": "React",
+}
 _PERIOD_OPENERS = {
     "late at night": "You're a night owl here",
     "in the morning": "You tend to show up early",
@@ -41,7 +47,8 @@ def _share(x: float) -> str:
     if x >= 0.22:
         return "about a quarter"
     if x >= 0.09:
-        return f"about one in {round(1 / x)}"
+        n = round(1 / x)
+        return f"about one in {_SMALL[n] if n < len(_SMALL) else n}"
     return "a few" if x >= 0.02 else "hardly any"
 
 
@@ -80,12 +87,23 @@ def _intro(p: dict[str, Any]) -> str:
     )
 
 
+def _glance(p: dict[str, Any]) -> str | None:
+    """One sentence that says who this is before the detail."""
+    names = [t["name"] for t in p["topics"][:3]]
+    if not names:
+        return None
+    words = {w for t in p["topics"][:3] for k in t["keyphrases"] for w in k.split()}
+    theme = next((t["name"] for t in p["themes"] if not set(t["evidence"]) & words), None)
+    tail = f", with {theme} never far from your mind" if theme else ""
+    return f"At a glance, you come across as someone who keeps returning to {_join(names)}{tail}."
+
+
 def _topics(topics: list[dict[str, Any]]) -> str:
     if not topics:
         return ("Your conversations range widely, without a single subject that keeps "
                 "pulling you back.")
     lead = topics[0]
-    parts = [f"More than anything, you come back to **{lead['label']}**"]
+    parts = [f"More than anything, you come back to **{lead['name']}**"]
     extra = [k for k in lead["keyphrases"][1:3] if k != lead["label"]]
     if lead["share"] >= 0.09 and lead["conversations"] >= 3:
         parts[0] += f", in {_share(lead['share'])} of your conversations"
@@ -95,12 +113,12 @@ def _topics(topics: list[dict[str, Any]]) -> str:
         parts[0] += f". Think of {_quoted(lead['titles'])}"
     sentences = [parts[0] + "."]
     seconds = [
-        f"**{t['label']}**" + (f" ({_quoted(t['titles'][:2])})" if t["titles"] else "")
+        f"**{t['name']}**" + (f" ({_quoted(t['titles'][:2])})" if t["titles"] else "")
         for t in topics[1:3]
     ]
     if seconds:
         sentences.append(f"You also spend real time on {_join(seconds)}.")
-    rest = [t["label"] for t in topics[3:7]]
+    rest = [t["name"] for t in topics[3:7]]
     if rest:
         sentences.append(f"Further out, there are recurring threads about {_join(rest)}.")
     return " ".join(sentences)
@@ -130,7 +148,7 @@ def _style(s: dict[str, Any]) -> str:
                    "telling, drafting and thinking out loud.")
     else:
         out.append("You rarely ask outright; mostly you say what you need or think out loud.")
-    code, langs = s["code_share"], s["code_languages"]
+    code, langs = s["code_share"], [_CODE_NAMES.get(c, _cap(c)) for c in s["code_languages"]]
     which = f", mostly {_join(langs[:2])}" if langs else ""
     if code >= 0.3:
         out.append(f"Code is part of how you think: {_share(code)} of your messages carry "
@@ -186,6 +204,7 @@ def _themes(themes: list[dict[str, Any]]) -> str:
            + (f" (you mention {_join(lead['evidence'][:3])})." if lead["evidence"] else ".")]
     rest = [f"**{t['name']}**" for t in themes[1:4]]
     if rest:
+        rest[0] = _cap(rest[0].replace("**", "")).join(("**", "**"))
         out.append(f"{_join(rest)} surface{'s' if len(rest) == 1 else ''} again and again too.")
     return " ".join(out)
 
@@ -214,6 +233,8 @@ def render_portrait(profile: dict[str, Any]) -> str:
             "had a few conversations, and this page will fill in.\n"
         )
     parts = ["# Your soulprint", _intro(profile)]
+    if glance := _glance(profile):
+        parts[-1] += " " + glance
     if n_user < 5:
         parts.append(f"_This is an early sketch resting on just {_count(n_user, 'message')}, "
                      "so take it lightly._")

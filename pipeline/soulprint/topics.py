@@ -9,6 +9,7 @@ that were rare when they were dropped).
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from itertools import combinations
@@ -21,8 +22,9 @@ MAX_TERMS = 20_000
 MAX_PAIRS = 20_000
 TITLES_PER_TERM = 3
 TERMS_PER_CONVERSATION = 12  # only a conversation's strongest terms may claim its title
-PAIR_TERMS = 6  # co-occurrence is counted among a conversation's top few terms
+PAIR_TERMS = 8  # co-occurrence is counted among a conversation's top few terms
 MAX_TOPICS = 8
+MIN_RELATIVE_SCORE = 0.2  # weaker than this next to the main topic is noise, not a topic
 BIGRAM_BOOST = 1.5  # a phrase says more than either of its words
 
 
@@ -54,6 +56,15 @@ def _prune(counter: dict[Any, float], cap: int) -> set[Any]:
     for key in dropped:
         del counter[key]
     return dropped
+
+
+def _display(label: str, titles: list[str]) -> str:
+    """The label as the titles spell it mid-sentence ("Rust", "API"), else lower case."""
+    pattern = re.compile(rf"(?<=\S )({re.escape(label)})\b", re.IGNORECASE)
+    for title in titles:
+        if (match := pattern.search(title)) and match.group(1) != match.group(1).lower():
+            return match.group(1)
+    return label
 
 
 class Topics:
@@ -111,14 +122,18 @@ class Topics:
         }
 
     def _score(self, term: str) -> float:
-        idf = math.log((self.documents + 1) / (self.df[term] + 1)) + 1.0
+        # Plain (not "+1") idf: a phrase in every conversation is boilerplate, not a topic;
+        # df * log(N / df) favours what recurs often without being everywhere.
+        idf = math.log((self.documents + 1) / (self.df[term] + 0.5))
         return self.weight[term] * idf * (BIGRAM_BOOST if " " in term else 1.0)
 
-    def _related(self, a: str, b: str) -> bool:
-        if set(a.split()) & set(b.split()):
+    def _related(self, head: str, term: str, covered: set[str]) -> bool:
+        """Same topic: a sub-phrase of a member, a phrase holding the head, or co-occurring."""
+        words = set(term.split())
+        if words <= covered or set(head.split()) <= words:
             return True
-        together = self.pairs.get((min(a, b), max(a, b)), 0)
-        return together >= 2 and together >= 0.5 * min(self.df[a], self.df[b])
+        together = self.pairs.get((min(head, term), max(head, term)), 0)
+        return together >= 2 and together >= 0.5 * min(self.df[head], self.df[term])
 
     def summary(self) -> list[dict[str, Any]]:
         """The main topics, heaviest first, each with keyphrases and representative titles."""
@@ -131,13 +146,27 @@ class Topics:
         )[: MAX_TOPICS * 8]
         topics: list[dict[str, Any]] = []
         taken: set[str] = set()
+        floor = MIN_RELATIVE_SCORE * self._score(candidates[0]) if candidates else 0.0
         for head in candidates:
-            if head in taken or len(topics) >= MAX_TOPICS:
+            if head in taken or len(topics) >= MAX_TOPICS or self._score(head) < floor:
                 continue
-            members = [head] + [
-                t for t in candidates if t not in taken and t != head and self._related(head, t)
-            ]
+            members, covered = [head], set(head.split())
+            grew = True
+            while grew:  # a phrase joining can make its words join too: repeat until stable
+                grew = False
+                for term in candidates:
+                    if term in taken or term in members:
+                        continue
+                    if self._related(head, term, covered):
+                        members.append(term)
+                        covered.update(term.split())
+                        grew = True
             taken.update(members)
+            # A word already inside a listed phrase adds nothing to the list.
+            phrases = [m for m in members if " " in m]
+            shown = [head] + [
+                m for m in members[1:] if " " in m or not any(m in p.split() for p in phrases)
+            ]
             titles = sorted(
                 {e for t in members for e in self.titles.get(t, [])}, reverse=True
             )
@@ -147,7 +176,8 @@ class Topics:
                     seen.append(title)
             topics.append({
                 "label": head,
-                "keyphrases": members[:5],
+                "name": _display(head, seen),
+                "keyphrases": shown[:5],
                 "conversations": self.df[head],
                 "share": round(self.df[head] / self.documents, 3),
                 "titles": seen[:TITLES_PER_TERM],
