@@ -142,7 +142,8 @@ def add_node(
     nid = node_id or _uuid("node", conv.get("id"), len(mapping), parent)
     node: dict[str, Any] = {"id": nid, "message": message, "parent": parent}
     if mapping:
-        with_children = any(isinstance(n, dict) and "children" in n for n in mapping.values())
+        first = next(iter(mapping.values()))  # the root decides: one era per conversation
+        with_children = isinstance(first, dict) and "children" in first
     else:
         with_children = conv.get("_era") != "2026"
     if with_children:
