@@ -1,0 +1,75 @@
+"""PostgreSQL connections and the retry policy for transient database errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.rows import dict_row
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "soulprint-import"
+
+T = TypeVar("T")
+
+
+def connect(conninfo: str, **kw: Any) -> psycopg.Connection[dict[str, Any]]:
+    """Open a connection: autocommit off, rows as dicts, our application_name.
+
+    Keyword arguments go to ``psycopg.connect`` and override these defaults.
+    """
+    kw.setdefault("row_factory", dict_row)
+    kw.setdefault("autocommit", False)
+    kw.setdefault("application_name", APPLICATION_NAME)
+    kw.setdefault("connect_timeout", 10)
+    return psycopg.connect(conninfo, **kw)
+
+
+# Errors where running the same transaction again can succeed: the server went away or
+# restarted, the connection broke, or PostgreSQL chose us as the victim of a conflict.
+# psycopg maps SQLSTATE classes 08 (connection), 40 (rollback), 53 (resources), 55P03 (lock
+# not available) and 57 (operator intervention) to OperationalError subclasses; the named
+# ones are listed for the reader.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    errors.SerializationFailure,
+    errors.DeadlockDetected,
+    errors.LockNotAvailable,
+    errors.AdminShutdown,
+    errors.CannotConnectNow,
+    errors.TooManyConnections,
+    psycopg.OperationalError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying the whole call for."""
+    return isinstance(exc, _TRANSIENT)
+
+
+def retry_transient(
+    attempts: int = 6, max_wait: float = 5.0
+) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator: retry a whole database call (one statement or one transaction) on
+    transient errors, with jittered exponential backoff; other errors raise at once.
+
+    The wrapped call must open its own connection or transaction each time, so a retry
+    starts clean.
+    """
+    return retry(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.05, max=max_wait),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )

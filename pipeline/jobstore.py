@@ -1,0 +1,317 @@
+"""The job store: the only Python code that changes an import job.
+
+Every method is a thin call of one SQL function from supabase/migrations (the rules live
+next to the data, as in procrastinate): one statement, one transaction, retried as a whole
+on transient errors. Every transition is conditional on what the caller believes (stage,
+lease owner), so losing a race is an answer (``None`` / ``False`` / ``"not_yours"``), never
+an exception. Errors that are not races (the database down for longer than the retries, a
+bug) still raise.
+
+Thread-safe: calls share a small connection pool; stages run in threads.
+
+Lease owners are arbitrary text, but must be unique per running stage (e.g.
+``host:pid:random``): the same owner may re-claim its own lease, which is what makes a
+retried claim idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from pipeline.db import APPLICATION_NAME, retry_transient
+
+ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
+
+ACTIVE_STAGES = frozenset(
+    {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
+)
+TERMINAL_STAGES = frozenset({"complete", "failed", "cancelled", "rejected"})
+
+# The counter columns a progress report may set (absolute values).
+COUNTER_KEYS = (
+    "bytes_total",
+    "bytes_done",
+    "conversations",
+    "skipped_conversations",
+    "messages",
+    "user_messages",
+    "assistant_messages",
+    "chunks",
+    "embedded_chunks",
+    "sha256",
+    "embedding_model",
+    "embedding_dim",
+)
+
+# One progress write per job per second is plenty for a progress bar and keeps a fast
+# stage from turning into a write storm on the job row (and Realtime).
+PROGRESS_MIN_INTERVAL_S = 1.0
+
+
+@dataclass(slots=True)
+class Job:
+    """One row of public.import_jobs."""
+
+    id: UUID
+    user_id: UUID
+    stage: str
+    bucket_id: str | None = None
+    object_name: str | None = None
+    object_version: str | None = None
+    object_id: UUID | None = None
+    file_size: int | None = None
+    stage_changed_at: datetime | None = None
+    stage_timings: dict[str, Any] | None = None
+    bytes_total: int = 0
+    bytes_done: int = 0
+    conversations: int = 0
+    skipped_conversations: int = 0
+    messages: int = 0
+    user_messages: int = 0
+    assistant_messages: int = 0
+    chunks: int = 0
+    embedded_chunks: int = 0
+    sha256: str | None = None
+    embedding_model: str | None = None
+    embedding_dim: int | None = None
+    checkpoint: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    failed_stage: str | None = None
+    attempts: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.stage in ACTIVE_STAGES
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any] | None) -> Job | None:
+        """A Job from a row dict; None for no row or the all-NULL row a SQL function
+        returning ``import_jobs`` gives when nothing matched. Unknown columns (added by later
+        migrations) are ignored."""
+        if row is None or row.get("id") is None:
+            return None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in known})
+
+
+def _counters(counters: dict[str, Any] | None) -> Jsonb:
+    return Jsonb({k: v for k, v in (counters or {}).items() if k in COUNTER_KEYS})
+
+
+class JobStore:
+    """Calls the job transition functions of the schema. ``conninfo``: the worker's URL
+    (least privilege), or an admin URL for operator commands."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        lease_seconds: int = 60,
+        progress_interval_s: float = PROGRESS_MIN_INTERVAL_S,
+        max_connections: int = 4,
+    ) -> None:
+        self.conninfo = conninfo
+        self.lease_seconds = lease_seconds
+        self.progress_interval_s = progress_interval_s
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=max_connections,
+            kwargs={
+                "autocommit": True,  # each call is one statement: its own transaction
+                "row_factory": dict_row,
+                "application_name": f"{APPLICATION_NAME} jobstore",
+                "connect_timeout": 10,
+            },
+            check=ConnectionPool.check_connection,  # drop connections the server closed
+            open=True,
+            name="jobstore",
+        )
+        # job_id -> (monotonic time of the last progress write, its outcome)
+        self._last_progress: dict[UUID, tuple[float, ProgressOutcome]] = {}
+        self._lock = threading.Lock()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @retry_transient()
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    @retry_transient()
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._pool.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        row = self._one(sql, params)
+        return None if row is None else next(iter(row.values()))
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def claim(
+        self, job_id: UUID, stage: str, owner: str, lease_seconds: int | None = None
+    ) -> Job | None:
+        """Take the lease on the job if it is in ``stage``, unheld (or expired, or already
+        ours) and not being cancelled. Counts an attempt. None: not yours."""
+        row = self._one(
+            "select * from public.claim_import_job(%s, %s, %s, %s)",
+            (job_id, stage, owner, lease_seconds or self.lease_seconds),
+        )
+        job = Job.from_row(row)
+        if job is not None:
+            self._forget_progress(job_id)
+        return job
+
+    def progress(
+        self,
+        job_id: UUID,
+        owner: str,
+        counters: dict[str, Any],
+        checkpoint: dict[str, Any] | None = None,
+        force: bool = False,
+    ) -> ProgressOutcome:
+        """Report absolute counters (and the checkpoint of the last committed batch); renews
+        the lease. Throttled to one write per ``progress_interval_s`` per job unless
+        ``force``: a skipped report returns the last outcome (a resume from the previous
+        checkpoint is safe, batches being idempotent)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_progress.get(job_id)
+        if (
+            not force
+            and last is not None
+            and last[1] == "ok"
+            and now - last[0] < self.progress_interval_s
+        ):
+            return "ok"
+        outcome = self._scalar(
+            "select public.report_import_progress(%s, %s, %s, %s, %s)",
+            (
+                job_id,
+                owner,
+                _counters(counters),
+                None if checkpoint is None else Jsonb(checkpoint),
+                self.lease_seconds,
+            ),
+        )
+        result: ProgressOutcome = outcome if outcome in ("ok", "cancel_requested") else "not_yours"
+        with self._lock:
+            self._last_progress[job_id] = (now, result)
+        return result
+
+    def advance(
+        self, job_id: UUID, owner: str, from_stage: str, counters: dict[str, Any] | None = None
+    ) -> str | None:
+        """Move on to the next stage (the database emits its event). Returns the new stage,
+        ``"cancelled"`` when a cancel was pending, None when not yours."""
+        self._forget_progress(job_id)
+        stage = self._scalar(
+            "select public.advance_import_job(%s, %s, %s, %s)",
+            (job_id, owner, from_stage, _counters(counters)),
+        )
+        return None if stage is None else str(stage)
+
+    def fail(self, job_id: UUID, owner: str, code: str, message: str) -> bool:
+        """Stop the job with an error code and a sentence a person understands."""
+        self._forget_progress(job_id)
+        return bool(
+            self._scalar(
+                "select public.fail_import_job(%s, %s, %s, %s)", (job_id, owner, code, message)
+            )
+        )
+
+    def release(self, job_id: UUID, owner: str) -> bool:
+        """Give the lease back (shutdown); another worker is invited at once."""
+        self._forget_progress(job_id)
+        return bool(self._scalar("select public.release_import_job(%s, %s)", (job_id, owner)))
+
+    def finish_cancel(self, job_id: UUID, owner: str) -> bool:
+        """Acknowledge a cancel request: partial data deleted, stage cancelled."""
+        self._forget_progress(job_id)
+        return bool(self._scalar("select public.finish_import_cancel(%s, %s)", (job_id, owner)))
+
+    def complete(
+        self, job_id: UUID, owner: str, profile: dict[str, Any], soulprint_text: str
+    ) -> bool:
+        """Finish: soulprint stored and swapped in for the person, all in one transaction."""
+        self._forget_progress(job_id)
+        return bool(
+            self._scalar(
+                "select public.complete_import_job(%s, %s, %s, %s)",
+                (job_id, owner, Jsonb(profile), soulprint_text),
+            )
+        )
+
+    # -- operator and app actions ----------------------------------------------------------
+
+    def retry(self, job_id: UUID) -> str | None:
+        """failed -> the stage it failed in; None if not failed or another import runs."""
+        stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+        return None if stage is None else str(stage)
+
+    def request_cancel(self, job_id: UUID) -> str | None:
+        """Cancel (at once if nobody holds it, else at the holder's next report). Returns the
+        stage afterwards, None if there is no such job."""
+        stage = self._scalar("select public.request_import_cancel(%s)", (job_id,))
+        return None if stage is None else str(stage)
+
+    def sweep(self, stale_after_s: float, max_attempts: int) -> list[tuple[UUID, str]]:
+        """One sweeper pass: [(job_id, 'reemitted' | 'failed' | 'cancelled'), ...]."""
+        rows = self._all(
+            "select job_id, action from public.sweep_import_jobs(%s, %s)",
+            (timedelta(seconds=stale_after_s), max_attempts),
+        )
+        return [(r["job_id"], r["action"]) for r in rows]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: UUID) -> Job | None:
+        return Job.from_row(self._one("select * from public.import_jobs where id = %s", (job_id,)))
+
+    def latest_for_user(self, user_id: UUID) -> Job | None:
+        return Job.from_row(
+            self._one(
+                "select * from public.import_jobs where user_id = %s"
+                " order by created_at desc, id desc limit 1",
+                (user_id,),
+            )
+        )
+
+    def latest(self) -> Job | None:
+        """The most recent job of anyone (local mode: the one person on this machine)."""
+        return Job.from_row(
+            self._one("select * from public.import_jobs order by created_at desc, id desc limit 1")
+        )
+
+    def _forget_progress(self, job_id: UUID) -> None:
+        with self._lock:
+            self._last_progress.pop(job_id, None)
+
+
+__all__ = ["ACTIVE_STAGES", "TERMINAL_STAGES", "Job", "JobStore", "ProgressOutcome"]

@@ -1,0 +1,108 @@
+"""Real PostgreSQL for the tests: the embedded pgserver (PG16 + pgvector), or DATABASE_URL.
+
+Fixtures:
+- ``pg_admin_url`` (session): superuser URL of a migrated database on the test server. Shared
+  by the whole session: create your own users/rows, never assume it is empty.
+- ``db_url`` (function): superuser URL of a FRESH migrated database, cloned from a migrated
+  template (CREATE DATABASE ... TEMPLATE: tens of milliseconds), dropped after the test.
+- ``worker_db_url`` (function): the same fresh database as ``db_url``, logged in as the
+  least-privilege role ``import_worker`` (what the stages and the relay use).
+- ``pg_server_url`` (session): superuser URL of the server's maintenance database, for tests
+  that create databases of their own.
+
+Helpers to act on these (create_user, upload_object, as_user, jobs_for, ...) are in
+tests/dbutil.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+# Both `from tests.dbutil import ...` and `from dbutil import ...` work, under `pytest` and
+# `python -m pytest` alike.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+import pytest
+
+from pipeline.embedded import ensure_embedded, stop_embedded, worker_url
+from pipeline.migrate import apply_migrations
+from tests.dbutil import with_dbname
+
+
+def _create_db(server_url: str, name: str, template: str = "template0") -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template "{template}"')
+
+
+def _drop_db(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """Superuser URL of the test server's maintenance database (see module docstring)."""
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="soulprint-test-"))
+    data_dir.chmod(0o755)  # postgres runs as the `pgserver` user when we are root
+    try:
+        url = ensure_embedded(data_dir)
+        # A throwaway cluster: durability buys nothing here, speed does.
+        with psycopg.connect(url, autocommit=True) as conn:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(f"alter system set {setting} = off")
+            conn.execute("select pg_reload_conf()")
+        yield url
+    finally:
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _template_db(pg_server_url: str) -> Iterator[str]:
+    """Name of a migrated database nobody connects to: the source of every fresh clone."""
+    name = f"sp_tpl_{uuid.uuid4().hex[:10]}"
+    _create_db(pg_server_url, name)
+    try:
+        apply_migrations(with_dbname(pg_server_url, name))
+        yield name
+    finally:
+        _drop_db(pg_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pg_server_url: str, _template_db: str) -> Iterator[str]:
+    """Superuser URL of a migrated database shared by the whole session."""
+    name = f"sp_session_{uuid.uuid4().hex[:10]}"
+    _create_db(pg_server_url, name, _template_db)
+    try:
+        yield with_dbname(pg_server_url, name)
+    finally:
+        _drop_db(pg_server_url, name)
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, _template_db: str) -> Iterator[str]:
+    """Superuser URL of a fresh, migrated, empty database for this test only."""
+    name = f"sp_test_{uuid.uuid4().hex[:12]}"
+    _create_db(pg_server_url, name, _template_db)
+    try:
+        yield with_dbname(pg_server_url, name)
+    finally:
+        _drop_db(pg_server_url, name)
+
+
+@pytest.fixture
+def worker_db_url(db_url: str) -> str:
+    """``db_url``'s database as the least-privilege worker role ``import_worker``."""
+    return worker_url(db_url)
