@@ -9,6 +9,7 @@ want (fused QKV, attention scale folded in, (in, out) matrices).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +19,13 @@ import numpy as np
 # that the matmuls keep BLAS busy.
 _FFN_ROWS = 512
 
-# Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32 resolution of GELU's output.
-_AS_P = np.float32(0.3275911)
-_AS_A = tuple(
-    np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+# Abramowitz & Stegun 7.1.26: erfc(z) ~ poly(t) * exp(-z^2), t = 1 / (1 + p z), z >= 0,
+# |error| < 1.5e-7, below float32 resolution of GELU's output. Constants are pre-folded for
+# z = |x| / sqrt(2) and for the 0.5 in Phi(x) = 0.5 * erfc(-x / sqrt(2)).
+_GELU_P = np.float32(0.3275911 / math.sqrt(2.0))
+_GELU_A = tuple(
+    np.float32(0.5 * a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 )
-_INV_SQRT2 = np.float32(1.0 / math.sqrt(2.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +73,14 @@ class _Layer:
 
 
 def _f32(a: np.ndarray) -> np.ndarray:
-    # Copy out of the file mapping so RSS is predictable and the mapping can be released.
-    return np.ascontiguousarray(a, dtype=np.float32).copy()
+    # Row-major float32 is what the matmuls below are fastest on; copies only if needed.
+    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class BertEncoder:
     """Immutable prepared weights plus a pure forward pass (safe to share between threads)."""
 
-    def __init__(self, config: BertConfig, tensors: dict[str, np.ndarray]) -> None:
+    def __init__(self, config: BertConfig, tensors: Mapping[str, np.ndarray]) -> None:
         self.config = config
         h = config.hidden_size
         head_dim = h // config.num_heads
@@ -214,28 +216,30 @@ def _softmax_inplace(s: np.ndarray) -> None:
 
 
 def _gelu_inplace(x: np.ndarray) -> None:
-    """Exact GELU, x * Phi(x), with erf from A&S 7.1.26 (numpy has no erf)."""
-    z = np.abs(x)
-    z *= _INV_SQRT2
-    t = z * _AS_P
+    """Exact GELU, x * Phi(x), in place; numpy has no erf, so A&S 7.1.26 stands in.
+
+    With tail = 0.5 * erfc(|x| / sqrt2): x * Phi(x) = 0.5 * x + |x| * (0.5 - tail) for either
+    sign of x, which avoids branches and masked ufuncs (``where=`` is ~50x slower here).
+    """
+    a = np.abs(x)
+    t = a * _GELU_P
     t += np.float32(1.0)
-    np.reciprocal(t, out=t)
-    a1, a2, a3, a4, a5 = _AS_A
-    poly = t * a5
-    poly += a4
-    poly *= t
-    poly += a3
-    poly *= t
-    poly += a2
-    poly *= t
-    poly += a1
-    poly *= t
-    # tail = 0.5 * erfc(|x|/sqrt2) = 0.5 * poly * exp(-z^2)
-    np.square(z, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    poly *= z
-    poly *= np.float32(0.5)
-    # Phi(x) = 1 - tail for x >= 0, tail for x < 0
-    np.subtract(np.float32(1.0), poly, out=poly, where=x >= 0)
-    x *= poly
+    np.divide(np.float32(1.0), t, out=t)  # faster than np.reciprocal for float32
+    a1, a2, a3, a4, a5 = _GELU_A
+    tail = t * a5
+    tail += a4
+    tail *= t
+    tail += a3
+    tail *= t
+    tail += a2
+    tail *= t
+    tail += a1
+    tail *= t
+    np.multiply(a, a, out=t)  # t is free again: reuse it for exp(-x^2 / 2)
+    t *= np.float32(-0.5)
+    np.exp(t, out=t)
+    tail *= t
+    np.subtract(np.float32(0.5), tail, out=tail)
+    tail *= a
+    x *= np.float32(0.5)
+    x += tail

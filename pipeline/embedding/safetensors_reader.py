@@ -8,8 +8,8 @@ then the raw little-endian tensor bytes; offsets are relative to the end of the 
 from __future__ import annotations
 
 import json
-import mmap
 import struct
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ _DTYPES: dict[str, str] = {
     "BOOL": "?",
 }
 
-# A header larger than this is not a model file we should trust (the format caps it at 100 MB).
+# The format caps the header at 100 MB; anything larger is not a model file to trust.
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -34,37 +34,53 @@ class SafetensorsError(ValueError):
     """The file is not a readable safetensors file."""
 
 
-def read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Map every tensor of ``path`` as a read-only numpy array backed by the file.
+class SafetensorsFile(Mapping[str, np.ndarray]):
+    """Tensors of one safetensors file, each read from disk only when asked for.
 
-    The arrays share one read-only memory map, so untouched rows (most of the
-    vocabulary embedding) never occupy private memory.
+    Every lookup returns a fresh, writable array owned by the caller; nothing stays
+    mapped, so loading costs the memory of the tensors actually kept and no more.
     """
-    with open(path, "rb") as f:
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    if len(mm) < 8:
-        raise SafetensorsError(f"{path} is too short to be a safetensors file")
-    (header_len,) = struct.unpack("<Q", mm[:8])
-    if header_len > min(_MAX_HEADER, len(mm) - 8):
-        raise SafetensorsError(f"{path} has an implausible safetensors header length")
-    try:
-        header = json.loads(mm[8 : 8 + header_len])
-    except ValueError as exc:
-        raise SafetensorsError(f"{path} has an unreadable safetensors header") from exc
-    base = 8 + header_len
-    tensors: dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = _DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise SafetensorsError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
-        begin, end = info["data_offsets"]
-        shape = tuple(info["shape"])
-        count = int(np.prod(shape, dtype=np.int64))
-        if end - begin != count * np.dtype(dtype).itemsize or base + end > len(mm):
-            raise SafetensorsError(f"{path}: tensor {name} has inconsistent offsets")
-        tensors[name] = np.frombuffer(mm, dtype=dtype, count=count, offset=base + begin).reshape(
-            shape
-        )
-    return tensors
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                raise SafetensorsError(f"{path} is too short to be a safetensors file")
+            (header_len,) = struct.unpack("<Q", raw)
+            if header_len > min(_MAX_HEADER, size - 8):
+                raise SafetensorsError(f"{path} has an implausible safetensors header length")
+            try:
+                header = json.loads(f.read(header_len))
+            except ValueError as exc:
+                raise SafetensorsError(f"{path} has an unreadable safetensors header") from exc
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._base = 8 + header_len
+        self._entries: dict[str, tuple[np.dtype, tuple[int, ...], int]] = {}
+        for name, info in header.items():
+            code = _DTYPES.get(info.get("dtype"))
+            if code is None:
+                raise SafetensorsError(f"{path}: tensor {name} has unsupported dtype")
+            dtype = np.dtype(code)
+            begin, end = info["data_offsets"]
+            shape = tuple(int(d) for d in info["shape"])
+            count = int(np.prod(shape, dtype=np.int64))
+            if end - begin != count * dtype.itemsize or self._base + end > size or begin < 0:
+                raise SafetensorsError(f"{path}: tensor {name} has inconsistent offsets")
+            self._entries[name] = (dtype, shape, self._base + begin)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        dtype, shape, offset = self._entries[name]
+        out = np.empty(shape, dtype=dtype)
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            if f.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise SafetensorsError(f"{self.path}: tensor {name} is truncated")
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,84 @@
+"""Embedders: text -> L2-normalized float32 vectors (see ``Embedder``).
+
+``get_embedder(settings)`` returns one shared instance per configuration, so every
+stage thread in the process reuses the same loaded model or HTTP connection pool.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..settings import Settings
+from .base import Embedder, l2_normalize
+from .errors import EmbedderError, EmbedderUnavailable, EmbeddingRequestFailed
+
+__all__ = [
+    "Embedder",
+    "EmbedderError",
+    "EmbedderUnavailable",
+    "EmbeddingRequestFailed",
+    "clear_embedder_cache",
+    "get_embedder",
+    "l2_normalize",
+]
+
+_cache: dict[tuple, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def _key(settings: Settings) -> tuple:
+    return (
+        settings.embedding_provider,
+        settings.embedding_model,
+        settings.embedding_dimensions,
+        settings.openai_base_url,
+        settings.openai_api_key,
+    )
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for ``settings`` (created on first call, then reused).
+
+    Raises ``EmbedderUnavailable`` for an unknown provider, a model the provider cannot
+    serve, or missing model files / API key; the message says what to change.
+    """
+    key = _key(settings)
+    with _cache_lock:
+        embedder = _cache.get(key)
+        if embedder is None:
+            embedder = _build(settings)
+            _cache[key] = embedder
+        return embedder
+
+
+def clear_embedder_cache() -> None:
+    """Forget cached embedders (tests, or after settings change)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def _build(settings: Settings) -> Embedder:
+    provider = (settings.embedding_provider or "minilm").strip().lower()
+    if provider == "minilm":
+        from .minilm import MODEL_NAME, MiniLMEmbedder
+
+        model = settings.embedding_model
+        if model and model.split("/")[-1].lower() != MODEL_NAME.split("/")[-1].lower():
+            raise EmbedderUnavailable(
+                f"EMBEDDING_MODEL={model} is not available offline: the minilm provider only "
+                "runs all-MiniLM-L6-v2. Unset EMBEDDING_MODEL or set EMBEDDING_PROVIDER=openai."
+            )
+        dims = settings.embedding_dimensions
+        if dims not in (None, MiniLMEmbedder.dimensions):
+            raise EmbedderUnavailable(
+                f"EMBEDDING_DIMENSIONS={dims} does not fit all-MiniLM-L6-v2, which makes "
+                "384-dimensional vectors. Unset EMBEDDING_DIMENSIONS or set it to 384."
+            )
+        return MiniLMEmbedder()
+    if provider == "openai":
+        from .openai_embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder.from_settings(settings)
+    raise EmbedderUnavailable(
+        f"Unknown EMBEDDING_PROVIDER {settings.embedding_provider!r}: use 'minilm' or 'openai'."
+    )

@@ -1,0 +1,272 @@
+"""Embeddings from any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import numpy as np
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from .base import l2_normalize
+from .errors import EmbedderError, EmbedderUnavailable, EmbeddingRequestFailed
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "text-embedding-3-small"
+# Native sizes, so ``dimensions`` is known without a request for the common models.
+_KNOWN_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+# Anything that looks like an OpenAI-style secret, including the masked echo of a key that
+# the API puts in its 401 message ("Incorrect API key provided: sk-ab***...wxyz").
+_SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-*.]{3,}")
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the server's requested wait, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def _redact(text: str, key: str | None) -> str:
+    if key:
+        text = text.replace(key, "[redacted]")
+    return _SECRET_RE.sub("[redacted]", text)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, or ``Retry-After`` in
+    seconds or as an HTTP date), or None."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_detail(resp: httpx.Response) -> tuple[str, str | None]:
+    """(message, code) from an OpenAI error body ``{"error": {"message", "code"}}``."""
+    try:
+        err = resp.json().get("error") or {}
+        if isinstance(err, dict):
+            return str(err.get("message") or "").strip(), err.get("code")
+        return str(err), None
+    except (ValueError, AttributeError):
+        return resp.text[:200].strip(), None
+
+
+class OpenAIEmbedder:
+    """Batched, retried client for the OpenAI embeddings API (or a compatible server).
+
+    Thread-safe: one ``httpx.Client`` (a thread-safe connection pool) is shared by all
+    callers. The API key is sent only in the Authorization header and scrubbed from every
+    message this class logs or raises.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = "https://api.openai.com/v1",
+        model: str = DEFAULT_MODEL,
+        dimensions: int | None = None,
+        batch_size: int = 96,
+        max_attempts: int = 6,
+        max_wait: float = 60.0,
+        timeout: float = 60.0,
+        max_input_chars: int = 6000,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not api_key:
+            raise EmbedderUnavailable(
+                "EMBEDDING_PROVIDER=openai needs an API key: set OPENAI_API_KEY, "
+                "or use EMBEDDING_PROVIDER=minilm to embed offline."
+            )
+        self.model = model
+        self._api_key = api_key
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._requested_dimensions = dimensions
+        self._dimensions = dimensions or _KNOWN_DIMENSIONS.get(model)
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.max_wait = max_wait
+        # The API rejects inputs over 8191 tokens; 6000 chars stays below that even for
+        # scripts that take more than one token per character. Chunks are ~1000 chars.
+        self.max_input_chars = max_input_chars
+        self._sleep = sleep
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> OpenAIEmbedder:
+        """Build from ``Settings`` (model, dimensions, base URL and key)."""
+        return cls(
+            api_key=settings.openai_api_key or "",
+            base_url=settings.openai_base_url or "https://api.openai.com/v1",
+            model=settings.embedding_model or DEFAULT_MODEL,
+            dimensions=settings.embedding_dimensions,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAIEmbedder(model={self.model!r}, url={self._url!r})"
+
+    @property
+    def dimensions(self) -> int:
+        """Vector size; for a model of unknown size, learned with one small request."""
+        if self._dimensions is None:
+            self.embed(["dimension probe"])
+        assert self._dimensions is not None
+        return self._dimensions
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` in batches; rows come back in input order, L2-normalized."""
+        if not texts:
+            return np.zeros((0, self._dimensions or 0), dtype=np.float32)
+        parts = [
+            self._post_with_retries(texts[i : i + self.batch_size])
+            for i in range(0, len(texts), self.batch_size)
+        ]
+        return l2_normalize(np.concatenate(parts))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self._timeout,
+                    headers={"Authorization": f"Bearer {self._api_key}"},
+                )
+            return self._client
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_wait)
+        return wait_exponential_jitter(initial=1, max=self.max_wait)(state)
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "embedding request failed (%s); attempt %d of %d, retrying in %.1f s",
+            getattr(exc, "reason", type(exc).__name__),
+            state.attempt_number,
+            self.max_attempts,
+            wait,
+        )
+
+    def _post_with_retries(self, batch: list[str]) -> np.ndarray:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(self._post, batch)
+        except _Transient as exc:
+            raise EmbeddingRequestFailed(
+                f"The embedding service at {self._url} kept failing ({exc.reason}) after "
+                f"{self.max_attempts} attempts. The import can be retried later."
+            ) from None
+
+    def _post(self, batch: list[str]) -> np.ndarray:
+        # The API rejects empty strings; a space keeps the row (and its position).
+        inputs = [(t[: self.max_input_chars] if t.strip() else " ") for t in batch]
+        body: dict[str, Any] = {"model": self.model, "input": inputs, "encoding_format": "float"}
+        if self._requested_dimensions:
+            body["dimensions"] = self._requested_dimensions
+        try:
+            resp = self._http().post(self._url, json=body)
+        except httpx.TransportError as exc:
+            raise _Transient(_redact(f"{type(exc).__name__}: {exc}", self._api_key)) from None
+        if resp.status_code == 200:
+            return self._parse(resp, len(batch))
+        return self._raise_for(resp)
+
+    def _raise_for(self, resp: httpx.Response) -> np.ndarray:
+        status = resp.status_code
+        message, code = _error_detail(resp)
+        message = _redact(message, self._api_key)
+        detail = f"HTTP {status}" + (f": {message}" if message else "")
+        if status == 429 and code == "insufficient_quota":
+            raise EmbedderUnavailable(
+                "The embedding API account is out of quota (HTTP 429 insufficient_quota); "
+                "add credit or switch EMBEDDING_PROVIDER=minilm."
+            )
+        if status in (408, 409, 429) or status >= 500:
+            raise _Transient(detail, _retry_after(resp.headers))
+        if status in (401, 403):
+            raise EmbedderUnavailable(
+                f"The embedding API at {self._url} rejected the API key ({detail}). "
+                "Check OPENAI_API_KEY."
+            )
+        raise EmbedderError(f"The embedding API at {self._url} refused the request ({detail}).")
+
+    def _parse(self, resp: httpx.Response, n: int) -> np.ndarray:
+        try:
+            data = resp.json()["data"]
+            rows = sorted(data, key=lambda d: d["index"])
+            if [d["index"] for d in rows] != list(range(n)):
+                raise ValueError(f"expected indices 0..{n - 1}")
+            vectors = np.asarray([d["embedding"] for d in rows], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbedderError(
+                f"The embedding API at {self._url} sent a response we cannot read ({exc})."
+            ) from None
+        if vectors.ndim != 2:
+            raise EmbedderError(
+                f"The embedding API at {self._url} sent vectors of differing lengths."
+            )
+        got = vectors.shape[1]
+        if self._dimensions is None:
+            self._dimensions = got
+        elif got != self._dimensions:
+            raise EmbedderUnavailable(
+                f"The embedding API returned {got}-dimensional vectors for {self.model}, "
+                f"expected {self._dimensions}. Check EMBEDDING_MODEL and EMBEDDING_DIMENSIONS."
+            )
+        return vectors
