@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
+from functools import lru_cache
 
 from .text import word_set as _set
 
@@ -98,7 +99,10 @@ _SCRIPTS: tuple[tuple[str, str], ...] = (
 _UKRAINIAN = frozenset("іїєґ")
 
 
+@lru_cache(maxsize=8192)  # bounded; a person's text uses far fewer distinct letters
 def _script_of(ch: str) -> str | None:
+    if ch < "\u0250":  # Basic Latin to Latin Extended-B: skip the name lookup
+        return "latin"
     try:
         name = unicodedata.name(ch)
     except ValueError:
