@@ -97,7 +97,10 @@ class FakeLLM:
                     self._send(200, _completion(payload.get("model", "fake"), fake.reply), {})
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval lets __exit__ return at once instead of after 0.5 s.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
