@@ -9,6 +9,7 @@ chunk index and content: the same input always gives the same ids (idempotent re
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -16,14 +17,21 @@ from pipeline.models import Chunk, Conversation, Message
 
 DEFAULT_TARGET_CHARS = 1000
 CHUNK_NAMESPACE = uuid.UUID("0d3c1f1e-6a51-4c7e-8f43-4b1f2a9e7c10")
+_NAMESPACE_BYTES = CHUNK_NAMESPACE.bytes
 LABELS = {"user": "User", "assistant": "Assistant"}
 _SEPARATOR = "\n\n"
 _SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n", "。", "！", "？", "; ")
 
 
 def chunk_id(conversation_id: str, index: int, text: str) -> str:
-    """The deterministic id of a chunk (text form of a uuid5)."""
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{conversation_id}\x1f{index}\x1f{text}"))
+    """The deterministic id of a chunk: ``uuid5(CHUNK_NAMESPACE, "<conv id>\\x1f<index>
+    \\x1f<text>")`` in text form, computed without uuid.UUID (a third of chunking time)."""
+    name = f"{conversation_id}\x1f{index}\x1f{text}".encode("utf-8", "surrogatepass")
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def split_text(text: str, limit: int) -> list[str]:
