@@ -79,6 +79,16 @@ def test_wrong_key_fails_at_once_without_echoing_it() -> None:
     assert len(llm.requests) == 1  # a rejected key is not worth retrying
 
 
+def test_a_long_retry_after_gives_up_at_once_for_the_offline_text() -> None:
+    waits: list[float] = []
+    with (
+        FakeLLM(fail_times=-1, fail_status=429, retry_after="3600") as llm,
+        pytest.raises(NarrationError, match="retry after 3600"),
+    ):
+        narrate(maya_profile(), llm_settings(llm.base_url), sleep=waits.append)
+    assert len(llm.requests) == 1 and waits == []
+
+
 def test_unreachable_server_is_a_narration_error() -> None:
     with FakeLLM() as llm:
         url = llm.base_url

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..models import Conversation
+from ..settings import Settings
 from .narrator import NarrationError, narrate
 from .portrait import render_portrait
 from .profile import ProfileBuilder
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def build_soulprint(
-    conversations: Iterable[Conversation], settings: Any = None
+    conversations: Iterable[Conversation], settings: Settings | None = None
 ) -> tuple[dict[str, Any], str]:
     """Profile and soulprint_text; the profile's "narration" says which text was used."""
     builder = ProfileBuilder()
@@ -38,6 +39,6 @@ def build_soulprint(
             log.warning("falling back to the offline soulprint: %s", exc)
             narration = {"source": "offline", "fallback_reason": str(exc)}
     if text is not None:
-        narration = {"source": "llm", "model": settings.llm_model}
+        narration = {"source": "llm", "model": settings.llm_model if settings else None}
     profile["narration"] = narration
     return profile, text if text is not None else render_portrait(profile)

@@ -22,6 +22,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ..settings import Settings
+
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
@@ -109,7 +111,7 @@ def _post(client: httpx.Client, url: str, body: dict[str, Any], key: str | None)
 
 def narrate(
     profile: dict[str, Any],
-    settings: Any,
+    settings: Settings | None,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
@@ -118,8 +120,8 @@ def narrate(
     Retries 429, 5xx and transport errors (honouring Retry-After) up to MAX_ATTEMPTS,
     then raises NarrationError. The API key never appears in a message or log line.
     """
-    provider = getattr(settings, "llm_provider", None) if settings is not None else None
-    if not provider:
+    provider = settings.llm_provider if settings is not None else None
+    if settings is None or not provider:
         return None
     if provider != "openai":
         raise NarrationError(f"unknown llm_provider {provider!r} (expected 'openai')")
