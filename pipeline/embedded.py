@@ -44,7 +44,7 @@ def _running_url(pgdata: Path) -> str | None:
         pass  # alive, owned by another user
     socket_dir = lines[4].strip()
     port = lines[3].strip() or "5432"
-    if not socket_dir:
+    if not socket_dir or not (Path(socket_dir) / f".s.PGSQL.{port}").exists():
         return None
     # Same form as pgserver's own get_uri(), plus the port when it is not the default.
     url = f"postgresql://postgres:@/postgres?host={quote(socket_dir)}"
@@ -85,6 +85,9 @@ def _start(pgdata: Path) -> str:
     import pgserver  # slow import; only when a server must start
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    if (pgdata / "postmaster.pid").exists():
+        # Alive but unreachable (its socket file was removed): restart it cleanly.
+        _pg_ctl_stop(pgdata)
     _initdb(pgdata)
     # cleanup_mode=None: the server outlives this process; `db down` stops it.
     server = pgserver.get_server(pgdata, cleanup_mode=None)
@@ -105,6 +108,7 @@ def _initdb(pgdata: Path) -> None:
     with PostgresServer._lock:  # the same inter-process lock pgserver takes around initdb
         if (pgdata / "PG_VERSION").exists():
             return
+        _kill_orphans(pgdata)
         pgdata.mkdir(exist_ok=True)
         user = None
         if os.geteuid() == 0:
@@ -134,11 +138,24 @@ def _initdb(pgdata: Path) -> None:
         )
 
 
-def stop_embedded(data_dir: Path) -> bool:
-    """Stop the embedded server of ``data_dir``; False when it was not running."""
-    pgdata = _pgdata(data_dir)
-    if _running_url(pgdata) is None:
-        return False
+def _kill_orphans(pgdata: Path) -> None:
+    """Stop servers still running on a data directory that was deleted under them (as
+    pgserver does before its own initdb): an orphan would otherwise delete the new server's
+    socket file when it notices its lock file is gone."""
+    import psutil
+
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
+            log.warning("stopping a postgres left running on deleted %s (pid %s)",
+                        pgdata, proc.pid)
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except psutil.TimeoutExpired:
+                proc.kill()
+
+
+def _pg_ctl_stop(pgdata: Path) -> bool:
     from pgserver._commands import pg_ctl
 
     user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as this user
@@ -147,6 +164,14 @@ def stop_embedded(data_dir: Path) -> bool:
     except subprocess.CalledProcessError:
         return False
     return True
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server of ``data_dir``; False when it was not running."""
+    pgdata = _pgdata(data_dir)
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    return _pg_ctl_stop(pgdata)
 
 
 def worker_url(admin_url: str) -> str:
