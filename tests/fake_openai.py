@@ -254,7 +254,9 @@ def fake_openai(
         reverse_order=reverse_order,
     )
     httpd.RequestHandlerClass = _handler(srv)
-    thread = threading.Thread(target=httpd.serve_forever, name="fake-openai", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-openai", daemon=True
+    )
     thread.start()
     try:
         yield srv

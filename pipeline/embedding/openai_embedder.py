@@ -37,7 +37,7 @@ _KNOWN_DIMENSIONS = {
 }
 # Anything that looks like an OpenAI-style secret, including the masked echo of a key that
 # the API puts in its 401 message ("Incorrect API key provided: sk-ab***...wxyz").
-_SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-*.]{3,}")
+_SECRET_RE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_\-*]{3,}")
 
 
 class _Transient(Exception):
@@ -118,6 +118,8 @@ class OpenAIEmbedder:
         self.model = model
         self._api_key = api_key
         self._url = base_url.rstrip("/") + "/embeddings"
+        # For messages and logs: a base URL may carry credentials (user:pass@, ?key=).
+        self._shown_url = str(httpx.URL(self._url).copy_with(userinfo=b"", query=None))
         self._requested_dimensions = dimensions
         self._dimensions = dimensions or _KNOWN_DIMENSIONS.get(model)
         self.batch_size = batch_size
@@ -143,7 +145,7 @@ class OpenAIEmbedder:
         )
 
     def __repr__(self) -> str:
-        return f"OpenAIEmbedder(model={self.model!r}, url={self._url!r})"
+        return f"OpenAIEmbedder(model={self.model!r}, url={self._shown_url!r})"
 
     @property
     def dimensions(self) -> int:
@@ -209,7 +211,7 @@ class OpenAIEmbedder:
             return retrying(self._post, batch)
         except _Transient as exc:
             raise EmbeddingRequestFailed(
-                f"The embedding service at {self._url} kept failing ({exc.reason}) after "
+                f"The embedding service at {self._shown_url} kept failing ({exc.reason}) after "
                 f"{self.max_attempts} attempts. The import can be retried later."
             ) from None
 
@@ -241,10 +243,12 @@ class OpenAIEmbedder:
             raise _Transient(detail, _retry_after(resp.headers))
         if status in (401, 403):
             raise EmbedderUnavailable(
-                f"The embedding API at {self._url} rejected the API key ({detail}). "
+                f"The embedding API at {self._shown_url} rejected the API key ({detail}). "
                 "Check OPENAI_API_KEY."
             )
-        raise EmbedderError(f"The embedding API at {self._url} refused the request ({detail}).")
+        raise EmbedderError(
+            f"The embedding API at {self._shown_url} refused the request ({detail})."
+        )
 
     def _parse(self, resp: httpx.Response, n: int) -> np.ndarray:
         try:
@@ -255,11 +259,11 @@ class OpenAIEmbedder:
             vectors = np.asarray([d["embedding"] for d in rows], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
             raise EmbedderError(
-                f"The embedding API at {self._url} sent a response we cannot read ({exc})."
+                f"The embedding API at {self._shown_url} sent a response we cannot read ({exc})."
             ) from None
         if vectors.ndim != 2:
             raise EmbedderError(
-                f"The embedding API at {self._url} sent vectors of differing lengths."
+                f"The embedding API at {self._shown_url} sent vectors of differing lengths."
             )
         got = vectors.shape[1]
         if self._dimensions is None:

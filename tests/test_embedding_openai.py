@@ -1,0 +1,188 @@
+"""The OpenAI-compatible embedder against a loopback fake of the real wire format:
+batching, ordering, retries honouring Retry-After, and errors that never leak the key."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.embedding import (
+    EmbedderError,
+    EmbedderUnavailable,
+    EmbeddingRequestFailed,
+    clear_embedder_cache,
+    get_embedder,
+)
+from pipeline.embedding.openai_embedder import OpenAIEmbedder
+from pipeline.settings import Settings
+from tests.fake_openai import FakeOpenAI, fake_openai, fake_vector
+
+TEXTS = [
+    f"memory {i}: we spoke about {topic}"
+    for i, topic in enumerate(
+        ["sailing", "Lisbon", "the wedding", "running", "Portuguese", "my sister", "coffee"]
+    )
+]
+
+
+class SleepRecorder:
+    """Stands in for time.sleep so retries are observable without waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def make(srv: FakeOpenAI, sleep: SleepRecorder, **kw) -> OpenAIEmbedder:
+    settings = Settings(
+        embedding_provider="openai",
+        openai_base_url=srv.base_url,
+        openai_api_key=kw.pop("api_key", srv.api_key),
+        embedding_model=kw.pop("model", None),
+        embedding_dimensions=kw.pop("dimensions", None),
+    )
+    return OpenAIEmbedder.from_settings(settings, sleep=sleep, **kw)
+
+
+def test_rate_limit_is_retried_after_the_requested_wait():
+    """Guards imports under OpenAI rate limits: a 429 is retried after exactly the
+    Retry-After the server asked for, and the user still gets every vector, in input
+    order, across several batches even when the server lists results out of order."""
+    sleep = SleepRecorder()
+    with fake_openai(fail_first=1, retry_after=7, reverse_order=True) as srv:
+        emb = make(srv, sleep, batch_size=3)
+        out = emb.embed(TEXTS)
+    assert sleep.waits == [7.0]
+    want = np.vstack([fake_vector(t, 1536) for t in TEXTS])
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    assert out.dtype == np.float32 and out.shape == (7, 1536)
+    bodies = [r.body for r in srv.embedding_requests]
+    assert [len(b["input"]) for b in bodies] == [3, 3, 3, 1]  # first one answered 429
+    assert bodies[0] == bodies[1]  # the retried batch is the same batch
+    assert {b["model"] for b in bodies} == {"text-embedding-3-small"}
+    assert {b["encoding_format"] for b in bodies} == {"float"}
+    assert all("dimensions" not in b for b in bodies)
+    assert srv.embedding_requests[0].headers["authorization"] == f"Bearer {srv.api_key}"
+
+
+def test_bad_key_fails_fast_without_leaking_it(caplog: pytest.LogCaptureFixture):
+    """Guards pitfall 3 (secret exposure): a rejected key (401) stops at once with a
+    message naming OPENAI_API_KEY, and neither the key nor the API's masked echo of it
+    appears in the exception (stored as the job's error_message) or in the logs."""
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk-proj-WRONGkey0123456789abcdefXYZW"
+    sleep = SleepRecorder()
+    with fake_openai() as srv:
+        emb = make(srv, sleep, api_key=wrong)
+        with pytest.raises(EmbedderUnavailable) as info:
+            emb.embed(["hello"])
+    message = str(info.value)
+    assert "401" in message and "OPENAI_API_KEY" in message
+    for leak in (wrong, wrong[-4:], "sk-pro"):
+        assert leak not in message
+        assert leak not in repr(info.value)
+        assert leak not in caplog.text
+    assert wrong not in repr(emb)
+    assert len(srv.embedding_requests) == 1 and sleep.waits == []
+
+
+def test_server_errors_retried_then_reported():
+    """Guards a flaky or down provider: 5xx answers are retried with backoff up to the
+    limit, then the job fails with a sentence saying it can be retried later."""
+    sleep = SleepRecorder()
+    with fake_openai(fail_first=100, fail_status=503, retry_after=None) as srv:
+        emb = make(srv, sleep, max_attempts=4)
+        with pytest.raises(EmbeddingRequestFailed, match=r"HTTP 503.*4 attempts.*retried"):
+            emb.embed(["hello"])
+    assert len(srv.embedding_requests) == 4
+    assert len(sleep.waits) == 3 and all(w > 0 for w in sleep.waits)
+
+
+def test_transient_503_then_success():
+    """Guards a brief provider outage: two 500s then success gives the right vectors."""
+    sleep = SleepRecorder()
+    with fake_openai(fail_first=2, fail_status=500) as srv:
+        out = make(srv, sleep).embed(["a", "b"])
+    np.testing.assert_allclose(out[1], fake_vector("b"), atol=1e-6)
+    assert len(srv.embedding_requests) == 3
+
+
+def test_unreachable_server_is_retried_then_reported():
+    """Guards network trouble: connection errors are retried, then reported readably."""
+    with fake_openai() as srv:
+        pass  # stopped: its port now refuses connections
+    sleep = SleepRecorder()
+    emb = make(srv, sleep, max_attempts=3)
+    with pytest.raises(EmbeddingRequestFailed, match="ConnectError"):
+        emb.embed(["hello"])
+    assert len(sleep.waits) == 2
+
+
+def test_quota_exhausted_is_not_retried():
+    """Guards wasted retries: a 429 insufficient_quota cannot heal by waiting, so it fails
+    at once and tells the person to add credit or embed offline."""
+    sleep = SleepRecorder()
+    with (
+        fake_openai(fail_first=1, error_code="insufficient_quota") as srv,
+        pytest.raises(EmbedderUnavailable, match=r"quota.*minilm"),
+    ):
+        make(srv, sleep).embed(["hello"])
+    assert sleep.waits == []
+
+
+def test_configured_dimensions_are_requested_and_returned():
+    """Guards the pgvector column contract: EMBEDDING_DIMENSIONS is sent as `dimensions`
+    and the returned unit vectors have that size."""
+    with fake_openai() as srv:
+        emb = make(srv, SleepRecorder(), dimensions=256)
+        out = emb.embed(["hello", ""])
+    assert emb.dimensions == 256 and out.shape == (2, 256)
+    assert srv.embedding_requests[0].body["dimensions"] == 256
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert srv.embedding_requests[0].body["input"][1] == " "  # API rejects empty strings
+
+
+def test_unknown_model_size_learned_from_response():
+    """Guards compatible servers with other models: the vector size comes from the reply
+    when neither settings nor the known-model table say it."""
+    with fake_openai() as srv:
+        emb = make(srv, SleepRecorder(), model="nomic-embed-text")
+        assert emb.dimensions == 768
+        assert emb.embed(["x"]).shape == (1, 768)
+
+
+def test_request_refused_reports_api_message():
+    """Guards misconfiguration (e.g. `dimensions` on a model without it): the API's own
+    explanation reaches the person, without retries."""
+    sleep = SleepRecorder()
+    with fake_openai() as srv:
+        emb = make(srv, sleep, model="text-embedding-ada-002", dimensions=256)
+        with pytest.raises(EmbedderError, match=r"400.*does not support specifying dimensions"):
+            emb.embed(["hello"])
+    assert sleep.waits == []
+
+
+def test_get_embedder_openai_without_key_says_what_to_set():
+    """Guards setup: choosing the openai provider without a key names OPENAI_API_KEY."""
+    clear_embedder_cache()
+    with pytest.raises(EmbedderUnavailable, match="OPENAI_API_KEY"):
+        get_embedder(Settings(embedding_provider="openai", openai_api_key=None))
+
+
+def test_get_embedder_openai_end_to_end():
+    """Guards the stage's view: get_embedder(settings) for openai returns a cached
+    embedder whose vectors and metadata are what the fake serves."""
+    clear_embedder_cache()
+    with fake_openai() as srv:
+        settings = Settings(
+            embedding_provider="openai", openai_base_url=srv.base_url, openai_api_key=srv.api_key
+        )
+        emb = get_embedder(settings)
+        assert emb is get_embedder(settings)
+        assert (emb.model, emb.dimensions) == ("text-embedding-3-small", 1536)
+        np.testing.assert_allclose(emb.embed(["hi"])[0], fake_vector("hi"), atol=1e-6)
+    clear_embedder_cache()
