@@ -43,6 +43,7 @@ STOPWORDS: dict[str, frozenset[str]] = {
     ),
     "es": _set(
         """el la los las un una unos unas y o pero que de del en con por para como es son está
+        gracias favor ayuda ayudar hola vale bueno claro creo entender explicar saber
         están ser estar fue era muy más menos mi mis tu tus su sus yo tú él ella nosotros ellos
         me te se le lo nos les al sí no ya también porque cuando donde qué cómo este esta estos
         estas ese esa eso hay tengo tiene tener hacer puedo puede quiero necesito sobre entre
@@ -50,6 +51,7 @@ STOPWORDS: dict[str, frozenset[str]] = {
     ),
     "fr": _set(
         """le la les un une des et ou mais que qui de du en dans avec pour par sur est sont être
+        merci bonjour salut aide aider plaît crois comprendre expliquer savoir
         avoir ai as a ont je tu il elle nous vous ils elles me te se mon ma mes ton ta tes son
         sa ses ce cette ces ne pas plus moins très bien aussi comme quand où quoi comment
         pourquoi tout tous toute fait faire peux veux dois suis es était au aux leur leurs
@@ -57,6 +59,7 @@ STOPWORDS: dict[str, frozenset[str]] = {
     ),
     "de": _set(
         """der die das den dem des ein eine einen einem einer und oder aber dass wie wo was wer
+        bitte danke hallo hilfe helfen kannst könntest glaube verstehen erklären wissen
         warum ich du er sie es wir ihr mich mir dich dir sich mein meine dein deine sein seine
         ist sind war waren bin bist hat habe haben hatte nicht kein keine auch noch nur schon
         sehr mit von zu zum zur für auf aus bei nach über unter vor um an im ins am kann
@@ -64,18 +67,21 @@ STOPWORDS: dict[str, frozenset[str]] = {
     ),
     "pt": _set(
         """o a os as um uma uns umas e ou mas que de do da dos das em no na nos nas com por para
+        obrigado obrigada olá ajuda ajudar acho entender explicar saber
         como é são está estão ser estar foi era muito mais menos meu minha meus minhas seu sua
         eu você ele ela nós eles elas me te se lhe não sim já também porque quando onde isso
         isto esse essa este esta tenho tem ter fazer posso pode quero preciso sobre até"""
     ),
     "it": _set(
         """il lo la i gli le un uno una e o ma che di del della dei delle in nel nella con per
+        grazie ciao aiuto aiutare penso capire spiegare sapere
         su come è sono era essere avere ho hai ha abbiamo io tu lui lei noi voi loro mi ti si
         ci mio mia miei tuo tua suo sua non sì già anche perché quando dove cosa questo questa
         quello quella molto più meno tutto tutti posso voglio devo fare"""
     ),
     "nl": _set(
         """de het een en of maar dat die dit deze wat wie waar waarom hoe ik jij je hij zij ze
+        bedankt dank alsjeblieft hallo hulp helpen denk begrijpen uitleggen weten
         wij we jullie mij me mijn jouw zijn haar ons onze is ben bent was waren heb hebt heeft
         hebben niet geen ook nog al wel erg heel met van voor op aan in uit bij naar over om
         tot kan kunnen wil moet als dan ja nee er"""

@@ -122,9 +122,9 @@ class Topics:
         }
 
     def _score(self, term: str) -> float:
-        # Plain (not "+1") idf: a phrase in every conversation is boilerplate, not a topic;
-        # df * log(N / df) favours what recurs often without being everywhere.
-        idf = math.log((self.documents + 1) / (self.df[term] + 0.5))
+        # A half-strength floor: a phrase in every conversation may be pasted boilerplate or
+        # the person's one big subject; it should neither vanish nor outrank focused topics.
+        idf = math.log((self.documents + 1) / (self.df[term] + 0.5)) + 0.5
         return self.weight[term] * idf * (BIGRAM_BOOST if " " in term else 1.0)
 
     def _related(self, head: str, term: str, covered: set[str]) -> bool:
