@@ -1,0 +1,97 @@
+"""Local replay from the attempt log, through the CLI, against the real receiver."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+import psycopg
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from handlers.app import create_app
+from handlers.server import serve_in_thread
+from handlers.testing import StepRunner, upload_job, wait_for
+from pipeline import lifecycle
+from pipeline.cli import main
+from pipeline.relay import Relay
+from pipeline.settings import Settings
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class Switch:
+    """ASGI wrapper: while ``down``, every POST gets 503."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.down = app, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.down and scope["type"] == "http" and scope["method"] == "POST":
+            await JSONResponse({"error": "asleep"}, status_code=503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def stage_of(db_url: str, job_id) -> str:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "select stage::text from import_jobs where id = %s", (job_id,)
+        ).fetchone()[0]
+
+
+def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys, monkeypatch):
+    """Guards pitfall 2 (cold start) and pitfall 1 (fire-and-forget): what failed while the
+    receiver was down is delivered by `replay --since`; what had arrived is a harmless
+    duplicate."""
+    lifecycle.reset()
+    runner = StepRunner(worker_db_url)
+    switch = Switch(
+        create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url, runner=runner)
+    )
+    rx = serve_in_thread(switch)
+    url = rx.url + "/webhooks/supabase"
+    # Long backoff: the relay alone would not try again for an hour.
+    relay = Relay(
+        worker_db_url, url, SECRET, backoff_s=0.01, max_backoff_s=3600, attempts_per_round=1
+    )
+    monkeypatch.setenv("DATABASE_URL", worker_db_url)
+    monkeypatch.setenv("RECEIVER_URL", url)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    try:
+        ok_job, _ = upload_job(db_url)
+        assert relay.deliver_pending() == 1  # delivered: ok_job moves on
+        wait_for(lambda: stage_of(db_url, ok_job) == "downloading")
+
+        switch.down = True
+        stuck_job, _ = upload_job(db_url)
+        relay.deliver_pending()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "update import_events set next_attempt_at = now() + interval '1 hour'"
+                " where acknowledged_at is null"
+            )
+        assert stage_of(db_url, stuck_job) == "queued"
+
+        switch.down = False
+        assert main(["replay", "--since", "10m", "--job", str(stuck_job)]) == 0
+        assert "202: 1" in capsys.readouterr().out
+        wait_for(lambda: stage_of(db_url, stuck_job) == "downloading")
+
+        # Everything since: ok_job's next event had failed too, and now gets through.
+        assert main(["replay", "--since", "10m"]) == 0
+        assert "202: 1" in capsys.readouterr().out
+        wait_for(lambda: stage_of(db_url, ok_job) == "parsing")
+
+        # And again: every event was already taken, so nothing changes.
+        claims = sum(runner.claims.values())
+        assert main(["replay", "--since", "10m"]) == 0
+        out = capsys.readouterr().out
+        assert "200: 3" in out and "202:" not in out
+        assert sum(runner.claims.values()) == claims
+        assert (stage_of(db_url, ok_job), stage_of(db_url, stuck_job)) == ("parsing", "downloading")
+    finally:
+        relay.stop()
+        rx.stop()
+        runner.close()
+        lifecycle.reset()
