@@ -42,7 +42,8 @@ def test_two_workers_claiming_one_job_exactly_one_wins(db_url: str, store: JobSt
         other = JobStore(worker_db_url)
         barrier = threading.Barrier(2)
 
-        def claim(s: JobStore, owner: str, job_id: uuid.UUID = job_id) -> Job | None:
+        def claim(s: JobStore, owner: str, job_id: uuid.UUID = job_id,
+                  barrier: threading.Barrier = barrier) -> Job | None:
             barrier.wait()
             return s.claim(job_id, "queued", owner, 60)
 

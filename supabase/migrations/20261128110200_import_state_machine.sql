@@ -654,11 +654,13 @@ begin
 end
 $$;
 
--- The sweeper (cron / local loop). For each active job:
---   cancel pending and nobody holding it          -> cancelled
---   lease expired after max_attempts claims        -> failed (a sentence says why)
---   lease expired, or unheld with no event for     -> the stage's event re-emitted ('sweep'),
---   `stale_after`                                     at most once per stale_after
+-- The sweeper (cron / local loop). For each active job nobody holds a live lease on:
+--   cancel pending                        -> cancelled (partial data deleted)
+--   lease expired after max_attempts      -> failed, with a sentence that says why
+--   lease expired otherwise               -> lease cleared (the silent holder is no longer
+--                                            the owner) and the stage re-announced ('sweep')
+--   unheld, no event for `stale_after`    -> the stage re-announced ('sweep'); so at most
+--                                            once per stale_after while nobody takes it
 -- Skips rows another sweeper or worker has locked.
 create or replace function public.sweep_import_jobs(stale_after interval, max_attempts int)
 returns table (job_id uuid, action text)
@@ -676,14 +678,12 @@ begin
      order by x.created_at
      for update skip locked
   loop
+    job_id := j.id;
     if j.cancel_requested_at is not null then
       perform public._cancel_import_job(j.id);
-      job_id := j.id; action := 'cancelled';
+      action := 'cancelled';
       return next;
-      continue;
-    end if;
-
-    if j.lease_owner is not null and j.attempts >= max_attempts then
+    elsif j.lease_owner is not null and j.attempts >= max_attempts then
       update public.import_jobs x
          set failed_stage = x.stage,
              stage = 'failed',
@@ -692,17 +692,23 @@ begin
                'The import stopped responding %s times while %s and was stopped. '
                || 'You can retry it.', j.attempts, replace(j.stage::text, '_', ' '))
        where x.id = j.id;
-      job_id := j.id; action := 'failed';
+      action := 'failed';
       return next;
-      continue;
-    end if;
-
-    select max(e.created_at) into last_event from public.import_events e where e.job_id = j.id;
-    if last_event is null or last_event < now() - stale_after
-       or (j.lease_owner is not null and last_event < j.lease_expires_at) then
+    elsif j.lease_owner is not null then
+      update public.import_jobs x
+         set lease_owner = null, lease_expires_at = null
+       where x.id = j.id;
       perform public.emit_import_event(j.id, 'sweep');
-      job_id := j.id; action := 'reemitted';
+      action := 'reemitted';
       return next;
+    else
+      select max(e.created_at) into last_event
+        from public.import_events e where e.job_id = j.id;
+      if last_event is null or last_event < now() - stale_after then
+        perform public.emit_import_event(j.id, 'sweep');
+        action := 'reemitted';
+        return next;
+      end if;
     end if;
   end loop;
 end
