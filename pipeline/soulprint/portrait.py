@@ -104,7 +104,9 @@ def _topics(topics: list[dict[str, Any]]) -> str:
                 "pulling you back.")
     lead = topics[0]
     parts = [f"More than anything, you come back to **{lead['name']}**"]
-    extra = [k for k in lead["keyphrases"][1:3] if k != lead["label"]]
+    # Phrases that merely repeat the label ("sourdough loaf" under sourdough) add nothing.
+    label_words = set(lead["label"].split())
+    extra = [k for k in lead["keyphrases"][1:] if not label_words & set(k.split())][:2]
     if lead["share"] >= 0.09 and lead["conversations"] >= 3:
         parts[0] += f", in {_share(lead['share'])} of your conversations"
     if extra:
