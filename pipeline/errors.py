@@ -12,7 +12,11 @@ class StageError(Exception):
         self.message = message
 
 
-class StopStage(Exception):  # noqa: N818 - a signal, not an error
+class TransientError(Exception):
+    """A dependency failed in a way worth another attempt later (5xx, timeouts)."""
+
+
+class StopStage(Exception):
     """Base for the ways a stage stops early without failing."""
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import httpx
 
-from pipeline.errors import StageError
+from pipeline.errors import StageError, TransientError
 from pipeline.settings import Settings
 
 # Long enough to open the stream on a slow cold start, short enough to be useless if leaked.
@@ -117,7 +117,17 @@ class SupabaseBucket:
             ClientOptions(headers={"Authorization": f"Bearer {self.worker_jwt}"},
                           auto_refresh_token=False, persist_session=False),
         )
-        signed = client.storage.from_(bucket).create_signed_url(name, SIGNED_URL_SECONDS)
+        from storage3.exceptions import StorageApiError
+
+        try:
+            signed = client.storage.from_(bucket).create_signed_url(name, SIGNED_URL_SECONDS)
+        except StorageApiError as exc:
+            status = int(getattr(exc, "status", 0) or 0)
+            if status >= 500:
+                raise TransientError(f"Storage answered {status}") from exc
+            # Storage answers "not found" for objects the worker's role may not read.
+            raise StageError("object_missing",
+                             "The uploaded file could not be found in storage.") from exc
         url = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
             raise StageError("object_missing", "The uploaded file could not be found in storage.")
@@ -128,9 +138,10 @@ class SupabaseBucket:
         url = self.signed_url(bucket, name)
         timeout = httpx.Timeout(30.0, read=120.0)
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
-            if resp.status_code == 404:
+            if resp.status_code >= 500:
+                raise TransientError(f"Storage answered {resp.status_code}")
+            if resp.status_code >= 400:
                 raise StageError("object_missing", "The uploaded file is no longer in storage.")
-            resp.raise_for_status()
             length = int(resp.headers.get("content-length") or 0)
             if length > max_bytes:
                 raise too_large(length, max_bytes)

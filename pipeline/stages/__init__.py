@@ -14,7 +14,13 @@ from uuid import UUID
 import httpx
 import psycopg
 
-from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown, StageError
+from pipeline.errors import (
+    CancelRequested,
+    LeaseLost,
+    ShuttingDown,
+    StageError,
+    TransientError,
+)
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
@@ -41,7 +47,7 @@ STAGE_LABELS: dict[str, str] = {
 }
 
 # Worth another attempt later (the database or network blinked), not a reason to fail.
-TRANSIENT = (psycopg.OperationalError, httpx.TransportError)
+TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 
 def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
