@@ -54,7 +54,7 @@ def test_download_mints_its_own_signed_url_as_the_worker_role(
     90 minutes in the queue, then the worker makes a fresh signed URL at the moment of
     download, authenticated as `import_worker` (not service_role), and streams it to disk;
     the job records size and sha256 and moves on to parsing."""
-    user, job_id, bucket_root = uploaded
+    _, job_id, bucket_root = uploaded
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("update import_jobs set created_at = now() - interval '90 minutes' "
                      "where id = %s", (job_id,))
