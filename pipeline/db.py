@@ -58,18 +58,20 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_transient(
-    attempts: int = 6, max_wait: float = 5.0
-) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    fn: Callable[..., T] | None = None, *, attempts: int = 6, max_wait: float = 5.0
+) -> Any:
     """Decorator: retry a whole database call (one statement or one transaction) on
     transient errors, with jittered exponential backoff; other errors raise at once.
+    Use bare (``@retry_transient``) or configured (``@retry_transient(attempts=3)``).
 
     The wrapped call must open its own connection or transaction each time, so a retry
     starts clean.
     """
-    return retry(
+    policy = retry(
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(attempts),
         wait=wait_random_exponential(multiplier=0.05, max=max_wait),
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
+    return policy if fn is None else policy(fn)
