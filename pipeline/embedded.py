@@ -52,18 +52,24 @@ def _running_url(pgdata: Path) -> str | None:
 
 
 def _is_current(admin_url: str) -> bool:
-    """True when every migration file is recorded as applied."""
+    """True when every migration file is recorded as applied, as it is now (an edited file
+    sends us through apply_migrations, which warns about it)."""
     import psycopg
 
-    wanted = {m.version for m in list_migrations(sql_dir())}
+    from pipeline.migrate import split_statements
+
     try:
         with psycopg.connect(admin_url, connect_timeout=3) as conn:
             rows = conn.execute(
-                "select version from supabase_migrations.schema_migrations"
+                "select version, statements from supabase_migrations.schema_migrations"
             ).fetchall()
     except psycopg.Error:
         return False
-    return wanted <= {r[0] for r in rows}
+    applied = dict(rows)
+    return all(
+        applied.get(m.version) == split_statements(m.path.read_text())
+        for m in list_migrations(sql_dir())
+    )
 
 
 def ensure_embedded(data_dir: Path) -> str:

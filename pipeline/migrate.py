@@ -137,6 +137,18 @@ def _ensure_history_table(conn: psycopg.Connection) -> None:
     )
 
 
+def _warn_if_edited(mig: Migration, applied_statements: list[str] | None) -> None:
+    """Migrations are never re-applied (like the CLI); say so when a file changed after it
+    was applied, instead of leaving a database that silently differs from the code."""
+    if applied_statements and applied_statements != split_statements(mig.path.read_text()):
+        log.warning(
+            "migration %s changed after it was applied to this database; it is not applied "
+            "again. A local embedded database can be rebuilt: `soulprint-import db down`, "
+            "then delete <data dir>/pg.",
+            mig.label,
+        )
+
+
 def apply_migrations(admin_url: str) -> list[str]:
     """Bring the database at ``admin_url`` up to date; return the migrations applied now
     (``"<version>_<name>"``), empty when it already was. Safe to call concurrently."""
@@ -152,11 +164,14 @@ def apply_migrations(admin_url: str) -> list[str]:
             with conn.transaction():
                 _ensure_history_table(conn)
             done = {
-                r["version"]
-                for r in conn.execute("select version from supabase_migrations.schema_migrations")
+                r["version"]: r["statements"]
+                for r in conn.execute(
+                    "select version, statements from supabase_migrations.schema_migrations"
+                )
             }
             for mig in list_migrations(root):
                 if mig.version in done:
+                    _warn_if_edited(mig, done[mig.version])
                     continue
                 sql = mig.path.read_text()
                 log.info("applying migration %s", mig.label)
