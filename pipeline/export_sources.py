@@ -16,6 +16,8 @@ from typing import BinaryIO
 
 import ijson
 
+from pipeline.text_safety import SafeJSONStream
+
 _MEMBER = re.compile(r"conversations(?:-(\d+))?\.json", re.IGNORECASE)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip, or an empty one
 _SNIFF_BYTES = 1 << 16
@@ -71,7 +73,7 @@ def json_prefix(stream: BinaryIO) -> str | None:
 def _has_conversations_key(open_stream: Callable[[], BinaryIO]) -> bool:
     try:
         with open_stream() as stream:
-            for prefix, event, value in ijson.parse(stream):
+            for prefix, event, value in ijson.parse(SafeJSONStream(stream)):
                 if prefix == "" and event == "map_key" and value == "conversations":
                     return True
     except Exception:  # a broken object without the key is not an export either
@@ -83,7 +85,8 @@ def _check_first(member: Member, where: str) -> None:
     try:
         with member.open() as stream:
             prefix = json_prefix(stream)
-    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as exc:
+        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
         raise NotAnExportError(f"{where}: cannot read {member.name} ({exc})") from exc
     if prefix is None:
         raise NotAnExportError(

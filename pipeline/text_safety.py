@@ -15,10 +15,12 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # An escape is real only after an even run of backslashes; a high surrogate escape
 # followed by a low one is a valid pair and is kept as is.
 _SURROGATE_ESCAPE = re.compile(
-    rb"(?<!\\)((?:\\\\)*)\\u(?:(d[89ab][0-9a-f]{2})(\\ud[c-f][0-9a-f]{2})?|(d[c-f][0-9a-f]{2}))",
-    re.IGNORECASE,
+    rb"(?<!\\)((?:\\\\)*)\\u(?:([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    rb"|([dD][c-fC-F][0-9a-fA-F]{2}))",
 )
-_HIGH_ESCAPE = re.compile(rb"\\ud[89ab][0-9a-f]{2}", re.IGNORECASE)
+_HIGH_ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
+# A regex finds this faster than `in` (which crawls on the frequent "u").
+_SURROGATE_HINT = re.compile(rb"\\u[dD]")
 _BOM = codecs.BOM_UTF8
 _TAIL = 12  # longest escape we must see whole: a surrogate pair "\\ud83d\\ude00"
 
@@ -47,13 +49,14 @@ class SafeJSONStream:
 
     Invalid UTF-8 bytes become U+FFFD, escaped lone surrogates (``\\udc00``) become
     ``\\ufffd``, and a leading byte-order mark is dropped. ``bytes_read`` counts raw
-    bytes consumed, to say where a broken file broke.
+    bytes consumed, to say where a broken file broke. Clean blocks (the usual case) pass
+    through without a copy.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._carry = b""
+        self._utf8_tail = b""  # an incomplete UTF-8 sequence at the end of the last block
+        self._carry = b""  # bytes held back so that no escape straddles two blocks
         self._started = False
         self._eof = False
         self.bytes_read = 0
@@ -81,10 +84,16 @@ class SafeJSONStream:
                         continue  # the BOM was all of this read, not the end of the file
             if not chunk:
                 self._eof = True
-                tail = self._decoder.decode(b"", final=True).encode("utf-8")
+                tail = codecs.utf_8_decode(self._utf8_tail, "replace", True)[0].encode("utf-8")
                 self._carry = self._repair_escapes(self._carry + tail)
                 continue
-            out = self._carry + self._repair_utf8(chunk)
+            chunk = self._repair_utf8(chunk)
+            if not self._carry and (b"\\" not in chunk or (
+                    b"\\" not in chunk[-_TAIL:] and not _SURROGATE_HINT.search(chunk))):
+                if chunk:
+                    return chunk  # nothing to repair and nothing can straddle: no copy
+                continue
+            out = self._carry + chunk
             cut = self._safe_cut(out)
             out, self._carry = out[:cut], out[cut:]
             out = self._repair_escapes(out)
@@ -92,13 +101,25 @@ class SafeJSONStream:
                 return out
 
     def _repair_utf8(self, chunk: bytes) -> bytes:
-        if chunk.isascii() and not self._decoder.getstate()[0]:
+        if self._utf8_tail:
+            chunk, self._utf8_tail = self._utf8_tail + chunk, b""
+        if chunk.isascii():
             return chunk
-        return self._decoder.decode(chunk).encode("utf-8")
+        try:
+            # Strict decoding only validates; valid bytes are passed on unchanged.
+            consumed = codecs.utf_8_decode(chunk, "strict", False)[1]
+        except UnicodeDecodeError:
+            text, consumed = codecs.utf_8_decode(chunk, "replace", False)
+            self._utf8_tail = chunk[consumed:]
+            return text.encode("utf-8")
+        if consumed < len(chunk):
+            self._utf8_tail = chunk[consumed:]
+            return chunk[:consumed]
+        return chunk
 
     @staticmethod
     def _repair_escapes(data: bytes) -> bytes:
-        if b"\\u" not in data and b"\\U" not in data:
+        if not _SURROGATE_HINT.search(data):
             return data
         return _SURROGATE_ESCAPE.sub(_fix_escape, data)
 
