@@ -134,6 +134,9 @@ class ExportReader:
                     f"from the start, near byte {self._bytes_read:,} of this file)")
                 return
             index = counter[0]
+            if member.damaged and not self.stats.truncated:
+                self.stats.truncated = True
+                self.stats.error = f"{member.name}: {member.damaged}"
 
     _bytes_read = 0
 

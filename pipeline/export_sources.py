@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 import ijson
 
+from pipeline import zip_salvage
 from pipeline.text_safety import SafeJSONStream
 
 _MEMBER = re.compile(r"conversations(?:-(\d+))?\.json", re.IGNORECASE)
@@ -33,6 +34,7 @@ class Member:
 
     name: str  # for messages: "export.zip:conversations-001.json"
     open: Callable[[], BinaryIO]
+    damaged: str | None = None  # why the container is broken (read anyway, as far as it goes)
 
 
 def _member_order(names: list[str]) -> list[str]:
@@ -148,12 +150,23 @@ def _zip_members(p: Path, where: str) -> list[Member]:
         with zipfile.ZipFile(p) as zf:
             names = [i.filename for i in zf.infolist() if not i.is_dir()]
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise NotAnExportError(f"{where} is a damaged zip archive ({exc})") from exc
+        return _salvaged_members(p, where, exc)
     order = _member_order(names)
     if not order:
         raise NotAnExportError(
             f"{where} is not a ChatGPT export: the zip holds no conversations.json")
     return [Member(f"{p.name}:{n}", _zip_opener(p, n)) for n in order]
+
+
+def _salvaged_members(p: Path, where: str, exc: BaseException) -> list[Member]:
+    """A zip without its central directory (cut short): members from local headers."""
+    entries = {e.name: e for e in zip_salvage.scan(p)}
+    order = _member_order(list(entries))
+    if not order:
+        raise NotAnExportError(f"{where} is a damaged zip archive ({exc})")
+    why = "the zip archive is cut short or damaged (its directory is missing)"
+    return [Member(f"{p.name}:{n}", (lambda e=entries[n]: zip_salvage.MemberStream(p, e)),
+                   damaged=why) for n in order]
 
 
 def _zip_opener(p: Path, name: str) -> Callable[[], BinaryIO]:

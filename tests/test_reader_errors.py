@@ -158,3 +158,40 @@ def test_reader_can_be_iterated_lazily_one_conversation_at_a_time(tmp_path: Path
     assert reader.stats.conversations == 1
     next(it)
     assert reader.stats.conversations == 2
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["sized", "data-descriptors"])
+def test_zip_cut_short_is_read_up_to_the_cut(tmp_path: Path, streamed: bool) -> None:
+    """Guards pitfall 4 (incomplete exports) and 6 (streamed to disk): a zip whose end
+    is missing (an interrupted download: no central directory) is still read from its
+    local headers, up to the cut, with truncated=True; members written by a streaming
+    zipper (sizes after the data) are found too."""
+    convs = make_export(40, 4, era="2026")
+    full = tmp_path / "full.zip"
+    if streamed:
+        class Unseekable:
+            def __init__(self, f: Any) -> None:
+                self.f = f
+
+            def write(self, data: bytes) -> int:
+                return self.f.write(data)
+
+            def flush(self) -> None:
+                self.f.flush()
+
+        with full.open("wb") as raw, zipfile.ZipFile(Unseekable(raw), "w",
+                                                     zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("chat.html", b"<html>" + b"x" * 50_000 + b"</html>")
+            zf.writestr("conversations.json", dumps(convs))
+    else:
+        write_zip(full, convs)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(cut)
+    reader = open_export(cut)
+    got = list(reader)
+    assert 0 < len(got) < 40
+    assert [c.id for c in got] == [c["id"] for c in convs[: len(got)]]
+    assert reader.stats.truncated and "cut.zip:conversations.json" in (reader.stats.error or "")
