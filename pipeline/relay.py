@@ -30,6 +30,9 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "import_events"
+# httpx writes headers and body in two sends; with Nagle on, the body waits for the
+# receiver's delayed ACK (~40 ms per event).
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 # Due, not handed over, not acknowledged; claimed by pushing next_attempt_at past the round.
 CLAIM_DUE = """
@@ -141,7 +144,10 @@ class HttpTransport:
         self.url = receiver_url
         self._hook = Webhook(secret)
         # A sleeping Render instance takes 30-60 s to wake: the connect timeout rides it out.
-        self._client = client or httpx.Client(timeout=httpx.Timeout(timeout_s, connect=timeout_s))
+        self._client = client or httpx.Client(
+            transport=httpx.HTTPTransport(socket_options=NODELAY),
+            timeout=httpx.Timeout(timeout_s, connect=timeout_s),
+        )
 
     def send(self, event: OutboxEvent) -> Attempt:
         return self.post(str(event.id), event.body)
