@@ -25,30 +25,36 @@ def _pgdata(data_dir: Path) -> Path:
     return Path(data_dir).expanduser().resolve() / "pg"
 
 
-def _running_url(pgdata: Path) -> str | None:
-    """The admin URL of a server already running on ``pgdata``, without importing pgserver
-    (its import alone costs more than the rest of a warm ``db up``)."""
-    pid_file = pgdata / "postmaster.pid"
+def _postmaster(pgdata: Path) -> tuple[bool, str | None]:
+    """(a ready server process is alive on ``pgdata``, its admin URL if its socket exists).
+
+    Reads postmaster.pid directly instead of importing pgserver: that import alone costs
+    more than the rest of a warm ``db up``.
+    """
     try:
-        lines = pid_file.read_text().splitlines()
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
     except OSError:
-        return None
+        return False, None
     if len(lines) < 8 or lines[7].strip() != "ready":
-        return None
+        return False, None
     try:
-        pid = int(lines[0])
-        os.kill(pid, 0)  # signal 0: is it alive (works across users for root)
+        os.kill(int(lines[0]), 0)  # signal 0: only asks whether it is alive
     except (ValueError, ProcessLookupError):
-        return None
+        return False, None
     except PermissionError:
         pass  # alive, owned by another user
     socket_dir = lines[4].strip()
     port = lines[3].strip() or "5432"
     if not socket_dir or not (Path(socket_dir) / f".s.PGSQL.{port}").exists():
-        return None
+        return True, None
     # Same form as pgserver's own get_uri(), plus the port when it is not the default.
     url = f"postgresql://postgres:@/postgres?host={quote(socket_dir)}"
-    return url if port == "5432" else f"{url}&port={port}"
+    return True, url if port == "5432" else f"{url}&port={port}"
+
+
+def _running_url(pgdata: Path) -> str | None:
+    """The admin URL of a server already running and reachable on ``pgdata``."""
+    return _postmaster(pgdata)[1]
 
 
 def _is_current(admin_url: str) -> bool:
@@ -91,8 +97,10 @@ def _start(pgdata: Path) -> str:
     import pgserver  # slow import; only when a server must start
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    if (pgdata / "postmaster.pid").exists():
-        # Alive but unreachable (its socket file was removed): restart it cleanly.
+    alive, url = _postmaster(pgdata)
+    if alive and url is None:
+        # Running but unreachable (its socket file was removed): restart it cleanly. A
+        # server still starting is not "ready" and is left to pgserver, which waits for it.
         _pg_ctl_stop(pgdata)
     _initdb(pgdata)
     # cleanup_mode=None: the server outlives this process; `db down` stops it.
