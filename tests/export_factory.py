@@ -54,15 +54,22 @@ def _uuid(*parts: object) -> str:
 
 
 def sample_text(n_chars: int, seed: int = 0) -> str:
-    """Deterministic English-looking text of about ``n_chars`` characters (at least one word)."""
+    """Deterministic English-looking prose of about ``n_chars`` characters: sentences of
+    8-20 words ending in ". ", "? " or "! ", in paragraphs of 2-5 sentences."""
     rng = random.Random(seed)
-    words: list[str] = []
+    paragraphs: list[str] = []
     length = 0
-    while length < n_chars or not words:
-        word = rng.choice(_WORDS)
-        words.append(word)
-        length += len(word) + 1
-    return " ".join(words)
+    while length < n_chars or not paragraphs:
+        sentences = []
+        for _ in range(rng.randint(2, 5)):
+            words = [rng.choice(_WORDS) for _ in range(rng.randint(8, 20))]
+            sentence = " ".join(words)
+            sentences.append(sentence[0].upper() + sentence[1:] + rng.choice("...?!"))
+            length += len(sentences[-1]) + 1
+            if length >= n_chars:
+                break
+        paragraphs.append(" ".join(sentences))
+    return "\n\n".join(paragraphs)
 
 
 def make_message(
