@@ -104,6 +104,8 @@ class ExportReader:
     ``skip=n`` passes over the first n raw conversation items (objects or not) without
     normalizing or counting them, so a resumed run continues right after them;
     ``Conversation.index`` always counts every raw item from the start of the export.
+    ``items_read`` is how many raw items were consumed so far (skipped ones included):
+    the value to resume from, even when the last items were not conversations.
     """
 
     def __init__(self, path: str | Path, *, max_message_chars: int = 200_000,
@@ -112,6 +114,7 @@ class ExportReader:
         self.max_message_chars = max_message_chars
         self.skip = max(0, skip)
         self.stats = ReadStats()
+        self.items_read = 0
         self._members: list[Member] | None = None
 
     def members(self) -> list[Member]:
@@ -152,7 +155,7 @@ class ExportReader:
             try:
                 for item in ijson.items(stream, prefix, use_float=True, buf_size=_BUF):
                     index = counter[0]
-                    counter[0] = index + 1
+                    counter[0] = self.items_read = index + 1
                     if index < self.skip:
                         continue
                     try:

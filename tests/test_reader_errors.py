@@ -148,6 +148,7 @@ def test_skip_resumes_right_after_the_nth_raw_item(tmp_path: Path, split: bool) 
         assert reader.stats.conversations == len(got)
         assert reader.stats.skipped == (1 if n <= 2 else 0)
         assert reader.stats.messages == 2 * len(got)
+        assert reader.items_read == len(convs)  # resume point, trailing garbage included
 
 
 def test_reader_can_be_iterated_lazily_one_conversation_at_a_time(tmp_path: Path) -> None:
