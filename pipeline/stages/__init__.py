@@ -25,6 +25,7 @@ from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stages.context import StageContext, worker_identity
+from pipeline.stages.lease import LeaseKeeper
 
 log = logging.getLogger("soulprint.stages")
 
@@ -63,7 +64,8 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
     module = importlib.import_module(f"pipeline.stages.{module_name}")
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
-        module.run(ctx)
+        with LeaseKeeper(store, job_id, owner, settings.lease_seconds):
+            module.run(ctx)
         return "done"
     except CancelRequested:
         store.finish_cancel(job_id, owner)
@@ -102,7 +104,7 @@ def _forget_download(ctx: StageContext) -> None:
 
 def make_runner(settings: Settings, conninfo: str) -> Callable[[StageEvent], None]:
     """The receiver's runner: one call per verified event, in a pool thread."""
-    store = JobStore(conninfo)
+    store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
 
     def runner(event: StageEvent) -> None:
         outcome = run_stage(event.data.job_id, event.data.stage, settings, store, conninfo)

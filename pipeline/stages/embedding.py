@@ -8,7 +8,9 @@ from pipeline.embedding import EmbedderError, get_embedder
 from pipeline.errors import StageError
 from pipeline.stages.context import StageContext
 
-BATCH = 256
+# Small enough that a cancel or SIGTERM is obeyed within seconds, large enough to
+# keep the embedder busy (it sorts each batch by length to cut padding).
+BATCH = 64
 
 SELECT_PENDING = """
 select id, content from public.memory_chunks
