@@ -87,8 +87,8 @@ def _check_first(member: Member, where: str) -> None:
     try:
         with member.open() as stream:
             prefix = json_prefix(stream)
-    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as exc:
-        # RuntimeError: an encrypted member; NotImplementedError: an unknown compression.
+    except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
+
         raise NotAnExportError(f"{where}: cannot read {member.name} ({exc})") from exc
     if prefix is None:
         raise NotAnExportError(
@@ -149,7 +149,7 @@ def _zip_members(p: Path, where: str) -> list[Member]:
     try:
         with zipfile.ZipFile(p) as zf:
             names = [i.filename for i in zf.infolist() if not i.is_dir()]
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except Exception as exc:  # BadZipFile mostly; damaged headers raise other types too
         return _salvaged_members(p, where, exc)
     order = _member_order(names)
     if not order:
@@ -160,7 +160,10 @@ def _zip_members(p: Path, where: str) -> list[Member]:
 
 def _salvaged_members(p: Path, where: str, exc: BaseException) -> list[Member]:
     """A zip without its central directory (cut short): members from local headers."""
-    entries = {e.name: e for e in zip_salvage.scan(p)}
+    try:
+        entries = {e.name: e for e in zip_salvage.scan(p)}
+    except OSError as err:
+        raise NotAnExportError(f"{where}: cannot read ({err.strerror or err})") from err
     order = _member_order(list(entries))
     if not order:
         raise NotAnExportError(f"{where} is a damaged zip archive ({exc})")

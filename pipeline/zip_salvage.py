@@ -34,7 +34,7 @@ def _zip64_size(extra: bytes) -> int:
     pos = 0
     while pos + 4 <= len(extra):
         tag, length = struct.unpack_from("<HH", extra, pos)
-        if tag == 0x0001 and length >= 16:
+        if tag == 0x0001 and length >= 16 and pos + 20 <= len(extra):
             return struct.unpack_from("<Q", extra, pos + 12)[0]  # after uncompressed size
         pos += 4 + length
     return -1

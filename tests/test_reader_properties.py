@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export_factory import custom_instructions_message, make_conversation, make_export
+from export_factory import (
+    custom_instructions_message,
+    make_conversation,
+    make_export,
+    write_zip,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -121,5 +126,27 @@ def test_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None
         else:
             del raw[pos:pos + data.draw(st.integers(1, 40))]
     path = tmp_path / "conversations.json"
+    path.write_bytes(bytes(raw))
+    _check(path)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_zip_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None:
+    """Guards pitfall 4 (corrupt/incomplete exports): a zip export with bytes cut,
+    flipped or dropped (headers, compressed data, central directory) never raises out
+    of the reader beyond a one-line NotAnExportError at the start."""
+    path = write_zip(tmp_path / "export.zip", _base_export(), split=data.draw(st.booleans()))
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(raw)))
+        op = data.draw(st.sampled_from(["cut", "flip", "delete"]))
+        if op == "cut":
+            del raw[pos:]
+        elif op == "flip" and pos < len(raw):
+            raw[pos] = data.draw(st.integers(0, 255))
+        else:
+            del raw[pos:pos + data.draw(st.integers(1, 40))]
     path.write_bytes(bytes(raw))
     _check(path)
