@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 def connect(conninfo: str, **kw: Any) -> psycopg.Connection[dict[str, Any]]:
-    """Open a connection: autocommit off, rows as dicts, our application_name.
+    """Open a connection: autocommit off, rows as dicts, our application_name, no
+    server-side prepared statements.
 
     Keyword arguments go to ``psycopg.connect`` and override these defaults.
     """
@@ -33,6 +34,9 @@ def connect(conninfo: str, **kw: Any) -> psycopg.Connection[dict[str, Any]]:
     kw.setdefault("autocommit", False)
     kw.setdefault("application_name", APPLICATION_NAME)
     kw.setdefault("connect_timeout", 10)
+    # Supabase's pooler in transaction mode (what an IPv4-only host like Render reaches)
+    # cannot keep server-side prepared statements across transactions.
+    kw.setdefault("prepare_threshold", None)
     return psycopg.connect(conninfo, **kw)
 
 

@@ -138,6 +138,7 @@ class JobStore:
                 "row_factory": dict_row,
                 "application_name": f"{APPLICATION_NAME} jobstore",
                 "connect_timeout": 10,
+                "prepare_threshold": None,  # transaction-mode poolers (see pipeline.db)
             },
             check=ConnectionPool.check_connection,  # drop connections the server closed
             open=True,
