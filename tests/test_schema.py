@@ -344,3 +344,46 @@ def test_migrations_are_recorded_like_the_cli_and_idempotent(
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f'drop database "{name}" with (force)')
+
+
+def test_bootstrap_is_skipped_where_supabase_is_present(pg_server_url: str) -> None:
+    """Guards pitfall 3 (service key in the worker): on a real Supabase database the
+    platform's own auth and storage schemas are left alone; only our migrations run."""
+    name = f"sp_hosted_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}" template template0')
+    url = with_dbname(pg_server_url, name)
+    try:
+        # Stand-in for the platform: its schemas exist, with something bootstrap would add.
+        from pipeline.migrate import sql_dir
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute((sql_dir() / "bootstrap.sql").read_text())
+            conn.execute("drop function storage.filename(text)")
+        assert len(apply_migrations(url)) == len(list_migrations())
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select to_regprocedure('storage.filename(text)')"
+                                ).fetchone()[0] is None
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f'drop database "{name}" with (force)')
+
+
+def test_a_first_import_in_progress_is_invisible_until_complete(
+    db_url: str, worker_db_url: str
+) -> None:
+    """Guards pitfall 5 (no progress): the person follows the job row, while its half-written
+    data stays hidden until the import completes as a whole."""
+    user = create_user(db_url)
+    upload_object(db_url, user)
+    job_id = jobs_for(db_url, user)[0]["id"]
+    walk_to(db_url, job_id, "parsing")
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "parsing", "w") is not None
+    _write_import_data(worker_db_url, job_id, user, "first")
+    seen = _what_the_person_sees(db_url, user)
+    assert seen["conversations"] == seen["chunks"] == seen["soulprints"] == []
+    assert seen["profile"]["import_status"] == "processing"
+    with user_session(db_url, user) as conn:
+        assert conn.execute("select stage from public.import_jobs").fetchone()["stage"] == (
+            "parsing")

@@ -198,3 +198,17 @@ def test_worker_cannot_rewrite_a_finished_import(db_url: str, worker_db_url: str
         w.commit()
     with user_session(db_url, a) as conn:
         assert conn.execute("select count(*) as n from public.memory_chunks").fetchone()["n"] == 1
+
+
+def test_an_api_caller_without_identity_cancels_nothing(db_url: str) -> None:
+    """Guards pitfall 3 (service key in the worker): a request as `authenticated` without a
+    user id in its claims is nobody, not an operator."""
+    user = create_user(db_url)
+    upload_object(db_url, user)
+    job_id = jobs_for(db_url, user)[0]["id"]
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        conn.execute("set local role authenticated")
+        assert conn.execute("select public.request_import_cancel(%s) as s", (job_id,)
+                            ).fetchone()["s"] is None
+        conn.commit()
+    assert jobs_for(db_url, user)[0]["stage"] == "queued"
