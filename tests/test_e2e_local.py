@@ -21,8 +21,6 @@ from tests import export_factory as ef
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
-if not SAMPLE.exists():  # TEMP until the sample lands
-    SAMPLE = Path("/tmp/sample.zip")
 COUNTS = ("conversations", "messages", "user_messages", "assistant_messages", "chunks")
 
 
@@ -251,15 +249,15 @@ def test_openai_provider_end_to_end_through_a_429(db_url: str, tmp_path: Path) -
 
     with fake_openai(fail_first=1) as srv:
         env = cli_env(db_url, tmp_path / "data", EMBEDDING_PROVIDER="openai",
-                      OPENAI_BASE_URL=srv.base_url, OPENAI_API_KEY="sk-test-not-real",
+                      OPENAI_BASE_URL=srv.base_url, OPENAI_API_KEY=srv.api_key,
                       EMBEDDING_MODEL="text-embedding-3-small", EMBEDDING_DIMENSIONS="64")
         code, result = run_import(SAMPLE, env)
     assert code == 0, result
     assert result["embedding_model"] == "text-embedding-3-small"
     assert result["embedding_dim"] == 64
     assert result["embedded_chunks"] == result["chunks"]
-    assert any(r.status == 429 for r in srv.requests) if hasattr(srv.requests[0], "status") \
-        else len(srv.requests) >= 2
+    # The first request was refused with 429 and sent again: one more request than batches.
+    assert srv.fail_first == 0 and len(srv.requests) >= 2
 
 
 def test_failed_stage_is_retried_from_where_it_failed(db_url: str, tmp_path: Path) -> None:
@@ -268,17 +266,18 @@ def test_failed_stage_is_retried_from_where_it_failed(db_url: str, tmp_path: Pat
     wrong; `retry` resumes it from that stage and it completes without re-reading."""
     from tests.fake_openai import fake_openai
 
-    with fake_openai() as srv:
+    with fake_openai(api_key="sk-right-key-0123456789") as srv:
         base = dict(EMBEDDING_PROVIDER="openai", OPENAI_BASE_URL=srv.base_url,
                     EMBEDDING_MODEL="text-embedding-3-small", EMBEDDING_DIMENSIONS="32")
-        srv.api_key = "sk-right"
-        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY="sk-wrong", **base)
+        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY="sk-wrong-key-9876543210",
+                      **base)
         code, failed = run_import(SAMPLE, env)
         assert code == 1 and failed["stage"] == "failed"
-        assert "sk-wrong" not in (failed["error_message"] or "")
+        assert failed["error_code"] == "embedder_unavailable"
+        assert "sk-wrong-key" not in (failed["error_message"] or "")
         chunks_before = scalar(db_url, "select count(*) from memory_chunks where job_id = %s",
                                failed["import_id"])
-        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY="sk-right", **base)
+        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY=srv.api_key, **base)
         out = cli("retry", failed["import_id"], "--json", env=env)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

@@ -20,8 +20,6 @@ from tests.fake_storage import fake_storage, make_jwt
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
-if not SAMPLE.exists():  # TEMP until the sample lands
-    SAMPLE = Path("/tmp/sample.zip")
 
 
 def latest_job_id(db_url: str, user_id: object) -> object:
