@@ -133,7 +133,7 @@ class WebhookReceiver:
             "type": event.type,
         }
         try:
-            async with self.db.connection(timeout=5) as conn:
+            async with self.db.connection(timeout=5) as conn, conn.transaction():
                 cur = await conn.execute(INSERT_RECEIPT, (webhook_id,))
                 if cur.rowcount == 0:
                     return False
