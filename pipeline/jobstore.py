@@ -146,6 +146,8 @@ class JobStore:
         )
         # job_id -> (monotonic time of the last progress write, its outcome)
         self._last_progress: dict[UUID, tuple[float, ProgressOutcome]] = {}
+        # job_id -> lease length of the claim: progress renews the lease by the same amount.
+        self._lease_of: dict[UUID, int] = {}
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -180,13 +182,16 @@ class JobStore:
     ) -> Job | None:
         """Take the lease on the job if it is in ``stage``, unheld (or expired, or already
         ours) and not being cancelled. Counts an attempt. None: not yours."""
+        lease = lease_seconds or self.lease_seconds
         row = self._one(
             "select * from public.claim_import_job(%s, %s, %s, %s)",
-            (job_id, stage, owner, lease_seconds or self.lease_seconds),
+            (job_id, stage, owner, lease),
         )
         job = Job.from_row(row)
         if job is not None:
             self._forget_progress(job_id)
+            with self._lock:
+                self._lease_of[job_id] = lease
         return job
 
     def progress(
@@ -198,12 +203,13 @@ class JobStore:
         force: bool = False,
     ) -> ProgressOutcome:
         """Report absolute counters (and the checkpoint of the last committed batch); renews
-        the lease. Throttled to one write per ``progress_interval_s`` per job unless
-        ``force``: a skipped report returns the last outcome (a resume from the previous
-        checkpoint is safe, batches being idempotent)."""
+        the lease by the length it was claimed for. Throttled to one write per
+        ``progress_interval_s`` per job unless ``force``: a skipped report returns "ok" (a
+        resume from the previous checkpoint is safe, batches being idempotent)."""
         now = time.monotonic()
         with self._lock:
             last = self._last_progress.get(job_id)
+            lease = self._lease_of.get(job_id, self.lease_seconds)
         if (
             not force
             and last is not None
@@ -218,7 +224,7 @@ class JobStore:
                 owner,
                 _counters(counters),
                 None if checkpoint is None else Jsonb(checkpoint),
-                self.lease_seconds,
+                lease,
             ),
         )
         result: ProgressOutcome = outcome if outcome in ("ok", "cancel_requested") else "not_yours"
@@ -313,6 +319,7 @@ class JobStore:
     def _forget_progress(self, job_id: UUID) -> None:
         with self._lock:
             self._last_progress.pop(job_id, None)
+            self._lease_of.pop(job_id, None)
 
 
 __all__ = ["ACTIVE_STAGES", "TERMINAL_STAGES", "Job", "JobStore", "ProgressOutcome"]

@@ -108,6 +108,20 @@ def test_progress_is_absolute_throttled_and_renews_the_lease(db_url: str,
     store.close()
 
 
+def test_progress_renews_the_lease_by_the_length_claimed(db_url: str,
+                                                         worker_db_url: str) -> None:
+    """Guards pitfall 1 (work that vanishes): a lease claimed short (local mode, quick
+    takeover after a crash) stays short when renewed, and a long one stays long."""
+    _, job_id = _queued_job(db_url)
+    with JobStore(worker_db_url, lease_seconds=60) as store:
+        store.claim(job_id, "queued", "w", 3600)
+        store.progress(job_id, "w", {}, force=True)
+        with psycopg.connect(db_url) as conn:
+            left = conn.execute("select lease_expires_at - now() from public.import_jobs"
+                                " where id = %s", (job_id,)).fetchone()[0]
+    assert left.total_seconds() > 1800
+
+
 def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
                                                                store: JobStore) -> None:
     """Guards pitfall 9 (status never written): each advance moves one stage on, conditional
