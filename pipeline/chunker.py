@@ -103,19 +103,14 @@ def chunk_conversation(
     flush()
 
     chunks: list[Chunk] = []
+    conv_id, title = conv.id, conv.title
     for index, (text, msgs) in enumerate(groups):
         if len(msgs) == 1:
             first = last = msgs[0].create_time
         else:
             first, last = _times(msgs)
-        chunks.append(Chunk(
-            id=chunk_id(conv.id, index, text),
-            conversation_id=conv.id,
-            conversation_title=conv.title,
-            index=index,
-            text=text,
-            first_time=first,
-            last_time=last,
-            message_count=len(msgs),
-        ))
+        # Positional: Chunk(id, conversation_id, conversation_title, index, text,
+        # first_time, last_time, message_count), a measurable saving per chunk.
+        chunks.append(Chunk(chunk_id(conv_id, index, text), conv_id, title, index, text,
+                            first, last, len(msgs)))
     return chunks

@@ -64,10 +64,12 @@ def normalize_conversation(
         "hidden_nodes": tally.hidden,
         "tool_nodes": tally.tool,
         "uncounted_nodes": tally.other,
+        "user_messages": tally.user,
+        "assistant_messages": len(messages) - tally.user,
         "thread_nodes": len(thread),
         "mapping_nodes": len(mapping),
-        "content_types": tally.content_types,
-        "cut_messages": sum(1 for m in messages if m.cut),
+        "uncounted_types": tally.uncounted_types,
+        "cut_messages": tally.cut,
     }
     if not has_id:
         metadata["id_missing"] = True
@@ -167,14 +169,12 @@ class ExportReader:
                         stats.skipped += 1
                         continue
                     stats.conversations += 1
-                    for m in conv.messages:
-                        if m.role == "user":
-                            stats.user_messages += 1
-                        else:
-                            stats.assistant_messages += 1
-                        if m.cut:
-                            stats.cut_messages += 1
-                    stats.messages += len(conv.messages)
+                    meta = conv.metadata
+                    n, users = len(conv.messages), meta["user_messages"]
+                    stats.messages += n
+                    stats.user_messages += users
+                    stats.assistant_messages += n - users
+                    stats.cut_messages += meta["cut_messages"]
                     yield conv
             finally:
                 self._bytes_read = stream.bytes_read

@@ -16,6 +16,8 @@ from pipeline.text_safety import clean_text
 from pipeline.timestamps import epoch_or_none
 
 COUNTED_TYPES = frozenset({"text", "multimodal_text", "code"})
+# Plain epoch floats in this range skip epoch_or_none (which accepts the same and more).
+_MIN_FAST, _MAX_FAST = 0.0, 4_102_444_800.0  # 1970 .. 2100
 _ALL_RECIPIENTS = (None, "all")
 
 
@@ -50,66 +52,87 @@ class ThreadTally:
     other: int = 0  # system, thoughts, empty, unreadable, ...
     custom_instructions: bool = False
     model_slug: str | None = None
-    content_types: dict[str, int] = field(default_factory=dict)
+    user: int = 0  # counted user messages (assistant = the rest)
+    cut: int = 0
+    uncounted_types: dict[str, int] = field(default_factory=dict)
+
+
+def _uncounted(msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: ThreadTally
+               ) -> None:
+    """Tally a node that is not a counted message (the rare path, kept out of the loop)."""
+    meta = msg.get("metadata")
+    if ctype == "user_editable_context" or (
+            type(meta) is dict and meta.get("is_user_system_message") is True):
+        tally.custom_instructions = True
+    if role == "tool" or (role == "assistant" and msg.get("recipient") not in _ALL_RECIPIENTS):
+        tally.tool += 1
+    if hidden:
+        tally.hidden += 1
+    else:
+        tally.other += 1
+    if isinstance(ctype, str):
+        tally.uncounted_types[ctype] = tally.uncounted_types.get(ctype, 0) + 1
 
 
 def thread_messages(
     thread: list[dict[str, Any]], max_chars: int, tally: ThreadTally,
 ) -> list[Message]:
-    """Counted messages of ``thread`` (root to leaf), texts cleaned and cut at ``max_chars``."""
+    """Counted messages of ``thread`` (root to leaf), texts cleaned and cut at ``max_chars``.
+
+    The loop is the hottest Python in an import (once per node of every thread), hence
+    the inlined fast paths.
+    """
     out: list[Message] = []
+    last_assistant_meta: Any = None
     for node in thread:
         msg = node.get("message")
-        if type(msg) is not dict:
+        if msg.__class__ is not dict:
             continue  # the root, or a bad node: skipped, the conversation goes on
         author = msg.get("author")
-        role = author.get("role") if type(author) is dict else None
-        meta = msg.get("metadata")
-        if type(meta) is not dict:
-            meta = {}
+        role = author.get("role") if author.__class__ is dict else None
         content = msg.get("content")
-        ctype = content.get("content_type") if type(content) is dict else None
-        recipient = msg.get("recipient")
-        if meta.get("is_user_system_message") is True or ctype == "user_editable_context":
-            tally.custom_instructions = True
-        if role == "tool" or (role == "assistant" and recipient not in _ALL_RECIPIENTS):
-            tally.tool += 1
-        if isinstance(ctype, str):
-            tally.content_types[ctype] = tally.content_types.get(ctype, 0) + 1
-        if meta.get("is_visually_hidden_from_conversation") is True:
-            tally.hidden += 1
-            continue
+        ctype = content.get("content_type") if content.__class__ is dict else None
+        meta = msg.get("metadata")
+        hidden = meta.__class__ is dict and \
+            meta.get("is_visually_hidden_from_conversation") is True
         if (
-            (role != "user" and role != "assistant")
+            hidden
             or ctype not in COUNTED_TYPES
-            or (role == "assistant" and recipient not in _ALL_RECIPIENTS)
+            or (role != "user" and (role != "assistant"
+                                    or msg.get("recipient") not in _ALL_RECIPIENTS))
         ):
-            tally.other += 1
+            _uncounted(msg, role, ctype, hidden, tally)
             continue
         text = content_text(content)  # type: ignore[arg-type]  # ctype implies a dict
         if text is None:
             tally.other += 1
             continue
-        text = clean_text(text)
-        if not text.strip():
+        if "\x00" in text or not text.isascii():
+            text = clean_text(text)
+        if not text or text.isspace():
             tally.other += 1
             continue
         cut = len(text) > max_chars
         if cut:
             text = text[:max_chars]
-        if role == "assistant":
-            slug = meta.get("model_slug")
-            if isinstance(slug, str):
-                tally.model_slug = slug
+            tally.cut += 1
+        if role == "user":
+            tally.user += 1
+        else:
+            last_assistant_meta = meta
         msg_id = msg.get("id")
-        if not isinstance(msg_id, str):
+        if msg_id.__class__ is not str:
             msg_id = node.get("id")
-        out.append(Message(
-            id=clean_text(msg_id) if isinstance(msg_id, str) else f"{len(out)}",
-            role=role,
-            text=text,
-            create_time=epoch_or_none(msg.get("create_time")),
-            content_type=ctype,  # type: ignore[arg-type]  # checked in COUNTED_TYPES
-            cut=cut,
-        ))
+            if msg_id.__class__ is not str:
+                msg_id = f"position-{len(out)}"
+        elif "\x00" in msg_id or not msg_id.isascii():
+            msg_id = clean_text(msg_id)
+        t = msg.get("create_time")
+        if t.__class__ is not float or not _MIN_FAST < t < _MAX_FAST:
+            t = epoch_or_none(t)
+        out.append(Message(msg_id, role, text, t, ctype, cut))  # type: ignore[arg-type]
+    if last_assistant_meta.__class__ is dict:
+        slug = last_assistant_meta.get("model_slug")
+        if isinstance(slug, str):
+            tally.model_slug = clean_text(slug)
     return out

@@ -89,7 +89,7 @@ def test_ids_are_deterministic_uuid5_and_distinct() -> None:
     assert str(uuid.UUID(first[0])) == first[0] and uuid.UUID(first[0]).version == 5
     text = chunk_conversation(conv, 500)[0].text
     assert first[0] == str(uuid.uuid5(CHUNK_NAMESPACE, f"conv-1\x1f0\x1f{text}"))
-    assert chunk_id("other", 0, text) != first[0]
+    assert chunk_id("other", 0, text) != first[0] != chunk_id("conv-1", 0, text + "!")
 
 
 def test_same_export_read_twice_gives_the_same_chunks(tmp_path: Path) -> None:
