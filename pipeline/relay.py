@@ -211,8 +211,8 @@ class Relay:
         self.max_attempts = max_attempts
         self.claim_s = claim_s
         self.owner = f"relay:{socket.gethostname()}:{os.getpid()}"
-        self._db = ConnectionPool(conninfo, min_size=1, max_size=2, open=False, timeout=10)
-        self._opened = False
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -234,8 +234,7 @@ class Relay:
 
     def deliver_pending(self, limit: int = 100) -> int:
         """Send every due event once (with quick retries); return how many got through."""
-        self._open()
-        with self._db.connection() as conn:
+        with self._db().connection() as conn:
             rows = (
                 conn.cursor(row_factory=dict_row)
                 .execute(
@@ -262,11 +261,17 @@ class Relay:
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts_per_round),
             wait=self._inline_wait,
-            retry=retry_if_result(lambda a: not a.ok and a.retryable and not self._stop.is_set()),
+            # A Retry-After (the receiver's pool is full) is honoured by rescheduling the
+            # event, not by sleeping here while other due events wait.
+            retry=retry_if_result(
+                lambda a: (
+                    not a.ok and a.retryable and a.retry_after_s is None and not self._stop.is_set()
+                )
+            ),
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         )
         last: Attempt = retrying(attempt)
-        with self._db.connection() as conn:
+        with self._db().connection() as conn:
             if last.ok:
                 conn.execute(MARK_RELAYED, {"id": event.id, "n": len(tries)})
             else:
@@ -284,21 +289,29 @@ class Relay:
         return last.ok
 
     def _inline_wait(self, state: RetryCallState) -> float:
-        last = state.outcome.result() if state.outcome else None  # type: ignore[union-attr]
-        if isinstance(last, Attempt) and last.retry_after_s is not None:
-            return min(last.retry_after_s, self.max_backoff_s)
         return min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
 
     def _log(self, event_id: UUID, a: Attempt) -> None:
-        with self._db.connection() as conn:
+        with self._db().connection() as conn:
             conn.execute(
                 LOG_ATTEMPT, (event_id, a.status_code, a.latency_ms, a.error, self.transport.via)
             )
 
-    def _open(self) -> None:
-        if not self._opened:
-            self._db.open(wait=True)
-            self._opened = True
+    def _db(self) -> ConnectionPool:
+        """The relay's connections, opened on first use (again after stop())."""
+        with self._pool_lock:
+            if self._pool is None:
+                pool = ConnectionPool(
+                    self.conninfo,
+                    min_size=1,
+                    max_size=2,
+                    open=False,
+                    timeout=10,
+                    check=ConnectionPool.check_connection,
+                )
+                pool.open(wait=True)
+                self._pool = pool
+            return self._pool
 
     # The loop ---------------------------------------------------------------------------
 
@@ -319,8 +332,10 @@ class Relay:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        self._db.close()
-        self._opened = False
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
         close = getattr(self.transport, "close", None)
         if close:
             close()
@@ -352,6 +367,6 @@ class Relay:
                 return
 
     def _seconds_to_next_due(self) -> float:
-        with self._db.connection() as conn:
+        with self._db().connection() as conn:
             row = conn.execute(NEXT_DUE, {"max_attempts": self.max_attempts}).fetchone()
         return float(row[0]) if row and row[0] is not None else self.poll_interval_s

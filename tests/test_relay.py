@@ -286,3 +286,45 @@ def test_two_relays_never_send_one_event_twice(db_url, worker_db_url):
     rx.stop()
     assert sum(sent) == len(jobs) == len(got)
     assert set(got.values()) == {1}
+
+
+class BusyOnce:
+    """ASGI wrapper: the first POST gets 503 + Retry-After, as a receiver with a full pool."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.busy = app, True
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.busy and scope["type"] == "http" and scope["method"] == "POST":
+            self.busy = False
+            resp = JSONResponse({"error": "busy"}, status_code=503, headers={"Retry-After": "1"})
+            await resp(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def test_relay_honours_retry_after(db_url, worker_db_url):
+    """Guards pitfall 2 (cold start / overload): backpressure is respected: the event waits
+    in the outbox for the time the receiver asked, then goes through."""
+    lifecycle.reset()
+    runner = StepRunner(worker_db_url)
+    rx = serve_in_thread(
+        BusyOnce(create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url, runner=runner))
+    )
+    relay = Relay(worker_db_url, rx.url + HOOK, SECRET)
+    try:
+        job_id, _ = upload_job(db_url)
+        assert relay.deliver_pending() == 0
+        with psycopg.connect(db_url) as conn:
+            attempts, later = conn.execute(
+                "select attempts, next_attempt_at > now() from import_events where job_id = %s",
+                (job_id,),
+            ).fetchone()
+        assert (attempts, later) == (1, True)  # one try, no hammering, due again later
+        wait_for(lambda: relay.deliver_pending() == 1)
+        wait_for(lambda: stage_of(db_url, job_id) == "downloading")
+    finally:
+        relay.stop()
+        rx.stop()
+        runner.close()
+        lifecycle.reset()
