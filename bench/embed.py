@@ -55,7 +55,9 @@ def main() -> None:
     parser.add_argument("--provider", default="minilm", choices=["minilm", "openai"])
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument("--chars", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64, help="max texts per batch")
+    parser.add_argument("--batch-tokens", type=int, default=512, help="max tokens per batch")
+    parser.add_argument("--threads", type=int, default=None, help="minilm workers")
     parser.add_argument("--call-size", type=int, default=256, help="texts per embed() call")
     args = parser.parse_args()
 
@@ -71,7 +73,9 @@ def main() -> None:
         print(f"tokens per text: mean {sum(counts) / len(counts):.0f}, max {max(counts)}")
     rss_before = peak_rss_mb()
     if args.provider == "minilm":
-        embedder = MiniLMEmbedder(batch_size=args.batch_size)
+        embedder = MiniLMEmbedder(
+            batch_size=args.batch_size, batch_tokens=args.batch_tokens, threads=args.threads
+        )
         t0 = time.perf_counter()
         embedder.warm_up()
         print(f"load: {time.perf_counter() - t0:.2f} s, peak RSS {peak_rss_mb():.0f} MB")

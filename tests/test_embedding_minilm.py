@@ -79,8 +79,8 @@ def test_vectors_are_unit_float32_and_deterministic(embedder: MiniLMEmbedder):
     assert embedder.dimensions == 384
 
 
-def test_order_preserved_across_length_sorted_batches():
-    """Guards pitfall 6 (memory: inputs are sorted by length and split into small batches):
+def test_order_preserved_across_packed_batches():
+    """Guards pitfall 6 (memory: texts are packed into small batches run by a worker pool):
     every row still belongs to its own text, whatever the mix of lengths and batch size."""
     small = MiniLMEmbedder(batch_size=3)
     texts = [
@@ -101,7 +101,8 @@ def test_empty_list_gives_empty_matrix(embedder: MiniLMEmbedder):
 
 def test_memory_bounded_by_batch_not_by_input_size():
     """Guards pitfall 6 (OOM on large exports): peak memory of one embed call is set by
-    the batch, not by how many texts are passed, so a worker stays within its budget."""
+    the batch size and worker count, not by how many texts are passed, so a worker stays
+    within its budget however large the export."""
     emb = MiniLMEmbedder(batch_size=8)
     emb.warm_up()
     text = _PARAGRAPH * 12  # ~256 tokens after truncation, like a 1000-char chunk or more

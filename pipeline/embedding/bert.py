@@ -2,12 +2,13 @@
 
 Only what sentence-transformers' all-MiniLM-L6-v2 needs: absolute position
 embeddings, post-LayerNorm encoder layers, exact (erf) GELU, and mean pooling
-over the attention mask. Weights are prepared once into the layout the matmuls
+over each sequence's tokens. Weights are prepared once into the layout the matmuls
 want (fused QKV, attention scale folded in, (in, out) matrices).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -127,58 +128,46 @@ class BertEncoder:
             )
         self.layers = tuple(layers)
 
-    def mean_pooled(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Run the encoder on padded ``ids`` (batch, seq) and mean-pool over ``mask``.
+    def mean_pooled(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """Encode token-id ``sequences`` and mean-pool each; returns (len, hidden) float32,
+        not normalized.
 
-        Returns un-normalized (batch, hidden) float32 sentence vectors.
+        The sequences are packed end to end into one block of rows, with no padding: the
+        dense layers see every real token once in a single matmul, and attention runs per
+        sequence on its own slice, so no mask is needed and no work is wasted on pads.
         """
         cfg = self.config
-        b, seq = ids.shape
-        if seq > cfg.max_position_embeddings:
-            raise ValueError(f"sequence of {seq} tokens exceeds {cfg.max_position_embeddings}")
-        x = self.word[ids.reshape(-1)]
-        x.reshape(b, seq, -1)[...] += self.pos[:seq]
+        lengths = [len(s) for s in sequences]
+        if max(lengths) > cfg.max_position_embeddings:
+            raise ValueError(f"a sequence exceeds {cfg.max_position_embeddings} tokens")
+        offsets = np.cumsum([0, *lengths])
+        x = self.word[np.concatenate(sequences)]
+        x += self.pos[np.concatenate([np.arange(n) for n in lengths])]
         _layer_norm(x, self.emb_ln_g, self.emb_ln_b, cfg.layer_norm_eps)
-        # Right padding: each row's real tokens are its first ``length`` positions.
-        lengths = mask.sum(axis=1)
         for layer in self.layers:
-            x = self._layer(x, layer, b, seq, lengths)
-        hidden = x.reshape(b, seq, -1)
-        m = mask.astype(np.float32)
-        summed = np.einsum("bsh,bs->bh", hidden, m, dtype=np.float32)
-        summed /= np.maximum(lengths, 1).astype(np.float32)[:, None]
-        return summed
+            x = self._layer(x, layer, offsets)
+        pooled = np.add.reduceat(x, offsets[:-1], axis=0)
+        pooled /= np.asarray(lengths, dtype=np.float32)[:, None]
+        return pooled
 
-    def _layer(
-        self,
-        x: np.ndarray,
-        w: _Layer,
-        b: int,
-        seq: int,
-        lengths: np.ndarray,
-    ) -> np.ndarray:
+    def _layer(self, x: np.ndarray, w: _Layer, offsets: np.ndarray) -> np.ndarray:
         cfg = self.config
         h = cfg.hidden_size
         heads = cfg.num_heads
         hd = h // heads
         qkv = x @ w.w_qkv
         qkv += w.b_qkv
-        # (b, seq, 3, heads, hd) -> (3, b, heads, seq, hd)
-        qkv = qkv.reshape(b, seq, 3, heads, hd).transpose(2, 0, 3, 1, 4)
-        ctx = np.empty((b, seq, heads, hd), dtype=np.float32)
-        for i in range(b):
-            n = int(lengths[i])
-            # Slicing to the real length replaces the additive key mask (padded keys are never
-            # seen) and skips padded queries, whose outputs pooling drops anyway.
-            q = qkv[0, i, :, :n]
-            k = qkv[1, i, :, :n]
-            v = qkv[2, i, :, :n]
-            scores = q @ k.transpose(0, 2, 1)
+        ctx = np.empty_like(x)
+        for start, end in itertools.pairwise(offsets):
+            n = int(end - start)
+            rows = qkv[start:end]
+            q = rows[:, :h].reshape(n, heads, hd).transpose(1, 0, 2)  # (heads, n, hd)
+            k = rows[:, h : 2 * h].reshape(n, heads, hd).transpose(1, 2, 0)  # (heads, hd, n)
+            v = rows[:, 2 * h :].reshape(n, heads, hd).transpose(1, 0, 2)
+            scores = q @ k  # query already carries the 1/sqrt(head_dim) scale
             _softmax_inplace(scores)
-            ctx[i, :n] = (scores @ v).transpose(1, 0, 2)
-            if n < seq:
-                ctx[i, n:] = 0.0
-        attn = ctx.reshape(b * seq, h) @ w.w_attn_out
+            ctx[start:end].reshape(n, heads, hd)[...] = (scores @ v).transpose(1, 0, 2)
+        attn = ctx @ w.w_attn_out
         attn += w.b_attn_out
         attn += x
         _layer_norm(attn, w.ln1_g, w.ln1_b, cfg.layer_norm_eps)

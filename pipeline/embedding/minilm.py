@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from .base import l2_normalize
 from .bert import BertConfig, BertEncoder
+from .blas import limit_blas_threads
 from .errors import INSTALL_MINILM, EmbedderUnavailable
 from .safetensors_reader import SafetensorsError, SafetensorsFile
 
@@ -48,9 +51,12 @@ def _check_model_dir(model_dir: Path) -> None:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 on CPU, matching sentence-transformers (384-d, normalized).
 
-    Weights load lazily on the first ``embed`` (about 90 MB). One instance may be shared
-    by many threads: the forward pass is serialized, because BLAS already uses every core
-    and one batch of activations at a time keeps worker memory flat.
+    Weights load lazily on the first ``embed`` (about 90 MB). Texts are tokenized
+    (truncated to 256 tokens), packed into batches of at most ``batch_size`` texts and
+    ``batch_tokens`` tokens with no padding, and the batches run on a small pool of
+    ``threads`` workers shared by every caller, so concurrent ``embed`` calls from stage
+    threads neither oversubscribe the CPU nor multiply activation memory.
+    On first use numpy's OpenBLAS is set to one thread per caller (see ``blas.py``).
     """
 
     dimensions: int = 384
@@ -59,20 +65,22 @@ class MiniLMEmbedder:
         self,
         model_dir: Path | None = None,
         *,
-        batch_size: int = 32,
+        batch_size: int = 64,
+        batch_tokens: int = 512,
+        threads: int | None = None,
         max_seq_length: int | None = None,
-        max_batch_tokens: int = 8192,
     ) -> None:
         self.model = MODEL_NAME
         self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
         _check_model_dir(self._dir)
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self.batch_size = max(1, batch_size)
+        self.batch_tokens = batch_tokens
+        self.threads = max(1, threads or min(os.cpu_count() or 1, 4))
         self._max_seq_length = max_seq_length
         self._load_lock = threading.Lock()
-        self._run_lock = threading.Lock()
         self._encoder: BertEncoder | None = None
         self._tokenizer = None
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def max_seq_length(self) -> int:
@@ -109,7 +117,10 @@ class MiniLMEmbedder:
                 ) from exc
             limit = min(self.max_seq_length, config.max_position_embeddings)
             tokenizer.enable_truncation(max_length=limit)
-            tokenizer.no_padding()  # we pad per length-sorted batch ourselves
+            tokenizer.no_padding()  # batches are packed, never padded
+            limit_blas_threads(1)
+            if self.threads > 1:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minilm")
             self._tokenizer = tokenizer
             self._encoder = encoder
             return encoder, tokenizer
@@ -125,30 +136,32 @@ class MiniLMEmbedder:
         encoder, tokenizer = self._load()
         # sentence-transformers strips each text before tokenizing.
         encodings = tokenizer.encode_batch_fast([str(t).strip() for t in texts])  # type: ignore[attr-defined]
-        ids = [e.ids for e in encodings]
-        lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        # Longest first, like sentence-transformers: batches of similar length waste no
-        # work on padding; results are scattered back to input order.
-        order = np.argsort(-lengths, kind="stable")
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+        batches = self._batches([len(i) for i in ids])
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        for batch in self._batches(order, lengths):
-            seq = int(lengths[batch[0]])
-            batch_ids = np.zeros((len(batch), seq), dtype=np.int64)
-            for row, idx in enumerate(batch):
-                batch_ids[row, : lengths[idx]] = ids[idx]
-            mask = np.arange(seq)[None, :] < lengths[batch][:, None]
-            with self._run_lock:
-                out[batch] = encoder.mean_pooled(batch_ids, mask)
+
+        def run(batch: list[int]) -> None:
+            out[batch] = encoder.mean_pooled([ids[i] for i in batch])
+
+        if self._pool is None or len(batches) == 1:
+            for batch in batches:
+                run(batch)
+        else:
+            for _ in self._pool.map(run, batches):
+                pass  # re-raises the first worker exception, if any
         return l2_normalize(out)
 
-    def _batches(self, order: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-        """Split length-sorted indices into batches bounded by count and padded tokens."""
-        batches: list[np.ndarray] = []
-        start = 0
-        n = len(order)
-        while start < n:
-            longest = int(lengths[order[start]])
-            size = max(1, min(self.batch_size, self.max_batch_tokens // max(longest, 1)))
-            batches.append(order[start : start + size])
-            start += size
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Group text indices greedily in input order, bounded by count and tokens."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for i, n in enumerate(lengths):
+            if current and (len(current) >= self.batch_size or tokens + n > self.batch_tokens):
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += n
+        if current:
+            batches.append(current)
         return batches
