@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.embedding import (
+    Embedder,
     EmbedderUnavailable,
     clear_embedder_cache,
     get_embedder,
@@ -77,6 +78,18 @@ def test_vectors_are_unit_float32_and_deterministic(embedder: MiniLMEmbedder):
     np.testing.assert_array_equal(first, second)
     assert embedder.model == "sentence-transformers/all-MiniLM-L6-v2"
     assert embedder.dimensions == 384
+    assert isinstance(embedder, Embedder)
+
+
+def test_close_frees_model_and_next_call_reloads():
+    """Guards long-lived workers: close() drops weights and threads, and the embedder
+    still works afterwards, with the same vectors."""
+    emb = MiniLMEmbedder(threads=2)
+    texts = ["one", "two " * 200, "three " * 100]
+    before = emb.embed(texts)
+    emb.close()
+    np.testing.assert_array_equal(emb.embed(texts), before)
+    emb.close()
 
 
 def test_order_preserved_across_packed_batches():

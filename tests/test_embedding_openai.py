@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.embedding import (
+    Embedder,
     EmbedderError,
     EmbedderUnavailable,
     EmbeddingRequestFailed,
@@ -186,3 +187,20 @@ def test_get_embedder_openai_end_to_end():
         assert (emb.model, emb.dimensions) == ("text-embedding-3-small", 1536)
         np.testing.assert_allclose(emb.embed(["hi"])[0], fake_vector("hi"), atol=1e-6)
     clear_embedder_cache()
+
+
+def test_shared_client_is_thread_safe():
+    """Guards the stage thread pool: one embedder used from several threads at once
+    returns each caller its own vectors, in its own order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [[f"thread {k} text {i}" for i in range(5)] for k in range(6)]
+    with fake_openai() as srv:
+        emb = make(srv, SleepRecorder(), batch_size=2)
+        assert isinstance(emb, Embedder)
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(emb.embed, jobs))
+        emb.close()
+    for job, got in zip(jobs, results, strict=True):
+        np.testing.assert_allclose(got, np.vstack([fake_vector(t) for t in job]), atol=1e-6)
+    assert len(srv.embedding_requests) == 6 * 3
