@@ -38,7 +38,8 @@ class Member:
 
 
 def _member_order(names: list[str]) -> list[str]:
-    """Conversation members of the shallowest folder that has any; shards by number."""
+    """Conversation members of the shallowest folder that has any: its shards in number
+    order when it has shards (a 2026 export), else its conversations.json."""
     found = [(PurePosixPath(n), _MEMBER.fullmatch(PurePosixPath(n).name)) for n in names]
     found = [(p, m) for p, m in found if m and "__MACOSX" not in p.parts]
     if not found:
