@@ -66,6 +66,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The flag is process-wide: an app starting after another one stopped in this
+        # process (local mode, tests) takes events again.
+        lifecycle.reset()
         # wait=False: a sleeping database must not keep the service from starting.
         await db.open(wait=False)
         try:
