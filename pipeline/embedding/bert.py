@@ -127,6 +127,12 @@ class BertEncoder:
                 )
             )
         self.layers = tuple(layers)
+        # Shared by every worker thread: make accidental in-place writes fail loudly.
+        for arr in (self.word, self.pos, self.emb_ln_g, self.emb_ln_b):
+            arr.flags.writeable = False
+        for layer in self.layers:
+            for arr in (getattr(layer, f) for f in layer.__slots__):
+                arr.flags.writeable = False
 
     def mean_pooled(self, sequences: list[np.ndarray]) -> np.ndarray:
         """Encode token-id ``sequences`` and mean-pool each; returns (len, hidden) float32,
