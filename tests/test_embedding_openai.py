@@ -50,9 +50,10 @@ def make(srv: FakeOpenAI, sleep: SleepRecorder, **kw) -> OpenAIEmbedder:
 
 
 def test_rate_limit_is_retried_after_the_requested_wait():
-    """Guards imports under OpenAI rate limits: a 429 is retried after exactly the
-    Retry-After the server asked for, and the user still gets every vector, in input
-    order, across several batches even when the server lists results out of order."""
+    """Guards pitfall 9 (a rate-limited dependency must not fail the import): a 429 is
+    retried after exactly the Retry-After the server asked for, and the user still gets
+    every vector, in input order, across several batches even when the server lists
+    results out of order."""
     sleep = SleepRecorder()
     with fake_openai(fail_first=1, retry_after=7, reverse_order=True) as srv:
         emb = make(srv, sleep, batch_size=3)
@@ -92,8 +93,9 @@ def test_bad_key_fails_fast_without_leaking_it(caplog: pytest.LogCaptureFixture)
 
 
 def test_server_errors_retried_then_reported():
-    """Guards a flaky or down provider: 5xx answers are retried with backoff up to the
-    limit, then the job fails with a sentence saying it can be retried later."""
+    """Guards pitfall 9 (failures retried with backoff, never silent): 5xx answers are
+    retried with backoff up to the limit, then the job fails with a sentence saying it
+    can be retried later."""
     sleep = SleepRecorder()
     with fake_openai(fail_first=100, fail_status=503, retry_after=None) as srv:
         emb = make(srv, sleep, max_attempts=4)
@@ -104,7 +106,8 @@ def test_server_errors_retried_then_reported():
 
 
 def test_transient_503_then_success():
-    """Guards a brief provider outage: two 500s then success gives the right vectors."""
+    """Guards pitfall 9 (brief provider outage): two 500s then success gives the right
+    vectors."""
     sleep = SleepRecorder()
     with fake_openai(fail_first=2, fail_status=500) as srv:
         out = make(srv, sleep).embed(["a", "b"])
@@ -113,7 +116,8 @@ def test_transient_503_then_success():
 
 
 def test_unreachable_server_is_retried_then_reported():
-    """Guards network trouble: connection errors are retried, then reported readably."""
+    """Guards pitfall 9 (network hiccups): connection errors are retried, then reported
+    readably."""
     with fake_openai() as srv:
         pass  # stopped: its port now refuses connections
     sleep = SleepRecorder()
