@@ -9,7 +9,6 @@ flight (the receiver updates that very row to acknowledge it).
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
@@ -210,7 +209,6 @@ class Relay:
         self.max_backoff_s = max_backoff_s
         self.max_attempts = max_attempts
         self.claim_s = claim_s
-        self.owner = f"relay:{socket.gethostname()}:{os.getpid()}"
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
         self._stop = threading.Event()
@@ -351,8 +349,9 @@ class Relay:
                         while self.deliver_pending() and not self._stop.is_set():
                             pass
                         self._wait(listener)
-            except psycopg.Error:
-                log.exception("relay lost its database connection; retrying")
+            except Exception:
+                # The relay thread must outlive any one failure: log it and start over.
+                log.exception("relay round failed; retrying")
                 self._stop.wait(min(self.poll_interval_s, 5.0))
 
     def _wait(self, listener: psycopg.Connection[Any]) -> None:
