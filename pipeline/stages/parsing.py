@@ -128,9 +128,10 @@ def run(ctx: StageContext) -> None:
             conversations.append(conv)
             chunks.extend(conv_chunks)
             chunk_total += len(conv_chunks)
-            next_index = conv.index + 1
+            next_index = reader.items_read  # raw items, skipped ones included
             if len(conversations) >= BATCH_CONVERSATIONS or len(chunks) >= BATCH_CHUNKS:
                 flush()
+        next_index = reader.items_read
         flush()
 
     stats = reader.stats
