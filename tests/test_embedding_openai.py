@@ -4,6 +4,7 @@ batching, ordering, retries honouring Retry-After, and errors that never leak th
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -208,3 +209,18 @@ def test_shared_client_is_thread_safe():
     for job, got in zip(jobs, results, strict=True):
         np.testing.assert_allclose(got, np.vstack([fake_vector(t) for t in job]), atol=1e-6)
     assert len(srv.embedding_requests) == 6 * 3
+
+
+def test_retry_after_as_http_date_is_honoured():
+    """Guards pitfall 9 with proxies that send Retry-After as an HTTP date: the wait is
+    the time until that date (capped at max_wait), not an immediate hammering retry."""
+    from email.utils import format_datetime
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    sleep, capped_sleep = SleepRecorder(), SleepRecorder()
+    with fake_openai(fail_first=2, retry_after=later) as srv:
+        make(srv, sleep).embed(["hello"])
+        srv.fail_next(1, retry_after=later)
+        make(srv, capped_sleep, max_wait=5).embed(["hello"])
+    assert len(sleep.waits) == 2 and all(20 < w <= 31 for w in sleep.waits)
+    assert capped_sleep.waits == [5]
