@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from svix.webhooks import Webhook
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 
+from pipeline.retry_after import retry_after_seconds
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -118,15 +119,6 @@ def sign_headers(secret: str | Webhook, msg_id: str, body: str) -> dict[str, str
     }
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 class HttpTransport:
     """Sign with svix and POST to the receiver."""
 
@@ -162,7 +154,7 @@ class HttpTransport:
         elapsed = (time.perf_counter() - started) * 1000
         error = None if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:300]}"
         return Attempt(
-            resp.status_code, elapsed, error, parse_retry_after(resp.headers.get("retry-after"))
+            resp.status_code, elapsed, error, retry_after_seconds(resp.headers)
         )
 
     def close(self) -> None:

@@ -7,7 +7,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +19,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ..retry_after import retry_after_seconds
 from .base import l2_normalize
 from .errors import EmbedderError, EmbedderUnavailable, EmbeddingRequestFailed
 
@@ -53,28 +53,6 @@ def _redact(text: str, key: str | None) -> str:
     if key:
         text = text.replace(key, "[redacted]")
     return _SECRET_RE.sub("[redacted]", text)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, or ``Retry-After`` in
-    seconds or as an HTTP date), or None."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def _error_detail(resp: httpx.Response) -> tuple[str, str | None]:
@@ -240,7 +218,7 @@ class OpenAIEmbedder:
                 "add credit or switch EMBEDDING_PROVIDER=minilm."
             )
         if status in (408, 409, 429) or status >= 500:
-            raise _Transient(detail, _retry_after(resp.headers))
+            raise _Transient(detail, retry_after_seconds(resp.headers))
         if status in (401, 403):
             raise EmbedderUnavailable(
                 f"The embedding API at {self._shown_url} rejected the API key ({detail}). "

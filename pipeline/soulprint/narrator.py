@@ -9,8 +9,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ..retry_after import retry_after_seconds
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,20 +48,6 @@ class _Retryable(Exception):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 _backoff = wait_exponential_jitter(initial=1, max=20)
@@ -94,7 +79,7 @@ def _post(client: httpx.Client, url: str, body: dict[str, Any], key: str | None)
         # The exception type names the failure; its text could echo request details.
         raise _Retryable(f"transport error ({type(exc).__name__})") from None
     if resp.status_code == 429 or resp.status_code >= 500:
-        after = _retry_after(resp.headers.get("retry-after"))
+        after = retry_after_seconds(resp.headers)
         if after is not None and after > MAX_RETRY_AFTER:
             raise NarrationError(f"LLM busy (HTTP {resp.status_code}, retry after {after:.0f} s)")
         raise _Retryable(f"HTTP {resp.status_code}", after)
