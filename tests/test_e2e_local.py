@@ -283,3 +283,21 @@ def test_failed_stage_is_retried_from_where_it_failed(db_url: str, tmp_path: Pat
     result = json.loads(out.stdout)
     assert result["stage"] == "complete"
     assert result["chunks"] == chunks_before == result["embedded_chunks"]
+
+
+def test_truncated_export_imports_what_it_can_and_says_so(db_url: str, tmp_path: Path) -> None:
+    """Guards pitfall 4 (incomplete exports): an export cut off mid-file is imported up to
+    the break, with the very counts `parse` reports, and the soulprint's record of the
+    import says the export was truncated and where."""
+    data = ef.dumps(ef.make_export(12, 4, era="2025"))
+    path = tmp_path / "conversations.json"
+    path.write_bytes(data[: int(len(data) * 0.7)])
+    env = cli_env(db_url, tmp_path / "data")
+    code, result = run_import(path, env)
+    assert code == 0, result
+    expected = parse_counts(path, env)
+    assert expected["truncated"] is True and 0 < expected["conversations"] < 12
+    assert {k: result[k] for k in COUNTS} == {k: expected[k] for k in COUNTS}
+    record = scalar(db_url, "select profile -> 'import' from soulprints where job_id = %s",
+                    result["import_id"])
+    assert record["export_truncated"] is True and record["export_error"]

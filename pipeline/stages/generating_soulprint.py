@@ -19,16 +19,20 @@ from pipeline.stages.export_file import ensure_export
 log = logging.getLogger("soulprint.stages.soulprint")
 
 
-def _conversations(ctx: StageContext) -> Iterator[Conversation]:
-    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars)
+def _conversations(ctx: StageContext, reader: ExportReader) -> Iterator[Conversation]:
     for conv in reader:
         yield conv
         ctx.report()  # throttled; raises on cancel or shutdown
 
 
 def run(ctx: StageContext) -> None:
-    profile, text = build_soulprint(_conversations(ctx), ctx.settings)
+    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars)
+    profile, text = build_soulprint(_conversations(ctx, reader), ctx.settings)
     profile["import"] = {
+        # A damaged export is imported as far as it reads; the person should know.
+        "export_truncated": reader.stats.truncated,
+        "export_error": reader.stats.error,
+        "cut_messages": reader.stats.cut_messages,
         "conversations": ctx.job.conversations,
         "messages": ctx.job.messages,
         "chunks": ctx.job.chunks,
