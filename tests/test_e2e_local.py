@@ -301,3 +301,26 @@ def test_truncated_export_imports_what_it_can_and_says_so(db_url: str, tmp_path:
     record = scalar(db_url, "select profile -> 'import' from soulprints where job_id = %s",
                     result["import_id"])
     assert record["export_truncated"] is True and record["export_error"]
+
+
+def test_llm_narrates_the_soulprint_when_configured(db_url: str, tmp_path: Path) -> None:
+    """Guards pitfall 9 (a job complete only with its soulprint): with an OpenAI-compatible
+    chat service configured (a local server speaking the real API, rate-limiting once), the
+    soulprint is the narrative it wrote from the structured profile."""
+    from tests.fake_llm import FakeLLM
+
+    portrait = "# You\n\nYou bake, you run, and you argue kindly with compilers."
+    with FakeLLM(fail_times=1, fail_status=429, retry_after="0", reply=portrait,
+                 api_key="llm-key-123") as llm:
+        env = cli_env(db_url, tmp_path / "data", LLM_PROVIDER="openai",
+                      LLM_BASE_URL=llm.base_url, LLM_API_KEY="llm-key-123",
+                      LLM_MODEL="gpt-test")
+        code, result = run_import(SAMPLE, env)
+    assert code == 0, result
+    assert result["soulprint_text"].strip() == portrait
+    assert len(llm.requests) == 2
+    sent = json.dumps(llm.requests[-1]["json"])
+    assert '"topics"' in sent.replace('\\"', '"')  # the structured profile went out
+    source = scalar(db_url, "select profile -> 'narration' ->> 'source' from soulprints "
+                            "where job_id = %s", result["import_id"])
+    assert source == "llm"
