@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # Each name is a module in pipeline/commands exposing register(subparsers).
 # Imported lazily so `parse` never pays for the web stack and the reverse.
@@ -41,6 +42,9 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # pgserver asks platformdirs for a runtime dir; on servers without XDG_RUNTIME_DIR that
+    # warns on every start, which is noise to a person reading progress.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     return int(args.func(args) or 0)

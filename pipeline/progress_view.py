@@ -1,10 +1,15 @@
-"""Terminal progress: one line per stage with counts, rate and ETA, redrawn in place."""
+"""Terminal progress: one line per stage with counts, rate and ETA, redrawn in place.
+
+Finished stages are printed from the job's own stage timings, so a stage that begins and
+ends between two looks at the row still gets its line.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TextIO
 
 LABELS = {
@@ -14,6 +19,7 @@ LABELS = {
     "embedding": "Embedding memory",
     "generating_soulprint": "Writing the soulprint",
 }
+ORDER = tuple(LABELS)
 BAR = 24
 
 
@@ -30,52 +36,80 @@ def _eta(done: float, total: float, rate: float) -> str:
     return f"  ETA {secs // 60}:{secs % 60:02d}"
 
 
+def _seconds(timing: dict[str, str] | None) -> float | None:
+    if not timing or not timing.get("ended_at") or not timing.get("started_at"):
+        return None
+    start = datetime.fromisoformat(timing["started_at"])
+    return (datetime.fromisoformat(timing["ended_at"]) - start).total_seconds()
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e6:,.1f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} KB"
+
+
+def _value(stage: str, job: Any) -> float:
+    return {"downloading": job.bytes_done, "parsing": job.conversations,
+            "embedding": job.embedded_chunks}.get(stage, 0) or 0
+
+
+def _counts(stage: str, job: Any) -> str:
+    if stage == "downloading":
+        return _size(job.bytes_done)
+    if stage == "parsing":
+        return (f"{job.conversations:,} conversations  {job.messages:,} messages  "
+                f"{job.chunks:,} chunks")
+    if stage == "embedding":
+        return f"{job.embedded_chunks:,}/{job.chunks:,} chunks"
+    return ""
+
+
 @dataclass
 class ProgressView:
     out: TextIO = sys.stderr
+    _printed: set[str] = field(default_factory=set)
     _stage: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _start_value: float = 0.0
+    _live: bool = False
 
     def update(self, job: Any) -> None:
         stage = str(job.stage)
+        timings = job.stage_timings or {}
+        for done in ORDER:
+            secs = _seconds(timings.get(done))
+            if done not in self._printed and secs is not None:
+                self._write(f"{LABELS[done]:<24}{_counts(done, job):<52} done in {secs:,.1f}s",
+                            newline=True)
+                self._printed.add(done)
         if stage != self._stage:
-            if self._stage in LABELS:
-                self.out.write("\r" + self._line(self._stage, job, final=True) + "\x1b[K\n")
-            self._stage = stage
-            self._started = time.monotonic()
-            self._start_value = self._value(stage, job)
-        if stage in LABELS:
-            self.out.write("\r" + self._line(stage, job) + "\x1b[K")
+            self._stage, self._started, self._start_value = stage, time.monotonic(), _value(
+                stage, job)
+        if stage in LABELS and stage not in self._printed:
+            self._write(self._live_line(stage, job), newline=False)
         self.out.flush()
 
     def close(self) -> None:
-        self.out.write("\n" if self._stage in LABELS else "")
+        if self._live:
+            self.out.write("\n")
         self.out.flush()
 
-    @staticmethod
-    def _value(stage: str, job: Any) -> float:
-        return {
-            "downloading": job.bytes_done,
-            "parsing": job.conversations,
-            "embedding": job.embedded_chunks,
-        }.get(stage, 0) or 0
+    def _write(self, text: str, *, newline: bool) -> None:
+        self.out.write("\r" + text + "\x1b[K" + ("\n" if newline else ""))
+        self._live = not newline
 
-    def _line(self, stage: str, job: Any, final: bool = False) -> str:
+    def _live_line(self, stage: str, job: Any) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        value = self._value(stage, job)
+        value = _value(stage, job)
         rate = (value - self._start_value) / elapsed
         label = f"{LABELS[stage]:<24}"
         if stage == "downloading":
             total = job.bytes_total or 0
-            text = (f"{_bar(value, total)}  {value / 1e6:,.1f}/{total / 1e6:,.1f} MB"
-                    f"  {rate / 1e6:,.1f} MB/s")
-            return label + text + ("" if final else _eta(value, total, rate))
+            return (label + f"{_bar(value, total)}  {_size(value)}/{_size(total)}"
+                    f"  {_size(rate)}/s" + _eta(value, total, rate))
         if stage == "parsing":
-            return (label + f"{job.conversations:,} conversations  {job.messages:,} messages  "
-                    f"{job.chunks:,} chunks  {rate:,.0f} conv/s")
+            return label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
         if stage == "embedding":
             total = job.chunks or 0
-            text = f"{_bar(value, total)}  {value:,}/{total:,} chunks  {rate:,.0f} chunks/s"
-            return label + text + ("" if final else _eta(value, total, rate))
-        return label + ("done" if final else f"{elapsed:,.0f}s")
+            return (label + f"{_bar(value, total)}  {value:,}/{total:,} chunks  "
+                    f"{rate:,.1f} chunks/s" + _eta(value, total, rate))
+        return label + f"{elapsed:,.0f}s"
