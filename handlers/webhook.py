@@ -15,13 +15,10 @@ from handlers.pool import StagePool
 from handlers.signature import SignatureError, Verifier
 from pipeline import lifecycle
 from pipeline.events import StageEvent
+from pipeline.jobstore import ACTIVE_STAGES  # events of other stages: acked, ignored
 
 log = logging.getLogger(__name__)
 
-# Stages a handler runs for; events of any other stage are acknowledged and ignored.
-ACTIVE_STAGES = frozenset(
-    {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
-)
 
 # Only the first delivery of a webhook-id counts; retries and replays of it are no-ops.
 INSERT_RECEIPT = "insert into webhook_receipts (webhook_id) values (%s) on conflict do nothing"

@@ -21,13 +21,11 @@ from types import TracebackType
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pipeline.jobstore import Job, JobStore
+from pipeline.jobstore import TERMINAL_STAGES, Job, JobStore
 from pipeline.settings import Settings
 from pipeline.storage import LocalBucket, local_bucket_root
 
 BUCKET = "imports"
-ACTIVE = {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
-TERMINAL = {"complete", "failed", "cancelled", "rejected"}
 # Locally the worker that held a lease may have been killed: take over within seconds.
 LOCAL_LEASE_SECONDS = 15
 SWEEP_INTERVAL_SECONDS = 2.0
@@ -114,7 +112,7 @@ class LocalRuntime:
 
     def active_job(self, user_id: uuid.UUID) -> Job | None:
         job = self.store.latest_for_user(user_id)
-        return job if job is not None and str(job.stage) in ACTIVE else None
+        return job if job is not None and job.active else None
 
     def upload(self, path: Path, user_id: uuid.UUID) -> uuid.UUID:
         """Store the bytes, then the storage.objects row (which fires the trigger)."""
@@ -172,7 +170,7 @@ def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> J
                 raise RuntimeError(f"import {job_id} disappeared")
             if view is not None:
                 view.update(job)
-            if str(job.stage) in TERMINAL:
+            if job.stage in TERMINAL_STAGES:
                 return job
             time.sleep(WATCH_INTERVAL_SECONDS)
     except KeyboardInterrupt:
