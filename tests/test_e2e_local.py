@@ -324,3 +324,26 @@ def test_llm_narrates_the_soulprint_when_configured(db_url: str, tmp_path: Path)
     source = scalar(db_url, "select profile -> 'narration' ->> 'source' from soulprints "
                             "where job_id = %s", result["import_id"])
     assert source == "llm"
+
+
+def test_interrupted_run_releases_its_job_and_resumes(db_url: str, tmp_path: Path) -> None:
+    """Guards pitfall 9 and Render's SIGTERM: Ctrl-C (as a shutdown signal) during embedding
+    commits the running batch and releases the lease, so the same command resumes at once
+    from there (no waiting for a lease to expire) and completes with every chunk once."""
+    path = big_export(tmp_path)
+    env = cli_env(db_url, tmp_path / "data")
+    proc = start_cli("run", str(path), env=env)
+    wait_for(db_url, LATEST_JOB,
+             lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "resume" in stderr
+    job = wait_for(db_url, LATEST_JOB, lambda j: True)
+    assert job["stage"] == "embedding" and job["lease_owner"] is None
+    assert 0 < job["embedded_chunks"] < job["chunks"]
+    code, result = run_import(path, env)
+    assert code == 0, result
+    assert result["import_id"] == str(job["id"])
+    assert scalar(db_url, "select count(*) from memory_chunks where job_id = %s "
+                          "and embedding is not null", job["id"]) == result["chunks"]

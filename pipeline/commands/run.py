@@ -37,7 +37,7 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.local import LocalRuntime, default_local_user, job_summary, watch
+    from pipeline.local import default_local_user
 
     path: Path = args.path
     if not path.exists():
@@ -45,16 +45,28 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     user = args.user or default_local_user()
+    try:
+        summary = _import(path, user, settings, args.json)
+    except KeyboardInterrupt:
+        # The running stage committed its batch and released its lease on the way out.
+        print("\nInterrupted. Run the same command again to resume where it stopped.",
+              file=sys.stderr)
+        return 130
+    print_result(summary, args.json)
+    return 0 if summary["stage"] == "complete" else 1
+
+
+def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> dict[str, object]:
+    from pipeline.local import LocalRuntime, job_summary, watch
+
     with LocalRuntime(settings) as runtime:
         runtime.ensure_user(user)
         active = runtime.active_job(user)
         if active is not None and active.object_name == f"{user}/{path.name}":
             job_id = active.id  # an earlier run was interrupted: the sweeper revives it
-            if not args.json:
+            if not as_json:
                 print(f"Resuming import {job_id} ({active.stage})", file=sys.stderr)
         else:
             job_id = runtime.upload(path, user)
-        job = watch(runtime, job_id, show_progress=not args.json and sys.stderr.isatty())
-        summary = job_summary(job, runtime.soulprint_text(job.id))
-    print_result(summary, args.json)
-    return 0 if summary["stage"] == "complete" else 1
+        job = watch(runtime, job_id, show_progress=not as_json and sys.stderr.isatty())
+        return job_summary(job, runtime.soulprint_text(job.id))
