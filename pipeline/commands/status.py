@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {job.conversations:,} conversations ({job.skipped_conversations:,} skipped), "
           f"{job.messages:,} messages, {job.chunks:,} chunks, "
           f"{job.embedded_chunks:,} embedded")
-    for stage, timing in (job.stage_timings or {}).items():
+    timings = sorted((job.stage_timings or {}).items(),
+                     key=lambda item: item[1].get("started_at") or "")
+    for stage, timing in timings:
         print(f"  {stage:<22} {timing.get('started_at', '')}  {_duration(timing)}")
     if job.error_message:
         print(f"  error ({job.error_code}): {job.error_message}")
