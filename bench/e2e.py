@@ -127,7 +127,8 @@ def main() -> None:
           f"{result['messages']:,} messages, {result['chunks']:,} chunks")
     print(f"run: {wall:,.1f} s wall, stage {result['stage']}, peak RSS {peak_mb:,.0f} MB "
           f"(worker process; PostgreSQL runs apart)")
-    for stage, secs in stages.items():
+    order = sorted(stages, key=lambda s: result["stage_timings"][s]["started_at"])
+    for stage, secs in ((s, stages[s]) for s in order):
         print(f"  {stage:<22} {secs:9.2f} s")
     print(f"embedding: {rate:,.0f} chunks/s in the pipeline; embedder alone {alone:,.0f} "
           f"chunks/s; ratio {rate / alone:.2f}")
