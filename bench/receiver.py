@@ -84,7 +84,7 @@ def peak_rss_mib(pid: int) -> float:
 
 def signed_requests(n: int) -> list[tuple[bytes, dict[str, str]]]:
     """Distinct events (fresh webhook-ids, so none is a duplicate), signed ahead of time."""
-    from handlers.testing import event_body, signed
+    from tests.delivery_helpers import event_body, signed
 
     out = []
     for _ in range(n):

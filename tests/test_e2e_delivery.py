@@ -15,13 +15,13 @@ import psycopg
 
 from handlers.app import create_app
 from handlers.server import serve_in_thread
-from handlers.testing import signed
 from pipeline.embedded import worker_url
 from pipeline.local import new_webhook_secret
 from pipeline.settings import Settings
 from pipeline.stages import make_runner
 from pipeline.storage import LocalBucket
 from tests.dbutil import create_user, upload_object
+from tests.delivery_helpers import signed
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-export.zip"

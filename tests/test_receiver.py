@@ -17,11 +17,11 @@ import pytest
 
 from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
-from handlers.testing import StepRunner, event_body, signed, upload_job, wait_for
 from pipeline import lifecycle
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
+from tests.delivery_helpers import StepRunner, event_body, signed, upload_job, wait_for
 
 
 def new_secret() -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from handlers.testing import event_body, signed, wait_for
+from tests.delivery_helpers import event_body, signed, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,10 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
 from handlers.signature import Verifier
-from handlers.testing import StepRunner, signed, upload_job, wait_for
 from pipeline import lifecycle
 from pipeline.relay import Relay
 from pipeline.settings import Settings
+from tests.delivery_helpers import StepRunner, signed, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 HOOK = "/webhooks/supabase"

@@ -11,11 +11,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers.app import create_app
 from handlers.server import serve_in_thread
-from handlers.testing import StepRunner, upload_job, wait_for
 from pipeline import lifecycle
 from pipeline.cli import main
 from pipeline.relay import Relay
 from pipeline.settings import Settings
+from tests.delivery_helpers import StepRunner, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 

@@ -16,12 +16,12 @@ from svix.api import ApplicationIn, EndpointIn
 
 from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
-from handlers.testing import StepRunner, upload_job, wait_for
 from pipeline import lifecycle
 from pipeline.relay import OutboxEvent, Relay
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from pipeline.svix_delivery import SvixTransport, svix_client
+from tests.delivery_helpers import StepRunner, upload_job, wait_for
 from tests.fake_svix import FakeSvix
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

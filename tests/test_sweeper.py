@@ -13,12 +13,12 @@ import psycopg
 
 from handlers.app import create_app
 from handlers.server import serve_in_thread
-from handlers.testing import StepRunner, upload_job, wait_for
 from pipeline import lifecycle
 from pipeline.cli import main
 from pipeline.relay import Relay
 from pipeline.settings import Settings
 from pipeline.sweeper import SweepAction, run_sweep, start_sweeper_loop
+from tests.delivery_helpers import StepRunner, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
