@@ -20,6 +20,8 @@ from pipeline.settings import Settings
 log = logging.getLogger(__name__)
 
 SWEEP = "select job_id, action from sweep_import_jobs(make_interval(secs => %s), %s)"
+# Receipts only dedupe retries (Svix retries for ~28 h); older ones are dead weight.
+PRUNE_RECEIPTS = "select public.prune_webhook_receipts()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,9 @@ def run_sweep(
     stale = stale_after_s(settings) if stale_after is None else stale_after
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         rows = conn.execute(SWEEP, (stale, settings.max_attempts)).fetchall()
+        pruned = conn.execute(PRUNE_RECEIPTS).fetchone()[0]
+    if pruned:
+        log.info("sweep: pruned %d old webhook receipts", pruned)
     actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]
     for a in actions:
         log.info("sweep: job %s %s", a.job_id, a.action)

@@ -125,3 +125,15 @@ def test_job_is_failed_with_a_clear_message_after_max_attempts(
     assert stage == "failed" and owner is None
     assert "3 times" in message and "retry" in message
     assert run_sweep(worker_db_url, settings) == []  # failed is final: nothing more to do
+
+
+def test_sweep_prunes_week_old_webhook_receipts(db_url, worker_db_url):
+    """Guards pitfall 6 (unbounded growth): the receiver's dedupe receipts are kept a week,
+    longer than any sender retries, and the sweeper (as the worker role) prunes the rest."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("insert into webhook_receipts (webhook_id, received_at) values "
+                     "('old', now() - interval '8 days'), ('recent', now() - interval '2 days')")
+    run_sweep(worker_db_url, Settings())
+    with psycopg.connect(db_url) as conn:
+        left = [r[0] for r in conn.execute("select webhook_id from webhook_receipts")]
+    assert left == ["recent"]
