@@ -15,6 +15,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import psycopg
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.relay import sign_headers
@@ -121,3 +125,24 @@ def wait_for(predicate: Callable[[], T], timeout: float = 20.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+class Switch:
+    """ASGI wrapper: while ``down``, every POST gets 503 (a receiver that is asleep)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.down = app, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.down and scope["type"] == "http" and scope["method"] == "POST":
+            await JSONResponse({"error": "asleep"}, status_code=503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def stage_of(db_url: str, job_id: uuid.UUID) -> str:
+    """The job's stage, read as the admin."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(
+            "select stage::text from import_jobs where id = %s", (job_id,)
+        ).fetchone()[0]

@@ -25,7 +25,7 @@ from handlers.signature import Verifier
 from pipeline import lifecycle
 from pipeline.relay import Relay
 from pipeline.settings import Settings
-from tests.delivery_helpers import StepRunner, signed, upload_job, wait_for
+from tests.delivery_helpers import StepRunner, signed, stage_of, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 HOOK = "/webhooks/supabase"
@@ -76,12 +76,6 @@ def snapshot(db_url: str, job_id: uuid.UUID) -> dict[str, object]:
         "soulprint": soulprint and soulprint[0],
     }
 
-
-def stage_of(db_url: str, job_id: uuid.UUID) -> str:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(
-            "select stage::text from import_jobs where id = %s", (job_id,)
-        ).fetchone()[0]
 
 
 def pending(db_url: str) -> int:

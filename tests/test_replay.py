@@ -6,8 +6,6 @@ import base64
 import secrets
 
 import psycopg
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers.app import create_app
 from handlers.server import serve_in_thread
@@ -15,29 +13,11 @@ from pipeline import lifecycle
 from pipeline.cli import main
 from pipeline.relay import Relay
 from pipeline.settings import Settings
-from tests.delivery_helpers import StepRunner, upload_job, wait_for
+from tests.delivery_helpers import StepRunner, Switch, stage_of, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-class Switch:
-    """ASGI wrapper: while ``down``, every POST gets 503."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app, self.down = app, False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.down and scope["type"] == "http" and scope["method"] == "POST":
-            await JSONResponse({"error": "asleep"}, status_code=503)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-def stage_of(db_url: str, job_id) -> str:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(
-            "select stage::text from import_jobs where id = %s", (job_id,)
-        ).fetchone()[0]
 
 
 def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys, monkeypatch):

@@ -10,8 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 from svix.api import ApplicationIn, EndpointIn
 
 from handlers.app import create_app
@@ -21,25 +19,13 @@ from pipeline.relay import OutboxEvent, Relay
 from pipeline.replay import replay
 from pipeline.settings import Settings
 from pipeline.svix_delivery import SvixTransport, svix_client
-from tests.delivery_helpers import StepRunner, upload_job, wait_for
+from tests.delivery_helpers import StepRunner, Switch, stage_of, upload_job, wait_for
 from tests.fake_svix import FakeSvix
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 TOKEN = "testsk_" + secrets.token_hex(8)
 APP_UID = "soulprint-import"
 
-
-class Switch:
-    """ASGI wrapper: while ``down``, every POST gets 503 (a receiver that is asleep)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app, self.down = app, False
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.down and scope["type"] == "http" and scope["method"] == "POST":
-            await JSONResponse({"error": "asleep"}, status_code=503)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 @dataclass
@@ -78,12 +64,6 @@ def world(worker_db_url: str) -> Iterator[SvixWorld]:
     runner.close()
     lifecycle.reset()
 
-
-def stage_of(db_url: str, job_id) -> str:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(
-            "select stage::text from import_jobs where id = %s", (job_id,)
-        ).fetchone()[0]
 
 
 def settle(world: SvixWorld, relay: Relay) -> bool:
