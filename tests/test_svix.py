@@ -115,6 +115,8 @@ def test_resent_message_is_one_svix_message(world, db_url, worker_db_url):
     world.fake.wait_idle()
     assert world.fake.create_calls == 2
     assert len(world.fake.messages[APP_UID]) == 1
+    # The receiver answers 202 and runs the stage in its pool: wait for that run to finish.
+    wait_for(lambda: stage_of(db_url, job_id) == "downloading")
     assert world.runner.calls["queued"] == 1
     relay.stop()
 
