@@ -26,6 +26,7 @@ import base64
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class FakeOpenAI:
     retry_after: float | str | None = 0
     error_code: str | None = None
     reverse_order: bool = False
+    fail_after: int = 0  # requests answered normally before the fail_first failures begin
+    latency_s: float = 0.0  # added to every answer, like a real API across the internet
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -115,7 +118,9 @@ def _answer(srv: FakeOpenAI, auth: str | None, body: Any) -> tuple[int, dict, di
             {},
         )
     with srv.lock:
-        if srv.fail_first > 0:
+        if srv.fail_after > 0:
+            srv.fail_after -= 1
+        elif srv.fail_first > 0:
             srv.fail_first -= 1
             headers = {} if srv.retry_after is None else {"Retry-After": str(srv.retry_after)}
             if srv.fail_status == 429:
@@ -216,6 +221,8 @@ def _handler(srv: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     *_error(404, f"Unknown path {self.path}", "invalid_request_error", None), {}
                 )
                 return
+            if srv.latency_s:
+                time.sleep(srv.latency_s)
             self._reply(*_answer(srv, self.headers.get("Authorization"), body))
 
     return Handler
@@ -234,12 +241,15 @@ def fake_openai(
     retry_after: float | str | None = 0,
     error_code: str | None = None,
     reverse_order: bool = False,
+    fail_after: int = 0,
+    latency_s: float = 0.0,
 ) -> Iterator[FakeOpenAI]:
     """Run the fake on 127.0.0.1 (a free port) for the duration of the ``with`` block.
 
     ``fail_first``: how many embedding requests get ``fail_status`` before any succeeds
     (429s carry ``Retry-After: retry_after`` unless it is None; ``error_code`` goes in the
-    error body, e.g. ``"insufficient_quota"``). ``reverse_order``: return ``data`` in
+    error body, e.g. ``"insufficient_quota"``); ``fail_after`` requests succeed before
+    those failures begin. ``latency_s`` delays every answer. ``reverse_order``: return ``data`` in
     reverse index order (legal on the wire; clients must sort by ``index``).
     """
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
@@ -252,6 +262,8 @@ def fake_openai(
         retry_after=retry_after,
         error_code=error_code,
         reverse_order=reverse_order,
+        fail_after=fail_after,
+        latency_s=latency_s,
     )
     httpd.RequestHandlerClass = _handler(srv)
     thread = threading.Thread(

@@ -1,20 +1,36 @@
-"""embedding: give every chunk of this import a vector, in batches written back in one statement."""
+"""embedding: give every chunk of this import a vector, in batches written back in one statement.
+
+The next batch is embedded while the current one is written: the write (an UPDATE plus
+HNSW index maintenance, on a remote database in production) then costs no embedding time.
+Batches are read in id order after the last one read, so the prefetch never picks up rows
+whose vectors are still being written; a resumed run starts from the first id again and
+finds only the rows still without a vector.
+"""
 
 from __future__ import annotations
 
-import orjson
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
-from pipeline.embedding import EmbedderError, get_embedder
+import numpy as np
+import orjson
+import psycopg
+
+from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import StageError
 from pipeline.stages.context import StageContext
 
 # Small enough that a cancel or SIGTERM is obeyed within seconds, large enough to
-# keep the embedder busy (it sorts each batch by length to cut padding).
+# keep the embedder busy.
 BATCH = 64
+# Sorts before every uuid: the keyset start of a (resumed) run.
+_FIRST_ID = uuid.UUID(int=0)
 
 SELECT_PENDING = """
 select id, content from public.memory_chunks
-where job_id = %s and embedding is null
+where job_id = %s and embedding is null and id > %s
+order by id
 limit %s
 """
 
@@ -25,6 +41,8 @@ from unnest(%(ids)s::uuid[], %(vecs)s::text[]) as v(id, vec)
 where m.job_id = %(job)s and m.id = v.id and m.embedding is null
 """
 
+Rows = list[tuple[uuid.UUID, str]]
+
 
 def run(ctx: StageContext) -> None:
     try:
@@ -34,26 +52,57 @@ def run(ctx: StageContext) -> None:
     ctx.advance()
 
 
-def _embed_all(ctx: StageContext) -> None:
+def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
+    """Embed every chunk still without a vector. ``overlap=False`` embeds and writes in
+    turn (the baseline of ``bench/embed_stage.py``)."""
     embedder = get_embedder(ctx.settings)
     ctx.counters.update(embedding_model=embedder.model, embedding_dim=embedder.dimensions)
-    with ctx.connect() as conn:
-        # Resuming: whatever earlier attempts committed is already counted here.
-        done = conn.execute(
-            "select count(*) from public.memory_chunks where job_id = %s "
-            "and embedding is not null", (ctx.job.id,)).fetchone()[0]
-        ctx.counters["embedded_chunks"] = done
-        ctx.commit_batch(conn, {})
-        while True:
-            rows = conn.execute(SELECT_PENDING, (ctx.job.id, BATCH)).fetchall()
-            if not rows:
-                break
-            vectors = embedder.embed([r[1] for r in rows])
-            result = conn.execute(UPDATE_VECTORS, {
-                "model": embedder.model, "dim": embedder.dimensions, "job": ctx.job.id,
-                "ids": [r[0] for r in rows],
-                "vecs": [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-                         for v in vectors],
-            })
-            ctx.counters["embedded_chunks"] += result.rowcount
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") if overlap else None
+    try:
+        with ctx.connect() as conn:
+            # Resuming: whatever earlier attempts committed is already counted here.
+            done = conn.execute(
+                "select count(*) from public.memory_chunks where job_id = %s "
+                "and embedding is not null", (ctx.job.id,)).fetchone()[0]
+            ctx.counters["embedded_chunks"] = done
             ctx.commit_batch(conn, {})
+            rows = _pending(conn, ctx.job.id, _FIRST_ID)
+            vectors = _start(ahead, embedder, rows)
+            while rows:
+                following = _pending(conn, ctx.job.id, rows[-1][0])
+                ready = vectors.result()
+                vectors = _start(ahead, embedder, following)
+                _write(ctx, conn, embedder, rows, ready)
+                rows = following
+    finally:
+        if ahead is not None:
+            # On cancel, shutdown or error, the batch being embedded is dropped, not awaited.
+            ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID) -> Rows:
+    return conn.execute(SELECT_PENDING, (job_id, after, BATCH)).fetchall()
+
+
+def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
+           ) -> Future[np.ndarray]:
+    texts = [r[1] for r in rows]
+    if ahead is not None and texts:
+        return ahead.submit(embedder.embed, texts)
+    done: Future[np.ndarray] = Future()
+    try:
+        done.set_result(embedder.embed(texts) if texts else np.empty((0, 0), np.float32))
+    except BaseException as exc:  # re-raised by .result(), as from the thread
+        done.set_exception(exc)
+    return done
+
+
+def _write(ctx: StageContext, conn: psycopg.Connection, embedder: Embedder, rows: Rows,
+           vectors: np.ndarray) -> None:
+    result = conn.execute(UPDATE_VECTORS, {
+        "model": embedder.model, "dim": embedder.dimensions, "job": ctx.job.id,
+        "ids": [r[0] for r in rows],
+        "vecs": [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors],
+    })
+    ctx.counters["embedded_chunks"] += result.rowcount
+    ctx.commit_batch(conn, {})
