@@ -5,7 +5,8 @@ runs over all its chunks once per mode and provider, in the order A B A B, vecto
 in between. Providers:
   minilm          the offline default, on this machine's CPU;
   openai (fake)   the loopback stand-in of the embeddings API with --api-latency seconds per
-                  request (a real API is that far away), 1536-d so the HNSW index is kept up.
+                  request (a real API is that far away), 1536-d so the HNSW index is kept up;
+                  one request in flight, then EMBEDDING_CONCURRENCY=4 (the default).
 Prints seconds per mode (the better of two), chunks/s, the ratio overlap / sequential and
 peak RSS.
 
@@ -79,15 +80,16 @@ def embed_once(settings: Settings, admin: str, worker: str, job_id: uuid.UUID,
 
 
 def compare(label: str, settings: Settings, admin: str, worker: str, job_id: uuid.UUID,
-            chunks: int) -> None:
+            chunks: int) -> tuple[float, float]:
     clear_embedder_cache()
     embed_once(settings, admin, worker, job_id, overlap=False)  # warm-up: weights, caches
     times: dict[bool, list[float]] = {False: [], True: []}
     for overlap in (False, True, False, True):
         times[overlap].append(embed_once(settings, admin, worker, job_id, overlap))
     seq, ovl = min(times[False]), min(times[True])
-    print(f"{label:<28} sequential {seq:7.2f} s ({chunks / seq:6.1f} chunks/s)   "
+    print(f"{label:<34} sequential {seq:7.2f} s ({chunks / seq:6.1f} chunks/s)   "
           f"overlapped {ovl:7.2f} s ({chunks / ovl:6.1f} chunks/s)   ratio {ovl / seq:.2f}")
+    return seq, ovl
 
 
 def main() -> None:
@@ -104,14 +106,21 @@ def main() -> None:
         with psycopg.connect(admin) as conn:
             chunks = conn.execute("select count(*) from memory_chunks where job_id = %s",
                                   (job_id,)).fetchone()[0]
-        print(f"{chunks} chunks of ~1000 characters, batches of 64")
+        print(f"{chunks} chunks of ~1000 characters")
         compare("minilm (this CPU)", settings, admin, worker, job_id, chunks)
         with fake_openai(latency_s=args.api_latency) as srv:
-            remote = dataclasses.replace(
-                settings, embedding_provider="openai", openai_base_url=srv.base_url,
-                openai_api_key=srv.api_key, embedding_model="text-embedding-3-small")
-            compare(f"openai fake, {args.api_latency * 1000:.0f} ms/request", remote, admin,
-                    worker, job_id, chunks)
+            ms = f"{args.api_latency * 1000:.0f} ms"
+            results = {}
+            for concurrency in (1, 4):
+                remote = dataclasses.replace(
+                    settings, embedding_provider="openai", openai_base_url=srv.base_url,
+                    openai_api_key=srv.api_key, embedding_model="text-embedding-3-small",
+                    embedding_concurrency=concurrency)
+                results[concurrency] = compare(f"openai fake {ms}, {concurrency} in flight",
+                                               remote, admin, worker, job_id, chunks)
+        one_at_a_time, now = results[1][0], results[4][1]
+        print(f"openai: 4 requests in flight and overlapped vs one request at a time and "
+              f"sequential: ratio {now / one_at_a_time:.2f}")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS {peak:,.0f} MB (this process; PostgreSQL runs apart)")
     finally:

@@ -49,6 +49,7 @@ class Settings:
     embedding_dimensions: int | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = field(default=None, repr=False)
+    embedding_concurrency: int = 4  # openai: requests in flight at once
 
     llm_provider: str | None = None  # None (offline soulprint) | openai
     llm_base_url: str | None = None
@@ -85,6 +86,7 @@ class Settings:
             embedding_dimensions=int(dims) if dims else None,
             openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1") or "",
             openai_api_key=_env("OPENAI_API_KEY"),
+            embedding_concurrency=int(_env("EMBEDDING_CONCURRENCY", "4")),
             llm_provider=_env("LLM_PROVIDER"),
             llm_base_url=_env("LLM_BASE_URL"),
             llm_api_key=_env("LLM_API_KEY"),

@@ -73,6 +73,8 @@ class FakeOpenAI:
     reverse_order: bool = False
     fail_after: int = 0  # requests answered normally before the fail_first failures begin
     latency_s: float = 0.0  # added to every answer, like a real API across the internet
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most requests it was answering at one time
     requests: list[RecordedRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -221,9 +223,16 @@ def _handler(srv: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                     *_error(404, f"Unknown path {self.path}", "invalid_request_error", None), {}
                 )
                 return
-            if srv.latency_s:
-                time.sleep(srv.latency_s)
-            self._reply(*_answer(srv, self.headers.get("Authorization"), body))
+            with srv.lock:
+                srv.in_flight += 1
+                srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+            try:
+                if srv.latency_s:
+                    time.sleep(srv.latency_s)
+                self._reply(*_answer(srv, self.headers.get("Authorization"), body))
+            finally:
+                with srv.lock:
+                    srv.in_flight -= 1
 
     return Handler
 

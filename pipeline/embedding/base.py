@@ -24,6 +24,12 @@ class Embedder(Protocol):
         """Vector length (``memory_chunks.embedding_dim``)."""
         ...
 
+    @property
+    def stage_batch_size(self) -> int:
+        """Chunks the embedding stage hands over per call: enough to keep this embedder
+        busy, few enough that a cancel or SIGTERM is obeyed within seconds."""
+        ...
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Return a float32 array of shape ``(len(texts), dimensions)``, rows L2-normalized."""
         ...

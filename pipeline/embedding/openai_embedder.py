@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -70,8 +71,10 @@ class OpenAIEmbedder:
     """Batched, retried client for the OpenAI embeddings API (or a compatible server).
 
     Thread-safe: one ``httpx.Client`` (a thread-safe connection pool) is shared by all
-    callers. The API key is sent only in the Authorization header and scrubbed from every
-    message this class logs or raises.
+    callers. One ``embed`` call sends its batches ``concurrency`` at a time: the API's
+    latency, not its throughput, is what limits a single request stream. The API key is
+    sent only in the Authorization header and scrubbed from every message this class logs
+    or raises.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class OpenAIEmbedder:
         model: str = DEFAULT_MODEL,
         dimensions: int | None = None,
         batch_size: int = 96,
+        concurrency: int = 4,
         max_attempts: int = 6,
         max_wait: float = 60.0,
         timeout: float = 60.0,
@@ -101,6 +105,8 @@ class OpenAIEmbedder:
         self._requested_dimensions = dimensions
         self._dimensions = dimensions or _KNOWN_DIMENSIONS.get(model)
         self.batch_size = batch_size
+        self.concurrency = max(1, concurrency)
+        self._pool: ThreadPoolExecutor | None = None
         self.max_attempts = max_attempts
         self.max_wait = max_wait
         # The API rejects inputs over 8191 tokens; 6000 chars stays below that even for
@@ -119,6 +125,7 @@ class OpenAIEmbedder:
             base_url=settings.openai_base_url or "https://api.openai.com/v1",
             model=settings.embedding_model or DEFAULT_MODEL,
             dimensions=settings.embedding_dimensions,
+            concurrency=settings.embedding_concurrency,
             **kwargs,
         )
 
@@ -133,22 +140,39 @@ class OpenAIEmbedder:
         assert self._dimensions is not None
         return self._dimensions
 
+    @property
+    def stage_batch_size(self) -> int:
+        """One request per worker: a stage batch is one round trip of latency."""
+        return self.batch_size * self.concurrency
+
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` in batches; rows come back in input order, L2-normalized."""
         if not texts:
             return np.zeros((0, self._dimensions or 0), dtype=np.float32)
-        parts = [
-            self._post_with_retries(texts[i : i + self.batch_size])
-            for i in range(0, len(texts), self.batch_size)
-        ]
+        batches = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        if len(batches) == 1 or self.concurrency == 1:
+            parts = [self._post_with_retries(b) for b in batches]
+        else:
+            # map keeps input order and re-raises the first failure.
+            parts = list(self._requests().map(self._post_with_retries, batches))
         return l2_normalize(np.concatenate(parts))
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the request threads."""
         with self._client_lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def _requests(self) -> ThreadPoolExecutor:
+        with self._client_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency,
+                                                thread_name_prefix="embeddings-api")
+            return self._pool
 
     def _http(self) -> httpx.Client:
         with self._client_lock:

@@ -21,8 +21,7 @@ from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import StageError
 from pipeline.stages.context import StageContext
 
-# Small enough that a cancel or SIGTERM is obeyed within seconds, large enough to
-# keep the embedder busy.
+# For an embedder that does not say (see Embedder.stage_batch_size).
 BATCH = 64
 # Sorts before every uuid: the keyset start of a (resumed) run.
 _FIRST_ID = uuid.UUID(int=0)
@@ -66,10 +65,11 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
                 "and embedding is not null", (ctx.job.id,)).fetchone()[0]
             ctx.counters["embedded_chunks"] = done
             ctx.commit_batch(conn, {})
-            rows = _pending(conn, ctx.job.id, _FIRST_ID)
+            size = int(getattr(embedder, "stage_batch_size", BATCH))
+            rows = _pending(conn, ctx.job.id, _FIRST_ID, size)
             vectors = _start(ahead, embedder, rows)
             while rows:
-                following = _pending(conn, ctx.job.id, rows[-1][0])
+                following = _pending(conn, ctx.job.id, rows[-1][0], size)
                 ready = vectors.result()
                 vectors = _start(ahead, embedder, following)
                 _write(ctx, conn, embedder, rows, ready)
@@ -80,8 +80,8 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
             ahead.shutdown(wait=False, cancel_futures=True)
 
 
-def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID) -> Rows:
-    return conn.execute(SELECT_PENDING, (job_id, after, BATCH)).fetchall()
+def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID, size: int) -> Rows:
+    return conn.execute(SELECT_PENDING, (job_id, after, size)).fetchall()
 
 
 def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
