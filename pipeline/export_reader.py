@@ -118,12 +118,23 @@ class ExportReader:
         self.stats = ReadStats()
         self.items_read = 0
         self._members: list[Member] | None = None
+        self._bytes_before = 0  # JSON bytes of the members already read
+        self._stream: SafeJSONStream | None = None
 
     def members(self) -> list[Member]:
         """The export's conversation documents in reading order (validates the path)."""
         if self._members is None:
             self._members = resolve(self.path)
         return self._members
+
+    def bytes_progress(self) -> tuple[int, int | None]:
+        """(JSON bytes read so far, total JSON bytes of the export or None when unknown),
+        for a progress bar; both count uncompressed bytes, so a zip reads like its JSON."""
+        members = self.members()
+        sizes = [m.size for m in members]
+        total = None if None in sizes else sum(s for s in sizes if s is not None)
+        stream = self._stream
+        return self._bytes_before + (stream.bytes_read if stream is not None else 0), total
 
     def __iter__(self) -> Iterator[Conversation]:
         members = self.members()
@@ -139,6 +150,7 @@ class ExportReader:
                     f"from the start, near byte {self._bytes_read:,} of this file)")
                 return
             index = counter[0]
+            self._bytes_before += self._bytes_read
             if member.damaged and not self.stats.truncated:
                 self.stats.truncated = True
                 self.stats.error = f"{member.name}: {member.damaged}"
@@ -153,7 +165,7 @@ class ExportReader:
         stats = self.stats
         cap = self.max_message_chars
         with member.open() as raw:
-            stream = SafeJSONStream(raw)
+            stream = self._stream = SafeJSONStream(raw)
             try:
                 for item in ijson.items(stream, prefix, use_float=True, buf_size=_BUF):
                     index = counter[0]
@@ -178,3 +190,4 @@ class ExportReader:
                     yield conv
             finally:
                 self._bytes_read = stream.bytes_read
+                self._stream = None

@@ -35,6 +35,7 @@ class Member:
     name: str  # for messages: "export.zip:conversations-001.json"
     open: Callable[[], BinaryIO]
     damaged: str | None = None  # why the container is broken (read anyway, as far as it goes)
+    size: int | None = None  # bytes of JSON it holds (uncompressed), when known
 
 
 def _member_order(names: list[str]) -> list[str]:
@@ -118,7 +119,7 @@ def resolve(path: str | Path) -> list[Member]:
             if head in _ZIP_MAGIC:
                 members = _zip_members(p, where)
             else:
-                members = [Member(p.name, lambda: p.open("rb"))]
+                members = [Member(p.name, lambda: p.open("rb"), size=p.stat().st_size)]
     except NotAnExportError:
         raise
     except FileNotFoundError as exc:
@@ -143,20 +144,22 @@ def _dir_members(p: Path, where: str) -> list[Member]:
         raise NotAnExportError(
             f"{where} is not a ChatGPT export: no conversations.json or "
             "conversations-NNN.json in it")
-    return [Member(n, (lambda f=p / n: f.open("rb"))) for n in order]
+    return [Member(n, (lambda f=p / n: f.open("rb")), size=(p / n).stat().st_size)
+            for n in order]
 
 
 def _zip_members(p: Path, where: str) -> list[Member]:
     try:
         with zipfile.ZipFile(p) as zf:
-            names = [i.filename for i in zf.infolist() if not i.is_dir()]
+            sizes = {i.filename: i.file_size for i in zf.infolist() if not i.is_dir()}
+            names = list(sizes)
     except Exception as exc:  # BadZipFile mostly; damaged headers raise other types too
         return _salvaged_members(p, where, exc)
     order = _member_order(names)
     if not order:
         raise NotAnExportError(
             f"{where} is not a ChatGPT export: the zip holds no conversations.json")
-    return [Member(f"{p.name}:{n}", _zip_opener(p, n)) for n in order]
+    return [Member(f"{p.name}:{n}", _zip_opener(p, n), size=sizes[n]) for n in order]
 
 
 def _salvaged_members(p: Path, where: str, exc: BaseException) -> list[Member]:

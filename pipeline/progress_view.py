@@ -52,6 +52,12 @@ def _value(stage: str, job: Any) -> float:
             "embedding": job.embedded_chunks}.get(stage, 0) or 0
 
 
+def _parse_bytes(job: Any) -> tuple[float, float]:
+    """(JSON bytes read, JSON bytes in all) from the parsing stage's last checkpoint."""
+    checkpoint = getattr(job, "checkpoint", None) or {}
+    return float(checkpoint.get("read_bytes") or 0), float(checkpoint.get("total_bytes") or 0)
+
+
 def _counts(stage: str, job: Any) -> str:
     if stage == "downloading":
         return _size(job.bytes_done)
@@ -70,6 +76,7 @@ class ProgressView:
     _stage: str | None = None
     _started: float = field(default_factory=time.monotonic)
     _start_value: float = 0.0
+    _start_bytes: float = 0.0
     _live: bool = False
 
     def update(self, job: Any) -> None:
@@ -84,6 +91,7 @@ class ProgressView:
         if stage != self._stage:
             self._stage, self._started, self._start_value = stage, time.monotonic(), _value(
                 stage, job)
+            self._start_bytes = _parse_bytes(job)[0] if stage == "parsing" else 0.0
         if stage in LABELS and stage not in self._printed:
             self._write(self._live_line(stage, job), newline=False)
         self.out.flush()
@@ -107,7 +115,13 @@ class ProgressView:
             return (label + f"{_bar(value, total)}  {_size(value)}/{_size(total)}"
                     f"  {_size(rate)}/s" + _eta(value, total, rate))
         if stage == "parsing":
-            return label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
+            line = label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
+            read, total = _parse_bytes(job)
+            if not total:
+                return line
+            byte_rate = max(0.0, read - self._start_bytes) / elapsed
+            return (label + _bar(read, total) + "  " + _counts(stage, job)
+                    + _eta(read, total, byte_rate))
         if stage == "embedding":
             total = job.chunks or 0
             return (label + f"{_bar(value, total)}  {value:,}/{total:,} chunks  "

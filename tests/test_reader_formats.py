@@ -134,3 +134,24 @@ def test_mixed_eras_in_one_export(tmp_path: Path) -> None:
     got, stats = read_all(write_zip(tmp_path / "e.zip", convs))
     assert stats.conversations == 8 and stats.messages == 24
     assert all(c.metadata["custom_instructions"] for c in got)
+
+
+@pytest.mark.parametrize("container", ["json", "zip", "shards", "dir"])
+def test_bytes_progress_climbs_to_the_uncompressed_total(tmp_path: Path,
+                                                          container: str) -> None:
+    """Guards pitfall 5 (no progress): the parsing stage's bar needs to know how far the
+    reader is; it counts JSON bytes, so a zip and its extracted files read alike."""
+    convs = make_export(300, 4, era="mixed")
+    if container == "json":
+        path = write_json(tmp_path / "conversations.json", convs)
+    elif container == "dir":
+        path = write_dir(tmp_path / "export", convs)
+    else:
+        path = write_zip(tmp_path / "export.zip", convs, split=container == "shards",
+                         per_shard=100)
+    reader = ExportReader(path)
+    total = reader.bytes_progress()[1]
+    assert total is not None and total > 1_000_000
+    seen = [reader.bytes_progress()[0] for i, _ in enumerate(reader) if i % 30 == 0]
+    assert seen == sorted(seen) and seen[0] < total / 2
+    assert reader.bytes_progress() == (total, total)

@@ -119,7 +119,10 @@ def run(ctx: StageContext) -> None:
         def flush() -> None:
             _write(conn, ctx.job.id, ctx.job.user_id, conversations, chunks)
             ctx.counters.update(_totals(base, reader.stats, chunk_total))
-            ctx.commit_batch(conn, {"next_index": next_index})
+            read, total = reader.bytes_progress()
+            # Bytes are for the progress bar only; a resume goes by next_index.
+            ctx.commit_batch(conn, {"next_index": next_index, "read_bytes": read,
+                                    "total_bytes": total})
             conversations.clear()
             chunks.clear()
 
