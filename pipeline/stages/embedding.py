@@ -81,7 +81,10 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
 
 
 def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID, size: int) -> Rows:
-    return conn.execute(SELECT_PENDING, (job_id, after, size)).fetchall()
+    rows = conn.execute(SELECT_PENDING, (job_id, after, size)).fetchall()
+    # Not idle in a transaction while the embedder works (seconds, or minutes of 429s).
+    conn.commit()
+    return rows
 
 
 def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
