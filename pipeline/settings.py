@@ -61,6 +61,9 @@ class Settings:
     chunk_target_chars: int = 1000
     stage_pool_size: int = 2
     lease_seconds: int = 60
+    # A stage that reports nothing for this long is taken as hung: its lease is let go.
+    # Above the longest wait a healthy batch can have (retries of a slow embeddings API).
+    stage_stall_seconds: int = 1200
     max_attempts: int = 5
 
     @classmethod
@@ -96,5 +99,6 @@ class Settings:
             chunk_target_chars=int(_env("CHUNK_TARGET_CHARS", "1000")),
             stage_pool_size=int(_env("STAGE_POOL_SIZE", "2")),
             lease_seconds=int(_env("LEASE_SECONDS", "60")),
+            stage_stall_seconds=int(_env("STAGE_STALL_SECONDS", "1200")),
             max_attempts=int(_env("MAX_ATTEMPTS", "5")),
         )

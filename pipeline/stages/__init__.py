@@ -64,7 +64,9 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
     module = importlib.import_module(f"pipeline.stages.{module_name}")
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
-        with LeaseKeeper(store, job_id, owner, settings.lease_seconds):
+        with LeaseKeeper(store, job_id, owner, settings.lease_seconds,
+                         progressed=lambda: ctx.last_progress,
+                         stall_seconds=settings.stage_stall_seconds):
             module.run(ctx)
         return "done"
     except CancelRequested:

@@ -39,6 +39,8 @@ class StageContext:
     owner: str
     counters: dict[str, Any] = field(default_factory=dict)
     _last_report: float = field(default_factory=time.monotonic)
+    # When the stage last showed it is alive (any report or batch); read by the LeaseKeeper.
+    last_progress: float = field(default_factory=time.monotonic)
 
     @property
     def job_id(self) -> uuid.UUID:
@@ -66,6 +68,7 @@ class StageContext:
 
     def report(self, *, force: bool = False, checkpoint: dict[str, Any] | None = None) -> None:
         """Publish counters (throttled by the store); stop here if cancelled or shutting down."""
+        self.last_progress = time.monotonic()
         due = force or time.monotonic() - self._last_report >= HEARTBEAT_SECONDS
         outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint,
                                       force=due)
@@ -88,7 +91,7 @@ class StageContext:
             conn.rollback()
             raise LeaseLost()
         conn.commit()
-        self._last_report = time.monotonic()
+        self._last_report = self.last_progress = time.monotonic()
         self._obey(outcome)
 
     def _obey(self, outcome: str) -> None:
