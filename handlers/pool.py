@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -68,14 +67,8 @@ class StagePool:
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until no task runs, at most ``timeout`` seconds; True when idle."""
-        deadline = time.monotonic() + timeout
         with self._idle:
-            while self._running:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+            return self._idle.wait_for(lambda: not self._running, timeout)
 
     def close(self) -> None:
         for _ in self._threads:

@@ -115,10 +115,9 @@ class ProgressView:
             return (label + f"{_bar(value, total)}  {_size(value)}/{_size(total)}"
                     f"  {_size(rate)}/s" + _eta(value, total, rate))
         if stage == "parsing":
-            line = label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
             read, total = _parse_bytes(job)
             if not total:
-                return line
+                return label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
             byte_rate = max(0.0, read - self._start_bytes) / elapsed
             return (label + _bar(read, total) + "  " + _counts(stage, job)
                     + _eta(read, total, byte_rate))

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 # Both `from tests.dbutil import ...` and `from dbutil import ...` work, under `pytest` and
@@ -80,26 +81,29 @@ def _template_db(pg_server_url: str) -> Iterator[str]:
         _drop_db(pg_server_url, name)
 
 
+@contextmanager
+def _migrated_copy(server_url: str, template: str, prefix: str) -> Iterator[str]:
+    """Superuser URL of a new database cloned from the migrated template, dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    _create_db(server_url, name, template)
+    try:
+        yield with_dbname(server_url, name)
+    finally:
+        _drop_db(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url(pg_server_url: str, _template_db: str) -> Iterator[str]:
     """Superuser URL of a migrated database shared by the whole session."""
-    name = f"sp_session_{uuid.uuid4().hex[:10]}"
-    _create_db(pg_server_url, name, _template_db)
-    try:
-        yield with_dbname(pg_server_url, name)
-    finally:
-        _drop_db(pg_server_url, name)
+    with _migrated_copy(pg_server_url, _template_db, "sp_session") as url:
+        yield url
 
 
 @pytest.fixture
 def db_url(pg_server_url: str, _template_db: str) -> Iterator[str]:
     """Superuser URL of a fresh, migrated, empty database for this test only."""
-    name = f"sp_test_{uuid.uuid4().hex[:12]}"
-    _create_db(pg_server_url, name, _template_db)
-    try:
-        yield with_dbname(pg_server_url, name)
-    finally:
-        _drop_db(pg_server_url, name)
+    with _migrated_copy(pg_server_url, _template_db, "sp_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from handlers.server import serve_in_thread
+from pipeline.settings import Settings
 
 JWT_SECRET = b"test-only-jwt-secret-not-a-real-one"
 
@@ -42,6 +43,12 @@ def make_jwt(claims: dict[str, object]) -> str:
     body = _b64(json.dumps(claims).encode())
     sig = hmac.new(JWT_SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{_b64(sig)}"
+
+
+def worker_settings(data_dir: Path, url: str, role: str = "import_worker") -> Settings:
+    """A worker's settings against the fake at ``url``: its own JWT, here for ``role``."""
+    return Settings(data_dir=data_dir, supabase_url=url, supabase_anon_key="anon-key",
+                    supabase_worker_jwt=make_jwt({"role": role, "exp": time.time() + 3600}))
 
 
 def read_jwt(token: str) -> dict[str, object] | None:

@@ -142,14 +142,8 @@ class FakeSvix:
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Until every queued delivery (and its retries) is done."""
-        deadline = time.monotonic() + timeout
         with self._idle:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+            return self._idle.wait_for(lambda: not self._pending, timeout)
 
     def close(self) -> None:
         self._queue.put(None)

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import re
 import shutil
-import time
 from pathlib import Path
 
 import psycopg
@@ -16,7 +15,7 @@ from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stages import run_stage
 from tests.dbutil import create_user, upload_object
-from tests.fake_storage import fake_storage, make_jwt
+from tests.fake_storage import fake_storage, worker_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
@@ -40,12 +39,6 @@ def uploaded(db_url: str, tmp_path: Path):
     return user, latest_job_id(db_url, user), tmp_path / "bucket"
 
 
-def worker_settings(tmp_path: Path, url: str, role: str = "import_worker") -> Settings:
-    jwt = make_jwt({"role": role, "exp": time.time() + 3600})
-    return Settings(data_dir=tmp_path / "worker", supabase_url=url,
-                    supabase_anon_key="anon-key", supabase_worker_jwt=jwt)
-
-
 def test_download_mints_its_own_signed_url_as_the_worker_role(
         uploaded, db_url: str, worker_db_url: str, tmp_path: Path) -> None:
     """Guards pitfalls 8 (expired links) and 3 (service key in the worker): the job waits
@@ -58,7 +51,7 @@ def test_download_mints_its_own_signed_url_as_the_worker_role(
                      "where id = %s", (job_id,))
     store = JobStore(worker_db_url)
     with fake_storage(bucket_root) as storage:
-        settings = worker_settings(tmp_path, storage.url)
+        settings = worker_settings(tmp_path / "worker", storage.url)
         assert run_stage(job_id, "queued", settings, store, worker_db_url) == "done"
         assert run_stage(job_id, "downloading", settings, store, worker_db_url) == "done"
     job = store.get(job_id)
@@ -78,7 +71,7 @@ def test_a_role_storage_does_not_serve_fails_readably(
     _, job_id, bucket_root = uploaded
     store = JobStore(worker_db_url)
     with fake_storage(bucket_root) as storage:
-        settings = worker_settings(tmp_path, storage.url, role="anon")
+        settings = worker_settings(tmp_path / "worker", storage.url, role="anon")
         run_stage(job_id, "queued", settings, store, worker_db_url)
         assert run_stage(job_id, "downloading", settings, store, worker_db_url) == "failed"
     job = store.get(job_id)
@@ -93,7 +86,7 @@ def test_a_stale_or_repeated_event_changes_nothing(uploaded, worker_db_url: str,
     _, job_id, bucket_root = uploaded
     store = JobStore(worker_db_url)
     with fake_storage(bucket_root) as storage:
-        settings = worker_settings(tmp_path, storage.url)
+        settings = worker_settings(tmp_path / "worker", storage.url)
         assert run_stage(job_id, "queued", settings, store, worker_db_url) == "done"
         assert run_stage(job_id, "queued", settings, store, worker_db_url) == "not_claimed"
         held = store.claim(job_id, "downloading", "someone-else", 60)

@@ -3,7 +3,6 @@ format: the next batch is embedded while the current one is written."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from pipeline.stages import run_stage
 from tests import export_factory as ef
 from tests.dbutil import create_user, upload_object
 from tests.fake_openai import FakeOpenAI, fake_openai, fake_vector
-from tests.fake_storage import fake_storage, make_jwt
+from tests.fake_storage import fake_storage, worker_settings
 
 DIMS = 32
 API_BATCH = 96  # inputs per embeddings request (OpenAIEmbedder.batch_size)
@@ -37,10 +36,7 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[ob
     store = JobStore(worker_db_url)
     job_id = store.latest_for_user(user).id
     with fake_storage(tmp_path / "bucket") as storage:
-        settings = Settings(
-            data_dir=tmp_path / "worker", supabase_url=storage.url,
-            supabase_anon_key="anon-key",
-            supabase_worker_jwt=make_jwt({"role": "import_worker", "exp": time.time() + 3600}))
+        settings = worker_settings(tmp_path / "worker", storage.url)
         for stage in ("queued", "downloading", "parsing"):
             assert run_stage(job_id, stage, settings, store, worker_db_url) == "done"
     chunks = store.get(job_id).chunks

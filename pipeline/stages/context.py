@@ -68,8 +68,8 @@ class StageContext:
 
     def report(self, *, force: bool = False, checkpoint: dict[str, Any] | None = None) -> None:
         """Publish counters (throttled by the store); stop here if cancelled or shutting down."""
-        self.last_progress = time.monotonic()
-        due = force or time.monotonic() - self._last_report >= HEARTBEAT_SECONDS
+        self.last_progress = now = time.monotonic()
+        due = force or now - self._last_report >= HEARTBEAT_SECONDS
         outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint,
                                       force=due)
         if due:

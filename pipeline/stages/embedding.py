@@ -21,8 +21,6 @@ from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import StageError
 from pipeline.stages.context import StageContext
 
-# For an embedder that does not say (see Embedder.stage_batch_size).
-BATCH = 64
 # Sorts before every uuid: the keyset start of a (resumed) run.
 _FIRST_ID = uuid.UUID(int=0)
 
@@ -65,7 +63,7 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
                 "and embedding is not null", (ctx.job.id,)).fetchone()[0]
             ctx.counters["embedded_chunks"] = done
             ctx.commit_batch(conn, {})
-            size = int(getattr(embedder, "stage_batch_size", BATCH))
+            size = embedder.stage_batch_size
             rows = _pending(conn, ctx.job.id, _FIRST_ID, size)
             vectors = _start(ahead, embedder, rows)
             while rows:
@@ -89,13 +87,14 @@ def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID, size: int)
 
 def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
            ) -> Future[np.ndarray]:
+    """The vectors of ``rows``: embedding in ``ahead``, or already done when there is none."""
     texts = [r[1] for r in rows]
-    if ahead is not None and texts:
+    if ahead is not None:
         return ahead.submit(embedder.embed, texts)
     done: Future[np.ndarray] = Future()
     try:
-        done.set_result(embedder.embed(texts) if texts else np.empty((0, 0), np.float32))
-    except BaseException as exc:  # re-raised by .result(), as from the thread
+        done.set_result(embedder.embed(texts))
+    except Exception as exc:  # raised by .result(), as from the thread
         done.set_exception(exc)
     return done
 
