@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
@@ -146,7 +146,7 @@ class SupabaseBucket:
         self.anon_key = anon_key
         self.worker_jwt = worker_jwt
 
-    def _bucket(self, bucket: str):  # storage3's SyncBucketProxy
+    def _bucket(self, bucket: str) -> Any:  # storage3's SyncBucketProxy, as the worker
         from supabase import ClientOptions, create_client
 
         client = create_client(
@@ -189,7 +189,6 @@ class SupabaseBucket:
                 raise too_large(length, max_bytes)
             return _copy_stream(resp.iter_bytes(COPY_BLOCK), dest,
                                 max_bytes=max_bytes, progress=progress)
-
 
     def delete(self, bucket: str, name: str, *, owner: UUID) -> bool:
         """Delete through the Storage API as the worker's role (RLS: bucket `imports` only).
