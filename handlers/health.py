@@ -1,4 +1,8 @@
-"""GET /healthz: Render's health check, with database reachability."""
+"""GET /healthz: Render's health check, with database reachability and delivery lag.
+
+The lag (unacknowledged events, age of the oldest) is reported, not judged: a restart of
+this service would not deliver them, so the status stays 200 while the database answers.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from starlette.responses import JSONResponse
 
 from handlers.pool import StagePool
 from pipeline import lifecycle
+from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, outbox_lag
 
 
 class Health:
@@ -21,8 +26,10 @@ class Health:
             return JSONResponse({"status": "shutting_down", "stages": stages}, status_code=503)
         try:
             async with self.db.connection(timeout=3) as conn:
-                await conn.execute("select 1")
+                cur = await conn.execute(OLDEST_UNACKNOWLEDGED)
+                lag = outbox_lag(await cur.fetchone())
         except Exception as exc:
             body = {"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}
             return JSONResponse({**body, "stages": stages}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "reachable", "stages": stages})
+        return JSONResponse({"status": "ok", "database": "reachable", "stages": stages,
+                             "outbox": lag.as_json()})

@@ -149,12 +149,26 @@ def _warn_if_edited(mig: Migration, applied_statements: list[str] | None) -> Non
         )
 
 
+# Migrations speak to the operator through NOTICEs that start with this (e.g. "create this
+# Storage policy in the dashboard"): they must be seen, not lost in the server log.
+OPERATOR_NOTICE_PREFIX = "soulprint-import:"
+
+
+def _log_notice(diag: psycopg.errors.Diagnostic) -> None:
+    message = diag.message_primary or ""
+    if message.startswith(OPERATOR_NOTICE_PREFIX):
+        log.warning("%s", message)
+    else:
+        log.debug("migration notice: %s", message)
+
+
 def apply_migrations(admin_url: str) -> list[str]:
     """Bring the database at ``admin_url`` up to date; return the migrations applied now
     (``"<version>_<name>"``), empty when it already was. Safe to call concurrently."""
     root = sql_dir()
     applied: list[str] = []
     with connect(admin_url, autocommit=True, application_name="soulprint-import migrate") as conn:
+        conn.add_notice_handler(_log_notice)
         conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
             if _needs_bootstrap(conn):

@@ -65,6 +65,8 @@ class Settings:
     # Above the longest wait a healthy batch can have (retries of a slow embeddings API).
     stage_stall_seconds: int = 1200
     max_attempts: int = 5
+    # Keep the raw export in Storage after a successful import (default: delete it).
+    keep_export_after_import: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,4 +103,6 @@ class Settings:
             lease_seconds=int(_env("LEASE_SECONDS", "60")),
             stage_stall_seconds=int(_env("STAGE_STALL_SECONDS", "1200")),
             max_attempts=int(_env("MAX_ATTEMPTS", "5")),
+            keep_export_after_import=(_env("KEEP_EXPORT_AFTER_IMPORT", "") or "").lower()
+            in ("1", "true", "yes", "on"),
         )

@@ -8,7 +8,8 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from uuid import UUID
 
 import httpx
 
@@ -30,8 +31,28 @@ class Fetched:
 
 
 class ObjectSource(Protocol):
-    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
               progress: ProgressFn) -> Fetched: ...
+
+    def delete(self, bucket: str, name: str, *, owner: UUID) -> bool: ...
+
+
+def bad_object() -> StageError:
+    return StageError("bad_object", "The uploaded file's name is not valid.")
+
+
+def check_object_name(name: str, owner: UUID) -> None:
+    """Refuse any name that is not ``{owner}/<plain segments>``: no empty, ``.`` or ``..``
+    segment, no backslash. Raises StageError('bad_object').
+
+    The database refuses such names too (policy and upload trigger); this is the check at
+    the point of use, for jobs queued before that and for any bucket implementation that
+    turns names into paths.
+    """
+    parts = name.split("/")
+    if ("\\" in name or len(parts) < 2 or parts[0].lower() != str(owner)
+            or any(p in ("", ".", "..") for p in parts)):
+        raise bad_object()
 
 
 def too_large(size: int, limit: int) -> StageError:
@@ -68,15 +89,18 @@ class LocalBucket:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def object_path(self, bucket: str, name: str) -> Path:
+    def object_path(self, bucket: str, name: str, owner: UUID) -> Path:
+        """root/bucket/name, which must lie in root/bucket/owner/ (after resolving links)."""
+        check_object_name(name, owner)
+        folder = (self.root / bucket / str(owner)).resolve()
         path = (self.root / bucket / name).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise StageError("bad_object", "The uploaded file's name is not valid.")
+        if not path.is_relative_to(folder):
+            raise bad_object()
         return path
 
-    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
               progress: ProgressFn) -> Fetched:
-        src = self.object_path(bucket, name)
+        src = self.object_path(bucket, name, owner)
         if not src.is_file():
             raise StageError("object_missing", "The uploaded file is no longer in storage.")
         size = src.stat().st_size
@@ -86,9 +110,23 @@ class LocalBucket:
             return _copy_stream(iter(lambda: f.read(COPY_BLOCK), b""), dest,
                                 max_bytes=max_bytes, progress=progress)
 
+    def delete(self, bucket: str, name: str, *, owner: UUID) -> bool:
+        """Remove the stored export; False when it was already gone."""
+        path = self.object_path(bucket, name, owner)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def put(self, bucket: str, name: str, src: Path) -> Path:
-        """Local 'upload': the bytes are stored before the storage.objects row exists."""
-        target = self.object_path(bucket, name)
+        """Local 'upload': the bytes are stored before the storage.objects row exists.
+        ``name`` is ``{user_id}/<file>``, like the app's uploads."""
+        try:
+            owner = UUID(name.split("/", 1)[0])
+        except ValueError:
+            raise bad_object() from None
+        target = self.object_path(bucket, name, owner)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(target.suffix + ".uploading")
         shutil.copyfile(src, tmp)
@@ -108,7 +146,7 @@ class SupabaseBucket:
         self.anon_key = anon_key
         self.worker_jwt = worker_jwt
 
-    def signed_url(self, bucket: str, name: str) -> str:
+    def _bucket(self, bucket: str) -> Any:  # storage3's SyncBucketProxy, as the worker
         from supabase import ClientOptions, create_client
 
         client = create_client(
@@ -117,10 +155,13 @@ class SupabaseBucket:
             ClientOptions(headers={"Authorization": f"Bearer {self.worker_jwt}"},
                           auto_refresh_token=False, persist_session=False),
         )
+        return client.storage.from_(bucket)
+
+    def signed_url(self, bucket: str, name: str) -> str:
         from storage3.exceptions import StorageApiError
 
         try:
-            signed = client.storage.from_(bucket).create_signed_url(name, SIGNED_URL_SECONDS)
+            signed = self._bucket(bucket).create_signed_url(name, SIGNED_URL_SECONDS)
         except StorageApiError as exc:
             status = int(getattr(exc, "status", 0) or 0)
             if status >= 500:
@@ -133,8 +174,9 @@ class SupabaseBucket:
             raise StageError("object_missing", "The uploaded file could not be found in storage.")
         return url
 
-    def fetch(self, bucket: str, name: str, dest: Path, *, max_bytes: int,
+    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
               progress: ProgressFn) -> Fetched:
+        check_object_name(name, owner)
         url = self.signed_url(bucket, name)
         timeout = httpx.Timeout(30.0, read=120.0)
         with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as resp:
@@ -147,6 +189,21 @@ class SupabaseBucket:
                 raise too_large(length, max_bytes)
             return _copy_stream(resp.iter_bytes(COPY_BLOCK), dest,
                                 max_bytes=max_bytes, progress=progress)
+
+    def delete(self, bucket: str, name: str, *, owner: UUID) -> bool:
+        """Delete through the Storage API as the worker's role (RLS: bucket `imports` only).
+        True when Storage reports the object deleted. Raises TransientError on a 5xx."""
+        from storage3.exceptions import StorageApiError
+
+        check_object_name(name, owner)
+        try:
+            removed = self._bucket(bucket).remove([name])
+        except StorageApiError as exc:
+            status = int(getattr(exc, "status", 0) or 0)
+            if status >= 500:
+                raise TransientError(f"Storage answered {status}") from exc
+            return False
+        return any(isinstance(o, dict) and o.get("name") == name for o in removed or [])
 
 
 def object_source(settings: Settings) -> ObjectSource:

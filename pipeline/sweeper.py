@@ -15,6 +15,7 @@ from uuid import UUID
 
 import psycopg
 
+from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ def run_sweep(
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         rows = conn.execute(SWEEP, (stale, settings.max_attempts)).fetchall()
         pruned = conn.execute(PRUNE_RECEIPTS).fetchone()[0]
+        lag = outbox_lag(conn.execute(OLDEST_UNACKNOWLEDGED).fetchone())
+    if lag.stuck:
+        # Re-emitting cannot help if nothing delivers: say so where an operator looks.
+        log.warning(
+            "sweep: %d event(s) undelivered, the oldest for %.0f s (over %.0f s): check "
+            "delivery (pg_net and Vault on hosted Supabase, or the relay) and the receiver; "
+            "`soulprint-import doctor` checks each piece",
+            lag.unacknowledged, lag.oldest_age_s, UNDELIVERED_WARN_SECONDS)
     if pruned:
         log.info("sweep: pruned %d old webhook receipts", pruned)
     actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]

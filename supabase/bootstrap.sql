@@ -113,6 +113,51 @@ create table if not exists storage.objects (
 );
 create unique index if not exists bucketid_objname on storage.objects (bucket_id, name);
 
+-- Columns Storage added since (its tenant migrations 0038 and 0062), added the way Storage
+-- adds them, so the tables have today's shape. Tests drop them again to check that the
+-- upload trigger still works on projects whose Storage is older. (`level`, from 0026, was
+-- dropped again by 0052 and is not mirrored. Nor is 0062's temporary check that keeps
+-- versioning_status at DISABLED everywhere: tests turn versioning on to see doctor notice.)
+do $$
+begin
+  create type storage.buckettype as enum ('STANDARD', 'ANALYTICS', 'VECTOR');
+exception when duplicate_object then
+  null;
+end
+$$;
+alter table storage.buckets
+  add column if not exists type storage.buckettype not null default 'STANDARD',
+  add column if not exists versioning_status text not null default 'DISABLED';
+do $$
+begin
+  alter table storage.buckets add constraint buckets_versioning_status_check
+    check (versioning_status in ('DISABLED', 'ENABLED', 'SUSPENDED'));
+exception when duplicate_object then
+  null;
+end
+$$;
+alter table storage.objects
+  add column if not exists archived_at timestamptz,
+  add column if not exists is_delete_marker boolean not null default false,
+  add column if not exists is_versioned boolean not null default false;
+
+-- Storage refuses direct deletes (0055): only its API, which sets this flag, deletes rows.
+create or replace function storage.protect_delete() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('storage.allow_delete_query', true), 'false') != 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using errcode = '42501';
+  end if;
+  return null;
+end
+$$;
+drop trigger if exists protect_objects_delete on storage.objects;
+create trigger protect_objects_delete
+  before delete on storage.objects
+  for each statement execute function storage.protect_delete();
+
 alter table storage.buckets enable row level security;
 alter table storage.objects enable row level security;
 grant all on storage.buckets, storage.objects to anon, authenticated, service_role;

@@ -1,7 +1,8 @@
 """A stand-in for the hosted Supabase Storage API, speaking its wire format over real HTTP.
 
 Only what the worker uses: `POST /storage/v1/object/sign/{bucket}/{path}` (as called by
-supabase-py's `create_signed_url`) and `GET /storage/v1/object/sign/{bucket}/{path}?token=`.
+supabase-py's `create_signed_url`), `GET /storage/v1/object/sign/{bucket}/{path}?token=` and
+`DELETE /storage/v1/object/{bucket}` with `{"prefixes": [...]}` (supabase-py's `remove`).
 Like Storage with this project's RLS, it signs objects only for a JWT whose role is
 `import_worker` and only in bucket `imports`; signed URLs expire.
 """
@@ -110,7 +111,28 @@ class FakeStorage:
             return StreamingResponse(chunks(), media_type="application/octet-stream",
                                      headers={"content-length": str(path.stat().st_size)})
 
+        async def remove(request: Request) -> Response:
+            bucket = request.path_params["bucket"]
+            claims = read_jwt(request.headers.get("authorization", "").removeprefix("Bearer "))
+            role = str(claims.get("role")) if claims else None
+            prefixes = (await request.json()).get("prefixes", [])
+            self.requests.append(("DELETE", f"{bucket}/{','.join(prefixes)}", role))
+            if claims is None:
+                return _error(400, "InvalidJWT", "invalid signature")
+            # Like Storage: RLS decides which rows the DELETE reaches; the answer lists the
+            # objects actually deleted (none, when the role may not delete them).
+            if role not in ("import_worker", "import_storage_reader") or bucket != "imports":
+                return JSONResponse([])
+            deleted = []
+            for name in prefixes:
+                path = self.root / bucket / name
+                if path.is_file():
+                    path.unlink()
+                    deleted.append({"bucket_id": bucket, "name": name})
+            return JSONResponse(deleted)
+
         return Starlette(routes=[
+            Route("/storage/v1/object/{bucket}", remove, methods=["DELETE"]),
             Route("/storage/v1/object/sign/{bucket}/{name:path}", sign, methods=["POST"]),
             Route("/storage/v1/object/sign/{bucket}/{name:path}", download, methods=["GET"]),
         ])

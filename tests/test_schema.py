@@ -69,7 +69,8 @@ def test_event_is_notified_at_commit(db_url: str) -> None:
 
 def test_twenty_concurrent_uploads_give_exactly_one_active_job(db_url: str) -> None:
     """Guards pitfall 7 (duplicate imports): 20 uploads by one person from 20 connections at
-    once: one queued job, 19 rejected ones that say why."""
+    once: one queued job, and rejected ones that say why, at most 10 (the per-hour cap on
+    rejected jobs, issue 8 F8)."""
     user = create_user(db_url)
     n = 20
     conns = [psycopg.connect(db_url) for _ in range(n)]
@@ -90,9 +91,8 @@ def test_twenty_concurrent_uploads_give_exactly_one_active_job(db_url: str) -> N
             c.close()
 
     jobs = jobs_for(db_url, user)
-    assert len(jobs) == n
     stages = sorted(j["stage"] for j in jobs)
-    assert stages == ["queued"] + ["rejected"] * (n - 1)
+    assert stages == ["queued"] + ["rejected"] * 10
     for job in jobs:
         if job["stage"] == "rejected":
             assert job["error_code"] == "import_already_running"

@@ -16,8 +16,15 @@ SNIFF_BYTES = 64
 def fetch_export(ctx: StageContext, *, on_progress=None) -> Fetched:
     source = object_source(ctx.settings)
     return source.fetch(ctx.job.bucket_id, ctx.job.object_name, ctx.export_path(),
-                        max_bytes=ctx.settings.max_upload_bytes,
+                        owner=ctx.job.user_id, max_bytes=ctx.settings.max_upload_bytes,
                         progress=on_progress or (lambda _n: None))
+
+
+def delete_uploaded_export(ctx: StageContext) -> bool:
+    """Delete the person's raw export from Storage (the import is complete and holds all it
+    needs). True when Storage deleted it."""
+    source = object_source(ctx.settings)
+    return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
 
 
 def ensure_export(ctx: StageContext) -> Path:

@@ -14,7 +14,7 @@ from pipeline.export_reader import ExportReader
 from pipeline.models import Conversation
 from pipeline.soulprint import build_soulprint
 from pipeline.stages.context import StageContext
-from pipeline.stages.export_file import ensure_export
+from pipeline.stages.export_file import delete_uploaded_export, ensure_export
 
 log = logging.getLogger("soulprint.stages.soulprint")
 
@@ -44,3 +44,43 @@ def run(ctx: StageContext) -> None:
     # Nobody's history stays on a worker's disk longer than the import needs it.
     ctx.export_path().unlink(missing_ok=True)
     log.info("job %s complete", ctx.job.id)
+    if not ctx.settings.keep_export_after_import:
+        _delete_raw_export(ctx)
+
+
+# The version Storage holds now at the job's path (NULL when the worker cannot see it).
+CURRENT_OBJECT_VERSION = """
+    select o.version from storage.objects o
+     where o.bucket_id = %s and o.name = %s
+     order by o.created_at desc limit 1
+"""
+
+
+def _replaced_since(ctx: StageContext) -> bool:
+    """True when the person uploaded a new file at the same path after this import's one
+    (an upsert): deleting it would delete the next import's export."""
+    with ctx.connect() as conn:
+        row = conn.execute(CURRENT_OBJECT_VERSION,
+                           (ctx.job.bucket_id, ctx.job.object_name)).fetchone()
+    return row is not None and row[0] != ctx.job.object_version
+
+
+def _delete_raw_export(ctx: StageContext) -> None:
+    """Nor in Storage: the whole chat history has served. The import is already complete,
+    so a failure here is logged, never the job's failure (the person can still delete the
+    file, and KEEP_EXPORT_AFTER_IMPORT keeps it on purpose)."""
+    try:
+        if _replaced_since(ctx):
+            log.info("job %s: a newer upload replaced the export; it is left for its own "
+                     "import", ctx.job.id)
+            return
+        deleted = delete_uploaded_export(ctx)
+    except Exception as exc:  # the job is complete whatever happens here
+        log.warning("job %s: the raw export could not be deleted from Storage (%s)",
+                    ctx.job.id, type(exc).__name__)
+        return
+    if deleted:
+        log.info("job %s: raw export deleted from Storage", ctx.job.id)
+    else:
+        log.warning("job %s: Storage did not delete the raw export (already gone, or the "
+                    "worker's Storage role lacks delete on bucket imports)", ctx.job.id)

@@ -248,36 +248,13 @@ grant execute on function
 -- Storage: bucket `imports`
 -- ---------------------------------------------------------------------------------------
 
-drop policy if exists "imports: upload to own folder" on storage.objects;
-create policy "imports: upload to own folder" on storage.objects
-  for insert to authenticated
-  with check (bucket_id = 'imports'
-              and (storage.foldername(name))[1] = (select auth.uid())::text);
-
-drop policy if exists "imports: read own folder" on storage.objects;
-create policy "imports: read own folder" on storage.objects
-  for select to authenticated
-  using (bucket_id = 'imports'
-         and (storage.foldername(name))[1] = (select auth.uid())::text);
-
--- An upsert over the same path is an UPDATE (and starts a new import).
-drop policy if exists "imports: replace in own folder" on storage.objects;
-create policy "imports: replace in own folder" on storage.objects
-  for update to authenticated
-  using (bucket_id = 'imports'
-         and (storage.foldername(name))[1] = (select auth.uid())::text)
-  with check (bucket_id = 'imports'
-              and (storage.foldername(name))[1] = (select auth.uid())::text);
+-- The Storage policies (people's own folder; the worker reads this bucket only) are made
+-- by 20261130200000_storage_hosted.sql: on hosted projects the migrating role does not own
+-- storage.objects, and CREATE POLICY there must not abort the push.
 
 -- The worker reads exports, in this bucket only.
 grant usage on schema storage to import_worker;
 grant select on storage.objects, storage.buckets to import_worker;
-drop policy if exists "imports: worker reads" on storage.objects;
-create policy "imports: worker reads" on storage.objects
-  for select to import_worker using (bucket_id = 'imports');
-drop policy if exists "imports: worker sees its bucket" on storage.buckets;
-create policy "imports: worker sees its bucket" on storage.buckets
-  for select to import_worker using (id = 'imports');
 
 -- Storage and PostgREST log in as `authenticator` and switch to the JWT's role: this lets a
 -- JWT with role import_worker (SUPABASE_WORKER_JWT) act as the worker, and nothing more.

@@ -1,0 +1,47 @@
+"""How far behind delivery is: the age of the oldest event no receiver has acknowledged.
+
+Read by /healthz, the sweeper (which warns past ``UNDELIVERED_WARN_SECONDS``) and `doctor`.
+An event stays unacknowledged while nothing delivers it: pg_net missing on a hosted
+project, a relay not running, a receiver URL that answers nothing. Jobs then sit in
+`queued` without any error anywhere else, so this number is what makes it visible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Past this, delivery is broken rather than slow: the relay retries within seconds, Svix's
+# first retries come at 5 s and 5 min, and the sweeper re-emits every few minutes.
+UNDELIVERED_WARN_SECONDS = 600.0
+
+# Unacknowledged events and the age of the oldest, in seconds (NULL when there are none).
+OLDEST_UNACKNOWLEDGED = """
+    select count(*) as unacknowledged,
+           extract(epoch from now() - min(e.created_at))::float8 as oldest_age_s
+      from public.import_events e
+     where e.acknowledged_at is null
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLag:
+    unacknowledged: int
+    oldest_age_s: float | None  # None: nothing waiting
+
+    @property
+    def stuck(self) -> bool:
+        return self.oldest_age_s is not None and self.oldest_age_s > UNDELIVERED_WARN_SECONDS
+
+    def as_json(self) -> dict[str, object]:
+        age = None if self.oldest_age_s is None else round(self.oldest_age_s, 1)
+        return {"unacknowledged_events": self.unacknowledged,
+                "oldest_unacknowledged_event_age_s": age}
+
+
+def outbox_lag(row: tuple[int, float | None] | dict[str, object]) -> OutboxLag:
+    """An OutboxLag from a row of OLDEST_UNACKNOWLEDGED (tuple or dict row)."""
+    if isinstance(row, dict):
+        count, age = row["unacknowledged"], row["oldest_age_s"]
+    else:
+        count, age = row
+    return OutboxLag(int(count or 0), None if age is None else float(age))
