@@ -138,8 +138,9 @@ def _json_break(open_stream: Callable[[], BinaryIO]) -> str:
     return "past its first megabyte"
 
 
-def _check_first(member: Member, where: str) -> None:
-    what = "it" if member.name == where else member.name
+def _check_first(member: Member, where: str, label: str) -> None:
+    """Raise NotAnExportError unless the first member holds conversations."""
+    what = "it" if member.name == label else member.name
     try:
         prefix = json_prefix(member.open)
     except ijson.JSONError as exc:
@@ -153,7 +154,7 @@ def _check_first(member: Member, where: str) -> None:
         return
     with member.open() as stream:
         first = _first_byte(stream)
-    what = "it" if member.name == where else member.name
+    what = "it" if member.name == label else member.name
     if not first:
         detail = f"{what} is empty"
     elif first == b"{":
@@ -198,7 +199,7 @@ def resolve(path: str | Path, *, name: str | None = None) -> list[Member]:
         raise NotAnExportError(where, ": permission denied") from exc
     except OSError as exc:
         raise NotAnExportError(where, f": cannot read ({exc.strerror or 'I/O error'})") from exc
-    _check_first(members[0], where)
+    _check_first(members[0], where, label)
     return members
 
 
