@@ -217,6 +217,7 @@ class ExportReader:
     _bytes_read = 0
 
     def _read_member(self, member: Member, counter: list[int]) -> Iterator[Conversation]:
+        self._bytes_read = 0  # a member that fails to open has read nothing of itself
         prefix = json_prefix(member.open)
         if prefix is None:
             raise ValueError("not a JSON array of conversations")

@@ -310,6 +310,19 @@ def era_2023(d: Path) -> Path:
                          pretty=True)
 
 
+def damaged_zip(d: Path) -> Path:
+    """The sample export with 100 bytes zeroed in the middle (its directory intact)."""
+    good = sample(d).read_bytes()
+    path = d / "export.zip"
+    path.write_bytes(good[: len(good) // 2] + b"\x00" * 100 + good[len(good) // 2 + 100:])
+    return path
+
+
+def shards_2026(d: Path) -> Path:
+    return ef.write_zip(d / "export.zip", ef.make_export(5, 6, era="2026"), split=True,
+                        per_shard=2)
+
+
 def sample(d: Path) -> Path:
     return Path(__file__).resolve().parents[1] / "examples" / "sample-export.zip"
 
@@ -327,4 +340,6 @@ SHAPES: dict[str, Callable[[Path], Path]] = {
     "wrapped": wrapped,
     "era_2023": era_2023,
     "sample": sample,
+    "damaged_zip": damaged_zip,
+    "shards_2026": shards_2026,
 }
