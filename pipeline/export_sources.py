@@ -148,7 +148,9 @@ def _check_first(member: Member, where: str, label: str) -> None:
             where, f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
             f"at {_json_break(member.open)}: {_first_line(exc)})") from exc
     except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
-        raise NotAnExportError(where, f": cannot read {member.name} ({_first_line(exc)})",
+        # An OS error's text quotes a path on this machine: only its reason is said.
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise NotAnExportError(where, f": cannot read {member.name} ({why})",
                                CORRUPT_EXPORT) from exc
     if prefix is not None:
         return

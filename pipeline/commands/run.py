@@ -30,6 +30,12 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
         print(f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
               f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
               f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}")
+        if summary.get("excluded"):
+            print(f"  {summary['excluded']:,} conversations you asked ChatGPT not to remember "
+                  "were left out")
+        if summary.get("truncated"):
+            print(f"  the export broke off; imported up to the break: "
+                  f"{summary['export_warning']}")
         print()
         print(summary["soulprint_text"] or "")
     elif summary.get("error_message"):
