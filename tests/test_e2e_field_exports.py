@@ -153,7 +153,7 @@ def test_status_reports_excluded_conversations(db_url: str, tmp_path: Path,
     out = cli("status", result["import_id"], "--json", env=env)
     assert '"excluded":1' in out.stdout
     text = cli("status", result["import_id"], env=env)
-    assert "1 conversations left out" in text.stdout
+    assert "1 conversation left out" in text.stdout
 
 
 def test_not_an_export_message_names_the_uploaded_file(db_url: str, tmp_path: Path,

@@ -14,7 +14,7 @@ from pipeline.jobstore import JobStore
 from pipeline.stages import parsing, run_stage
 from tests import export_factory as ef
 from tests import field_exports as fx
-from tests.dbutil import create_user, upload_object
+from tests.dbutil import create_user, upload_object, walk_to
 from tests.fake_storage import fake_storage, worker_settings
 
 
@@ -81,3 +81,42 @@ def test_resumed_parsing_keeps_excluded_count_and_notes_once(
     # their message has no time, so their conversations' times bound their use.
     assert notes[0][2:] == (pytest.approx(convs[1]["create_time"]),
                             pytest.approx(convs[2]["update_time"]))
+
+
+def _add_note(db_url: str, job_id: object, user: object, text: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("insert into import_person_notes (job_id, user_id, kind, note, "
+                     "conversation_index, ordinal) values (%s, %s, 'memory_note', %s, 0, 0)",
+                     (job_id, user, text))
+
+
+def _notes_of(db_url: str, user: object) -> set[str]:
+    with psycopg.connect(db_url) as conn:
+        return {r[0] for r in conn.execute(
+            "select note from import_person_notes where user_id = %s", (user,))}
+
+
+def test_notes_follow_their_import_replaced_on_reimport_gone_on_cancel(
+    db_url: str, worker_db_url: str,
+) -> None:
+    """Guards pitfall 9 / the swap contract: a completed re-import replaces the person's
+    older notes (as it does chunks), and a cancelled import leaves no notes behind."""
+    user = create_user(db_url)
+    store = JobStore(worker_db_url)
+    texts = []
+    for n in range(2):
+        upload_object(db_url, user, name=f"export-{n}.zip", size=100)
+        job_id = store.latest_for_user(user).id
+        walk_to(db_url, job_id, "generating_soulprint")
+        texts.append(f"note of import {n}")
+        _add_note(db_url, job_id, user, texts[-1])
+        assert store.claim(job_id, "generating_soulprint", "owner-1") is not None
+        assert store.complete(job_id, "owner-1", {"version": 1}, "# Your soulprint")
+        assert _notes_of(db_url, user) == {texts[-1]}
+    upload_object(db_url, user, name="export-2.zip", size=100)
+    job_id = store.latest_for_user(user).id
+    walk_to(db_url, job_id, "parsing")
+    _add_note(db_url, job_id, user, "note of a cancelled import")
+    assert store.request_cancel(job_id) == "cancelled"
+    store.close()
+    assert _notes_of(db_url, user) == {texts[-1]}

@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['user_messages']:,} yours, {summary['assistant_messages']:,} from the "
           f"assistant), {summary['chunks']:,} memory chunks")
     if summary["excluded"]:
-        print(f"  {summary['excluded']:,} conversations you asked ChatGPT not to remember "
-              "were left out")
+        n = summary["excluded"]
+        print(f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
+              "remember left out")
     if summary["custom_instructions"] or summary["memory_notes"] or summary["canvas_documents"]:
         print(f"  {summary['custom_instructions']:,} custom-instruction texts, "
               f"{summary['memory_notes']:,} memory notes, "

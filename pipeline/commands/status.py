@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
           f"{job.messages:,} messages, {job.chunks:,} chunks, "
           f"{job.embedded_chunks:,} embedded")
     if job.excluded:
-        print(f"  {job.excluded:,} conversations left out (you asked ChatGPT not to remember "
-              "them)")
+        print(f"  {job.excluded:,} conversation{'s' if job.excluded != 1 else ''} left out "
+              "(you asked ChatGPT not to remember them)")
     if job.export_truncated:
         print(f"  the export broke off; imported up to the break: {job.export_warning}")
     timings = sorted((job.stage_timings or {}).items(),
