@@ -70,19 +70,22 @@ MEMORY_TOOL = "bio"
 _FENCE = "```"
 
 
+_PREAMBLE = "The user provided"
+
+
 def _fenced(text: str) -> str:
     """The person's words inside ChatGPT's preamble: 2024+ custom instructions read
     "The user provided the following information about themselves. ... User profile:
-    ```<their text>```"; text without a fence is theirs as it stands."""
+    ```<their text>```". Text without that preamble is theirs as it stands (fences and
+    all: they may have written code)."""
     first = text.find(_FENCE)
     last = text.rfind(_FENCE)
-    if first < 0 or last <= first:
+    if not text.lstrip().startswith(_PREAMBLE) or first < 0 or last <= first:
         return text.strip()
     return text[first + len(_FENCE):last].strip()
 
 
-def _custom_instruction_texts(msg: dict[str, Any], content: Any, meta: Any
-                              ) -> list[tuple[str, str]]:
+def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
     """(kind, text) of a custom-instructions node of either era."""
     found: list[tuple[str, str]] = []
     if type(content) is dict and content.get("content_type") == "user_editable_context":
@@ -114,7 +117,7 @@ def _uncounted(msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: 
     if ctype == "user_editable_context" or (
             type(meta) is dict and meta.get("is_user_system_message") is True):
         tally.custom_instructions = True
-        for kind, text in _custom_instruction_texts(msg, msg.get("content"), meta):
+        for kind, text in _custom_instruction_texts(msg.get("content"), meta):
             tally.notes.append((kind, text, when))
     elif role == "assistant" and recipient == MEMORY_TOOL and ctype in COUNTED_TYPES:
         text = content_text(msg["content"])
