@@ -5,6 +5,10 @@ chunks aim at ``target_chars`` (default 1,000). A chunk is consecutive messages,
 labelled with its role; a message is split only when it alone exceeds the target, then
 at paragraph, sentence or word boundaries. Chunk ids are uuid5 of the conversation id,
 chunk index and content: the same input always gives the same ids (idempotent re-runs).
+
+A conversation's canvas documents follow its messages, each labelled as a document with
+its name (``Document “Letter to Ana”: ...``); their chunks hold no message
+(``message_count`` 0), so message counts stay what the counting contract says.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ def chunk_conversation(
         texts, members, size = [], [], 0
 
     for message in conv.messages:
+        if not message.text or message.text.isspace():
+            continue  # an answer that was nothing but citation markup
         label = "User" if message.role == "user" else "Assistant"
         rendered = f"{label}: {message.text}"
         if len(rendered) > target:
@@ -101,12 +107,20 @@ def chunk_conversation(
         members.append(message)
         size += added
     flush()
+    doc_times: dict[int, tuple[float | None, float | None]] = {}
+    for doc in conv.documents:
+        label = f"Document “{doc.name}”"
+        for piece in split_text(doc.text, max(1, target - len(label) - 2)):
+            doc_times[len(groups)] = (doc.first_time, doc.last_time)
+            groups.append((f"{label}: {piece}", []))
 
     chunks: list[Chunk] = []
     conv_id, title = conv.id, conv.title
     for index, (text, msgs) in enumerate(groups):
         if len(msgs) == 1:
             first = last = msgs[0].create_time
+        elif not msgs:
+            first, last = doc_times.get(index, (None, None))
         else:
             first, last = _times(msgs)
         # Positional: Chunk(id, conversation_id, conversation_title, index, text,

@@ -3,8 +3,11 @@
 ``ExportReader(path)`` accepts a ``.zip`` export, a ``conversations.json``, one shard
 ``conversations-NNN.json``, or an extracted export directory; iterating it yields
 :class:`pipeline.models.Conversation` objects holding only counted messages of the
-active thread (see :mod:`pipeline.message_text`). A broken file ends the stream with
-everything read before the break; ``.stats`` says so.
+active thread (see :mod:`pipeline.message_text`), their canvas documents and what the
+export says about the person (custom instructions, memory notes; see ``.notes``).
+Conversations the person marked "do not remember" are passed over unread and counted in
+``stats.excluded``. A broken file ends the stream with everything read before the
+break; ``.stats`` says so.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ import ijson
 from pipeline.active_thread import active_thread
 from pipeline.export_sources import Member, NotAnExportError, json_prefix, resolve
 from pipeline.message_text import ThreadTally, thread_messages
-from pipeline.models import Conversation, ReadStats
+from pipeline.models import Conversation, PersonNote, ReadStats
 from pipeline.text_safety import SafeJSONStream, clean_text
 from pipeline.timestamps import epoch_or_none
 
-__all__ = ["ExportReader", "NotAnExportError", "normalize_conversation", "open_export"]
+__all__ = ["ExportReader", "NotAnExportError", "PersonNotes", "is_excluded",
+           "normalize_conversation", "open_export"]
 
 _BUF = 1 << 16
 
@@ -33,6 +37,12 @@ def open_export(path: str | Path, **kwargs: Any) -> ExportReader:
     reader = ExportReader(path, **kwargs)
     reader.members()
     return reader
+
+
+def is_excluded(conv: Any) -> bool:
+    """The person asked ChatGPT not to remember this conversation: nothing of it may be
+    kept (no chunks, no soulprint, no notes)."""
+    return type(conv) is dict and conv.get("is_do_not_remember") is True
 
 
 def _conversation_id(conv: dict[str, Any], index: int) -> tuple[str, bool]:
@@ -77,16 +87,29 @@ def normalize_conversation(
         value = _str_or_none(conv.get(key))
         if value:
             metadata[key] = value
-    if type(conv.get("is_archived")) is bool:
-        metadata["is_archived"] = conv["is_archived"]
+    for key in ("is_archived", "is_starred"):  # the person's own signals about it
+        if type(conv.get(key)) is bool:
+            metadata[key] = conv[key]
+    create_time = epoch_or_none(conv.get("create_time"))
+    update_time = epoch_or_none(conv.get("update_time"))
+    documents = tally.canvas.documents() if tally.canvas is not None else []
+    if documents:
+        metadata["canvas_documents"] = len(documents)
+    notes = [
+        PersonNote(kind, text, when or create_time, when or update_time or create_time,
+                   index, ordinal)
+        for ordinal, (kind, text, when) in enumerate(tally.notes)
+    ]
     return Conversation(
         id=conv_id,
         title=clean_text(title) if isinstance(title, str) else None,
-        create_time=epoch_or_none(conv.get("create_time")),
-        update_time=epoch_or_none(conv.get("update_time")),
+        create_time=create_time,
+        update_time=update_time,
         messages=messages,
         index=index,
         metadata=metadata,
+        documents=documents,
+        notes=notes,
     )
 
 
@@ -100,6 +123,38 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+class PersonNotes:
+    """Custom-instruction texts and memory notes of an export, each kept once.
+
+    A custom instruction repeats in every conversation of its era: one entry per (kind,
+    text), with the first and last time it was seen. ``items()`` lists them in the order
+    first seen (export order, then thread order).
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], PersonNote] = {}
+
+    def add(self, note: PersonNote) -> None:
+        key = (note.kind, note.text)
+        have = self._seen.get(key)
+        if have is None:
+            self._seen[key] = PersonNote(note.kind, note.text, note.first_time,
+                                         note.last_time, note.conversation_index, note.ordinal)
+            return
+        if note.first_time is not None and (have.first_time is None
+                                            or note.first_time < have.first_time):
+            have.first_time = note.first_time
+        if note.last_time is not None and (have.last_time is None
+                                           or note.last_time > have.last_time):
+            have.last_time = note.last_time
+
+    def items(self, kind: str | None = None) -> list[PersonNote]:
+        return [n for n in self._seen.values() if kind is None or n.kind == kind]
+
+    def count(self, *kinds: str) -> int:
+        return sum(1 for n in self._seen.values() if n.kind in kinds)
+
+
 class ExportReader:
     """Iterate for Conversations; ``stats`` (ReadStats) fills as it goes.
 
@@ -111,11 +166,13 @@ class ExportReader:
     """
 
     def __init__(self, path: str | Path, *, max_message_chars: int = 200_000,
-                 skip: int = 0) -> None:
+                 skip: int = 0, name: str | None = None) -> None:
         self.path = Path(path)
+        self.name = name  # the person's file name, for messages (default: the path)
         self.max_message_chars = max_message_chars
         self.skip = max(0, skip)
         self.stats = ReadStats()
+        self.notes = PersonNotes()  # of the conversations read (not the skipped ones)
         self.items_read = 0
         self._members: list[Member] | None = None
         self._bytes_before = 0  # JSON bytes of the members already read
@@ -124,7 +181,7 @@ class ExportReader:
     def members(self) -> list[Member]:
         """The export's conversation documents in reading order (validates the path)."""
         if self._members is None:
-            self._members = resolve(self.path)
+            self._members = resolve(self.path, name=self.name)
         return self._members
 
     def bytes_progress(self) -> tuple[int, int | None]:
@@ -145,8 +202,10 @@ class ExportReader:
                 yield from self._read_member(member, counter)
             except Exception as exc:  # a broken file ends the stream, never the import
                 self.stats.truncated = True
+                # An OS error quotes the path it read: never the worker's copy.
+                why = _first_line(exc).replace(str(self.path), self.name or self.path.name)
                 self.stats.error = (
-                    f"{member.name}: {_first_line(exc)} (after {counter[0]:,} conversations "
+                    f"{member.name}: {why} (after {counter[0]:,} conversations "
                     f"from the start, near byte {self._bytes_read:,} of this file)")
                 return
             index = counter[0]
@@ -158,8 +217,8 @@ class ExportReader:
     _bytes_read = 0
 
     def _read_member(self, member: Member, counter: list[int]) -> Iterator[Conversation]:
-        with member.open() as sniff:
-            prefix = json_prefix(sniff)
+        self._bytes_read = 0  # a member that fails to open has read nothing of itself
+        prefix = json_prefix(member.open)
         if prefix is None:
             raise ValueError("not a JSON array of conversations")
         stats = self.stats
@@ -171,6 +230,10 @@ class ExportReader:
                     index = counter[0]
                     counter[0] = self.items_read = index + 1
                     if index < self.skip:
+                        continue
+                    if is_excluded(item):
+                        stats.excluded += 1
+                        del item
                         continue
                     try:
                         conv = normalize_conversation(item, index, max_message_chars=cap)
@@ -187,6 +250,8 @@ class ExportReader:
                     stats.user_messages += users
                     stats.assistant_messages += n - users
                     stats.cut_messages += meta["cut_messages"]
+                    for note in conv.notes:
+                        self.notes.add(note)
                     yield conv
             finally:
                 self._bytes_read = stream.bytes_read

@@ -1,13 +1,22 @@
 """Where the conversations of an export live: a zip, a JSON file or a directory.
 
-Resolves a path to the ordered list of JSON members holding conversations, each opened
-as a binary stream on demand (zip members are decompressed as they are read, never
-whole), and says in one human line why a path is not an export.
+The one owner of "is this an export, and what is in it": the parse command, the reader
+and the downloading stage all ask :func:`resolve`. It turns a path into the ordered list
+of JSON members holding conversations, each opened as a binary stream on demand (zip
+members are decompressed as they are read, never whole), and says in one human line why
+a path is not an export. It salvages zips cut short (no central directory) and looks one
+level into zips held inside a zip (privacy-request archives wrap the real export).
+
+Messages name ``name`` (the person's file) when given, never the worker's copy.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import tempfile
+import weakref
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +31,29 @@ from pipeline.text_safety import SafeJSONStream
 _MEMBER = re.compile(r"conversations(?:-(\d+))?\.json", re.IGNORECASE)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip, or an empty one
 _SNIFF_BYTES = 1 << 16
+# A zip inside the upload is copied out to a temporary file (zipfile needs to seek); it
+# can never be larger than this, whatever its header claims.
+NESTED_MAX_BYTES = 8 << 30
+# How much of a broken JSON file is re-read to say on which line and column it breaks.
+_LOCATE_BYTES = 1 << 20
+
+# Codes a stage reports: the file is not an export / it is one but damaged beyond use.
+NOT_AN_EXPORT = "not_an_export"
+CORRUPT_EXPORT = "corrupt_export"
 
 
 class NotAnExportError(ValueError):
-    """The path cannot be read or does not hold a ChatGPT export (one human line)."""
+    """The path cannot be read or does not hold a ChatGPT export (one human line).
+
+    ``where`` names the file as the person knows it; ``detail`` is the rest of the line
+    (``str(error) == f"{where}{detail}"``); ``code`` is NOT_AN_EXPORT or CORRUPT_EXPORT.
+    """
+
+    def __init__(self, where: str, detail: str, code: str = NOT_AN_EXPORT) -> None:
+        super().__init__(f"{where}{detail}")
+        self.where = where
+        self.detail = detail
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,56 +88,102 @@ def _first_byte(stream: BinaryIO) -> bytes:
     return data[:1]
 
 
-def json_prefix(stream: BinaryIO) -> str | None:
-    """The ijson prefix of the conversation items in ``stream``, or None if there are none.
-
-    A top-level array, or an object with a ``conversations`` array (possibly after other
-    keys, which are scanned past without being built).
+def json_prefix(open_stream: Callable[[], BinaryIO]) -> str | None:
+    """The ijson prefix of the conversation items in the document ``open_stream`` opens:
+    ``"item"`` for a top-level array, ``"conversations.item"`` for an object with a
+    ``conversations`` key, ``""`` for a single conversation object (one with a
+    ``mapping``), None when there are none. Raises the parser's error when an object
+    breaks before either key is found (a file that is not valid JSON).
     """
-    first = _first_byte(stream)
+    with open_stream() as stream:
+        first = _first_byte(stream)
     if first == b"[":
         return "item"
     if first != b"{":
         return None
-    return "conversations.item"
+    with open_stream() as stream:
+        # Keys are scanned past their values without building them.
+        for prefix, event, value in ijson.parse(SafeJSONStream(stream)):
+            if prefix == "" and event == "map_key":
+                if value == "conversations":
+                    return "conversations.item"
+                if value == "mapping":
+                    return ""
+    return None
 
 
-def _has_conversations_key(open_stream: Callable[[], BinaryIO]) -> bool:
+def _first_line(exc: BaseException) -> str:
+    """The first line of a parser error (later lines quote the file: user data)."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:160]
+
+
+def _json_break(open_stream: Callable[[], BinaryIO]) -> str:
+    """Where a document's JSON breaks: "at line L, column C" when that lies in its first
+    megabyte (re-read with the json module, which knows positions), else "past its first
+    megabyte"."""
+    data = b""
+    with open_stream() as stream:
+        safe = SafeJSONStream(stream)
+        while len(data) <= _LOCATE_BYTES:
+            block = safe.read(_SNIFF_BYTES)
+            if not block:
+                break
+            data += block
+    whole = len(data) <= _LOCATE_BYTES
     try:
-        with open_stream() as stream:
-            for prefix, event, value in ijson.parse(SafeJSONStream(stream)):
-                if prefix == "" and event == "map_key" and value == "conversations":
-                    return True
-    except Exception:  # a broken object without the key is not an export either
-        return False
-    return False
+        json.loads(data.decode("utf-8", "replace"))
+    except json.JSONDecodeError as err:
+        if whole or err.pos < len(data) - 16:
+            return f"at line {err.lineno:,}, column {err.colno:,}"
+    return "past its first megabyte"
 
 
-def _check_first(member: Member, where: str) -> None:
+def _check_first(member: Member, where: str, label: str) -> None:
+    """Raise NotAnExportError unless the first member holds conversations."""
+    what = "it" if member.name == label else member.name
     try:
-        with member.open() as stream:
-            prefix = json_prefix(stream)
+        prefix = json_prefix(member.open)
+    except ijson.JSONError as exc:
+        raise NotAnExportError(
+            where, f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
+            f"{_json_break(member.open)}: {_first_line(exc)})") from exc
     except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
+        # An OS error's text quotes a path on this machine: only its reason is said.
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+        raise NotAnExportError(where, f": cannot read {member.name} ({why})",
+                               CORRUPT_EXPORT) from exc
+    if prefix is not None:
+        return
+    with member.open() as stream:
+        first = _first_byte(stream)
+    what = "it" if member.name == label else member.name
+    if not first:
+        detail = f"{what} is empty"
+    elif first == b"{":
+        detail = f"{what} is a JSON object without \"conversations\""
+    else:
+        try:
+            with member.open() as stream:
+                for _ in ijson.parse(SafeJSONStream(stream)):
+                    pass
+            detail = f"{what} does not hold a JSON array of conversations"
+        except Exception as exc:  # a text file, an image, ...: not JSON at all
+            detail = (f"{what} is not valid JSON (it breaks "
+                      f"{_json_break(member.open)}: {_first_line(exc)})")
+    raise NotAnExportError(where, f" is not a ChatGPT export: {detail}")
 
-        raise NotAnExportError(f"{where}: cannot read {member.name} ({exc})") from exc
-    if prefix is None:
-        raise NotAnExportError(
-            f"{where} is not a ChatGPT export: {member.name} does not hold a JSON array "
-            "of conversations")
-    if prefix == "conversations.item" and not _has_conversations_key(member.open):
-        raise NotAnExportError(
-            f"{where} is not a ChatGPT export: {member.name} is a JSON object without "
-            "\"conversations\"")
 
-
-def resolve(path: str | Path) -> list[Member]:
+def resolve(path: str | Path, *, name: str | None = None) -> list[Member]:
     """The conversation members of the export at ``path``, checked quickly.
 
-    Raises NotAnExportError for unreadable paths and anything that is not a zip, JSON
-    file or directory holding ``conversations*.json``.
+    ``name`` is how messages call the file (the person's own file name; default: the
+    path as given). Raises NotAnExportError for unreadable paths and anything that is
+    not a zip, JSON file or directory holding conversations.
     """
     p = Path(path)
-    where = str(path)
+    where = name or str(path)
+    label = name or p.name
     try:
         if p.is_dir():
             members = _dir_members(p, where)
@@ -117,18 +191,18 @@ def resolve(path: str | Path) -> list[Member]:
             with p.open("rb") as f:
                 head = f.read(4)
             if head in _ZIP_MAGIC:
-                members = _zip_members(p, where)
+                members = _zip_members(p, where, label, nested_ok=True)
             else:
-                members = [Member(p.name, lambda: p.open("rb"), size=p.stat().st_size)]
+                members = [Member(label, lambda: p.open("rb"), size=p.stat().st_size)]
     except NotAnExportError:
         raise
     except FileNotFoundError as exc:
-        raise NotAnExportError(f"{where}: no such file or directory") from exc
+        raise NotAnExportError(where, ": no such file or directory") from exc
     except PermissionError as exc:
-        raise NotAnExportError(f"{where}: permission denied") from exc
+        raise NotAnExportError(where, ": permission denied") from exc
     except OSError as exc:
-        raise NotAnExportError(f"{where}: cannot read ({exc.strerror or exc})") from exc
-    _check_first(members[0], where)
+        raise NotAnExportError(where, f": cannot read ({exc.strerror or 'I/O error'})") from exc
+    _check_first(members[0], where, label)
     return members
 
 
@@ -142,38 +216,134 @@ def _dir_members(p: Path, where: str) -> list[Member]:
     order = _member_order(names)
     if not order:
         raise NotAnExportError(
-            f"{where} is not a ChatGPT export: no conversations.json or "
+            where, " is not a ChatGPT export: no conversations.json or "
             "conversations-NNN.json in it")
     return [Member(n, (lambda f=p / n: f.open("rb")), size=(p / n).stat().st_size)
             for n in order]
 
 
-def _zip_members(p: Path, where: str) -> list[Member]:
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A file inside a zip: its name, how to open it, its declared size if known."""
+
+    name: str
+    open: Callable[[], BinaryIO]
+    size: int | None
+
+
+def _zip_entries(p: Path, where: str) -> tuple[list[_Entry], str | None]:
+    """Every file of the zip at ``p`` and, for a zip cut short (read from its local
+    headers), why it is damaged."""
     try:
         with zipfile.ZipFile(p) as zf:
-            sizes = {i.filename: i.file_size for i in zf.infolist() if not i.is_dir()}
-            names = list(sizes)
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+        return [_Entry(i.filename, _zip_opener(p, i.filename), i.file_size)
+                for i in infos], None
     except Exception as exc:  # BadZipFile mostly; damaged headers raise other types too
-        return _salvaged_members(p, where, exc)
-    order = _member_order(names)
-    if not order:
-        raise NotAnExportError(
-            f"{where} is not a ChatGPT export: the zip holds no conversations.json")
-    return [Member(f"{p.name}:{n}", _zip_opener(p, n), size=sizes[n]) for n in order]
+        try:
+            found = zip_salvage.scan(p)
+        except OSError as err:
+            raise NotAnExportError(where, f": cannot read ({err.strerror or 'I/O error'})",
+                                   ) from err
+        if not found:
+            raise NotAnExportError(where, f" is a damaged zip archive ({_first_line(exc)})",
+                                   CORRUPT_EXPORT) from exc
+        entries = [_Entry(e.name, (lambda e=e: zip_salvage.MemberStream(p, e)),
+                          e.size if e.method == 0 and e.size >= 0 else None) for e in found]
+        return entries, "the zip archive is cut short or damaged (its directory is missing)"
 
 
-def _salvaged_members(p: Path, where: str, exc: BaseException) -> list[Member]:
-    """A zip without its central directory (cut short): members from local headers."""
-    try:
-        entries = {e.name: e for e in zip_salvage.scan(p)}
-    except OSError as err:
-        raise NotAnExportError(f"{where}: cannot read ({err.strerror or err})") from err
-    order = _member_order(list(entries))
-    if not order:
-        raise NotAnExportError(f"{where} is a damaged zip archive ({exc})")
-    why = "the zip archive is cut short or damaged (its directory is missing)"
-    return [Member(f"{p.name}:{n}", (lambda e=entries[n]: zip_salvage.MemberStream(p, e)),
-                   damaged=why) for n in order]
+def _zip_members(p: Path, where: str, label: str, *, nested_ok: bool) -> list[Member]:
+    entries, damaged = _zip_entries(p, where)
+    by_name = {e.name: e for e in entries}
+    order = _member_order(list(by_name))
+    if order:
+        return [Member(f"{label}:{n}", by_name[n].open, damaged=damaged,
+                       size=None if damaged else by_name[n].size) for n in order]
+    if nested_ok:
+        nested = _nested_members(entries, where, label)
+        if nested is not None:
+            return nested
+    if damaged:
+        raise NotAnExportError(where, f" is a damaged zip archive ({damaged}) and no "
+                               "conversations could be found in what is left", CORRUPT_EXPORT)
+    raise NotAnExportError(where, " is not a ChatGPT export: the zip holds no "
+                           "conversations.json")
+
+
+def _nested_rank(entry: _Entry) -> int:
+    """Likely exports first: names saying chatgpt/conversations (then archive order)."""
+    low = entry.name.lower()
+    return 0 if ("chatgpt" in low or "conversation" in low) else 1
+
+
+def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Member] | None:
+    """The members of the first zip inside the zip that holds an export (one level only:
+    a zip found in there is never opened further), or None when none does."""
+    zips = [e for e in entries if e.name.lower().endswith(".zip")
+            and "__MACOSX" not in PurePosixPath(e.name).parts]
+    too_big: list[str] = []
+    for entry in sorted(zips, key=_nested_rank):  # stable: archive order within a rank
+        if entry.size is not None and entry.size > NESTED_MAX_BYTES:
+            too_big.append(entry.name)
+            continue
+        scratch = _Scratch()
+        try:
+            if not _copy_capped(entry.open, scratch.path, NESTED_MAX_BYTES):
+                too_big.append(entry.name)
+                continue
+            with scratch.path.open("rb") as f:
+                if f.read(4) not in _ZIP_MAGIC:
+                    continue
+            members = _zip_members(scratch.path, where, f"{label}:{entry.name}",
+                                   nested_ok=False)
+        except NotAnExportError:
+            continue
+        except Exception:  # a damaged inner zip is just not the export
+            continue
+        # Each opener keeps the scratch copy alive; it is deleted once nobody holds one.
+        return [Member(m.name, _keeping(scratch, m.open), m.damaged, m.size) for m in members]
+    if too_big:
+        raise NotAnExportError(where, f": the zip inside it ({too_big[0]}) is larger than "
+                               f"{NESTED_MAX_BYTES >> 30} GB")
+    return None
+
+
+class _Scratch:
+    """A temporary file deleted when this object is collected (or at exit)."""
+
+    def __init__(self) -> None:
+        fd, name = tempfile.mkstemp(prefix="soulprint-nested-", suffix=".zip")
+        os.close(fd)
+        self.path = Path(name)
+        self._finalizer = weakref.finalize(self, self.path.unlink, missing_ok=True)
+
+
+def _keeping(scratch: _Scratch, opener: Callable[[], BinaryIO]) -> Callable[[], BinaryIO]:
+    def open_member() -> BinaryIO:
+        _ = scratch  # referenced so the copy lives as long as this opener
+        return opener()
+
+    return open_member
+
+
+def _copy_capped(open_stream: Callable[[], BinaryIO], dest: Path, cap: int) -> bool:
+    """Stream a member to ``dest``; False (and nothing useful written) past ``cap`` bytes.
+    A member cut short is copied as far as it goes."""
+    written = 0
+    with open_stream() as src, dest.open("wb") as out:
+        while True:
+            try:
+                block = src.read(1 << 20)
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+                break  # cut or damaged: keep what came through, salvage may read it
+            if not block:
+                break
+            written += len(block)
+            if written > cap:
+                return False
+            out.write(block)
+    return True
 
 
 def _zip_opener(p: Path, name: str) -> Callable[[], BinaryIO]:

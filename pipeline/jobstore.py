@@ -80,6 +80,9 @@ class Job:
     assistant_messages: int = 0
     chunks: int = 0
     embedded_chunks: int = 0
+    excluded: int = 0  # "do not remember" conversations passed over
+    export_truncated: bool = False
+    export_warning: str | None = None  # where the export broke off (names the person's file)
     sha256: str | None = None
     embedding_model: str | None = None
     embedding_dim: int | None = None

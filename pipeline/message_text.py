@@ -3,7 +3,10 @@
 A node counts when its author is user or assistant, it is not visually hidden, its
 content type is text, multimodal_text or code, an assistant message is addressed to
 everyone (recipient absent, null or "all"), and its text is not blank. Everything else
-(system, tool, custom instructions, thoughts, tether_*, ...) is only tallied.
+(system, tool, custom instructions, thoughts, tether_*, ...) is only tallied, except
+three things worth keeping that are never counted as messages: the person's custom
+instructions and ChatGPT's memory notes (``ThreadTally.notes``) and canvas documents
+(``ThreadTally.canvas``). Citation markup is stripped from counted assistant text.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.canvas import CanvasReplay, is_canvas_recipient
+from pipeline.citations import has_markup, strip_citations
 from pipeline.models import Message
 from pipeline.text_safety import clean_text
 from pipeline.timestamps import epoch_or_none
@@ -55,16 +60,74 @@ class ThreadTally:
     user: int = 0  # counted user messages (assistant = the rest)
     cut: int = 0
     uncounted_types: dict[str, int] = field(default_factory=dict)
+    # (kind, text, create_time) in thread order; kinds as in models.PersonNote.
+    notes: list[tuple[str, str, float | None]] = field(default_factory=list)
+    canvas: CanvasReplay | None = None  # created at the first canvas message
+
+
+# The tool ChatGPT saves memories with: an assistant message to it holds the note.
+MEMORY_TOOL = "bio"
+_FENCE = "```"
+
+
+_PREAMBLE = "The user provided"
+
+
+def _fenced(text: str) -> str:
+    """The person's words inside ChatGPT's preamble: 2024+ custom instructions read
+    "The user provided the following information about themselves. ... User profile:
+    ```<their text>```". Text without that preamble is theirs as it stands (fences and
+    all: they may have written code)."""
+    first = text.find(_FENCE)
+    last = text.rfind(_FENCE)
+    if not text.lstrip().startswith(_PREAMBLE) or first < 0 or last <= first:
+        return text.strip()
+    return text[first + len(_FENCE):last].strip()
+
+
+def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
+    """(kind, text) of a custom-instructions node of either era."""
+    found: list[tuple[str, str]] = []
+    if type(content) is dict and content.get("content_type") == "user_editable_context":
+        for key, kind in (("user_profile", "about_user"), ("user_instructions", "about_model")):
+            value = content.get(key)
+            if isinstance(value, str):
+                found.append((kind, _fenced(value)))
+    elif type(meta) is dict:
+        data = meta.get("user_context_message_data")
+        if type(data) is dict:
+            for key, kind in (("about_user_message", "about_user"),
+                              ("about_model_message", "about_model")):
+                value = data.get(key)
+                if isinstance(value, str):
+                    found.append((kind, value.strip()))
+        elif type(content) is dict:  # 2023 without the structured copy: the rendered text
+            text = content_text(content)
+            if text:
+                found.append(("about_user", text.strip()))
+    return [(kind, clean_text(text)) for kind, text in found if text]
 
 
 def _uncounted(msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: ThreadTally
                ) -> None:
     """Tally a node that is not a counted message (the rare path, kept out of the loop)."""
     meta = msg.get("metadata")
+    recipient = msg.get("recipient")
+    when = epoch_or_none(msg.get("create_time"))
     if ctype == "user_editable_context" or (
             type(meta) is dict and meta.get("is_user_system_message") is True):
         tally.custom_instructions = True
-    if role == "tool" or (role == "assistant" and msg.get("recipient") not in _ALL_RECIPIENTS):
+        for kind, text in _custom_instruction_texts(msg.get("content"), meta):
+            tally.notes.append((kind, text, when))
+    elif role == "assistant" and recipient == MEMORY_TOOL and ctype in COUNTED_TYPES:
+        text = content_text(msg["content"])
+        if text and not text.isspace():
+            tally.notes.append(("memory_note", clean_text(text.strip()), when))
+    elif role == "assistant" and is_canvas_recipient(recipient):
+        if tally.canvas is None:
+            tally.canvas = CanvasReplay()
+        tally.canvas.add(recipient, msg.get("content"), when)
+    if role == "tool" or (role == "assistant" and recipient not in _ALL_RECIPIENTS):
         tally.tool += 1
     if hidden:
         tally.hidden += 1
@@ -120,6 +183,9 @@ def thread_messages(
             tally.user += 1
         else:
             last_assistant_meta = meta
+            if has_markup(text):
+                # Counted before stripping: a message that was only a citation still is one.
+                text = strip_citations(text)
         msg_id = msg.get("id")
         if msg_id.__class__ is not str:
             msg_id = node.get("id")

@@ -21,6 +21,34 @@ class Message:
 
 
 @dataclass(slots=True)
+class Document:
+    """A canvas document's final text (not a message: it is never counted as one)."""
+
+    name: str
+    kind: str  # the canvas type: "document", "code/python", ...
+    text: str
+    first_time: float | None
+    last_time: float | None
+
+
+@dataclass(slots=True)
+class PersonNote:
+    """Something the export says about the person, outside their messages.
+
+    ``kind``: "about_user" / "about_model" (their custom instructions: what ChatGPT
+    should know about them, how it should answer; their own words) or "memory_note" (a
+    note ChatGPT saved to its memory: ChatGPT's words about them).
+    """
+
+    kind: str
+    text: str
+    first_time: float | None
+    last_time: float | None
+    conversation_index: int  # where it was first seen (export order)
+    ordinal: int  # its order within that conversation
+
+
+@dataclass(slots=True)
 class Conversation:
     """One conversation: its counted messages on the active thread, root to leaf."""
 
@@ -31,6 +59,8 @@ class Conversation:
     messages: list[Message]
     index: int  # position in the export, 0-based across shards
     metadata: dict[str, Any] = field(default_factory=dict)
+    documents: list[Document] = field(default_factory=list)  # canvas documents
+    notes: list[PersonNote] = field(default_factory=list)  # custom instructions, memories
 
     @property
     def user_message_count(self) -> int:
@@ -65,5 +95,6 @@ class ReadStats:
     user_messages: int = 0
     assistant_messages: int = 0
     cut_messages: int = 0
+    excluded: int = 0  # is_do_not_remember conversations: not read, not counted above
     truncated: bool = False  # the file ended early or broke; `error` says where
     error: str | None = None

@@ -3,6 +3,11 @@
 Two layers: :class:`SafeJSONStream` repairs the raw bytes before the JSON parser sees
 them (yajl rejects invalid UTF-8 and mangles escaped lone surrogates, which would end
 the whole stream), and :func:`clean_text` makes a decoded string safe to store.
+
+Some exports hold characters beyond U+FFFF as CESU-8: each UTF-16 surrogate half encoded
+as its own 3-byte sequence (``ED A0 BD ED B8 82`` for U+1F602). Strict UTF-8 calls every
+one of those bytes invalid; the stream decodes a pair to the real character and a lone
+half to one U+FFFD.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ _HIGH_ESCAPE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}")
 # A regex finds this faster than `in` (which crawls on the frequent "u").
 _SURROGATE_HINT = re.compile(rb"\\u[dD]")
 _BOM = codecs.BOM_UTF8
+# The end of a block that may be the start of a CESU-8 surrogate pair: held back until
+# the next block says how it goes on.
+_CESU_OPEN_TAIL = re.compile(
+    rb"\xed(?:[\xa0-\xbf]|[\xa0-\xaf][\x80-\xbf](?:\xed[\xb0-\xbf]?)?)?\Z")
+_CESU_ERRORS = "soulprint-cesu8"
 _TAIL = 12  # longest escape we must see whole: a surrogate pair "\\ud83d\\ude00"
 
 
@@ -35,6 +45,32 @@ def clean_text(text: str) -> str:
         except UnicodeEncodeError:
             text = _LONE_SURROGATE.sub("\ufffd", text)
     return text
+
+
+def _cesu8_or_replace(exc: UnicodeError) -> tuple[str, int]:
+    """Decode error handler: a surrogate half encoded as 3 bytes becomes that half (paired
+    up afterwards by :func:`_pair_surrogates`); any other invalid byte run one U+FFFD."""
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    b = exc.object[exc.start:exc.start + 3]
+    if len(b) == 3 and b[0] == 0xED and 0xA0 <= b[1] <= 0xBF and 0x80 <= b[2] <= 0xBF:
+        return chr(0xD000 | ((b[1] & 0x3F) << 6) | (b[2] & 0x3F)), exc.start + 3
+    return "\ufffd", exc.end
+
+
+codecs.register_error(_CESU_ERRORS, _cesu8_or_replace)
+
+
+def _pair_surrogates(text: str) -> str:
+    """Surrogate pairs joined into their character; a lone half becomes one U+FFFD."""
+    if not _LONE_SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def decode_lenient(data: bytes) -> str:
+    """``data`` decoded as UTF-8, CESU-8 pairs included; never raises."""
+    return _pair_surrogates(codecs.utf_8_decode(data, _CESU_ERRORS, True)[0])
 
 
 def _fix_escape(match: re.Match[bytes]) -> bytes:
@@ -84,7 +120,7 @@ class SafeJSONStream:
                         continue  # the BOM was all of this read, not the end of the file
             if not chunk:
                 self._eof = True
-                tail = codecs.utf_8_decode(self._utf8_tail, "replace", True)[0].encode("utf-8")
+                tail = decode_lenient(self._utf8_tail).encode("utf-8")
                 self._carry = self._repair_escapes(self._carry + tail)
                 continue
             chunk = self._repair_utf8(chunk)
@@ -109,9 +145,11 @@ class SafeJSONStream:
             # Strict decoding only validates; valid bytes are passed on unchanged.
             consumed = codecs.utf_8_decode(chunk, "strict", False)[1]
         except UnicodeDecodeError:
-            text, consumed = codecs.utf_8_decode(chunk, "replace", False)
+            held = _CESU_OPEN_TAIL.search(chunk, max(0, len(chunk) - 5))
+            body = chunk[:held.start()] if held else chunk
+            text, consumed = codecs.utf_8_decode(body, _CESU_ERRORS, False)
             self._utf8_tail = chunk[consumed:]
-            return text.encode("utf-8")
+            return _pair_surrogates(text).encode("utf-8")
         if consumed < len(chunk):
             self._utf8_tail = chunk[consumed:]
             return chunk[:consumed]

@@ -32,10 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def summarize(path: Path, *, max_message_chars: int, chunk_chars: int) -> dict[str, Any]:
     """Read the whole export once; raises NotAnExportError like open_export."""
     reader = open_export(path, max_message_chars=max_message_chars)
-    chunks = 0
+    chunks = documents = 0
     for conv in reader:
         chunks += len(chunk_conversation(conv, chunk_chars))
+        documents += len(conv.documents)
     s = reader.stats
+    notes = reader.notes
     return {
         "path": str(path),
         "conversations": s.conversations,
@@ -44,6 +46,10 @@ def summarize(path: Path, *, max_message_chars: int, chunk_chars: int) -> dict[s
         "user_messages": s.user_messages,
         "assistant_messages": s.assistant_messages,
         "chunks": chunks,
+        "excluded": s.excluded,
+        "canvas_documents": documents,
+        "custom_instructions": notes.count("about_user", "about_model"),
+        "memory_notes": notes.count("memory_note"),
         "cut_messages": s.cut_messages,
         "truncated": s.truncated,
         "error": s.error,
@@ -68,6 +74,14 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['skipped']:,} skipped), {summary['messages']:,} messages "
           f"({summary['user_messages']:,} yours, {summary['assistant_messages']:,} from the "
           f"assistant), {summary['chunks']:,} memory chunks")
+    if summary["excluded"]:
+        n = summary["excluded"]
+        print(f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
+              "remember left out")
+    if summary["custom_instructions"] or summary["memory_notes"] or summary["canvas_documents"]:
+        print(f"  {summary['custom_instructions']:,} custom-instruction texts, "
+              f"{summary['memory_notes']:,} memory notes, "
+              f"{summary['canvas_documents']:,} canvas documents")
     if summary["cut_messages"]:
         print(f"  {summary['cut_messages']:,} very long messages were cut")
     if summary["truncated"]:

@@ -30,6 +30,13 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
         print(f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
               f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
               f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}")
+        if summary.get("excluded"):
+            n = int(summary["excluded"])  # type: ignore[call-overload]
+            print(f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
+                  "remember left out")
+        if summary.get("truncated"):
+            print(f"  the export broke off; imported up to the break: "
+                  f"{summary['export_warning']}")
         print()
         print(summary["soulprint_text"] or "")
     elif summary.get("error_message"):

@@ -50,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {job.conversations:,} conversations ({job.skipped_conversations:,} skipped), "
           f"{job.messages:,} messages, {job.chunks:,} chunks, "
           f"{job.embedded_chunks:,} embedded")
+    if job.excluded:
+        print(f"  {job.excluded:,} conversation{'s' if job.excluded != 1 else ''} left out "
+              "(you asked ChatGPT not to remember them)")
+    if job.export_truncated:
+        print(f"  the export broke off; imported up to the break: {job.export_warning}")
     timings = sorted((job.stage_timings or {}).items(),
                      key=lambda item: item[1].get("started_at") or "")
     for stage, timing in timings:

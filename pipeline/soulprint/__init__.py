@@ -23,13 +23,22 @@ log = logging.getLogger(__name__)
 
 
 def build_soulprint(
-    conversations: Iterable[Conversation], settings: Settings | None = None
+    conversations: Iterable[Conversation], settings: Settings | None = None,
+    *, about: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Profile and soulprint_text; the profile's "narration" says which text was used."""
+    """Profile and soulprint_text; the profile's "narration" says which text was used.
+
+    ``about``: what the export says about the person outside their messages
+    (pipeline.person_notes.load): ``self_description`` (their custom instructions, their
+    own words) and ``memory_notes`` (ChatGPT's memory notes: its words, not theirs); each
+    a list of ``{"text", "kind", "first_seen", "last_seen"}``. Copied into the profile.
+    """
     builder = ProfileBuilder()
     for conv in conversations:
         builder.add(conv)
     profile = builder.profile()
+    profile["self_description"] = list((about or {}).get("self_description", []))
+    profile["memory_notes"] = list((about or {}).get("memory_notes", []))
     narration: dict[str, Any] = {"source": "offline"}
     text: str | None = None
     if profile["volume"]["user_messages"]:  # nothing to narrate from an empty profile

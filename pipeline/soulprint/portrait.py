@@ -222,6 +222,40 @@ def _quotes(quotes: list[dict[str, Any]]) -> str:
     return "\n\n".join(blocks)
 
 
+_ABOUT_LABELS = {"about_user": "What you told ChatGPT about yourself",
+                 "about_model": "How you asked it to answer"}
+_MAX_NOTES = 12
+_MAX_NOTE_CHARS = 600
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_NOTE_CHARS else text[:_MAX_NOTE_CHARS - 1] + "…"
+
+
+def _about(profile: dict[str, Any]) -> list[str]:
+    """Sections for the custom instructions (the person's words, quoted) and ChatGPT's
+    memory notes (clearly its notes, not the person's words); none when absent."""
+    parts: list[str] = []
+    own = profile.get("self_description") or []
+    if own:
+        blocks = []
+        for entry in own[:_MAX_NOTES]:
+            label = _ABOUT_LABELS.get(entry.get("kind"), "In your custom instructions")
+            blocks.append(f"{label}:\n\n> {_short(entry['text'])}")
+        parts += ["## In your own description", "\n\n".join(blocks)]
+    notes = profile.get("memory_notes") or []
+    if notes:
+        lines = [f"- {_short(n['text'])}" for n in notes[:_MAX_NOTES]]
+        more = len(notes) - _MAX_NOTES
+        if more > 0:
+            lines.append(f"- … and {_count(more, 'more note')}")
+        parts += ["## What ChatGPT remembered about you",
+                  "_These are notes ChatGPT saved to its memory, in its words, not yours._\n\n"
+                  + "\n".join(lines)]
+    return parts
+
+
 def render_portrait(profile: dict[str, Any]) -> str:
     """Render the profile as a readable portrait; honest about thin evidence."""
     vol = profile["volume"]
@@ -247,6 +281,7 @@ def render_portrait(profile: dict[str, Any]) -> str:
         parts += ["## What seems to matter", _themes(profile["themes"])]
     if profile["quotes"]:
         parts += ["## In your own words", _quotes(profile["quotes"])]
+    parts += _about(profile)
     parts.append(
         "---\n_Drawn offline from your own messages only; nothing the assistant said was "
         "taken as yours._"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.stages.context import StageContext
-from pipeline.stages.export_file import check_is_export, fetch_export
+from pipeline.stages.export_file import check_is_export, fetch_export, person_file_name
 from pipeline.storage import too_large
 
 
@@ -20,6 +20,6 @@ def run(ctx: StageContext) -> None:
         ctx.report()
 
     fetched = fetch_export(ctx, on_progress=on_progress)
-    check_is_export(fetched.path)
+    check_is_export(fetched.path, person_file_name(ctx.job))
     ctx.counters.update(bytes_total=fetched.size, bytes_done=fetched.size, sha256=fetched.sha256)
     ctx.advance()

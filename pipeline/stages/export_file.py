@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 from pipeline.errors import StageError
 from pipeline.export_reader import NotAnExportError, open_export
+from pipeline.export_sources import CORRUPT_EXPORT, NOT_AN_EXPORT
+from pipeline.jobstore import Job
 from pipeline.stages.context import StageContext
 from pipeline.storage import Fetched, object_source
-
-SNIFF_BYTES = 64
 
 
 def fetch_export(ctx: StageContext, *, on_progress=None) -> Fetched:
@@ -39,32 +38,26 @@ def ensure_export(ctx: StageContext) -> Path:
     return fetched.path
 
 
-def check_is_export(path: Path) -> None:
-    """Reject what is not a ChatGPT export (a zip or JSON holding conversations)."""
-    with open(path, "rb") as f:
-        head = f.read(SNIFF_BYTES)
-    if head.startswith(b"PK"):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                bad = zf.testzip() if path.stat().st_size < 64 * 1024 * 1024 else None
-        except zipfile.BadZipFile as exc:
-            raise StageError(
-                "corrupt_export",
-                "The file looks like a zip archive but it is damaged. "
-                "Download the export from ChatGPT again and upload it.",
-            ) from exc
-        if bad is not None:
-            raise StageError("corrupt_export",
-                             f"The zip archive is damaged (first bad member: {bad}).")
-    else:
-        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-        if stripped[:1] not in (b"[", b"{"):
-            raise StageError(
-                "not_an_export",
-                "This file is not a ChatGPT export. Upload the .zip you got from ChatGPT "
-                "(Settings > Data controls > Export data) or its conversations.json.",
-            )
+def person_file_name(job: Job) -> str:
+    """The file as the person knows it: the last segment of the uploaded object's name
+    (every message they can see names this, never the worker's copy)."""
+    return (job.object_name or "").rsplit("/", 1)[-1] or "the uploaded file"
+
+
+_ADVICE = {
+    NOT_AN_EXPORT: "Upload the .zip you got from ChatGPT (Settings > Data controls > Export "
+                   "data) or its conversations.json.",
+    CORRUPT_EXPORT: "Download the export from ChatGPT again and upload it.",
+}
+
+
+def check_is_export(path: Path, name: str) -> None:
+    """Reject what is not a ChatGPT export, by the reader's own resolution (the very
+    check `parse` makes): a zip cut short that still holds conversations passes, and is
+    read up to its break by the parsing stage. ``name`` is the person's file name."""
     try:
-        open_export(path)
+        open_export(path, name=name)
     except NotAnExportError as exc:
-        raise StageError("not_an_export", str(exc)) from exc
+        detail = exc.detail.rstrip(".")
+        raise StageError(exc.code, f"The file “{exc.where}”{detail}. {_ADVICE[exc.code]}") \
+            from exc

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from pipeline import person_notes
 from pipeline.errors import LeaseLost
 from pipeline.export_reader import ExportReader
 from pipeline.models import Conversation
 from pipeline.soulprint import build_soulprint
 from pipeline.stages.context import StageContext
-from pipeline.stages.export_file import delete_uploaded_export, ensure_export
+from pipeline.stages.export_file import delete_uploaded_export, ensure_export, person_file_name
 
 log = logging.getLogger("soulprint.stages.soulprint")
 
@@ -26,13 +27,18 @@ def _conversations(ctx: StageContext, reader: ExportReader) -> Iterator[Conversa
 
 
 def run(ctx: StageContext) -> None:
-    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars)
-    profile, text = build_soulprint(_conversations(ctx, reader), ctx.settings)
+    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars,
+                          name=person_file_name(ctx.job))
+    # Custom instructions and memory notes, as the parsing stage stored them.
+    with ctx.connect() as conn:
+        about = person_notes.load(conn, ctx.job.id)
+    profile, text = build_soulprint(_conversations(ctx, reader), ctx.settings, about=about)
     profile["import"] = {
         # A damaged export is imported as far as it reads; the person should know.
         "export_truncated": reader.stats.truncated,
         "export_error": reader.stats.error,
         "cut_messages": reader.stats.cut_messages,
+        "excluded_conversations": reader.stats.excluded,
         "conversations": ctx.job.conversations,
         "messages": ctx.job.messages,
         "chunks": ctx.job.chunks,

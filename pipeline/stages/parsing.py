@@ -14,12 +14,13 @@ from typing import Any
 
 import psycopg
 
+from pipeline import person_notes
 from pipeline.chunker import chunk_conversation
 from pipeline.errors import StageError
-from pipeline.export_reader import ExportReader
+from pipeline.export_reader import ExportReader, PersonNotes
 from pipeline.models import Chunk, Conversation, ReadStats
 from pipeline.stages.context import StageContext
-from pipeline.stages.export_file import ensure_export
+from pipeline.stages.export_file import ensure_export, person_file_name
 
 log = logging.getLogger("soulprint.stages.parsing")
 
@@ -41,6 +42,9 @@ from unnest(%(ids)s::text[], %(titles)s::text[], %(created)s::float8[], %(update
      as c(id, title, created, updated, n, n_user, n_assistant, meta)
 on conflict do nothing
 """
+
+# Excluded conversations and where the export broke, with the batch that saw them.
+REPORT_EXPORT_FACTS = "select public.report_import_export_facts(%s, %s, %s, %s, %s)"
 
 INSERT_CHUNKS = """
 insert into public.memory_chunks
@@ -108,16 +112,24 @@ def run(ctx: StageContext) -> None:
     # The job's counters were committed together with the checkpoint: they are the
     # totals up to next_index, so a resumed run adds to them.
     base = {k: int(getattr(ctx.job, k) or 0) if next_index else 0 for k in COUNTERS}
+    excluded_base = int(ctx.job.excluded or 0) if next_index else 0
     reader = ExportReader(path, max_message_chars=ctx.settings.max_message_chars,
-                          skip=next_index)
+                          skip=next_index, name=person_file_name(ctx.job))
     target = ctx.settings.chunk_target_chars
     conversations: list[Conversation] = []
     chunks: list[Chunk] = []
+    notes = PersonNotes()  # this batch's, de-duplicated (one upsert may not hit a row twice)
     chunk_total = 0
 
     with ctx.connect() as conn:
         def flush() -> None:
+            nonlocal notes
             _write(conn, ctx.job.id, ctx.job.user_id, conversations, chunks)
+            person_notes.store(conn, ctx.job.id, ctx.job.user_id, notes.items())
+            stats = reader.stats
+            conn.execute(REPORT_EXPORT_FACTS, (ctx.job.id, ctx.owner,
+                                               excluded_base + stats.excluded,
+                                               stats.truncated, stats.error))
             ctx.counters.update(_totals(base, reader.stats, chunk_total))
             read, total = reader.bytes_progress()
             # Bytes are for the progress bar only; a resume goes by next_index.
@@ -125,11 +137,14 @@ def run(ctx: StageContext) -> None:
                                     "total_bytes": total})
             conversations.clear()
             chunks.clear()
+            notes = PersonNotes()
 
         for conv in reader:
             conv_chunks = chunk_conversation(conv, target_chars=target)
             conversations.append(conv)
             chunks.extend(conv_chunks)
+            for note in conv.notes:
+                notes.add(note)
             chunk_total += len(conv_chunks)
             next_index = reader.items_read  # raw items, skipped ones included
             if len(conversations) >= BATCH_CONVERSATIONS or len(chunks) >= BATCH_CHUNKS:
@@ -141,6 +156,10 @@ def run(ctx: StageContext) -> None:
     if stats.truncated:
         log.warning("job %s: export broke off: %s", ctx.job.id, stats.error)
     if ctx.counters["conversations"] == 0:
+        if stats.excluded and not stats.truncated:
+            raise StageError("empty_export",
+                             "Every conversation in this export is one you asked ChatGPT not "
+                             "to remember, so there is nothing to import.")
         if stats.truncated:
             raise StageError("corrupt_export",
                              f"The export is damaged and no conversation could be read "
