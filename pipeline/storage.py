@@ -99,8 +99,9 @@ class LocalBucket:
 class SupabaseBucket:
     """Production: a signed URL made at the moment of download, streamed to disk.
 
-    The client authenticates with the worker's own JWT (role import_worker), never the
-    service-role key; Storage RLS lets that role read bucket `imports` only.
+    The client authenticates with the worker's own JWT (SUPABASE_WORKER_JWT, role
+    import_storage_reader), never the service-role key; Storage RLS lets that role read
+    bucket `imports` only, and it has no table or function privileges anywhere else.
     """
 
     def __init__(self, url: str, anon_key: str, worker_jwt: str) -> None:
