@@ -65,6 +65,9 @@ class Settings:
     # Above the longest wait a healthy batch can have (retries of a slow embeddings API).
     stage_stall_seconds: int = 1200
     max_attempts: int = 5
+    # Peers whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs, comma-separated).
+    # Never "*": anyone could then claim any address. Loopback only by default.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -101,4 +104,5 @@ class Settings:
             lease_seconds=int(_env("LEASE_SECONDS", "60")),
             stage_stall_seconds=int(_env("STAGE_STALL_SECONDS", "1200")),
             max_attempts=int(_env("MAX_ATTEMPTS", "5")),
+            forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1") or "127.0.0.1",
         )

@@ -12,8 +12,12 @@ from typing import Protocol
 
 import httpx
 
+from pipeline import log_redaction
 from pipeline.errors import StageError, TransientError
 from pipeline.settings import Settings
+
+# httpx logs request lines at INFO, and a signed URL's token is in its query string.
+log_redaction.install()
 
 # Long enough to open the stream on a slow cold start, short enough to be useless if leaked.
 SIGNED_URL_SECONDS = 120

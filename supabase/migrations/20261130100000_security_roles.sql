@@ -302,20 +302,25 @@ declare
   db text := current_database();
   r text;
 begin
-  if not has_database_privilege('public', db, 'TEMP') then
-    execute format('revoke temporary on database %I from import_worker, import_storage_reader',
-                   db);
-    return;  -- PUBLIC has no TEMP here: just make sure ours have none either
+  if has_database_privilege('public', db, 'TEMP') then
+    for r in
+      select rolname from pg_catalog.pg_roles
+       where rolname not like 'pg\_%'
+         and rolname not in ('import_worker', 'import_storage_reader')
+    loop
+      execute format('grant temporary on database %I to %I', db, r);
+    end loop;
+    execute format('revoke temporary on database %I from public', db);
   end if;
-  for r in
-    select rolname from pg_catalog.pg_roles
-     where rolname not like 'pg\_%'
-       and rolname not in ('import_worker', 'import_storage_reader')
-  loop
-    execute format('grant temporary on database %I to %I', db, r);
-  end loop;
-  execute format('revoke temporary on database %I from public', db);
   execute format('revoke temporary on database %I from import_worker, import_storage_reader',
                  db);
+  -- Only the database's owner may change its grants (others get a WARNING, not an error).
+  -- The search_path pins above are the real fix; this is the second wall: say how to raise it.
+  if has_database_privilege('import_worker', db, 'TEMP') then
+    raise notice using message =
+      'soulprint-import: import_worker still has TEMP on database ' || db || '. As its '
+      || 'owner, run: grant temporary on database ' || db || ' to <each role that needs it>;'
+      || ' revoke temporary on database ' || db || ' from public;';
+  end if;
 end
 $$;
