@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from pipeline import lifecycle
 from pipeline.local import LocalRuntime, local_bucket_root, new_webhook_secret, watch
 from pipeline.log_redaction import redact
 from tests.fake_storage import fake_storage, worker_settings
@@ -46,10 +47,14 @@ def test_a_production_import_logs_no_signed_url_token_or_secret(
             llm_api_key="sk-test-llm-key-never-logged",
         )
         user = uuid.uuid4()
-        with LocalRuntime(settings) as runtime:
-            runtime.ensure_user(user)
-            job_id = runtime.upload(SAMPLE, user)
-            job = watch(runtime, job_id, show_progress=False)
+        lifecycle.reset()
+        try:
+            with LocalRuntime(settings) as runtime:
+                runtime.ensure_user(user)
+                job_id = runtime.upload(SAMPLE, user)
+                job = watch(runtime, job_id, show_progress=False)
+        finally:
+            lifecycle.reset()  # the receiver's shutdown set the process-wide flag
         assert str(job.stage) == "complete"
         # The download really went through a signed URL (so there was a token to leak).
         assert [m for m, _, _ in storage.requests] == ["POST", "GET"]
