@@ -430,3 +430,30 @@ def test_an_app_role_cannot_forge_the_soulprint_column(db_url: str) -> None:
                             (user,)).fetchone()[0] == "real"
         assert conn.execute("select soulprint_text, current_import_id from public.user_profiles"
                             " where user_id = %s", (other,)).fetchone() == (None, None)
+
+
+def test_pinning_keeps_every_path_but_moves_pg_temp_last(db_url: str) -> None:
+    """Guards pitfall 3 (a worker that can read everything), issue 8 F1: the migration's
+    pass over pinned search_paths turns the signing function's `extensions, pg_catalog`
+    into `extensions, pg_catalog, pg_temp` and an app's definer function's `public` into
+    `pg_catalog, public, pg_temp` (pg_catalog was implicitly first), so names resolve as
+    before with the caller's temporary objects last. Re-running the migration is harmless."""
+    from pipeline.migrate import list_migrations
+
+    migration = next(m for m in list_migrations() if m.name == "security_roles")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("create schema if not exists extensions")
+        for name, path in (("t_sig", "extensions, pg_catalog"), ("t_app", "public"),
+                           ("t_user", '"$user", public'), ("t_temp_first", "pg_temp, public")):
+            conn.execute(f"create function public.{name}() returns int language sql"
+                         f" security definer set search_path = {path} as $$ select 1 $$")
+        conn.execute(migration.path.read_text())
+        got = {r[0]: search_path_of(r[1]) for r in conn.execute(
+            "select proname, proconfig from pg_proc"
+            " where proname in ('t_sig', 't_app', 't_user', 't_temp_first')")}
+    assert got == {
+        "t_sig": ["extensions", "pg_catalog", "pg_temp"],
+        "t_app": ["pg_catalog", "public", "pg_temp"],
+        "t_user": ["pg_catalog", "$user", "public", "pg_temp"],
+        "t_temp_first": ["pg_catalog", "public", "pg_temp"],
+    }
