@@ -67,6 +67,9 @@ class Settings:
     max_attempts: int = 5
     # Keep the raw export in Storage after a successful import (default: delete it).
     keep_export_after_import: bool = False
+    # Peers whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs, comma-separated).
+    # Never "*": anyone could then claim any address. Loopback only by default.
+    forwarded_allow_ips: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,4 +108,5 @@ class Settings:
             max_attempts=int(_env("MAX_ATTEMPTS", "5")),
             keep_export_after_import=(_env("KEEP_EXPORT_AFTER_IMPORT", "") or "").lower()
             in ("1", "true", "yes", "on"),
+            forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1") or "127.0.0.1",
         )

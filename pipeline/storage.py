@@ -13,8 +13,12 @@ from uuid import UUID
 
 import httpx
 
+from pipeline import log_redaction
 from pipeline.errors import StageError, TransientError
 from pipeline.settings import Settings
+
+# httpx logs request lines at INFO, and a signed URL's token is in its query string.
+log_redaction.install()
 
 # Long enough to open the stream on a slow cold start, short enough to be useless if leaked.
 SIGNED_URL_SECONDS = 120
@@ -137,8 +141,9 @@ class LocalBucket:
 class SupabaseBucket:
     """Production: a signed URL made at the moment of download, streamed to disk.
 
-    The client authenticates with the worker's own JWT (role import_worker), never the
-    service-role key; Storage RLS lets that role read bucket `imports` only.
+    The client authenticates with the worker's own JWT (SUPABASE_WORKER_JWT, role
+    import_storage_reader), never the service-role key; Storage RLS lets that role read
+    bucket `imports` only, and it has no table or function privileges anywhere else.
     """
 
     def __init__(self, url: str, anon_key: str, worker_jwt: str) -> None:

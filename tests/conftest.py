@@ -40,6 +40,11 @@ from tests.dbutil import with_dbname
 def _create_db(server_url: str, name: str, template: str = "template0") -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}" template "{template}"')
+        if template != "template0":
+            # A template gives its contents, not the database's own grants: carry those
+            # over, so every clone has the migrated ACL (no TEMP for the worker, issue 8 F1).
+            conn.execute("update pg_database set datacl = (select datacl from pg_database"
+                         " where datname = %s) where datname = %s", (template, name))
 
 
 def _drop_db(server_url: str, name: str) -> None:

@@ -55,10 +55,12 @@ def event_body(job_id: uuid.UUID, user_id: uuid.UUID, stage: str, reason: str = 
     ).model_dump_json()
 
 
+# Like the parsing stage: a repeat inserts nothing (the worker may insert conversations,
+# never update them).
 UPSERT_ROW = """
 insert into import_conversations (job_id, conversation_id, user_id, title, message_count)
 values (%s, %s, %s, %s, 1)
-on conflict (job_id, conversation_id) do update set message_count = excluded.message_count
+on conflict (job_id, conversation_id) do nothing
 """
 
 

@@ -4,7 +4,8 @@ Only what the worker uses: `POST /storage/v1/object/sign/{bucket}/{path}` (as ca
 supabase-py's `create_signed_url`), `GET /storage/v1/object/sign/{bucket}/{path}?token=` and
 `DELETE /storage/v1/object/{bucket}` with `{"prefixes": [...]}` (supabase-py's `remove`).
 Like Storage with this project's RLS, it signs objects only for a JWT whose role is
-`import_worker` and only in bucket `imports`; signed URLs expire.
+`import_storage_reader` (the Storage-only role of SUPABASE_WORKER_JWT) and only in bucket
+`imports`; signed URLs expire.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def make_jwt(claims: dict[str, object]) -> str:
     return f"{head}.{body}.{_b64(sig)}"
 
 
-def worker_settings(data_dir: Path, url: str, role: str = "import_worker") -> Settings:
+def worker_settings(data_dir: Path, url: str, role: str = "import_storage_reader") -> Settings:
     """A worker's settings against the fake at ``url``: its own JWT, here for ``role``."""
     return Settings(data_dir=data_dir, supabase_url=url, supabase_anon_key="anon-key",
                     supabase_worker_jwt=make_jwt({"role": role, "exp": time.time() + 3600}))
@@ -86,7 +87,7 @@ class FakeStorage:
             self.requests.append(("POST", f"{bucket}/{name}", role))
             if claims is None:
                 return _error(400, "InvalidJWT", "invalid signature")
-            if role != "import_worker" or bucket != "imports":
+            if role != "import_storage_reader" or bucket != "imports":
                 # Storage RLS hides what a role may not read.
                 return _error(400, "not_found", "Object not found")
             if not (self.root / bucket / name).is_file():

@@ -56,7 +56,7 @@ def test_a_person_sees_only_their_own_jobs_and_data(db_url: str) -> None:
         assert [r["user_id"] for r in conn.execute("select user_id from public.user_profiles")
                 ] == [a]
         # Asking for B's rows by id finds nothing.
-        assert conn.execute("select * from public.import_jobs where id = %s", (job_b,)
+        assert conn.execute("select id from public.import_jobs where id = %s", (job_b,)
                             ).fetchone() is None
         assert conn.execute("select * from public.memory_chunks where user_id = %s", (b,)
                             ).fetchone() is None
@@ -140,8 +140,8 @@ def test_people_upload_and_read_only_in_their_own_folder(db_url: str) -> None:
 
 def test_worker_role_has_exactly_what_the_stages_need(db_url: str, worker_db_url: str) -> None:
     """Guards pitfall 3 (service key in the worker): the worker logs in as import_worker, not
-    service_role: it reads jobs and exports, writes data of active imports, works the outbox,
-    and cannot read auth.users, change jobs directly, or read other buckets."""
+    service_role: it reads jobs, writes data of active imports, works the outbox, and cannot
+    read auth.users, change jobs directly, or read Storage (that is the JWT's role)."""
     user = create_user(db_url)
     upload_object(db_url, user)
     job_id = jobs_for(db_url, user)[0]["id"]
@@ -154,8 +154,6 @@ def test_worker_role_has_exactly_what_the_stages_need(db_url: str, worker_db_url
         assert w.execute("select current_user as u").fetchone()["u"] == "import_worker"
         assert w.execute("select stage from public.import_jobs where id = %s", (job_id,)
                          ).fetchone()["stage"] == "queued"
-        assert [r["bucket_id"] for r in w.execute("select bucket_id from storage.objects")
-                ] == ["imports"]
         event = w.execute("select id from public.import_events").fetchone()["id"]
         w.execute("update public.import_events set attempts = attempts + 1,"
                   " next_attempt_at = now() where id = %s", (event,))
@@ -167,6 +165,8 @@ def test_worker_role_has_exactly_what_the_stages_need(db_url: str, worker_db_url
 
     denied = [
         "select * from auth.users",
+        # Downloads go through Storage with the JWT's own role (import_storage_reader).
+        "select bucket_id from storage.objects",
         "update public.import_jobs set stage = 'complete'",
         "update public.import_jobs set attempts = 0",
         "insert into public.import_events (job_id, type, payload)"
@@ -191,10 +191,14 @@ def test_worker_cannot_rewrite_a_finished_import(db_url: str, worker_db_url: str
                 " chunk_index, content) values (%s, %s, %s, 'c2', 0, 'late')",
                 (uuid.uuid4(), job_a, a))
         w.rollback()
-        assert w.execute("delete from public.memory_chunks where job_id = %s", (job_a,)
-                         ).rowcount == 0
-        assert w.execute("update public.import_conversations set title = 'x'"
-                         " where job_id = %s", (job_a,)).rowcount == 0
+        # No stage deletes data or edits a conversation: the worker may not at all.
+        for sql in ("delete from public.memory_chunks where job_id = %s",
+                    "update public.import_conversations set title = 'x' where job_id = %s"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                w.execute(sql, (job_a,))
+            w.rollback()
+        assert w.execute("update public.memory_chunks set content = 'x' where job_id = %s",
+                         (job_a,)).rowcount == 0
         w.commit()
     with user_session(db_url, a) as conn:
         assert conn.execute("select count(*) as n from public.memory_chunks").fetchone()["n"] == 1

@@ -43,8 +43,8 @@ def test_download_mints_its_own_signed_url_as_the_worker_role(
         uploaded, db_url: str, worker_db_url: str, tmp_path: Path) -> None:
     """Guards pitfalls 8 (expired links) and 3 (service key in the worker): the job waits
     90 minutes in the queue, then the worker makes a fresh signed URL at the moment of
-    download, authenticated as `import_worker` (not service_role), and streams it to disk;
-    the job records size and sha256 and moves on to parsing."""
+    download, authenticated as the Storage-only `import_storage_reader` (not service_role),
+    and streams it to disk; the job records size and sha256 and moves on to parsing."""
     _, job_id, bucket_root = uploaded
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("update import_jobs set created_at = now() - interval '90 minutes' "
@@ -58,7 +58,7 @@ def test_download_mints_its_own_signed_url_as_the_worker_role(
     assert str(job.stage) == "parsing"
     assert job.bytes_total == job.bytes_done == SAMPLE.stat().st_size
     assert job.sha256 == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
-    assert [(m, role) for m, _, role in storage.requests] == [("POST", "import_worker"),
+    assert [(m, role) for m, _, role in storage.requests] == [("POST", "import_storage_reader"),
                                                               ("GET", None)]
     local = settings.data_dir / "downloads" / f"{job_id}.export"
     assert local.read_bytes() == SAMPLE.read_bytes()

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 
+from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
@@ -22,6 +23,7 @@ def relay(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    log_redaction.install_for(settings)  # no token or secret in any log line
     try:
         r = Relay.from_settings(worker_conninfo(settings), settings, poll_interval_s=args.poll)
     except ValueError as exc:

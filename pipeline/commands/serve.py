@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
@@ -30,6 +31,7 @@ def serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    log_redaction.install_for(settings)  # no token or secret in any log line
     missing = [
         n
         for n, v in (
@@ -53,9 +55,14 @@ def serve(args: argparse.Namespace) -> int:
         app,
         host=args.host,
         port=args.port,
-        proxy_headers=True,
-        forwarded_allow_ips="*",
         timeout_graceful_shutdown=5,
         access_log=False,
+        **proxy_options(settings),
     )
     return 0
+
+
+def proxy_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's proxy-header options: X-Forwarded-* believed only from the peers in
+    FORWARDED_ALLOW_IPS (default loopback), so a caller cannot pose as another address."""
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}

@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 
+from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
@@ -29,6 +30,7 @@ def sweep(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+    log_redaction.install_for(settings)  # no token or secret in any log line
     conninfo = worker_conninfo(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
