@@ -30,6 +30,9 @@ from psycopg_pool import ConnectionPool
 from pipeline.db import APPLICATION_NAME, retry_transient
 
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
+# Why a lease holder gives a job back, and what came of it (see release()).
+ReleaseReason = Literal["shutdown", "transient"]
+ReleaseOutcome = Literal["released", "retrying", "failed", "cancelled"]
 
 ACTIVE_STAGES = frozenset(
     {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
@@ -91,6 +94,7 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    retry_at: datetime | None = None  # after a transient failure: no claim before this
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -253,10 +257,28 @@ class JobStore:
             )
         )
 
-    def release(self, job_id: UUID, owner: str) -> bool:
-        """Give the lease back (shutdown); another worker is invited at once."""
+    def release(
+        self,
+        job_id: UUID,
+        owner: str,
+        reason: ReleaseReason = "shutdown",
+        *,
+        max_attempts: int = 5,
+        backoff_s: float = 30.0,
+    ) -> ReleaseOutcome | None:
+        """Give the lease back, saying why (the policy is SQL's ``release_import_job``).
+
+        ``shutdown``: the attempt is not counted and another worker is invited at once.
+        ``transient``: the attempt counts; the stage is re-announced after ``backoff_s`` x
+        2^(attempts-1) seconds, or the job fails readably once ``max_attempts`` claims failed.
+        Returns ``released`` | ``retrying`` | ``failed`` | ``cancelled``; None: not yours.
+        """
         self._forget_progress(job_id)
-        return bool(self._scalar("select public.release_import_job(%s, %s)", (job_id, owner)))
+        outcome = self._scalar(
+            "select public.release_import_job(%s, %s, %s, %s, %s)",
+            (job_id, owner, reason, max_attempts, backoff_s),
+        )
+        return None if outcome is None else outcome
 
     def finish_cancel(self, job_id: UUID, owner: str) -> bool:
         """Acknowledge a cancel request: partial data deleted, stage cancelled."""
@@ -322,4 +344,12 @@ class JobStore:
             self._lease_of.pop(job_id, None)
 
 
-__all__ = ["ACTIVE_STAGES", "TERMINAL_STAGES", "Job", "JobStore", "ProgressOutcome"]
+__all__ = [
+    "ACTIVE_STAGES",
+    "TERMINAL_STAGES",
+    "Job",
+    "JobStore",
+    "ProgressOutcome",
+    "ReleaseOutcome",
+    "ReleaseReason",
+]

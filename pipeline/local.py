@@ -9,7 +9,6 @@ on, every stage runs because a signed HTTP event arrived, as in production.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import mimetypes
 import secrets
@@ -57,11 +56,10 @@ class LocalRuntime:
     """Context manager running receiver, relay and sweeper around local imports."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = dataclasses.replace(
-            settings,
-            webhook_secret=settings.webhook_secret or new_webhook_secret(),
-            lease_seconds=min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
-        )
+        self.settings = settings.model_copy(update={
+            "webhook_secret": settings.webhook_secret or new_webhook_secret(),
+            "lease_seconds": min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
+        })
         self.admin_url = ""
         self.worker_url = ""
         self.bucket = LocalBucket(local_bucket_root(self.settings))
