@@ -338,6 +338,22 @@ class JobStore:
             self._one("select * from public.import_jobs order by created_at desc, id desc limit 1")
         )
 
+    def recent(self, user_id: UUID | None = None, limit: int = 10) -> list[Job]:
+        """The most recent imports, newest first: one person's, or everyone's."""
+        rows = self._all(
+            "select * from public.import_jobs"
+            " where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid"
+            " order by created_at desc, id desc limit %(limit)s",
+            {"user_id": user_id, "limit": limit},  # type: ignore[arg-type]
+        )
+        return [job for job in map(Job.from_row, rows) if job is not None]
+
+    def soulprint_text(self, job_id: UUID) -> str | None:
+        """The soulprint one import wrote; None before its soulprint stage has finished."""
+        return self._scalar(
+            "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
+        )
+
     def _forget_progress(self, job_id: UUID) -> None:
         with self._lock:
             self._last_progress.pop(job_id, None)

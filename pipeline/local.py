@@ -41,15 +41,16 @@ def default_local_user() -> uuid.UUID:
 
 
 def admin_url_for(settings: Settings) -> str:
-    """DATABASE_URL (migrated here) or the embedded server under the data dir."""
+    """The admin URL a local run works with: the embedded server (migrated when started), or
+    DATABASE_URL, which a local run is asked to migrate (``run``, ``retry`` without
+    ``--no-wait``). Other commands resolve URLs through pipeline.connections, which never
+    migrates."""
+    from pipeline.connections import database_url, migrate_or_explain
+
+    url = database_url(settings)
     if settings.database_url:
-        from pipeline.migrate import apply_migrations
-
-        apply_migrations(settings.database_url)
-        return settings.database_url
-    from pipeline.embedded import ensure_embedded
-
-    return ensure_embedded(settings.data_dir)
+        migrate_or_explain(url)
+    return url
 
 
 class LocalRuntime:

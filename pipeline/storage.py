@@ -14,6 +14,7 @@ import httpx
 
 from pipeline.errors import StageError, TransientError
 from pipeline.settings import Settings
+from pipeline.sizes import human_bytes
 
 # Long enough to open the stream on a slow cold start, short enough to be useless if leaked.
 SIGNED_URL_SECONDS = 120
@@ -37,7 +38,8 @@ class ObjectSource(Protocol):
 def too_large(size: int, limit: int) -> StageError:
     return StageError(
         "file_too_large",
-        f"The export is {size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit for one import.",
+        f"The export is {human_bytes(size)}, over the {human_bytes(limit)} limit for one "
+        "import.",
     )
 
 
