@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here
+        return code
     except SoulprintError as exc:
         # Errors raised on purpose carry a sentence (a bad setting names its variable).
         print(f"soulprint-import: {exc}", file=sys.stderr)

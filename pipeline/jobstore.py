@@ -332,6 +332,18 @@ class JobStore:
             )
         )
 
+    def active_for_user(self, user_id: UUID) -> Job | None:
+        """The person's running import, whatever was uploaded after it (at most one: the
+        partial unique index), or None."""
+        return Job.from_row(
+            self._one(
+                "select * from public.import_jobs"
+                " where user_id = %s and public.import_stage_is_active(stage)"
+                " order by created_at desc limit 1",
+                (user_id,),
+            )
+        )
+
     def latest(self) -> Job | None:
         """The most recent job of anyone (local mode: the one person on this machine)."""
         return Job.from_row(

@@ -20,6 +20,7 @@ from types import TracebackType
 import psycopg
 from psycopg.types.json import Jsonb
 
+from pipeline.errors import SoulprintError
 from pipeline.jobstore import TERMINAL_STAGES, Job, JobStore
 from pipeline.settings import Settings
 from pipeline.storage import LocalBucket, local_bucket_root
@@ -110,8 +111,8 @@ class LocalRuntime:
             )
 
     def active_job(self, user_id: uuid.UUID) -> Job | None:
-        job = self.store.latest_for_user(user_id)
-        return job if job is not None and job.active else None
+        """The person's running import, even when a refused upload came after it."""
+        return self.store.active_for_user(user_id)
 
     def upload(self, path: Path, user_id: uuid.UUID) -> uuid.UUID:
         """Store the bytes, then the storage.objects row (which fires the trigger)."""
@@ -149,6 +150,40 @@ class LocalRuntime:
             row = conn.execute("select soulprint_text from public.soulprints where job_id = %s",
                                (job_id,)).fetchone()
         return row[0] if row else None
+
+
+class ImportAlreadyRunning(SoulprintError):
+    """The person has an import running; the message names it and how to resume or cancel."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        file = (job.object_name or "").split("/", 1)[-1] or "its export"
+        super().__init__(
+            f"an import is already running for this person: {job.id} ({job.stage}, from "
+            f"{file}). Resume it with `soulprint-import run {file}` (same file name), or "
+            f"cancel it with `soulprint-import cancel {job.id}`.")
+
+
+def upload_name(path: Path) -> str:
+    """The object name an upload of ``path`` gets: a directory goes up as ``<dir>.zip``."""
+    return f"{path.name}.zip" if path.is_dir() else path.name
+
+
+def directory_as_zip(directory: Path, dest: Path) -> Path:
+    """Pack the conversation files of an unpacked export into ``dest/<dir>.zip``, as the
+    app would upload it (stored, not compressed: the bytes are copied once). Raises
+    NotAnExportError when the directory holds no conversations."""
+    import zipfile
+
+    from pipeline.export_sources import resolve
+
+    names = [m.name for m in resolve(directory)]
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / upload_name(directory)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in names:
+            zf.write(directory / name, arcname=name)
+    return target
 
 
 WATCH_INTERVAL_SECONDS = 0.2
