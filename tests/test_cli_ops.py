@@ -153,6 +153,23 @@ def test_run_of_another_file_names_the_running_import_and_how_to_go_on(
     assert len(jobs_for(db_url, user)) == 1
 
 
+def test_retry_while_another_import_runs_names_it(
+    db_url: str, worker_db_url: str, env, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Guards pitfall 7 (duplicate imports) without a dead end: retrying a failed import
+    while a newer one runs is refused with the running one's id and how to resume or cancel
+    it, instead of "has not failed"."""
+    user = create_user(db_url)
+    failed = _job(db_url, "old.zip", user)
+    _fail(db_url, failed)
+    running = _job(db_url, "new.zip", user)
+    env(worker_db_url)
+    assert main(["retry", str(failed), "--no-wait"]) == 1
+    err = capsys.readouterr().err
+    assert str(running) in err and f"soulprint-import cancel {running}" in err
+    assert "soulprint-import run new.zip" in err
+
+
 # -- Defect 4: the CLI ----------------------------------------------------------------------
 
 

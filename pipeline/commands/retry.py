@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
-from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.jobstore import JobStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,16 +29,18 @@ def why_not_retried(store: JobStore, job_id: uuid.UUID) -> str:
         return f"no import {job_id}"
     if job.stage != "failed":
         return f"import {job_id} has not failed (it is {job.stage}); only a failed import resumes"
-    running = next((j for j in store.recent(job.user_id, 50) if j.active), None)
+    running = store.active_for_user(job.user_id)
     if running is not None:
-        return (f"another import is running for this person: {running.id} ({running.stage}). "
-                f"Wait for it, or cancel it with: soulprint-import cancel {running.id}")
+        from pipeline.local import ImportAlreadyRunning
+
+        return str(ImportAlreadyRunning(running))
     return f"import {job_id} could not be re-opened"
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.commands.run import print_result
     from pipeline.connections import database_url
+    from pipeline.jobstore import JobStore
     from pipeline.local import LocalRuntime, job_summary, watch
 
     settings = Settings.from_env()
