@@ -18,7 +18,6 @@ import random
 import resource
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -98,8 +97,8 @@ def main() -> None:
                 from tests.fake_openai import fake_openai
 
                 srv = stack.enter_context(fake_openai())
-                settings = replace(settings, openai_base_url=srv.base_url)
-                settings = replace(settings, openai_api_key=srv.api_key)
+                settings = settings.model_copy(
+                    update={"openai_base_url": srv.base_url, "openai_api_key": srv.api_key})
             embedder = OpenAIEmbedder.from_settings(settings, batch_size=args.batch_size)
             batches = -(-len(texts) // args.batch_size)
             config = f"batches of {args.batch_size} texts, one HTTP request each"

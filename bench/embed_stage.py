@@ -16,7 +16,6 @@ peak RSS.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import resource
 import sys
@@ -112,10 +111,10 @@ def main() -> None:
             ms = f"{args.api_latency * 1000:.0f} ms"
             results = {}
             for concurrency in (1, 4):
-                remote = dataclasses.replace(
-                    settings, embedding_provider="openai", openai_base_url=srv.base_url,
+                remote = settings.model_copy(update=dict(
+                    embedding_provider="openai", openai_base_url=srv.base_url,
                     openai_api_key=srv.api_key, embedding_model="text-embedding-3-small",
-                    embedding_concurrency=concurrency)
+                    embedding_concurrency=concurrency))
                 results[concurrency] = compare(f"openai fake {ms}, {concurrency} in flight",
                                                remote, admin, worker, job_id, chunks)
         one_at_a_time, now = results[1][0], results[4][1]

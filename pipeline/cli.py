@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
+
+from pipeline.errors import SoulprintError
 
 # Each name is a module in pipeline/commands exposing register(subparsers).
 # Imported lazily so `parse` never pays for the web stack and the reverse.
@@ -16,6 +19,7 @@ COMMANDS = (
     "cancel",
     "retry",
     "db",
+    "migrate",
     "serve",
     "relay",
     "sweep",
@@ -48,7 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left shows up here
+        return code
+    except SoulprintError as exc:
+        # Errors raised on purpose carry a sentence (a bad setting names its variable).
+        print(f"soulprint-import: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `status | head`: the reader has gone. Send what is still buffered to /dev/null
+        # so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -1,9 +1,25 @@
-"""Errors a stage raises on purpose: each carries a code and a sentence a person understands."""
+"""The project's errors: one root, and the three kinds a stage can end with.
+
+    SoulprintError                 anything this project raises on purpose
+    ├── StageError                 permanent: the job ends `failed` with code and message
+    ├── TransientError             worth another attempt later (5xx, timeouts)
+    └── StopStage                  the stage stops early without failing
+        ├── CancelRequested        the person cancelled
+        ├── LeaseLost              another worker holds the job now
+        └── ShuttingDown           SIGTERM / Ctrl-C: release the lease
+
+``except SoulprintError`` at the edge of a command catches every one of them and nothing
+that is a bug.
+"""
 
 from __future__ import annotations
 
 
-class StageError(Exception):
+class SoulprintError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class StageError(SoulprintError):
     """The import cannot go on; the job ends `failed` with this code and message."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -12,11 +28,11 @@ class StageError(Exception):
         self.message = message
 
 
-class TransientError(Exception):
+class TransientError(SoulprintError):
     """A dependency failed in a way worth another attempt later (5xx, timeouts)."""
 
 
-class StopStage(Exception):
+class StopStage(SoulprintError):
     """Base for the ways a stage stops early without failing."""
 
 

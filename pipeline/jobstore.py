@@ -30,6 +30,9 @@ from psycopg_pool import ConnectionPool
 from pipeline.db import APPLICATION_NAME, retry_transient
 
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
+# Why a lease holder gives a job back, and what came of it (see release()).
+ReleaseReason = Literal["shutdown", "transient"]
+ReleaseOutcome = Literal["released", "retrying", "failed", "cancelled"]
 
 ACTIVE_STAGES = frozenset(
     {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
@@ -94,6 +97,7 @@ class Job:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     cancel_requested_at: datetime | None = None
+    retry_at: datetime | None = None  # after a transient failure: no claim before this
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -256,10 +260,28 @@ class JobStore:
             )
         )
 
-    def release(self, job_id: UUID, owner: str) -> bool:
-        """Give the lease back (shutdown); another worker is invited at once."""
+    def release(
+        self,
+        job_id: UUID,
+        owner: str,
+        reason: ReleaseReason = "shutdown",
+        *,
+        max_attempts: int = 5,
+        backoff_s: float = 30.0,
+    ) -> ReleaseOutcome | None:
+        """Give the lease back, saying why (the policy is SQL's ``release_import_job``).
+
+        ``shutdown``: the attempt is not counted and another worker is invited at once.
+        ``transient``: the attempt counts; the stage is re-announced after ``backoff_s`` x
+        2^(attempts-1) seconds, or the job fails readably once ``max_attempts`` claims failed.
+        Returns ``released`` | ``retrying`` | ``failed`` | ``cancelled``; None: not yours.
+        """
         self._forget_progress(job_id)
-        return bool(self._scalar("select public.release_import_job(%s, %s)", (job_id, owner)))
+        outcome = self._scalar(
+            "select public.release_import_job(%s, %s, %s, %s, %s)",
+            (job_id, owner, reason, max_attempts, backoff_s),
+        )
+        return None if outcome is None else outcome
 
     def finish_cancel(self, job_id: UUID, owner: str) -> bool:
         """Acknowledge a cancel request: partial data deleted, stage cancelled."""
@@ -313,10 +335,38 @@ class JobStore:
             )
         )
 
+    def active_for_user(self, user_id: UUID) -> Job | None:
+        """The person's running import, whatever was uploaded after it (at most one: the
+        partial unique index), or None."""
+        return Job.from_row(
+            self._one(
+                "select * from public.import_jobs"
+                " where user_id = %s and public.import_stage_is_active(stage)"
+                " order by created_at desc limit 1",
+                (user_id,),
+            )
+        )
+
     def latest(self) -> Job | None:
         """The most recent job of anyone (local mode: the one person on this machine)."""
         return Job.from_row(
             self._one("select * from public.import_jobs order by created_at desc, id desc limit 1")
+        )
+
+    def recent(self, user_id: UUID | None = None, limit: int = 10) -> list[Job]:
+        """The most recent imports, newest first: one person's, or everyone's."""
+        rows = self._all(
+            "select * from public.import_jobs"
+            " where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid"
+            " order by created_at desc, id desc limit %(limit)s",
+            {"user_id": user_id, "limit": limit},  # type: ignore[arg-type]
+        )
+        return [job for job in map(Job.from_row, rows) if job is not None]
+
+    def soulprint_text(self, job_id: UUID) -> str | None:
+        """The soulprint one import wrote; None before its soulprint stage has finished."""
+        return self._scalar(
+            "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
         )
 
     def _forget_progress(self, job_id: UUID) -> None:
@@ -325,4 +375,12 @@ class JobStore:
             self._lease_of.pop(job_id, None)
 
 
-__all__ = ["ACTIVE_STAGES", "TERMINAL_STAGES", "Job", "JobStore", "ProgressOutcome"]
+__all__ = [
+    "ACTIVE_STAGES",
+    "TERMINAL_STAGES",
+    "Job",
+    "JobStore",
+    "ProgressOutcome",
+    "ReleaseOutcome",
+    "ReleaseReason",
+]

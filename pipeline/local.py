@@ -9,7 +9,6 @@ on, every stage runs because a signed HTTP event arrived, as in production.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import mimetypes
 import secrets
@@ -21,6 +20,7 @@ from types import TracebackType
 import psycopg
 from psycopg.types.json import Jsonb
 
+from pipeline.errors import SoulprintError
 from pipeline.jobstore import TERMINAL_STAGES, Job, JobStore
 from pipeline.settings import Settings
 from pipeline.storage import LocalBucket, local_bucket_root
@@ -42,26 +42,26 @@ def default_local_user() -> uuid.UUID:
 
 
 def admin_url_for(settings: Settings) -> str:
-    """DATABASE_URL (migrated here) or the embedded server under the data dir."""
+    """The admin URL a local run works with: the embedded server (migrated when started), or
+    DATABASE_URL, which a local run is asked to migrate (``run``, ``retry`` without
+    ``--no-wait``). Other commands resolve URLs through pipeline.connections, which never
+    migrates."""
+    from pipeline.connections import database_url, migrate_or_explain
+
+    url = database_url(settings)
     if settings.database_url:
-        from pipeline.migrate import apply_migrations
-
-        apply_migrations(settings.database_url)
-        return settings.database_url
-    from pipeline.embedded import ensure_embedded
-
-    return ensure_embedded(settings.data_dir)
+        migrate_or_explain(url)
+    return url
 
 
 class LocalRuntime:
     """Context manager running receiver, relay and sweeper around local imports."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = dataclasses.replace(
-            settings,
-            webhook_secret=settings.webhook_secret or new_webhook_secret(),
-            lease_seconds=min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
-        )
+        self.settings = settings.model_copy(update={
+            "webhook_secret": settings.webhook_secret or new_webhook_secret(),
+            "lease_seconds": min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
+        })
         self.admin_url = ""
         self.worker_url = ""
         self.bucket = LocalBucket(local_bucket_root(self.settings))
@@ -111,8 +111,8 @@ class LocalRuntime:
             )
 
     def active_job(self, user_id: uuid.UUID) -> Job | None:
-        job = self.store.latest_for_user(user_id)
-        return job if job is not None and job.active else None
+        """The person's running import, even when a refused upload came after it."""
+        return self.store.active_for_user(user_id)
 
     def upload(self, path: Path, user_id: uuid.UUID) -> uuid.UUID:
         """Store the bytes, then the storage.objects row (which fires the trigger)."""
@@ -150,6 +150,40 @@ class LocalRuntime:
             row = conn.execute("select soulprint_text from public.soulprints where job_id = %s",
                                (job_id,)).fetchone()
         return row[0] if row else None
+
+
+class ImportAlreadyRunning(SoulprintError):
+    """The person has an import running; the message names it and how to resume or cancel."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        file = (job.object_name or "").split("/", 1)[-1] or "its export"
+        super().__init__(
+            f"an import is already running for this person: {job.id} ({job.stage}, from "
+            f"{file}). Resume it with `soulprint-import run {file}` (same file name), or "
+            f"cancel it with `soulprint-import cancel {job.id}`.")
+
+
+def upload_name(path: Path) -> str:
+    """The object name an upload of ``path`` gets: a directory goes up as ``<dir>.zip``."""
+    return f"{path.name}.zip" if path.is_dir() else path.name
+
+
+def directory_as_zip(directory: Path, dest: Path) -> Path:
+    """Pack the conversation files of an unpacked export into ``dest/<dir>.zip``, as the
+    app would upload it (stored, not compressed: the bytes are copied once). Raises
+    NotAnExportError when the directory holds no conversations."""
+    import zipfile
+
+    from pipeline.export_sources import resolve
+
+    names = [m.name for m in resolve(directory)]
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / upload_name(directory)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in names:
+            zf.write(directory / name, arcname=name)
+    return target
 
 
 WATCH_INTERVAL_SECONDS = 0.2

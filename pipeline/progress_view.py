@@ -77,6 +77,9 @@ class ProgressView:
     _started: float = field(default_factory=time.monotonic)
     _start_value: float = 0.0
     _start_bytes: float = 0.0
+    # (monotonic time, value) when the count first moved in this stage: the embedding rate
+    # is measured from there, so loading the model does not read as 0.0 chunks/s.
+    _first_move: tuple[float, float] | None = None
     _live: bool = False
 
     def update(self, job: Any) -> None:
@@ -92,6 +95,7 @@ class ProgressView:
             self._stage, self._started, self._start_value = stage, time.monotonic(), _value(
                 stage, job)
             self._start_bytes = _parse_bytes(job)[0] if stage == "parsing" else 0.0
+            self._first_move = None
         if stage in LABELS and stage not in self._printed:
             self._write(self._live_line(stage, job), newline=False)
         self.out.flush()
@@ -123,6 +127,19 @@ class ProgressView:
                     + _eta(read, total, byte_rate))
         if stage == "embedding":
             total = job.chunks or 0
-            return (label + f"{_bar(value, total)}  {value:,}/{total:,} chunks  "
-                    f"{rate:,.1f} chunks/s" + _eta(value, total, rate))
+            return (label + f"{_bar(value, total)}  {value:,}/{total:,} chunks"
+                    + self._moving_rate(value, total, "chunks/s"))
         return label + f"{elapsed:,.0f}s"
+
+    def _moving_rate(self, value: float, total: float, unit: str) -> str:
+        """Rate and ETA measured from the first batch that landed; before it, say so."""
+        now = time.monotonic()
+        if self._first_move is None:
+            if value <= self._start_value:
+                return "  waiting for the first batch"
+            self._first_move = (now, value)
+        since, base = self._first_move
+        if value <= base or now - since <= 0:
+            return ""  # one batch seen: no rate yet
+        rate = (value - base) / (now - since)
+        return f"  {rate:,.1f} {unit}" + _eta(value, total, rate)

@@ -162,13 +162,11 @@ class HttpTransport:
 
 
 def worker_conninfo(settings: Settings) -> str:
-    """DATABASE_URL (the import_worker role), else the embedded server of local mode."""
-    if settings.database_url:
-        return settings.database_url
-    from pipeline.embedded import worker_url
-    from pipeline.local import admin_url_for
+    """DATABASE_URL (the import_worker role), else the embedded server of local mode. Never
+    migrates (see pipeline.connections)."""
+    from pipeline.connections import worker_database_url
 
-    return worker_url(admin_url_for(settings))
+    return worker_database_url(settings)
 
 
 class Relay:

@@ -1,46 +1,67 @@
-"""Settings from the environment; secrets are read here and nowhere else."""
+"""Settings from the environment; secrets are read here and nowhere else.
+
+Every setting is declared once below, with its type and default (pydantic). Its environment
+variable is the field name in capitals (``lease_seconds`` <- ``LEASE_SECONDS``) unless a
+``validation_alias`` names another; an empty variable counts as unset.
+
+- ``Settings(...)`` builds settings from arguments only (tests, benchmarks): the
+  environment is not read, so a test never picks up a stray variable.
+- ``Settings.from_env()`` reads the environment; a value of the wrong type raises
+  ``SettingsError`` naming the variable (``LEASE_SECONDS=abc: expected an integer``).
+
+To add a setting: one line ``name: type = default`` here (``Field(..., repr=False)`` for a
+secret), and a row in the README's Configuration section.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.errors import SoulprintError
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+class SettingsError(SoulprintError, ValueError):
+    """A setting in the environment has a value of the wrong type; says which variable."""
 
 
 def default_data_dir() -> Path:
-    return Path(_env("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir("soulprint-import"))
+    return Path(os.environ.get("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir(
+        "soulprint-import"))
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything configurable. Build with ``Settings.from_env()``."""
+class Settings(BaseModel):
+    """Everything configurable. Build with ``Settings.from_env()`` (or arguments in tests);
+    immutable: derive a variant with ``settings.model_copy(update={...})``."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
     # None: start the embedded PostgreSQL under data_dir (local mode).
-    database_url: str | None = None
-    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = Field(default=None, repr=False)
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           validation_alias="SOULPRINT_DATA_DIR")
 
     # Standard Webhooks secrets (whsec_...). The previous one is accepted during rotation.
-    webhook_secret: str | None = field(default=None, repr=False)
-    webhook_secret_previous: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = Field(default=None, repr=False)
+    webhook_secret_previous: str | None = Field(default=None, repr=False)
     receiver_url: str | None = None  # where the relay posts events
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int = Field(default=1024 * 1024, validation_alias="MAX_WEBHOOK_BODY_BYTES")
 
     # Hosted Supabase: Storage is reached as the worker role, never as service_role.
     supabase_url: str | None = None
-    supabase_anon_key: str | None = field(default=None, repr=False)
-    supabase_worker_jwt: str | None = field(default=None, repr=False)
+    supabase_anon_key: str | None = Field(default=None, repr=False)
+    supabase_worker_jwt: str | None = Field(default=None, repr=False)
     # Local mode: the "imports" bucket is a directory.
-    local_bucket_dir: Path | None = None
+    local_bucket_dir: Path | None = Field(default=None,
+                                          validation_alias="SOULPRINT_LOCAL_BUCKET_DIR")
 
     # Svix mode: the relay hands events to Svix instead of posting them itself.
-    svix_api_key: str | None = field(default=None, repr=False)
+    svix_api_key: str | None = Field(default=None, repr=False)
     svix_app_id: str | None = None
     svix_server_url: str | None = None
 
@@ -48,12 +69,12 @@ class Settings:
     embedding_model: str | None = None
     embedding_dimensions: int | None = None
     openai_base_url: str = "https://api.openai.com/v1"
-    openai_api_key: str | None = field(default=None, repr=False)
+    openai_api_key: str | None = Field(default=None, repr=False)
     embedding_concurrency: int = 4  # openai: requests in flight at once
 
     llm_provider: str | None = None  # None (offline soulprint) | openai
     llm_base_url: str | None = None
-    llm_api_key: str | None = field(default=None, repr=False)
+    llm_api_key: str | None = Field(default=None, repr=False)
     llm_model: str | None = None
 
     max_upload_bytes: int = 1024 * 1024 * 1024
@@ -64,49 +85,58 @@ class Settings:
     # A stage that reports nothing for this long is taken as hung: its lease is let go.
     # Above the longest wait a healthy batch can have (retries of a slow embeddings API).
     stage_stall_seconds: int = 1200
+    # Claims of one stage before the job fails (transient errors, lapsed leases).
     max_attempts: int = 5
     # Keep the raw export in Storage after a successful import (default: delete it).
     keep_export_after_import: bool = False
     # Peers whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs, comma-separated).
     # Never "*": anyone could then claim any address. Loopback only by default.
     forwarded_allow_ips: str = "127.0.0.1"
+    # After a transient failure the stage is re-announced this long after the first failed
+    # attempt, doubling each time (30, 60, 120, 240 s with the default MAX_ATTEMPTS).
+    retry_backoff_seconds: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
-        bucket = _env("SOULPRINT_LOCAL_BUCKET_DIR")
-        dims = _env("EMBEDDING_DIMENSIONS")
-        return cls(
-            database_url=_env("DATABASE_URL"),
-            data_dir=default_data_dir(),
-            webhook_secret=_env("WEBHOOK_SECRET"),
-            webhook_secret_previous=_env("WEBHOOK_SECRET_PREVIOUS"),
-            receiver_url=_env("RECEIVER_URL"),
-            max_body_bytes=int(_env("MAX_WEBHOOK_BODY_BYTES", str(1024 * 1024))),
-            supabase_url=_env("SUPABASE_URL"),
-            supabase_anon_key=_env("SUPABASE_ANON_KEY"),
-            supabase_worker_jwt=_env("SUPABASE_WORKER_JWT"),
-            local_bucket_dir=Path(bucket) if bucket else None,
-            svix_api_key=_env("SVIX_API_KEY"),
-            svix_app_id=_env("SVIX_APP_ID"),
-            svix_server_url=_env("SVIX_SERVER_URL"),
-            embedding_provider=_env("EMBEDDING_PROVIDER", "minilm") or "minilm",
-            embedding_model=_env("EMBEDDING_MODEL"),
-            embedding_dimensions=int(dims) if dims else None,
-            openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1") or "",
-            openai_api_key=_env("OPENAI_API_KEY"),
-            embedding_concurrency=int(_env("EMBEDDING_CONCURRENCY", "4")),
-            llm_provider=_env("LLM_PROVIDER"),
-            llm_base_url=_env("LLM_BASE_URL"),
-            llm_api_key=_env("LLM_API_KEY"),
-            llm_model=_env("LLM_MODEL"),
-            max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(1024**3))),
-            max_message_chars=int(_env("MAX_MESSAGE_CHARS", "200000")),
-            chunk_target_chars=int(_env("CHUNK_TARGET_CHARS", "1000")),
-            stage_pool_size=int(_env("STAGE_POOL_SIZE", "2")),
-            lease_seconds=int(_env("LEASE_SECONDS", "60")),
-            stage_stall_seconds=int(_env("STAGE_STALL_SECONDS", "1200")),
-            max_attempts=int(_env("MAX_ATTEMPTS", "5")),
-            keep_export_after_import=(_env("KEEP_EXPORT_AFTER_IMPORT", "") or "").lower()
-            in ("1", "true", "yes", "on"),
-            forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "127.0.0.1") or "127.0.0.1",
-        )
+        """Settings from the environment. Raises SettingsError naming a bad variable."""
+        try:
+            env = _FromEnvironment()
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        return cls.model_validate(dict(env))
+
+
+class _FromEnvironment(BaseSettings, Settings):
+    """``Settings`` whose values come from the environment (the same fields, read once)."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, populate_by_name=True, extra="ignore", env_ignore_empty=True,
+        case_sensitive=False,
+    )
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field (``lease_seconds`` -> ``LEASE_SECONDS``)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    return alias if isinstance(alias, str) else field.upper()
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else ""
+    for field, info in Settings.model_fields.items():
+        if name in (field, info.validation_alias):
+            return field
+    return name
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per bad variable; the value is shown unless the setting is a secret."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        field = _field_of(tuple(err.get("loc", ())))
+        info = Settings.model_fields.get(field)
+        secret = info is not None and info.repr is False
+        shown = "" if secret else f"={err.get('input')!s}"
+        lines.append(f"{env_name(field)}{shown}: {err.get('msg', 'invalid value')}")
+    return "; ".join(lines)

@@ -16,6 +16,7 @@ import httpx
 from pipeline import log_redaction
 from pipeline.errors import StageError, TransientError
 from pipeline.settings import Settings
+from pipeline.sizes import human_bytes
 
 # httpx logs request lines at INFO, and a signed URL's token is in its query string.
 log_redaction.install()
@@ -62,7 +63,8 @@ def check_object_name(name: str, owner: UUID) -> None:
 def too_large(size: int, limit: int) -> StageError:
     return StageError(
         "file_too_large",
-        f"The export is {size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit for one import.",
+        f"The export is {human_bytes(size)}, over the {human_bytes(limit)} limit for one "
+        "import.",
     )
 
 

@@ -56,7 +56,8 @@ def run_sweep(
         log.info("sweep: pruned %d old webhook receipts", pruned)
     actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]
     for a in actions:
-        log.info("sweep: job %s %s", a.job_id, a.action)
+        # Debug only: `soulprint-import sweep` prints each action itself (once).
+        log.debug("sweep: job %s %s", a.job_id, a.action)
     return actions
 
 

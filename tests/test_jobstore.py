@@ -267,7 +267,7 @@ def test_lost_races_never_raise(store: JobStore) -> None:
     assert store.progress(ghost, "w", {}, force=True) == "not_yours"
     assert store.advance(ghost, "w", "parsing") is None
     assert store.fail(ghost, "w", "c", "m") is False
-    assert store.release(ghost, "w") is False
+    assert store.release(ghost, "w") is None
     assert store.finish_cancel(ghost, "w") is False
     assert store.complete(ghost, "w", {}, "t") is False
     assert store.retry(ghost) is None

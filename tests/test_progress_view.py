@@ -67,3 +67,25 @@ def test_embedding_shows_a_bar_of_chunks():
     view.close()
     live = [line for line in lines(out) if line][-1]
     assert live.startswith("Embedding memory") and "50.0%" in live and "500/1,000" in live
+
+
+def test_embedding_says_it_waits_for_the_first_batch_instead_of_zero_speed(monkeypatch):
+    """Guards pitfall 5 (progress dead zone): while the model loads nothing is embedded
+    yet; the line used to read "0.0 chunks/s" (and the rate stayed low afterwards, the
+    loading time counted in). Now it says what it waits for, and the rate is measured from
+    the first batch that landed."""
+    import pipeline.progress_view as pv
+
+    now = [0.0]
+    monkeypatch.setattr(pv.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    view = ProgressView(out=out)
+    view.update(job("embedding", chunks=1000, embedded_chunks=0))
+    first = lines(out)[-1]
+    assert "waiting for the first batch" in first and "chunks/s" not in first
+    now[0] = 30.0  # 30 s of model loading, then the first batch
+    view.update(job("embedding", chunks=1000, embedded_chunks=64))
+    now[0] = 32.0  # two more batches in 2 s
+    view.update(job("embedding", chunks=1000, embedded_chunks=192))
+    live = lines(out)[-1]
+    assert "64.0 chunks/s" in live and "ETA" in live

@@ -8,7 +8,6 @@ at DEBUG, is captured and searched.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from pathlib import Path
@@ -39,13 +38,11 @@ def test_a_production_import_logs_no_signed_url_token_or_secret(
 
     data_dir = tmp_path / "data"
     with fake_storage(local_bucket_root(worker_settings(data_dir, "x"))) as storage:
-        settings = dataclasses.replace(
-            worker_settings(data_dir, storage.url),
+        settings = worker_settings(data_dir, storage.url).model_copy(update=dict(
             database_url=db_url,
             webhook_secret=new_webhook_secret(),
             openai_api_key="sk-test-openai-key-never-logged",
-            llm_api_key="sk-test-llm-key-never-logged",
-        )
+            llm_api_key="sk-test-llm-key-never-logged",))
         user = uuid.uuid4()
         lifecycle.reset()
         try:

@@ -3,7 +3,6 @@ it has served (F7). Production shape: the fake Storage API over HTTP, the worker
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -128,8 +127,8 @@ def test_keep_export_after_import_keeps_it(db_url: str, worker_db_url: str,
     stored = _store_file(tmp_path / "bucket", f"{user}/export.zip", SAMPLE)
     upload_object(db_url, user, size=SAMPLE.stat().st_size)
     with fake_storage(tmp_path / "bucket") as storage:
-        settings = dataclasses.replace(worker_settings(tmp_path / "worker", storage.url),
-                                       keep_export_after_import=True)
+        settings = worker_settings(tmp_path / "worker", storage.url).model_copy(
+            update={"keep_export_after_import": True})
         _import_to_completion(db_url, worker_db_url, settings, user)
     assert hashlib.sha256(stored.read_bytes()).digest() == \
         hashlib.sha256(SAMPLE.read_bytes()).digest()

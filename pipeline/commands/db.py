@@ -35,9 +35,9 @@ def run_up(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.data_dir is None and settings.database_url:
-        from pipeline.migrate import apply_migrations
+        from pipeline.connections import migrate_or_explain
 
-        apply_migrations(settings.database_url)
+        migrate_or_explain(settings.database_url)  # `db up` is asked to migrate
         url = settings.database_url
     else:
         from pipeline.embedded import ensure_embedded

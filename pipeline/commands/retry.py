@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from typing import TYPE_CHECKING
 
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.jobstore import JobStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,22 +22,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def why_not_retried(store: JobStore, job_id: uuid.UUID) -> str:
+    """Why retry_import_job said no, as one line: not failed, or another import runs."""
+    job = store.get(job_id)
+    if job is None:
+        return f"no import {job_id}"
+    if job.stage != "failed":
+        return f"import {job_id} has not failed (it is {job.stage}); only a failed import resumes"
+    running = store.active_for_user(job.user_id)
+    if running is not None:
+        from pipeline.local import ImportAlreadyRunning
+
+        return str(ImportAlreadyRunning(running))
+    return f"import {job_id} could not be re-opened"
+
+
 def run(args: argparse.Namespace) -> int:
     from pipeline.commands.run import print_result
+    from pipeline.connections import database_url
     from pipeline.jobstore import JobStore
-    from pipeline.local import LocalRuntime, admin_url_for, job_summary, watch
+    from pipeline.local import LocalRuntime, job_summary, watch
 
     settings = Settings.from_env()
     if args.no_wait:
-        stage = JobStore(admin_url_for(settings)).retry(args.job)
-        if stage is None:
-            print(f"soulprint-import: import {args.job} has not failed", file=sys.stderr)
+        # Only re-opens the row (as the worker role in production): no migration, no runtime.
+        with JobStore(database_url(settings)) as store:
+            stage = store.retry(args.job)
+            why = None if stage is not None else why_not_retried(store, args.job)
+        if why is not None:
+            print(f"soulprint-import: {why}", file=sys.stderr)
             return 1
         print(f"Import {args.job} re-opened at {stage}.")
         return 0
     with LocalRuntime(settings) as runtime:
         if runtime.store.retry(args.job) is None:
-            print(f"soulprint-import: import {args.job} has not failed", file=sys.stderr)
+            print(f"soulprint-import: {why_not_retried(runtime.store, args.job)}",
+                  file=sys.stderr)
             return 1
         job = watch(runtime, args.job, show_progress=not args.json and sys.stderr.isatty())
         summary = job_summary(job, runtime.soulprint_text(job.id))

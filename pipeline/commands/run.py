@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.local import default_local_user
+    from pipeline.export_sources import NotAnExportError
+    from pipeline.local import ImportAlreadyRunning, default_local_user
 
     path: Path = args.path
     if not path.exists():
@@ -59,21 +61,48 @@ def run(args: argparse.Namespace) -> int:
         print("\nInterrupted. Run the same command again to resume where it stopped.",
               file=sys.stderr)
         return 130
+    except ImportAlreadyRunning as exc:
+        print(f"soulprint-import: {exc}", file=sys.stderr)
+        return 1
+    except NotAnExportError as exc:
+        print(f"soulprint-import: {exc}", file=sys.stderr)
+        return 2
     print_result(summary, args.json)
     return 0 if summary["stage"] == "complete" else 1
 
 
 def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> dict[str, object]:
-    from pipeline.local import LocalRuntime, job_summary, watch
+    """Resume the person's running import when it is this file's, else upload the file.
+    Raises ImportAlreadyRunning when another file's import is running."""
+    from pipeline.local import (
+        ImportAlreadyRunning,
+        LocalRuntime,
+        directory_as_zip,
+        job_summary,
+        upload_name,
+        watch,
+    )
 
     with LocalRuntime(settings) as runtime:
         runtime.ensure_user(user)
+        # The person's running import, even if a refused upload came after it.
         active = runtime.active_job(user)
-        if active is not None and active.object_name == f"{user}/{path.name}":
+        if active is not None and active.object_name != f"{user}/{upload_name(path)}":
+            raise ImportAlreadyRunning(active)
+        if active is not None:
             job_id = active.id  # an earlier run was interrupted: the sweeper revives it
             if not as_json:
                 print(f"Resuming import {job_id} ({active.stage})", file=sys.stderr)
+        elif path.is_dir():
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=settings.data_dir) as tmp:
+                job_id = runtime.upload(directory_as_zip(path, Path(tmp)), user)
         else:
             job_id = runtime.upload(path, user)
         job = watch(runtime, job_id, show_progress=not as_json and sys.stderr.isatty())
+        if job.stage == "rejected":
+            # Another import started between our look and the upload.
+            running = runtime.active_job(user)
+            if running is not None:
+                raise ImportAlreadyRunning(running)
         return job_summary(job, runtime.soulprint_text(job.id))

@@ -1,11 +1,16 @@
-"""`soulprint-import status [JOB]`: stage, counts and the timing of every stage."""
+"""`soulprint-import status [JOB]`: one import's stage, counts and stage timings; without
+JOB, the recent imports (id, stage, when, counts).
+
+Reads only: resolving the database never migrates it, so this works as the worker role.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
@@ -13,37 +18,80 @@ from pipeline.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="show an import (default: the latest one)")
-    p.add_argument("job", type=uuid.UUID, nargs="?", default=None)
+    p = sub.add_parser("status", help="show an import, or list the recent ones")
+    p.add_argument("job", type=uuid.UUID, nargs="?", default=None,
+                   help="an import id (default: list the recent imports)")
+    p.add_argument("--user", type=uuid.UUID, default=None,
+                   help="list only this person's imports")
+    p.add_argument("--limit", type=int, default=10, help="how many imports to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
-def _duration(timing: dict[str, str]) -> str:
+def _parse(ts: str | None) -> datetime | None:
     try:
-        start = datetime.fromisoformat(timing["started_at"])
-        end = datetime.fromisoformat(timing["ended_at"]) if timing.get("ended_at") else None
-    except (KeyError, TypeError, ValueError):
+        return datetime.fromisoformat(ts) if ts else None
+    except ValueError:
+        return None
+
+
+def stage_duration(stage: str, timing: dict[str, str], *, active: bool,
+                   now: datetime | None = None) -> str:
+    """What the duration column says for one stage of the timings: seconds for a stage
+    that ended, "running Ns" for the stage a live job is in, nothing for the terminal stage
+    a finished job rests in (it has no end)."""
+    start, end = _parse(timing.get("started_at")), _parse(timing.get("ended_at"))
+    if start is None:
         return ""
-    if end is None:
-        return "running"
-    return f"{(end - start).total_seconds():.2f}s"
+    if end is not None:
+        return f"{(end - start).total_seconds():.2f}s"
+    if active:
+        return f"running {((now or datetime.now(UTC)) - start).total_seconds():.0f}s"
+    return ""
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.connections import database_url
     from pipeline.jobstore import JobStore
-    from pipeline.local import admin_url_for, job_summary
 
     settings = Settings.from_env()
-    url = admin_url_for(settings)
-    store = JobStore(url)
-    job = store.get(args.job) if args.job else store.latest()
-    if job is None:
-        print("soulprint-import: no such import", file=sys.stderr)
-        return 2
-    summary = job_summary(job, None)
-    if args.json:
-        sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
+    with JobStore(database_url(settings)) as store:
+        if args.job is None:
+            return _print_list(store.recent(args.user, args.limit), args.json)
+        job = store.get(args.job)
+        if job is None:
+            print(f"soulprint-import: no import {args.job}", file=sys.stderr)
+            return 2
+        soulprint_text = store.soulprint_text(job.id)
+    return _print_one(job, soulprint_text, args.json)
+
+
+def _print_list(jobs: list[Any], as_json: bool) -> int:
+    from pipeline.local import job_summary
+
+    if as_json:
+        out = [job_summary(job, None) | {"created_at": job.created_at} for job in jobs]
+        sys.stdout.write(orjson.dumps(out, default=str).decode() + "\n")
+        return 0
+    if not jobs:
+        print("No imports yet. Start one with: soulprint-import run PATH", file=sys.stderr)
+        return 0
+    print(f"{'import':<36}  {'stage':<20}  {'created (UTC)':<19}  counts")
+    for job in jobs:
+        when = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") \
+            if job.created_at else ""
+        print(f"{job.id!s:<36}  {job.stage!s:<20}  {when:<19}  "
+              f"{job.conversations:,} conversations, {job.chunks:,} chunks, "
+              f"{job.embedded_chunks:,} embedded")
+    return 0
+
+
+def _print_one(job: Any, soulprint_text: str | None, as_json: bool) -> int:
+    from pipeline.local import job_summary
+
+    if as_json:
+        sys.stdout.write(orjson.dumps(job_summary(job, soulprint_text), default=str).decode()
+                         + "\n")
         return 0
     print(f"Import {job.id}  user {job.user_id}")
     print(f"  stage: {job.stage}")
@@ -58,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     timings = sorted((job.stage_timings or {}).items(),
                      key=lambda item: item[1].get("started_at") or "")
     for stage, timing in timings:
-        print(f"  {stage:<22} {timing.get('started_at', '')}  {_duration(timing)}")
+        duration = stage_duration(stage, timing, active=job.active and stage == job.stage)
+        print(f"  {stage:<22} {timing.get('started_at', '')}  {duration}".rstrip())
     if job.error_message:
         print(f"  error ({job.error_code}): {job.error_message}")
     return 0

@@ -83,15 +83,14 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
         store.fail(job_id, owner, exc.code, exc.message)
         return "failed"
     except TRANSIENT as exc:
-        if job.attempts >= settings.max_attempts:
-            store.fail(job_id, owner, "service_unavailable",
-                       f"We could not finish {STAGE_LABELS[stage]}: a service we depend on "
-                       f"kept failing. You can retry the import.")
-            return "failed"
-        log.warning("job %s: transient error in %s (%s); releasing for a retry",
-                    job_id, stage, type(exc).__name__)
-        store.release(job_id, owner)
-        return "released"
+        # The policy (count, back off, fail readably at MAX_ATTEMPTS) is SQL's, shared with
+        # the sweeper: see release_import_job.
+        outcome = store.release(job_id, owner, "transient",
+                                max_attempts=settings.max_attempts,
+                                backoff_s=settings.retry_backoff_seconds)
+        log.warning("job %s: transient error in %s (%s): %s", job_id, stage,
+                    type(exc).__name__, outcome)
+        return "failed" if outcome == "failed" else "released"
     except Exception:
         log.exception("job %s: unexpected error in %s", job_id, stage)
         store.fail(job_id, owner, "internal_error",

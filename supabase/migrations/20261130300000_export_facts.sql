@@ -24,6 +24,10 @@ alter table public.import_jobs
   add column if not exists export_truncated boolean not null default false,
   add column if not exists export_warning text;
 
+-- People read their job by column grants (lease and checkpoint stay hidden), so each new
+-- column the app shows is granted by the migration that adds it.
+grant select (excluded, export_truncated, export_warning) on public.import_jobs to authenticated;
+
 create table if not exists public.import_person_notes (
   job_id uuid not null references public.import_jobs (id) on delete cascade,
   user_id uuid not null references auth.users (id) on delete cascade,

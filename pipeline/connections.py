@@ -1,0 +1,56 @@
+"""Which database a command talks to. Resolving a URL changes nothing in any database.
+
+- ``DATABASE_URL`` set: that URL, as it is. In production it is the least-privilege worker
+  role, so status / cancel / retry / sweep / relay / replay run as that role. Nothing is
+  migrated: migrations run only where asked (``migrate``, ``db up``, local ``run``), through
+  ``migrate_or_explain``.
+- Unset: the embedded PostgreSQL under the data dir (local mode), started if needed. That
+  database belongs to this program, so starting it also brings its schema up to date
+  (``ensure_embedded``); its worker URL is the same server as ``import_worker``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from pipeline.errors import SoulprintError
+from pipeline.settings import Settings
+
+
+class MigrationRefused(SoulprintError):
+    """The database refused the migrations (typically: not an admin role). Says what to do."""
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL unchanged, else the embedded server's admin URL (started if needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from pipeline.embedded import ensure_embedded
+
+    return ensure_embedded(settings.data_dir)
+
+
+def worker_database_url(settings: Settings) -> str:
+    """DATABASE_URL unchanged (production: the worker role), else the embedded server as
+    ``import_worker``."""
+    if settings.database_url:
+        return settings.database_url
+    from pipeline.embedded import worker_url
+
+    return worker_url(database_url(settings))
+
+
+def migrate_or_explain(url: str) -> list[str]:
+    """Apply pending migrations to ``url``; the labels applied. A role without the rights
+    to migrate raises MigrationRefused with a sentence instead of a stack trace."""
+    from pipeline.migrate import apply_migrations
+
+    try:
+        return apply_migrations(url)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationRefused(
+            "this DATABASE_URL may not change the schema "
+            f"({exc.diag.message_primary or 'permission denied'}). Migrate with an admin "
+            "URL (`supabase db push`, or `soulprint-import migrate` with DATABASE_URL set to "
+            "the postgres role); the worker role only runs imports."
+        ) from None
