@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -364,10 +365,14 @@ class JobStore:
         return [job for job in map(Job.from_row, rows) if job is not None]
 
     def soulprint_text(self, job_id: UUID) -> str | None:
-        """The soulprint one import wrote; None before its soulprint stage has finished."""
-        return self._scalar(
-            "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
-        )
+        """The soulprint one import wrote; None before its soulprint stage has finished, and
+        None for the worker role, which may not read people's soulprints (security model)."""
+        try:
+            return self._scalar(
+                "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
+            )
+        except psycopg.errors.InsufficientPrivilege:
+            return None
 
     def _forget_progress(self, job_id: UUID) -> None:
         with self._lock:

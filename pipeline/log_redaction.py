@@ -18,6 +18,10 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.settings import Settings
 
 # Loggers that print request URLs. A logger's filters apply only to records created on that
 # very logger (not to its children), hence every httpcore logger by name.
@@ -72,15 +76,16 @@ def install(secrets: Iterable[str | None] = ()) -> None:
                 logger.addFilter(_FILTER)
 
 
-def install_for(settings: object) -> None:
-    """``install()`` with every secret of ``settings`` (a pipeline.settings.Settings): the
-    fields kept out of its repr, and the password of DATABASE_URL if it carries one."""
+def install_for(settings: Settings) -> None:
+    """``install()`` with every secret of ``settings``: the fields kept out of its repr, and
+    the password of DATABASE_URL if it carries one."""
     import contextlib
-    import dataclasses
     from urllib.parse import urlsplit
 
-    secrets: list[str | None] = [getattr(settings, f.name) for f in dataclasses.fields(settings)
-                                 if not f.repr and isinstance(getattr(settings, f.name), str)]
+    secrets: list[str | None] = [
+        value for name, info in type(settings).model_fields.items()
+        if not info.repr and isinstance(value := getattr(settings, name), str)
+    ]
     database_url = getattr(settings, "database_url", None)
     if isinstance(database_url, str) and "://" in database_url:
         with contextlib.suppress(ValueError):  # not a URL after all: nothing to register

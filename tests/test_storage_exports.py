@@ -112,7 +112,7 @@ def test_the_raw_export_is_deleted_from_storage_after_a_successful_import(
                               worker_settings(tmp_path / "worker", storage.url), user)
     assert not stored.exists()
     assert [(m, role) for m, _, role in storage.requests if m == "DELETE"] == [
-        ("DELETE", "import_worker")]
+        ("DELETE", "import_storage_reader")]
 
 
 def test_keep_export_after_import_keeps_it(db_url: str, worker_db_url: str,

@@ -54,21 +54,17 @@ def run(ctx: StageContext) -> None:
         _delete_raw_export(ctx)
 
 
-# The version Storage holds now at the job's path (NULL when the worker cannot see it).
-CURRENT_OBJECT_VERSION = """
-    select o.version from storage.objects o
-     where o.bucket_id = %s and o.name = %s
-     order by o.created_at desc limit 1
-"""
+# True when Storage now holds another version at the job's path (SQL function: the worker
+# role cannot read storage.objects itself).
+EXPORT_REPLACED = "select public.import_export_replaced(%s)"
 
 
 def _replaced_since(ctx: StageContext) -> bool:
     """True when the person uploaded a new file at the same path after this import's one
     (an upsert): deleting it would delete the next import's export."""
     with ctx.connect() as conn:
-        row = conn.execute(CURRENT_OBJECT_VERSION,
-                           (ctx.job.bucket_id, ctx.job.object_name)).fetchone()
-    return row is not None and row[0] != ctx.job.object_version
+        row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
+    return bool(row and row[0])
 
 
 def _delete_raw_export(ctx: StageContext) -> None:
