@@ -134,7 +134,7 @@ BROKEN = {
     "worker may create temp objects": ("grant temporary on database {db} to import_worker",
                                        "worker role", "revoke temp"),
     "Storage role reads other buckets": ("create policy \"worker reads all\" on storage.objects"
-                                         " for select to import_worker using (true)",
+                                         " for select to import_storage_reader using (true)",
                                          "Storage role", "bucket_id = 'imports'"),
     "policy missing": ("drop policy \"imports: delete own exports\" on storage.objects",
                        "Storage policies", "Storage > Policies"),

@@ -53,8 +53,9 @@ def test_a_production_import_logs_no_signed_url_token_or_secret(
         finally:
             lifecycle.reset()  # the receiver's shutdown set the process-wide flag
         assert str(job.stage) == "complete"
-        # The download really went through a signed URL (so there was a token to leak).
-        assert [m for m, _, _ in storage.requests] == ["POST", "GET"]
+        # The download really went through a signed URL (so there was a token to leak), and
+        # the raw export was then deleted with the worker's JWT (so there was a key to leak).
+        assert [m for m, _, _ in storage.requests] == ["POST", "GET", "DELETE"]
 
     secrets = [s for s in (settings.supabase_worker_jwt, settings.webhook_secret,
                            settings.webhook_secret.removeprefix("whsec_"),
