@@ -5,6 +5,13 @@ chunks aim at ``target_chars`` (default 1,000). A chunk is consecutive messages,
 labelled with its role; a message is split only when it alone exceeds the target, then
 at paragraph, sentence or word boundaries. Chunk ids are uuid5 of the conversation id,
 chunk index and content: the same input always gives the same ids (idempotent re-runs).
+
+Two policies (setting ``CHUNK_POLICY``; bench/retrieval.py compares them):
+
+- ``"turns"``: consecutive messages of both roles packed up to ``target_chars``.
+- ``"person"``: one chunk per message the person wrote, followed by at most
+  ``reply_chars`` (default 300) of the answer it got: memory centred on what they said,
+  without embedding every long assistant answer in full.
 """
 
 from __future__ import annotations
@@ -16,6 +23,9 @@ from collections.abc import Sequence
 from pipeline.models import Chunk, Conversation, Message
 
 DEFAULT_TARGET_CHARS = 1000
+POLICIES = ("turns", "person")
+DEFAULT_POLICY = "turns"
+DEFAULT_REPLY_CHARS = 300
 CHUNK_NAMESPACE = uuid.UUID("0d3c1f1e-6a51-4c7e-8f43-4b1f2a9e7c10")
 _NAMESPACE_BYTES = CHUNK_NAMESPACE.bytes
 LABELS = {"user": "User", "assistant": "Assistant"}
@@ -69,11 +79,50 @@ def _times(messages: Sequence[Message]) -> tuple[float | None, float | None]:
     return (min(times), max(times)) if times else (None, None)
 
 
+def _reply_slice(text: str, limit: int) -> str:
+    """The start of an answer, at most ``limit`` characters, cut after a sentence or word."""
+    if len(text) <= limit:
+        return text
+    return split_text(text, limit)[0] if limit > 0 else ""
+
+
+def _person_groups(
+    conv: Conversation, target: int, reply_chars: int,
+) -> list[tuple[str, list[Message]]]:
+    """Groups of the "person" policy: each user message (split if longer than the target)
+    with the start of the reply that follows it; answers to nobody are left out."""
+    groups: list[tuple[str, list[Message]]] = []
+    messages = conv.messages
+    for i, message in enumerate(messages):
+        if message.role != "user":
+            continue
+        reply = messages[i + 1] if i + 1 < len(messages) else None
+        if reply is not None and reply.role == "user":
+            reply = None
+        pieces = split_text(message.text, target - 6)  # 6 = len("User: ")
+        for k, piece in enumerate(pieces):
+            text = f"User: {piece}"
+            members = [message]
+            if reply is not None and k == len(pieces) - 1 and reply_chars > 0:
+                answer = _reply_slice(reply.text, reply_chars)
+                if answer:
+                    text += f"{_SEPARATOR}Assistant: {answer}"
+                    members = [message, reply]
+            groups.append((text, members))
+    return groups
+
+
 def chunk_conversation(
-    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS,
+    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS, *,
+    policy: str = DEFAULT_POLICY, reply_chars: int = DEFAULT_REPLY_CHARS,
 ) -> list[Chunk]:
-    """The chunks of ``conv``'s counted messages, in thread order."""
+    """The chunks of ``conv``'s counted messages, in thread order, under ``policy``
+    (see the module docstring). Raises ValueError for an unknown policy."""
     target = max(1, target_chars)
+    if policy == "person":
+        return _to_chunks(conv, _person_groups(conv, target, reply_chars))
+    if policy != "turns":
+        raise ValueError(f"unknown chunk policy {policy!r}; one of {POLICIES}")
     groups: list[tuple[str, list[Message]]] = []
     texts: list[str] = []
     members: list[Message] = []
@@ -101,7 +150,10 @@ def chunk_conversation(
         members.append(message)
         size += added
     flush()
+    return _to_chunks(conv, groups)
 
+
+def _to_chunks(conv: Conversation, groups: list[tuple[str, list[Message]]]) -> list[Chunk]:
     chunks: list[Chunk] = []
     conv_id, title = conv.id, conv.title
     for index, (text, msgs) in enumerate(groups):

@@ -127,7 +127,8 @@ def run(ctx: StageContext) -> None:
             chunks.clear()
 
         for conv in reader:
-            conv_chunks = chunk_conversation(conv, target_chars=target)
+            conv_chunks = chunk_conversation(conv, target_chars=target,
+                                             policy=ctx.settings.chunk_policy)
             conversations.append(conv)
             chunks.extend(conv_chunks)
             chunk_total += len(conv_chunks)

@@ -1,0 +1,259 @@
+-- Memory search: the app's read path (issue 11).
+--
+-- public.match_memories(query_embedding, query_text, match_count, query_model, rrf_k) ranks
+-- the chunks of the caller's CURRENT import by reciprocal rank fusion of two lists:
+--   * nearest neighbours by cosine distance, through the per-dimension HNSW indexes of the
+--     schema migration (an exact scan when the index cannot give enough of this person's
+--     rows, see below);
+--   * lexical matches through a GIN index on memory_chunks.lexemes.
+-- It is SECURITY INVOKER: the chunk policies ("own current chunks") decide what a person
+-- sees, so the function cannot show anyone anything a plain SELECT would not.
+--
+-- Languages. Exports are often not English. The lexical side indexes the English stemmer's
+-- lexemes (Spanish and other Latin-script words pass through as near-literal lexemes) plus
+-- overlapping character bigrams of every CJK run, the classic indexing of text without
+-- spaces. pg_trgm would be the other choice, but it is not in every PostgreSQL build (the
+-- embedded pgserver lacks it) and under a C locale it ignores non-ASCII characters; bigrams
+-- in a tsvector work on any build and locale.
+
+set search_path = public, extensions;
+
+-- Overlapping two-character pieces of every CJK run (Han, kana, Hangul), e.g.
+-- '小动物' -> {小动, 动物}; a run of one character is kept whole.
+create or replace function public.cjk_bigrams(content text)
+returns tsvector
+language sql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(pg_catalog.array_to_tsvector(array_agg(distinct g.piece)), ''::tsvector)
+    from pg_catalog.regexp_matches(
+           content,
+           '[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+', 'g') as m(run),
+         lateral pg_catalog.generate_series(1, greatest(pg_catalog.length(m.run[1]) - 1, 1)) as i,
+         lateral (select pg_catalog.substr(m.run[1], i, 2) as piece) as g
+$$;
+
+-- What the lexical index holds for a chunk: English-stemmed words plus CJK bigrams.
+create or replace function public.memory_lexemes(content text)
+returns tsvector
+language sql immutable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  select pg_catalog.to_tsvector('pg_catalog.english'::regconfig, content)
+         || public.cjk_bigrams(content)
+$$;
+
+-- A person's question as an OR of lexemes: any shared word counts and the ranking decides.
+-- Words that are stop words in any of six common languages are dropped first, so that a
+-- Spanish "¿dónde está mi ...?" does not match every Spanish chunk through "de" and "mi".
+-- NULL when nothing is left (a question of stop words only searches by meaning alone).
+create or replace function public.memory_search_query(query text)
+returns tsquery
+language sql stable parallel safe
+set search_path = pg_catalog, pg_temp
+as $$
+  with tokens as (
+    select distinct pg_catalog.lower(t.token) as token
+      from pg_catalog.ts_parse('default', query) as t
+  ),
+  kept as (
+    select tk.token from tokens tk
+     where pg_catalog.to_tsvector('pg_catalog.spanish'::regconfig, tk.token) <> ''::tsvector
+       and pg_catalog.to_tsvector('pg_catalog.french'::regconfig, tk.token) <> ''::tsvector
+       and pg_catalog.to_tsvector('pg_catalog.german'::regconfig, tk.token) <> ''::tsvector
+       and pg_catalog.to_tsvector('pg_catalog.portuguese'::regconfig, tk.token) <> ''::tsvector
+       and pg_catalog.to_tsvector('pg_catalog.italian'::regconfig, tk.token) <> ''::tsvector
+  ),
+  lexemes as (
+    select pg_catalog.unnest(pg_catalog.tsvector_to_array(
+             pg_catalog.to_tsvector('pg_catalog.english'::regconfig, k.token))) as lexeme
+      from kept k
+    union
+    select pg_catalog.unnest(pg_catalog.tsvector_to_array(public.cjk_bigrams(query)))
+  )
+  -- Each lexeme quoted for tsquery input ('' doubles a quote); '|' is OR.
+  select pg_catalog.string_agg(
+           '''' || pg_catalog.replace(pg_catalog.replace(l.lexeme, '\', '\\'), '''', '''''')
+           || '''', ' | ')::tsquery
+    from lexemes l
+$$;
+
+-- The lexical index. A stored generated column: the parsing stage's inserts fill it with no
+-- change to the worker, and ts_rank reads it instead of re-parsing each candidate. Adding it
+-- rewrites memory_chunks once on deployed projects.
+alter table public.memory_chunks
+  add column if not exists lexemes tsvector
+  generated always as (public.memory_lexemes(content)) stored;
+create index if not exists memory_chunks_lexemes
+  on public.memory_chunks using gin (lexemes);
+
+create or replace function public.match_memories(
+  query_embedding vector default null,
+  query_text text default null,
+  match_count int default 10,
+  query_model text default null,
+  rrf_k int default 60
+)
+returns table (
+  id uuid,
+  conversation_id text,
+  conversation_title text,
+  content text,
+  first_message_at timestamptz,
+  last_message_at timestamptz,
+  score double precision,        -- sum of 1 / (rrf_k + rank) over the lists it is in
+  vector_rank int,               -- 1-based rank by cosine distance, null if not a candidate
+  lexical_rank int,              -- 1-based rank by ts_rank, null if not a candidate
+  similarity double precision,   -- cosine similarity to the query embedding
+  lexical_score real             -- ts_rank against the query text
+)
+language plpgsql stable
+security invoker
+set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+  -- Candidates taken from each list before fusing: fusion needs some depth below the cut.
+  pool int := least(greatest(match_count * 4, 40), 400);
+  vs name;            -- the schema pgvector lives in (extensions on Supabase)
+  job uuid;
+  job_model text;
+  job_dim int;
+  job_embedded bigint;
+  tsq tsquery;
+  vec_ids uuid[] := '{}';
+  vec_sims float8[] := '{}';
+  lex_ids uuid[] := '{}';
+  lex_scores real[] := '{}';
+  old_ef text;
+begin
+  if match_count is null or match_count < 1 or match_count > 100 then
+    raise exception 'match_count must be between 1 and 100 (got %)', match_count
+      using errcode = 'invalid_parameter_value';
+  end if;
+  if rrf_k is null or rrf_k < 1 then
+    raise exception 'rrf_k must be a positive integer' using errcode = 'invalid_parameter_value';
+  end if;
+
+  -- The caller's current import; RLS on import_jobs shows a person only their own jobs.
+  select j.id, j.embedding_model, j.embedding_dim, j.embedded_chunks
+    into job, job_model, job_dim, job_embedded
+    from public.import_jobs j
+   where j.id = public.current_import_id();
+  if job is null then
+    raise exception 'no completed import to search'
+      using errcode = 'no_data_found',
+            hint = 'Search works once an import of this person has completed.';
+  end if;
+
+  if query_embedding is not null then
+    -- (The vector->real[] cast needs no schema: pgvector may live in any.)
+    if query_model is not null and job_model is not null and query_model <> job_model then
+      raise exception 'query embedded with % but this import was embedded with %',
+        query_model, job_model
+        using errcode = 'invalid_parameter_value',
+              hint = 'Embed the query with the model named in import_jobs.embedding_model.';
+    end if;
+    if job_dim is null or pg_catalog.array_length(query_embedding::real[], 1) <> job_dim then
+      raise exception 'query embedding has % dimensions but this import''s model (%) has %',
+        pg_catalog.array_length(query_embedding::real[], 1), coalesce(job_model, 'none'),
+        coalesce(job_dim::text, 'no vectors')
+        using errcode = 'invalid_parameter_value',
+              hint = 'Embed the query with the model named in import_jobs.embedding_model.';
+    end if;
+  end if;
+  if query_text is not null and pg_catalog.btrim(query_text) <> '' then
+    tsq := public.memory_search_query(query_text);
+  end if;
+
+  if query_embedding is not null then
+    select n.nspname into vs
+      from pg_catalog.pg_extension e join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+     where e.extname = 'vector';
+    -- HNSW returns at most ef_search rows before RLS and the job filter drop others':
+    -- search as deep as the pool (transaction-local; put back below).
+    old_ef := pg_catalog.current_setting('hnsw.ef_search', true);
+    perform pg_catalog.set_config('hnsw.ef_search', greatest(pool, 40)::text, true);
+    -- The ORDER BY expression and the dimension literal match the partial HNSW index
+    -- memory_chunks_embedding_<dim> exactly; that is what lets the planner use it.
+    execute format(
+      'select array_agg(s.id order by s.d), array_agg(1 - s.d order by s.d)
+         from (select m.id, m.embedding::%1$I.vector(%2$s) operator(%1$I.<=>) $1::%1$I.vector(%2$s) as d
+                 from public.memory_chunks m
+                where m.job_id = $2 and m.embedding_dim = %2$s
+                order by m.embedding::%1$I.vector(%2$s) operator(%1$I.<=>) $1::%1$I.vector(%2$s)
+                limit $3) s',
+      vs, job_dim)
+      into vec_ids, vec_sims
+      using query_embedding, job, pool;
+    -- When other people's chunks crowd this person's out of the index's candidates (a
+    -- small import in a big table), rank this import's vectors exactly: the job_id prefix
+    -- of the primary key finds them, and there are few.
+    if coalesce(pg_catalog.array_length(vec_ids, 1), 0) < least(pool, job_embedded) then
+      execute format(
+        'select array_agg(s.id order by s.d), array_agg(1 - s.d order by s.d)
+           from (select m.id, m.embedding operator(%1$I.<=>) $1 as d
+                   from public.memory_chunks m
+                  where m.job_id = $2 and m.embedding is not null
+                  order by 2
+                  limit $3) s',
+        vs)
+        into vec_ids, vec_sims
+        using query_embedding, job, pool;
+    end if;
+    perform pg_catalog.set_config('hnsw.ef_search', coalesce(old_ef, '40'), true);
+  end if;
+
+  if tsq is not null then
+    select array_agg(s.id order by s.r desc, s.id), array_agg(s.r order by s.r desc, s.id)
+      into lex_ids, lex_scores
+      from (select m.id, pg_catalog.ts_rank(m.lexemes, tsq) as r
+              from public.memory_chunks m
+             where m.job_id = job and m.lexemes @@ tsq
+             order by 2 desc, m.id
+             limit pool) s;
+  end if;
+
+  -- (Multi-array unnest is FROM-clause syntax, not a function: it cannot be qualified.)
+  return query
+  with v as (
+    select t.id, t.ord::int as rnk, t.sim
+      from unnest(vec_ids, vec_sims) with ordinality as t(id, sim, ord)
+  ),
+  l as (
+    select t.id, t.ord::int as rnk, t.sc
+      from unnest(lex_ids, lex_scores) with ordinality as t(id, sc, ord)
+  ),
+  fused as (
+    select coalesce(v.id, l.id) as id, v.rnk as vr, l.rnk as lr, v.sim, l.sc,
+           coalesce(1.0 / (rrf_k + v.rnk), 0) + coalesce(1.0 / (rrf_k + l.rnk), 0) as s
+      from v full join l on l.id = v.id
+  )
+  select m.id, m.conversation_id, m.conversation_title, m.content,
+         m.first_message_at, m.last_message_at,
+         f.s::float8, f.vr, f.lr, f.sim, f.sc
+    from fused f
+    join public.memory_chunks m on m.job_id = job and m.id = f.id
+   order by f.s desc, f.vr nulls last, f.lr nulls last
+   limit match_count;
+end
+$$;
+
+-- People search their own memory; anon and PUBLIC may not call it at all.
+revoke all on function public.match_memories(vector, text, int, text, int)
+  from public, anon;
+grant execute on function public.match_memories(vector, text, int, text, int)
+  to authenticated, service_role;
+
+-- The service's POST /v1/search verifies the person's access token itself and then runs
+-- match_memories as that person (SET LOCAL ROLE authenticated plus their claims), exactly
+-- as PostgREST does, so RLS is what limits the result. The worker role may switch to
+-- `authenticated` but does not inherit its rights (it is NOINHERIT). Hosted projects where
+-- the migration role cannot grant it get a warning; grant it from the dashboard then.
+do $$
+begin
+  grant authenticated to import_worker;
+exception when insufficient_privilege then
+  raise warning 'could not grant authenticated to import_worker: /v1/search needs it';
+end
+$$;
