@@ -87,6 +87,34 @@ alter table public.memory_chunks
 create index if not exists memory_chunks_lexemes
   on public.memory_chunks using gin (lexemes);
 
+-- The lexical candidates of the caller's current import, best first. SECURITY DEFINER for
+-- one reason: under RLS PostgreSQL will not use an index for a condition whose operator
+-- is not LEAKPROOF, and tsvector @@ tsquery is not, so as the person this is a sequential
+-- scan of the whole table. The function therefore decides the rows itself with the very
+-- predicate of the "own current chunks" policy (the caller's auth.uid() and current
+-- import, never a parameter), and returns only ids and scores; match_memories reads the
+-- rows back through RLS.
+create or replace function public._memory_lexical_candidates(tsq tsquery, pool int)
+returns table (id uuid, r real, rnk int)
+language sql stable
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select m.id, pg_catalog.ts_rank(m.lexemes, tsq),
+         pg_catalog.row_number() over (order by pg_catalog.ts_rank(m.lexemes, tsq) desc, m.id)::int
+    from public.memory_chunks m
+   where m.job_id = public.current_import_id()
+     and m.user_id = auth.uid()
+     and m.lexemes @@ tsq
+   order by 2 desc, m.id
+   limit least(greatest(pool, 1), 400)
+$$;
+
+revoke all on function public._memory_lexical_candidates(tsquery, int)
+  from public, anon, authenticated;
+grant execute on function public._memory_lexical_candidates(tsquery, int)
+  to authenticated, service_role;
+
 create or replace function public.match_memories(
   query_embedding vector default null,
   query_text text default null,
@@ -205,13 +233,9 @@ begin
   end if;
 
   if tsq is not null then
-    select array_agg(s.id order by s.r desc, s.id), array_agg(s.r order by s.r desc, s.id)
+    select array_agg(c.id order by c.rnk), array_agg(c.r order by c.rnk)
       into lex_ids, lex_scores
-      from (select m.id, pg_catalog.ts_rank(m.lexemes, tsq) as r
-              from public.memory_chunks m
-             where m.job_id = job and m.lexemes @@ tsq
-             order by 2 desc, m.id
-             limit pool) s;
+      from public._memory_lexical_candidates(tsq, pool) c;
   end if;
 
   -- (Multi-array unnest is FROM-clause syntax, not a function: it cannot be qualified.)
