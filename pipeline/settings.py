@@ -36,6 +36,12 @@ class Settings:
     supabase_url: str | None = None
     supabase_anon_key: str | None = field(default=None, repr=False)
     supabase_worker_jwt: str | None = field(default=None, repr=False)
+    # POST /v1/search verifies people's access tokens: the legacy HS256 JWT secret and/or
+    # the project's JWKS (default {supabase_url}/auth/v1/.well-known/jwks.json).
+    supabase_jwt_secret: str | None = field(default=None, repr=False)
+    supabase_jwks_url: str | None = None
+    search_rate_per_minute: int = 30  # per person, per service instance
+    search_max_body_bytes: int = 8192
     # Local mode: the "imports" bucket is a directory.
     local_bucket_dir: Path | None = None
 
@@ -81,6 +87,10 @@ class Settings:
             supabase_url=_env("SUPABASE_URL"),
             supabase_anon_key=_env("SUPABASE_ANON_KEY"),
             supabase_worker_jwt=_env("SUPABASE_WORKER_JWT"),
+            supabase_jwt_secret=_env("SUPABASE_JWT_SECRET"),
+            supabase_jwks_url=_env("SUPABASE_JWKS_URL"),
+            search_rate_per_minute=int(_env("SEARCH_RATE_PER_MINUTE", "30")),
+            search_max_body_bytes=int(_env("SEARCH_MAX_BODY_BYTES", "8192")),
             local_bucket_dir=Path(bucket) if bucket else None,
             svix_api_key=_env("SVIX_API_KEY"),
             svix_app_id=_env("SVIX_APP_ID"),
