@@ -65,7 +65,7 @@ class Settings:
     max_upload_bytes: int = 1024 * 1024 * 1024
     max_message_chars: int = 200_000
     chunk_target_chars: int = 1000
-    chunk_policy: str = "turns"  # turns | person (pipeline/chunker.py; README "Search")
+    chunk_policy: str = "person"  # person | turns (pipeline/chunker.py; README "Search")
     stage_pool_size: int = 2
     lease_seconds: int = 60
     # A stage that reports nothing for this long is taken as hung: its lease is let go.
@@ -108,7 +108,7 @@ class Settings:
             max_upload_bytes=int(_env("MAX_UPLOAD_BYTES", str(1024**3))),
             max_message_chars=int(_env("MAX_MESSAGE_CHARS", "200000")),
             chunk_target_chars=int(_env("CHUNK_TARGET_CHARS", "1000")),
-            chunk_policy=_env("CHUNK_POLICY", "turns") or "turns",
+            chunk_policy=_env("CHUNK_POLICY", "person") or "person",
             stage_pool_size=int(_env("STAGE_POOL_SIZE", "2")),
             lease_seconds=int(_env("LEASE_SECONDS", "60")),
             stage_stall_seconds=int(_env("STAGE_STALL_SECONDS", "1200")),
