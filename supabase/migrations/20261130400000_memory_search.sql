@@ -43,10 +43,16 @@ as $$
          || public.cjk_bigrams(content)
 $$;
 
--- A person's question as an OR of lexemes: any shared word counts and the ranking decides.
--- Words that are stop words in any of six common languages are dropped first, so that a
--- Spanish "¿dónde está mi ...?" does not match every Spanish chunk through "de" and "mi".
--- NULL when nothing is left (a question of stop words only searches by meaning alone).
+-- A person's question as a tsquery that a chunk satisfies by sharing at least TWO of the
+-- question's lexemes (any one, when the question has only one or two). Matching any single
+-- word made the lexical list mostly noise for questions phrased in other words than the
+-- memory ("what is the name of my pet?" matched every chunk with "name"), and reciprocal
+-- rank fusion then pushed that noise above the right answer; two shared words is the
+-- usual "minimum should match" and keeps names, identifiers and Chinese phrases findable.
+-- Built as an OR of pairwise ANDs, which the GIN index evaluates directly. Words that are
+-- stop words in any of six common languages are dropped first, so that a Spanish "¿dónde
+-- está mi ...?" does not match through "de" and "mi"; at most the 12 longest lexemes are
+-- kept. NULL when nothing is left (a question of stop words only searches by meaning).
 create or replace function public.memory_search_query(query text)
 returns tsquery
 language sql stable parallel safe
@@ -70,12 +76,23 @@ as $$
       from kept k
     union
     select pg_catalog.unnest(pg_catalog.tsvector_to_array(public.cjk_bigrams(query)))
-  )
-  -- Each lexeme quoted for tsquery input ('' doubles a quote); '|' is OR.
-  select pg_catalog.string_agg(
-           '''' || pg_catalog.replace(pg_catalog.replace(l.lexeme, '\', '\\'), '''', '''''')
-           || '''', ' | ')::tsquery
-    from lexemes l
+  ),
+  -- Each lexeme quoted for tsquery input (a quote or backslash doubled).
+  quoted as (
+    select '''' || pg_catalog.replace(pg_catalog.replace(l.lexeme, '\', '\\'), '''', '''''')
+           || '''' as q
+      from lexemes l
+     order by pg_catalog.length(l.lexeme) desc, l.lexeme
+     limit 12
+  ),
+  counted as (select pg_catalog.count(*) as n from quoted)
+  select case
+           when c.n = 0 then null
+           when c.n <= 2 then (select pg_catalog.string_agg(q, ' | ') from quoted)::tsquery
+           else (select pg_catalog.string_agg('(' || a.q || ' & ' || b.q || ')', ' | ')
+                   from quoted a join quoted b on a.q < b.q)::tsquery
+         end
+    from counted c
 $$;
 
 -- The lexical index. A stored generated column: the parsing stage's inserts fill it with no
@@ -141,8 +158,10 @@ set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
-  -- Candidates taken from each list before fusing: fusion needs some depth below the cut.
-  pool int := least(greatest(match_count * 4, 40), 400);
+  -- Candidates taken from each list before fusing: twice what is asked (as in Supabase's
+  -- hybrid search). Deeper pools let weak matches of both lists outrank strong matches
+  -- of one: under RRF anything in both lists beats almost anything in one.
+  pool int := least(greatest(match_count * 2, 20), 200);
   vs name;            -- the schema pgvector lives in (extensions on Supabase)
   job uuid;
   job_model text;
@@ -253,12 +272,19 @@ begin
            coalesce(1.0 / (rrf_k + v.rnk), 0) + coalesce(1.0 / (rrf_k + l.rnk), 0) as s
       from v full join l on l.id = v.id
   )
-  select m.id, m.conversation_id, m.conversation_title, m.content,
-         m.first_message_at, m.last_message_at,
-         f.s::float8, f.vr, f.lr, f.sim, f.sc
-    from fused f
-    join public.memory_chunks m on m.job_id = job and m.id = f.id
-   order by f.s desc, f.vr nulls last, f.lr nulls last
+  -- The same text said in several conversations (a question asked again, a pasted
+  -- error) is one result, at its best rank: five copies would hide four other memories.
+  select d.id, d.conversation_id, d.conversation_title, d.content,
+         d.first_message_at, d.last_message_at, d.s, d.vr, d.lr, d.sim, d.sc
+    from (select distinct on (pg_catalog.md5(m.content))
+                 m.id, m.conversation_id, m.conversation_title, m.content,
+                 m.first_message_at, m.last_message_at,
+                 f.s::float8 as s, f.vr, f.lr, f.sim, f.sc
+            from fused f
+            join public.memory_chunks m on m.job_id = job and m.id = f.id
+           order by pg_catalog.md5(m.content), f.s desc, f.vr nulls last, f.lr nulls last)
+         as d
+   order by d.s desc, d.vr nulls last, d.lr nulls last
    limit match_count;
 end
 $$;
