@@ -121,6 +121,32 @@ def test_lexical_side_finds_chinese_and_spanish(db_url: str, query: str, wanted:
     assert rows and rows[0]["conversation_id"] == wanted
 
 
+def test_small_import_is_found_when_others_crowd_the_index(db_url: str) -> None:
+    """HNSW returns a fixed number of nearest rows BEFORE row-level security drops other
+    people's: when 2,000 of someone else's chunks sit closer to the question, a small
+    import must still get all of its own chunks back (an exact scan of its own vectors,
+    chosen by the planner or by the function's fallback) instead of an empty answer."""
+    hal, ivy = create_user(db_url), create_user(db_url)
+    completed_import(db_url, hal, [(f"h{i}", f"hal note {i}", unit_vector(DIM, 2, 10 + i))
+                                   for i in range(3)])
+    job = completed_import(db_url, ivy, [("seed", "seed", unit_vector(DIM, 1))])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            insert into public.memory_chunks (id, job_id, user_id, conversation_id,
+                   chunk_index, content, embedding, embedding_model, embedding_dim)
+            select gen_random_uuid(), %s, %s, 'i' || s, 0, 'ivy ' || s,
+                   (select array_agg(case when d = 1 then 1.0 else random() * 0.01 end)
+                      from generate_series(1, 384) d where s > 0)::extensions.vector,
+                   %s, 384
+              from generate_series(1, 2000) s
+            """, (job, ivy, MODEL))
+        conn.execute("analyze public.memory_chunks")
+    with user_session(db_url, hal) as conn:
+        rows = _search(conn, unit_vector(DIM, 1), None)
+    assert sorted(r["conversation_id"] for r in rows) == ["h0", "h1", "h2"]
+
+
 def _fill_100k(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, n: int) -> None:
     """n chunks generated in SQL: each vector is the sum of two of 1,000 random base vectors
     and each text joins two of 1,000 random sentences (distinct pairs, cheap to make). Both
