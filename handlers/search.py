@@ -137,19 +137,20 @@ class SearchEndpoint:
         return JSONResponse({"results": [h.to_json() for h in hits], "model": model})
 
     async def _search(self, person: Person, query: str, limit: int) -> tuple[list[Hit], str]:
-        async with self.db.connection() as conn:
-            async with conn.transaction():
-                await _act_as(conn, person)
-                row = await (await conn.execute(CURRENT_IMPORT_SQL)).fetchone()
-            if row is None:
-                raise NoImport("There is nothing to search yet: no import of this person "
-                               "has completed.")
-            target = Target(*row)
-            # CPU-bound (local model) or a remote call: off the event loop.
-            vector = await asyncio.to_thread(embed_query, self.embedder(), target, query)
-            params = {"embedding": vector_text(vector), "text": query, "limit": limit,
-                      "model": target.embedding_model, "rrf_k": 60}
-            async with conn.transaction():
-                await _act_as(conn, person)
-                rows = await (await conn.execute(MATCH_SQL, params)).fetchall()
+        # Two short checkouts: the pool (shared with the webhooks) is not held while the
+        # question is embedded.
+        async with self.db.connection() as conn, conn.transaction():
+            await _act_as(conn, person)
+            row = await (await conn.execute(CURRENT_IMPORT_SQL)).fetchone()
+        if row is None:
+            raise NoImport("There is nothing to search yet: no import of this person "
+                           "has completed.")
+        target = Target(*row)
+        # CPU-bound (local model) or a remote call: off the event loop.
+        vector = await asyncio.to_thread(embed_query, self.embedder(), target, query)
+        params = {"embedding": vector_text(vector), "text": query, "limit": limit,
+                  "model": target.embedding_model, "rrf_k": 60}
+        async with self.db.connection() as conn, conn.transaction():
+            await _act_as(conn, person)
+            rows = await (await conn.execute(MATCH_SQL, params)).fetchall()
         return [Hit(*r) for r in rows], target.embedding_model or ""
