@@ -12,8 +12,11 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from handlers.auth import TokenVerifier
 from handlers.health import Health
 from handlers.pool import StagePool
+from handlers.ratelimit import RateLimiter
+from handlers.search import SearchEndpoint
 from handlers.signature import Verifier
 from handlers.webhook import WebhookReceiver
 from pipeline import lifecycle
@@ -82,10 +85,29 @@ def create_app(
             stages.close()
             await db.close()
 
+    search = _search_endpoint(settings, db)
+
     routes = [
         Route("/webhooks/supabase", receiver.handle, methods=["POST"]),
+        Route("/v1/search", search.handle, methods=["POST"]),
         Route("/healthz", Health(db, stages).handle, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.stages = stages
     return app
+
+
+def _search_endpoint(settings: Settings, db: AsyncConnectionPool) -> SearchEndpoint:
+    """POST /v1/search: people's tokens verified with the legacy secret and/or the JWKS."""
+    from pipeline.embedding import get_embedder
+
+    jwks = settings.supabase_jwks_url or (
+        f"{settings.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json"
+        if settings.supabase_url else None)
+    return SearchEndpoint(
+        verifier=TokenVerifier(hs256_secret=settings.supabase_jwt_secret, jwks_url=jwks),
+        limiter=RateLimiter(settings.search_rate_per_minute),
+        db=db,
+        embedder=lambda: get_embedder(settings),
+        max_body_bytes=settings.search_max_body_bytes,
+    )

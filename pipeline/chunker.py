@@ -6,6 +6,16 @@ labelled with its role; a message is split only when it alone exceeds the target
 at paragraph, sentence or word boundaries. Chunk ids are uuid5 of the conversation id,
 chunk index and content: the same input always gives the same ids (idempotent re-runs).
 
+Two policies (setting ``CHUNK_POLICY``, default ``"person"``; bench/retrieval.py compares
+them, README "Search" has the figures):
+
+- ``"person"``: one chunk per message the person wrote, followed by at most
+  ``reply_chars`` (default 300) of the answer it got: memory centred on what they said,
+  without embedding every long assistant answer in full. Better recall for fewer
+  embedded characters on the benchmark persons.
+- ``"turns"``: consecutive messages of both roles packed up to ``target_chars`` (the
+  original policy, and this function's default so its packing stays directly testable).
+
 A conversation's canvas documents follow its messages, each labelled as a document with
 its name (``Document “Letter to Ana”: ...``); their chunks hold no message
 (``message_count`` 0), so message counts stay what the counting contract says.
@@ -20,6 +30,9 @@ from collections.abc import Sequence
 from pipeline.models import Chunk, Conversation, Message
 
 DEFAULT_TARGET_CHARS = 1000
+POLICIES = ("turns", "person")
+DEFAULT_POLICY = "turns"
+DEFAULT_REPLY_CHARS = 300
 CHUNK_NAMESPACE = uuid.UUID("0d3c1f1e-6a51-4c7e-8f43-4b1f2a9e7c10")
 _NAMESPACE_BYTES = CHUNK_NAMESPACE.bytes
 LABELS = {"user": "User", "assistant": "Assistant"}
@@ -73,11 +86,51 @@ def _times(messages: Sequence[Message]) -> tuple[float | None, float | None]:
     return (min(times), max(times)) if times else (None, None)
 
 
+def _reply_slice(text: str, limit: int) -> str:
+    """The start of an answer, at most ``limit`` characters, cut after a sentence or word."""
+    if len(text) <= limit:
+        return text
+    return split_text(text, limit)[0] if limit > 0 else ""
+
+
+def _person_groups(
+    conv: Conversation, target: int, reply_chars: int,
+) -> list[tuple[str, list[Message]]]:
+    """Groups of the "person" policy: each user message (split if longer than the target)
+    with the start of the reply that follows it; answers to nobody are left out."""
+    groups: list[tuple[str, list[Message]]] = []
+    messages = conv.messages
+    for i, message in enumerate(messages):
+        if message.role != "user":
+            continue
+        reply = messages[i + 1] if i + 1 < len(messages) else None
+        if reply is not None and reply.role == "user":
+            reply = None
+        pieces = split_text(message.text, target - 6)  # 6 = len("User: ")
+        for k, piece in enumerate(pieces):
+            text = f"User: {piece}"
+            members = [message]
+            if reply is not None and k == len(pieces) - 1 and reply_chars > 0:
+                answer = _reply_slice(reply.text, reply_chars)
+                if answer:
+                    text += f"{_SEPARATOR}Assistant: {answer}"
+                    members = [message, reply]
+            groups.append((text, members))
+    return groups
+
+
 def chunk_conversation(
-    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS,
+    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS, *,
+    policy: str = DEFAULT_POLICY, reply_chars: int = DEFAULT_REPLY_CHARS,
 ) -> list[Chunk]:
-    """The chunks of ``conv``'s counted messages, in thread order."""
+    """The chunks of ``conv``'s counted messages, in thread order, under ``policy``
+    (see the module docstring). Raises ValueError for an unknown policy."""
     target = max(1, target_chars)
+    if policy == "person":
+        return _to_chunks(conv, _with_documents(conv, _person_groups(conv, target, reply_chars),
+                                                target))
+    if policy != "turns":
+        raise ValueError(f"unknown chunk policy {policy!r}; one of {POLICIES}")
     groups: list[tuple[str, list[Message]]] = []
     texts: list[str] = []
     members: list[Message] = []
@@ -107,20 +160,32 @@ def chunk_conversation(
         members.append(message)
         size += added
     flush()
-    doc_times: dict[int, tuple[float | None, float | None]] = {}
+    return _to_chunks(conv, _with_documents(conv, groups, target))
+
+
+Group = tuple[str, list[Message], tuple[float | None, float | None] | None]
+
+
+def _with_documents(conv: Conversation, groups: list[tuple[str, list[Message]]],
+                    target: int) -> list[Group]:
+    """The message groups, then the conversation's canvas documents (whatever the policy:
+    a person's drafts are memory), each piece carrying its document's times."""
+    out: list[Group] = [(text, msgs, None) for text, msgs in groups]
     for doc in conv.documents:
         label = f"Document “{doc.name}”"
         for piece in split_text(doc.text, max(1, target - len(label) - 2)):
-            doc_times[len(groups)] = (doc.first_time, doc.last_time)
-            groups.append((f"{label}: {piece}", []))
+            out.append((f"{label}: {piece}", [], (doc.first_time, doc.last_time)))
+    return out
 
+
+def _to_chunks(conv: Conversation, groups: list[Group]) -> list[Chunk]:
     chunks: list[Chunk] = []
     conv_id, title = conv.id, conv.title
-    for index, (text, msgs) in enumerate(groups):
-        if len(msgs) == 1:
+    for index, (text, msgs, doc_time) in enumerate(groups):
+        if doc_time is not None:
+            first, last = doc_time
+        elif len(msgs) == 1:
             first = last = msgs[0].create_time
-        elif not msgs:
-            first, last = doc_times.get(index, (None, None))
         else:
             first, last = _times(msgs)
         # Positional: Chunk(id, conversation_id, conversation_title, index, text,

@@ -25,6 +25,7 @@ COMMANDS = (
     "sweep",
     "replay",
     "doctor",
+    "search",
 )
 
 

@@ -56,6 +56,12 @@ class Settings(BaseModel):
     supabase_url: str | None = None
     supabase_anon_key: str | None = Field(default=None, repr=False)
     supabase_worker_jwt: str | None = Field(default=None, repr=False)
+    # POST /v1/search verifies people's access tokens: the legacy HS256 JWT secret and/or
+    # the project's JWKS (default {supabase_url}/auth/v1/.well-known/jwks.json).
+    supabase_jwt_secret: str | None = Field(default=None, repr=False)
+    supabase_jwks_url: str | None = None
+    search_rate_per_minute: int = 30  # per person, per service instance
+    search_max_body_bytes: int = 8192
     # Local mode: the "imports" bucket is a directory.
     local_bucket_dir: Path | None = Field(default=None,
                                           validation_alias="SOULPRINT_LOCAL_BUCKET_DIR")
@@ -80,6 +86,7 @@ class Settings(BaseModel):
     max_upload_bytes: int = 1024 * 1024 * 1024
     max_message_chars: int = 200_000
     chunk_target_chars: int = 1000
+    chunk_policy: str = "person"  # person | turns (pipeline/chunker.py; README "Search")
     stage_pool_size: int = 2
     lease_seconds: int = 60
     # A stage that reports nothing for this long is taken as hung: its lease is let go.

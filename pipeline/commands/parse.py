@@ -29,12 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def summarize(path: Path, *, max_message_chars: int, chunk_chars: int) -> dict[str, Any]:
+def summarize(path: Path, *, max_message_chars: int, chunk_chars: int,
+              chunk_policy: str = "person") -> dict[str, Any]:
     """Read the whole export once; raises NotAnExportError like open_export."""
     reader = open_export(path, max_message_chars=max_message_chars)
     chunks = documents = 0
     for conv in reader:
-        chunks += len(chunk_conversation(conv, chunk_chars))
+        chunks += len(chunk_conversation(conv, chunk_chars, policy=chunk_policy))
         documents += len(conv.documents)
     s = reader.stats
     notes = reader.notes
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
             args.path,
             max_message_chars=args.max_message_chars or settings.max_message_chars,
             chunk_chars=args.chunk_chars or settings.chunk_target_chars,
+            chunk_policy=settings.chunk_policy,
         )
     except NotAnExportError as exc:
         print(f"soulprint-import: {exc}", file=sys.stderr)

@@ -140,7 +140,8 @@ def run(ctx: StageContext) -> None:
             notes = PersonNotes()
 
         for conv in reader:
-            conv_chunks = chunk_conversation(conv, target_chars=target)
+            conv_chunks = chunk_conversation(conv, target_chars=target,
+                                             policy=ctx.settings.chunk_policy)
             conversations.append(conv)
             chunks.extend(conv_chunks)
             for note in conv.notes:

@@ -1,0 +1,238 @@
+"""POST /v1/search over real HTTP on loopback: real signed tokens (HS256 with the legacy
+secret; ES256 and RS256 through a JWKS served on loopback), the real local embedder, the
+receiver connected as the least-privilege worker role, RLS deciding what comes back."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from handlers.app import create_app
+from handlers.server import ServerHandle, serve_in_thread
+from pipeline import lifecycle
+from pipeline.embedding import get_embedder
+from pipeline.settings import Settings
+from tests.dbutil import create_user
+from tests.search_helpers import completed_import
+
+JWT_SECRET = "test-legacy-jwt-secret-with-at-least-32-characters"
+WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def token(user: uuid.UUID, *, key: object = JWT_SECRET, alg: str = "HS256",
+          kid: str | None = None, **claims: object) -> str:
+    """A Supabase-shaped access token for ``user``; ``claims`` override the defaults."""
+    body = {"sub": str(user), "aud": "authenticated", "role": "authenticated",
+            "exp": int(time.time()) + 3600, "iat": int(time.time()),
+            "iss": "http://127.0.0.1/auth/v1", **claims}
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(body, key, algorithm=alg, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder(Settings())
+
+
+@pytest.fixture
+def start_service(worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
+    """The service (receiver app) on loopback, as the worker role; stopped at teardown."""
+    handles: list[ServerHandle] = []
+
+    def start(**overrides: object) -> ServerHandle:
+        settings = Settings(**{"webhook_secret": WEBHOOK_SECRET,
+                               "supabase_jwt_secret": JWT_SECRET, **overrides})
+        app = create_app(settings, conninfo=worker_db_url, runner=lambda event: None,
+                         shutdown_grace_s=5)
+        handles.append(serve_in_thread(app))
+        return handles[-1]
+
+    lifecycle.reset()
+    yield start
+    for handle in handles:
+        handle.stop()
+    lifecycle.reset()
+
+
+def _import(db_url: str, embedder, user: uuid.UUID, texts: dict[str, str]) -> None:
+    vectors = embedder.embed(list(texts.values()))
+    completed_import(db_url, user, [(cid, text, list(map(float, vec)))
+                                    for (cid, text), vec in zip(texts.items(), vectors,
+                                                                strict=True)],
+                     model=embedder.model, dim=embedder.dimensions)
+
+
+ALICE = {
+    "dog": "User: Biscuit chewed through my sneakers again. Is bitter spray safe for a beagle?",
+    "code": "User: my Python code raises KeyError: 'user_id' in parse_config, how to fix?",
+    "trip": "User: Flying into Reykjavik in June to see the glaciers, what should I not miss?",
+}
+BOB = {"bob-dog": "User: My dog Rex, a husky, keeps howling at night."}
+
+
+def search(handle: ServerHandle, tok: str | None, body: object = None,
+           raw: bytes | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
+    content = raw if raw is not None else json.dumps(body or {"query": "x"}).encode()
+    return httpx.post(handle.url + "/v1/search", content=content,
+                      headers={**headers, "content-type": "application/json"}, timeout=30)
+
+
+def test_a_person_searches_their_own_memory_with_their_token(db_url, start_service, embedder):
+    """The app's read path end to end: the person's HS256 access token, the query embedded
+    with the import's model, results from their current import only (RLS through the
+    worker's connection, never service_role: pitfall 3)."""
+    alice, bob = create_user(db_url), create_user(db_url)
+    _import(db_url, embedder, alice, ALICE)
+    _import(db_url, embedder, bob, BOB)
+    svc = start_service()
+    r = search(svc, token(alice), {"query": "what is my dog called?", "limit": 3})
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["model"] == embedder.model
+    ids = [hit["conversation_id"] for hit in data["results"]]
+    assert ids[0] == "dog" and set(ids) <= set(ALICE)
+    top = data["results"][0]
+    assert {"content", "conversation_title", "score", "vector_rank", "lexical_rank",
+            "first_message_at"} <= set(top)
+    r = search(svc, token(bob), {"query": "what is my dog called?"})
+    assert [h["conversation_id"] for h in r.json()["results"]] == ["bob-dog"]
+
+
+def test_tokens_that_are_not_a_signed_in_person_are_refused(db_url, start_service):
+    """401 for no token, garbage, another secret, an expired token, a token for another
+    audience, an unsigned ('none') token and the anon key's role: only a valid session
+    token of a person can read memory (pitfall: unauthenticated service endpoints)."""
+    alice = create_user(db_url)
+    svc = start_service()
+    now = int(time.time())
+    bad = [
+        None,
+        "not-a-jwt",
+        token(alice, key="another-secret-that-is-also-32-characters-long"),
+        token(alice, exp=now - 120),
+        token(alice, aud="someone-else"),
+        jwt.encode({"sub": str(alice), "aud": "authenticated", "role": "authenticated",
+                    "exp": now + 60}, None, algorithm="none"),
+        token(alice, role="anon"),
+        token(alice, sub="not-a-uuid"),
+    ]
+    for tok in bad:
+        r = search(svc, tok, {"query": "anything"})
+        assert r.status_code == 401, (tok, r.text)
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"] == "invalid_token"
+
+
+class _Jwks:
+    """A Supabase-style JWKS endpoint on loopback, counting how often it is fetched."""
+
+    def __init__(self, keys: list[dict]) -> None:
+        self.keys, self.fetches = keys, 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/auth/v1/.well-known/jwks.json":
+                    self.send_error(404)
+                    return
+                outer.fetches += 1
+                body = json.dumps({"keys": outer.keys}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _jwk(public_key: object, kid: str, alg: str) -> dict:
+    jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(public_key))
+    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
+
+
+def test_asymmetric_signing_keys_through_the_projects_jwks(db_url, start_service, embedder):
+    """Projects on the newer signing keys: ES256 and RS256 tokens verified with the public
+    keys from {SUPABASE_URL}/auth/v1/.well-known/jwks.json, fetched once and cached; a
+    token signed by a key that is not in the JWKS is refused."""
+    alice = create_user(db_url)
+    _import(db_url, embedder, alice, ALICE)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = _Jwks([_jwk(ec_key.public_key(), "ec-1", "ES256"),
+                  _jwk(rsa_key.public_key(), "rsa-1", "RS256")])
+    try:
+        svc = start_service(supabase_jwt_secret=None, supabase_url=jwks.url)
+        for tok in (token(alice, key=ec_key, alg="ES256", kid="ec-1"),
+                    token(alice, key=rsa_key, alg="RS256", kid="rsa-1"),
+                    token(alice, key=ec_key, alg="ES256", kid="ec-1")):
+            r = search(svc, tok, {"query": "where am I travelling?", "limit": 2})
+            assert r.status_code == 200, r.text
+            assert r.json()["results"][0]["conversation_id"] == "trip"
+        assert jwks.fetches == 1
+        stranger = ec.generate_private_key(ec.SECP256R1())
+        r = search(svc, token(alice, key=stranger, alg="ES256", kid="ec-1"), {"query": "x"})
+        assert r.status_code == 401
+        # Without the legacy secret configured, an HS256 token has no key to check it by.
+        assert search(svc, token(alice), {"query": "x"}).status_code == 401
+    finally:
+        jwks.close()
+
+
+def test_rate_limit_is_per_person(db_url, start_service, embedder):
+    """Over the per-person limit: 429 with Retry-After; another person is not affected
+    (pitfall: one client exhausting a shared CPU-bound embedder)."""
+    alice, bob = create_user(db_url), create_user(db_url)
+    _import(db_url, embedder, alice, ALICE)
+    _import(db_url, embedder, bob, BOB)
+    svc = start_service(search_rate_per_minute=2)
+    codes = [search(svc, token(alice), {"query": "dog"}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = search(svc, token(alice), {"query": "dog"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert search(svc, token(bob), {"query": "dog"}).status_code == 200
+
+
+def test_bodies_are_capped_and_checked(db_url, start_service, embedder):
+    """413 above the body cap (declared or streamed), 400 for bad JSON, an empty query or
+    a limit out of range, 404 for a person with no completed import yet."""
+    alice, nobody = create_user(db_url), create_user(db_url)
+    _import(db_url, embedder, alice, ALICE)
+    svc = start_service(search_max_body_bytes=1024)
+    tok = token(alice)
+    assert search(svc, tok, raw=b'{"query": "' + b"a" * 2000 + b'"}').status_code == 413
+
+    def stream() -> Iterator[bytes]:
+        yield b'{"query": "'
+        for _ in range(20):
+            yield b"b" * 100
+        yield b'"}'
+
+    r = httpx.post(svc.url + "/v1/search", content=stream(),
+                   headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+    assert r.status_code == 413
+    assert search(svc, tok, raw=b"{not json").status_code == 400
+    assert search(svc, tok, {"query": "  "}).status_code == 400
+    assert search(svc, tok, {"query": "dog", "limit": 0}).status_code == 400
+    assert search(svc, tok, {"query": "dog", "limit": "5"}).status_code == 400
+    r = search(svc, token(nobody), {"query": "dog"})
+    assert r.status_code == 404 and r.json()["error"] == "no_import"
