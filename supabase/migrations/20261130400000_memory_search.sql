@@ -306,6 +306,13 @@ begin
 end
 $$;
 
+-- The text helpers run inside match_memories (as the person) and in the generated column
+-- (as the worker inserting chunks); nobody else needs them, the Storage role included.
+revoke all on function public.cjk_bigrams(text), public.memory_lexemes(text),
+  public.memory_search_query(text) from public, anon;
+grant execute on function public.cjk_bigrams(text), public.memory_lexemes(text),
+  public.memory_search_query(text) to authenticated, service_role, import_worker;
+
 -- People search their own memory; anon and PUBLIC may not call it at all.
 revoke all on function public.match_memories(vector, text, int, text, int)
   from public, anon;
