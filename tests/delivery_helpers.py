@@ -84,7 +84,10 @@ class StepRunner:
             return  # stale, duplicate or someone else's: the idempotent no-op
         self.claims[stage] += 1
         if stage == "generating_soulprint":
-            self.store.complete(job_id, self.owner, {"stages": 4}, "A test soulprint.")
+            self.store.show_soulprint(job_id, self.owner, {"stages": 4}, "A test soulprint.")
+            return
+        if stage == "embedding":
+            self.store.complete(job_id, self.owner)
             return
         with self.store._pool.connection() as conn:  # the store's own worker connection
             conn.execute(UPSERT_ROW, (job_id, stage, job.user_id, f"row of {stage}"))
