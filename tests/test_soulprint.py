@@ -305,13 +305,15 @@ def _letters(n: int) -> str:
 
 
 def test_state_stays_bounded_over_a_huge_export() -> None:
-    """8,000 conversations with ever-new vocabulary: every internal structure stays capped."""
+    """8,000 conversations with ever-new vocabulary: every internal structure stays capped.
+    Guards pitfall 6 (memory and size surprises)."""
     rng = random.Random(7)
     common = ["garden", "tomatoes", "compost", "invoice", "python", "bicycle", "chess"]
     builder = ProfileBuilder()
     t0 = ts("2023-01-01T00:00:00")
     for i in range(8_000):
-        fresh = [f"zq{_letters(i)}x{'abcdef'[j]}" for j in range(6)]  # words never seen again
+        # Words used in two conversations, then never again: tracked, then pruned.
+        fresh = [f"zq{_letters(i // 2)}x{'abcdef'[j]}" for j in range(6)]
         words = rng.sample(common, 2) + fresh
         text = (f"I think my {words[0]} and {words[1]} plans need {fresh[0]} {fresh[1]} "
                 f"and {fresh[2]} {fresh[3]}. I want {fresh[4]} {fresh[5]} done this year.")

@@ -103,3 +103,7 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
     assert text == expected_text
     assert states == 0  # the checkpoint goes once the soulprint exists
     assert store.get(job_id).stage == "embedding"
+    # The same event delivered again (a replay, a sweep) finds the job moved on: no effect.
+    assert run_stage(job_id, "generating_soulprint", settings, store, worker_db_url) \
+        == "not_claimed"
+    assert run_stage(job_id, "parsing", settings, store, worker_db_url) == "not_claimed"

@@ -12,8 +12,10 @@ At the end, a phrase that a longer phrase always accompanies gives way to it ("t
 inside "tabby cat"), and phrases that keep turning up in the same conversations form one
 topic ("Biscuit", "beagle"). Topics rank by the conversations their phrases span.
 
-State is bounded (MAX_TERMS, each with at most CONVS_PER_TERM conversation ids, and a
-fixed-size Bloom filter of messages seen) and JSON-serializable for the parsing checkpoint.
+State is bounded and JSON-serializable for the parsing checkpoint: a phrase is tracked
+only from its second conversation on (a fixed-size Bloom filter remembers the first), at
+most MAX_TERMS of them, each with at most CONVS_PER_TERM conversation ids, plus a
+fixed-size Bloom filter of the messages counted.
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ MAX_TERMS = 12_000
 CONVS_PER_TERM = 12  # conversation ids kept per phrase: enough to see what goes together
 MAX_TOPICS = 10
 MAX_KEYPHRASES = 4
+MAX_FORMS = 4  # surface forms remembered per phrase ("wedding", "weddings", "wedding's")
 BLOOM_BITS = 1 << 19  # 64 KiB: ~0.6 % false "seen before" after 35,000 distinct messages
+ONCE_BITS = 1 << 21  # 256 KiB: phrases seen in one conversation; ~1.5 % false at 200,000
 BLOOM_HASHES = 3
+MAX_CJK_CHARS = 400  # of one message: a pasted article is not the person talking
+MIN_RELATIVE = 0.03  # a topic spans at least this share of the leading topic's conversations
 MIN_SUBSUME = 0.67  # a phrase inside a longer one that spans this share of its conversations
 
 # Words of computing and of asking that say nothing about a life, even in plain prose
@@ -60,7 +66,7 @@ GENERIC = _set(
 )
 # Words too plain to be a topic alone that still belong to one ("high school", "new job").
 WEAK = _set("high low big small little old new long short real full first last next best")
-_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")  # "cable-knit" is one word
 _CLAUSE_BREAK = re.compile(r"[.,;:!?¿¡()\[\]{}\"“”«»—–/\\|*#>]+|\s-\s|\n")
 _SENTENCE_START = re.compile(r"(?:^|[.!?…]\s+|\n)$")
 _TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Prof)\.\s+$")
@@ -82,14 +88,16 @@ def _initial(text: str, start: int) -> bool:
 
 
 class _Bloom:
-    """Messages already counted: k hashes into a fixed bit array (no false negatives)."""
+    """A set that only grows, in fixed space: k hashes into a bit array (no false
+    negatives; a false positive now and then)."""
 
-    def __init__(self, bits: bytearray | None = None) -> None:
-        self.bits = bits if bits is not None else bytearray(BLOOM_BITS // 8)
+    def __init__(self, size_bits: int, bits: bytearray | None = None) -> None:
+        self.size = size_bits
+        self.bits = bits if bits is not None else bytearray(size_bits // 8)
 
     def _positions(self, key: str) -> list[int]:
         digest = hashlib.blake2b(key.encode(), digest_size=4 * BLOOM_HASHES).digest()
-        return [int.from_bytes(digest[4 * i:4 * i + 4], "little") % BLOOM_BITS
+        return [int.from_bytes(digest[4 * i:4 * i + 4], "little") % self.size
                 for i in range(BLOOM_HASHES)]
 
     def add(self, key: str) -> bool:
@@ -141,50 +149,60 @@ class Topics:
     def __init__(self) -> None:
         self.documents = 0
         # key -> [conversations, uses, form, capitalized sightings, lower-case sightings,
-        #         last conversation index, [conversation indices (at most CONVS_PER_TERM)],
-        #         votes for form (one-slot majority vote: the form used most wins)]
+        #         last conversation index, [conversation indices (at most CONVS_PER_TERM)]]
+        # forms: {lower-case surface form: uses}, at most MAX_FORMS of them
         self.terms: dict[str, list[Any]] = {}
-        self._seen = _Bloom()
+        self._seen = _Bloom(BLOOM_BITS)  # messages counted
+        self._once = _Bloom(ONCE_BITS)  # phrases met in one conversation, not yet tracked
 
     def add(self, index: int, texts: list[str]) -> list[str]:
         """One conversation: the prose of the person's messages that carry no machinery.
         Returns the texts counted (not seen word for word before)."""
         counted: list[str] = []
+        found: dict[str, list[tuple[str, bool | None]]] = {}  # key -> its sightings here
         for text in texts:
             norm = " ".join(w.lower() for w in _WORD.findall(text))
             if not norm or self._seen.add(norm):
                 continue  # the same words counted before: a copy, not a return
             counted.append(text)
-            found = _latin_candidates(text)
+            here = _latin_candidates(text)
             if cjk.has_han(text):
-                found.update((c, (c, None)) for c in cjk.candidates(text))
-            for key, (form, capital) in found.items():
-                entry = self.terms.get(key)
-                if entry is None:
-                    entry = self.terms[key] = [0, 0, form, 0, 0, -1, [], 0]
-                entry[1] += 1
-                if capital is not None:
-                    entry[3 if capital else 4] += 1
-                if form.lower() == entry[2].lower():
-                    entry[7] += 1
-                    if capital:
-                        entry[2] = form
-                elif entry[7] > 0:
-                    entry[7] -= 1
-                else:
-                    entry[2], entry[7] = form, 1
-                if entry[5] != index:
-                    entry[0] += 1
-                    entry[5] = index
-                    if len(entry[6]) < CONVS_PER_TERM:
-                        entry[6].append(index)
+                here.update((c, (c, None)) for c in cjk.candidates(text[:MAX_CJK_CHARS]))
+            for key, sighting in here.items():
+                found.setdefault(key, []).append(sighting)
         if counted:
             self.documents += 1
+        for key, sightings in found.items():
+            entry = self.terms.get(key)
+            if entry is None:
+                # The doorkeeper: a phrase is tracked from its SECOND conversation on, so the
+                # many one-off phrases of a long export never crowd out the ones that recur
+                # thousands of conversations apart.
+                if not self._once.add(key):
+                    continue
+                entry = self.terms[key] = [1, 0, {}, 0, 0, -1, []]
+            for form, capital in sightings:
+                self._sighting(entry, form, capital)
+            entry[0] += 1
+            entry[5] = index
+            if len(entry[6]) < CONVS_PER_TERM:
+                entry[6].append(index)
         if len(self.terms) > MAX_TERMS:
             ranked = sorted(self.terms, key=lambda k: (-self.terms[k][0], -self.terms[k][1], k))
             for key in ranked[MAX_TERMS // 2:]:
                 del self.terms[key]
         return counted
+
+    @staticmethod
+    def _sighting(entry: list[Any], form: str, capital: bool | None) -> None:
+        """One use of a phrase: its case, and its surface form."""
+        entry[1] += 1
+        if capital is not None:
+            entry[3 if capital else 4] += 1
+        forms = entry[2]
+        lower = form.lower()
+        if lower in forms or len(forms) < MAX_FORMS:
+            forms[lower] = forms.get(lower, 0) + 1
 
     def state_size(self) -> dict[str, int]:
         return {"terms": len(self.terms),
@@ -193,12 +211,14 @@ class Topics:
     # -- the summary ----------------------------------------------------------------------
 
     def _display(self, key: str) -> str:
-        """The form the person used: capitalized if they mostly wrote it so mid-sentence."""
+        """The form the person used most ("wedding" over "weddings" at a tie), capitalized
+        if they wrote it so mid-sentence at least as often as not."""
         entry = self.terms[key]
+        form = min(entry[2], key=lambda f: (-entry[2][f], len(f), f)) if entry[2] else key
         if " " in key:  # each word as it shows alone ("Machu Picchu", "tabby cat")
             return " ".join(self._display(k) if k in self.terms else f
-                            for k, f in zip(key.split(), entry[2].split(), strict=False))
-        return entry[2] if entry[3] > entry[4] else entry[2].lower()
+                            for k, f in zip(key.split(), form.split(), strict=False))
+        return form[:1].upper() + form[1:] if entry[3] and entry[3] >= entry[4] else form
 
     def _contains(self, longer: str, shorter: str) -> bool:
         if cjk.has_han(shorter):
@@ -208,8 +228,10 @@ class Topics:
     def _together(self, a: str, b: str) -> bool:
         """Same topic: the two phrases share most of the conversations either spans."""
         ca, cb = set(self.terms[a][6]), set(self.terms[b][6])
-        both = len(ca & cb)
-        return both >= 2 and both >= 0.5 * min(len(ca), len(cb))
+        both, smaller = len(ca & cb), min(len(ca), len(cb))
+        # Ids are kept from a phrase's second conversation on, so a phrase seen twice has
+        # one: sharing it is all the evidence there can be.
+        return both >= min(2, smaller) and both >= 0.5 * smaller
 
     def summary(self) -> list[dict[str, Any]]:
         """The main topics, most conversations first, each with its phrases."""
@@ -239,6 +261,9 @@ class Topics:
         # Most conversations first; at a tie, the topic more phrases point at ("Japan", "trip",
         # "food" together) before a lone word.
         groups.sort(key=lambda g: (-g[0], -g[1], g[2]))
+        # Next to a subject of thousands of conversations, one of two is noise.
+        floor = MIN_RELATIVE * groups[0][0] if groups else 0
+        groups = [g for g in groups if g[0] >= floor]
         return [{
             "label": head,
             "name": self._display(head),
@@ -251,12 +276,14 @@ class Topics:
 
     def to_state(self) -> dict[str, Any]:
         return {"documents": self.documents, "terms": self.terms,
-                "seen": base64.b64encode(bytes(self._seen.bits)).decode()}
+                "seen": base64.b64encode(bytes(self._seen.bits)).decode(),
+                "once": base64.b64encode(bytes(self._once.bits)).decode()}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Topics:
         topics = cls()
         topics.documents = state["documents"]
         topics.terms = {k: list(v) for k, v in state["terms"].items()}
-        topics._seen = _Bloom(bytearray(base64.b64decode(state["seen"])))
+        topics._seen = _Bloom(BLOOM_BITS, bytearray(base64.b64decode(state["seen"])))
+        topics._once = _Bloom(ONCE_BITS, bytearray(base64.b64decode(state["once"])))
         return topics
