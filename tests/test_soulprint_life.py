@@ -160,6 +160,7 @@ def test_chinese_topics_are_the_persons_words_and_skip_pasted_code() -> None:
     assert {"豆豆", "羽毛球"} <= set(names), names
     assert not [w for w in _topic_words(profile) if "uid" in w or "node" in w]
     assert "豆豆" in _outside_quotes(text) and "羽毛球" in _outside_quotes(text)
+    assert {"name": "豆豆", "relation": "柯基", "conversations": 3} in profile["names"]
 
 
 def test_sample_export_names_the_dog_the_trip_and_the_guitar() -> None:

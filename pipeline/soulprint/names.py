@@ -42,6 +42,23 @@ _NAME_MY_REL = re.compile(
     r"\b([A-Z][a-z]{2,})(?:['’]s)?\s*,\s*my\s+((?:[a-z-]+\s+)?[a-z-]+)\b")
 
 
+# Chinese: "我家柯基豆豆", "我表姐小雅", "我的猫团子": a relation word, then a two-character
+# name (the common length; no dictionary to tell where a name ends).
+ZH_RELATIONS = _set(
+    """狗狗 猫咪 柯基 金毛 泰迪 哈士奇 边牧 柴犬 橘猫 布偶 英短 仓鼠 兔子 鹦鹉 乌龟 狗 猫
+    姐姐 妹妹 哥哥 弟弟 表姐 表妹 表哥 表弟 堂哥 堂姐 堂弟 堂妹 妈妈 爸爸 老公 老婆 女儿 儿子
+    奶奶 爷爷 外婆 外公 男朋友 女朋友 闺蜜 同事 老板"""
+)
+_ZH_REL_NAME = re.compile(
+    r"我(?:家的|家|的)?(" + "|".join(sorted(ZH_RELATIONS, key=len, reverse=True))
+    + r")([\u4e00-\u9fff]{2})")
+# A "name" starting with one of these is the sentence going on ("我妈妈说今天").
+_ZH_NOT_NAME_START = frozenset(
+    "的了是在我你他她它们吗呢吧和与就都也还又很太要会能把被给让对从到说有"
+    "没不这那个些一么怎样哪为上下去来过着得想叫问觉最每今明昨已总"
+)
+
+
 def _relation(phrase: str) -> str | None:
     """The relation word at the end of "tabby cat" / "older sister", if it is one."""
     words = phrase.lower().split()
@@ -78,6 +95,7 @@ class Names:
                 if rel and name in self.names:
                     votes = self.names[name][3]
                     votes[rel] = votes.get(rel, 0) + 1
+        self._add_chinese(index, "\n".join(sentences))
         for word in lower_words:  # "rust" written in lower case: a word, not a name
             if (entry := self.names.get(word.capitalize())) is not None:
                 entry[1] += 1
@@ -85,6 +103,23 @@ class Names:
             ranked = sorted(self.names, key=lambda n: (-self.names[n][0], n))
             for name in ranked[MAX_NAMES // 2:]:
                 del self.names[name]
+
+    def _add_chinese(self, index: int, text: str) -> None:
+        """Names introduced with a relation ("我家柯基豆豆"), then every conversation that
+        mentions them."""
+        if not any("\u4e00" <= ch <= "\u9fff" for ch in text):
+            return
+        for m in _ZH_REL_NAME.finditer(text):
+            rel, name = m.group(1), m.group(2)
+            if name[0] in _ZH_NOT_NAME_START or name[1] in _ZH_NOT_NAME_START:
+                continue
+            votes = self.names.setdefault(name, [0, 0, -1, {}])[3]
+            votes[rel] = votes.get(rel, 0) + 1
+        for name, entry in self.names.items():
+            if entry[2] != index and entry[3] and "\u4e00" <= name[0] <= "\u9fff" \
+                    and name in text:
+                entry[0] += 1
+                entry[2] = index
 
     def summary(self) -> list[dict[str, Any]]:
         """Recurring names, most conversations first; `relation` only where the person said it."""
