@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .cjk import has_han
 from .languages import ALL_STOPWORDS
 from .text import word_set as _set
 
@@ -107,7 +108,7 @@ class Names:
     def _add_chinese(self, index: int, text: str) -> None:
         """Names introduced with a relation ("我家柯基豆豆"), then every conversation that
         mentions them."""
-        if not any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        if not has_han(text):
             return
         for m in _ZH_REL_NAME.finditer(text):
             rel, name = m.group(1), m.group(2)

@@ -6,6 +6,7 @@ checkpoint the profile with every batch and a restarted worker resumes it exactl
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..models import Conversation
@@ -18,6 +19,7 @@ from .text import sentences, split_prose, words
 from .themes import Themes
 from .topics import Topics
 
+_LOWER_WORD = re.compile(r"(?<![\w'’])[a-z]{3,}\b")  # written in lower case
 PROFILE_VERSION = 2
 STATE_VERSION = 1
 _COUNTS = ("conversations", "conversations_with_user_messages", "user_messages",
@@ -75,8 +77,7 @@ class ProfileBuilder:
         fresh = self.topics.add(conv.index, life_texts)  # copies of earlier messages dropped
         self.themes.add(vocabulary)
         said = [s for text in fresh for s in sentences(text)]
-        self.names.add(conv.index, said, {w for text in fresh for w in words(text)
-                                          if w in text})
+        self.names.add(conv.index, said, {w for text in fresh for w in _LOWER_WORD.findall(text)})
 
     def state_size(self) -> dict[str, int]:
         """Sizes of every growing structure: all are capped (see each module's MAX_*)."""

@@ -72,7 +72,7 @@ class Quotes:
             tokens = words(sentence)
             if not MIN_WORDS <= len(tokens) <= MAX_WORDS or len(sentence) > MAX_CHARS:
                 continue
-            letters = sum(ch.isalpha() for ch in sentence)
+            letters = sum(map(str.isalpha, sentence))
             if letters < 0.6 * len(sentence.replace(" ", "")) or looks_secret(sentence):
                 continue
             score = _score(sentence, tokens)

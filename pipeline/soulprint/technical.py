@@ -43,6 +43,12 @@ _TRACE_OR_LOG = re.compile(
 )
 
 
+# One pass for all of it; URLs and e-mails first, so their dots are not read as names.
+_MACHINERY = re.compile(r"(?i:https?://|www\.|file://)\S+|" + "|".join(
+    f"(?:{p.pattern})" for p in (_EMAIL, _PATH)) + "|" + _IDENTIFIER.pattern.replace("(?x)", ""),
+    re.VERBOSE)
+
+
 def is_technical(prose: str) -> bool:
     """True when a message (code blocks already removed) is about machinery: it carries a
     stack trace or log lines, or two or more identifiers. One stray identifier or URL in a
@@ -56,9 +62,7 @@ def is_technical(prose: str) -> bool:
 def strip_machinery(prose: str) -> str:
     """The prose with URLs, e-mails, paths and identifiers replaced by a clause break, so no
     topic phrase spans the hole they leave."""
-    for pattern in (_URL, _EMAIL, _PATH, _IDENTIFIER):
-        prose = pattern.sub(" | ", prose)
-    return prose
+    return _MACHINERY.sub(" | ", prose)
 
 
 def is_identifier(token: str) -> bool:

@@ -76,8 +76,10 @@ def _content(word: str) -> bool:
     w = word.lower()
     if not 3 <= len(w) <= 30 or w.endswith(("'t", "'ll", "'re", "'ve", "'d", "'m")):
         return False
+    if w in ALL_STOPWORDS or w in GENERIC:
+        return False
     s = stem(w)  # "says" is as empty as "say", "starting" as "start"
-    return not ({w, s} & ALL_STOPWORDS or {w, s} & GENERIC)
+    return s not in ALL_STOPWORDS and s not in GENERIC
 
 
 def _initial(text: str, start: int) -> bool:
@@ -161,7 +163,7 @@ class Topics:
         counted: list[str] = []
         found: dict[str, list[tuple[str, bool | None]]] = {}  # key -> its sightings here
         for text in texts:
-            norm = " ".join(w.lower() for w in _WORD.findall(text))
+            norm = " ".join(_WORD.findall(text.lower()))
             if not norm or self._seen.add(norm):
                 continue  # the same words counted before: a copy, not a return
             counted.append(text)
