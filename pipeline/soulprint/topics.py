@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
 
 from . import cjk
@@ -68,6 +69,7 @@ GENERIC = _set(
 WEAK = _set("high low big small little old new long short real full first last next best")
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")  # "cable-knit" is one word
 _CLAUSE_BREAK = re.compile(r"[.,;:!?¿¡()\[\]{}\"“”«»—–/\\|*#>]+|\s-\s|\n")
+_CLAUSE = re.compile(r"[^.,;:!?¿¡()\[\]{}\"“”«»—–/\\|*#>\n]+")
 _SENTENCE_START = re.compile(r"(?:^|[.!?…]\s+|\n)$")
 _TITLE_BEFORE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|St|Prof)\.\s+$")
 
@@ -113,33 +115,41 @@ class _Bloom:
         return seen
 
 
+@lru_cache(maxsize=65536)  # a person's vocabulary; bounded anyway
+def _word_info(lower: str) -> tuple[bool, bool, str]:
+    """(content word, weak word, stem key) of one lower-cased word."""
+    return _content(lower), lower in WEAK, stem(lower)
+
+
 def _latin_candidates(text: str) -> dict[str, tuple[str, bool | None]]:
     """stem key -> (surface form, capitalized mid-sentence: True / False, or None when it
     opens a sentence and its case says nothing) for content words and runs of two to four
     of them (a WEAK word only as part of a run)."""
     out: dict[str, tuple[str, bool | None]] = {}
-    for clause_match in re.finditer(r"[^.,;:!?¿¡()\[\]{}\"“”«»—–/\\|*#>\n]+", text):
+    for clause_match in _CLAUSE.finditer(text):
         clause = clause_match.group(0)
         run: list[tuple[str, str, bool]] = []  # (key, form, weak) of content words in a row
         for m in _WORD.finditer(clause):
-            raw = m.group(0).replace("’", "'")
-            surface = raw[:-2] if raw.lower().endswith("'s") else raw
-            weak = surface.lower() in WEAK
-            if not weak and not _content(surface):
+            surface = m.group(0).replace("’", "'")
+            lower = surface.lower()
+            if lower.endswith("'s"):
+                surface, lower = surface[:-2], lower[:-2]
+            content, weak, key = _word_info(lower)
+            if not (content or weak):
                 run = []
                 continue
-            capital: bool | None = surface[:1].isupper() and not surface.isupper()
-            if capital and _initial(text, clause_match.start() + m.start()):
-                capital = None
-            form = surface if capital else surface.lower()
-            key = stem(surface)
-            run = [*run[-3:], (key, form, weak)]
+            capital: bool | None = False
+            if surface[0].isupper() and not surface.isupper():
+                capital = None if _initial(text, clause_match.start() + m.start()) else True
+            form = surface if capital else lower
+            run.append((key, form, weak))
+            if len(run) > 4:
+                del run[0]
             if not weak and (key not in out or capital or out[key][1] is None):
                 out[key] = (form, capital)
-            for n in (2, 3, 4):
+            for n in range(2, len(run) + 1):
                 words = run[-n:]
-                if len(words) == n and len({k for k, _, _ in words}) == n \
-                        and not all(w for _, _, w in words):
+                if len({k for k, _, _ in words}) == n and not all(w for _, _, w in words):
                     out[" ".join(k for k, _, _ in words)] = (" ".join(f for _, f, _ in words),
                                                              False)
     return out
