@@ -1,8 +1,8 @@
 """Names that recur in a person's life: a pet, a sister, a friend, told by name.
 
 A capitalized word in the middle of a sentence, never written in lower case, that comes
-back in two or more conversations is a name. "my beagle Biscuit", "Biscuit, my beagle" or
-"my sister Maya" says who it is; the relation is reported only when the person said it.
+back in two or more conversations is a name; it is reported when the person also said who
+it is: "my beagle Biscuit", "Biscuit, my beagle", "my sister Maya", "我家柯基豆豆".
 """
 
 from __future__ import annotations
@@ -123,16 +123,17 @@ class Names:
                 entry[2] = index
 
     def summary(self) -> list[dict[str, Any]]:
-        """Recurring names, most conversations first; `relation` only where the person said it."""
+        """Recurring names the person said who they are ("my beagle Biscuit"), most
+        conversations first. A capitalized word with no relation may be a place or a brand:
+        it is left to the topics."""
         out = []
         for name, (convs, lower, _, votes) in sorted(
                 self.names.items(), key=lambda kv: (-kv[1][0], kv[0])):
-            if convs < 2 or lower:
+            if convs < 2 or lower or not votes:
                 continue
-            relation = min(votes, key=lambda r: (-votes[r], r)) if votes else None
+            relation = min(votes, key=lambda r: (-votes[r], r))
             out.append({"name": name, "relation": relation, "conversations": convs})
-        with_relation = [n for n in out if n["relation"]]
-        return (with_relation + [n for n in out if not n["relation"]])[:MAX_SHOWN]
+        return out[:MAX_SHOWN]
 
     def to_state(self) -> dict[str, Any]:
         return {"names": self.names}

@@ -135,7 +135,7 @@ def _topics(topics: list[dict[str, Any]], names: list[dict[str, Any]]) -> str:
 
 def _names(names: list[dict[str, Any]]) -> str | None:
     """Names that recur, with who they are when the person said so."""
-    told = [f"**{n['name']}**, your {n['relation']}" for n in names if n["relation"]]
+    told = [f"**{n['name']}**, your {n['relation']}" for n in names]
     if not told:
         return None
     return f"Some names keep coming back: {_join(told)}."
