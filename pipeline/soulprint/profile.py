@@ -95,7 +95,8 @@ class ProfileBuilder:
     def profile(self) -> dict[str, Any]:
         """The structured profile: JSON-serializable, same input gives the same output."""
         topics = self.topics.summary()
-        topic_words = {w for t in topics for phrase in t["keyphrases"] for w in phrase.split()}
+        topic_words = {w.lower() for t in topics for phrase in t["keyphrases"]
+                       for w in phrase.split()}
         return {
             "version": PROFILE_VERSION,
             "source": "user messages only",
