@@ -102,6 +102,7 @@ class Job:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
+    soulprint_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -289,16 +290,25 @@ class JobStore:
         self._forget_progress(job_id)
         return bool(self._scalar("select public.finish_import_cancel(%s, %s)", (job_id, owner)))
 
-    def complete(
+    def show_soulprint(
         self, job_id: UUID, owner: str, profile: dict[str, Any], soulprint_text: str
-    ) -> bool:
-        """Finish: soulprint stored and swapped in for the person, all in one transaction."""
+    ) -> str | None:
+        """generating_soulprint -> embedding with the soulprint shown to the person (one
+        transaction). Returns the next stage, 'cancelled' if a cancel was pending, None when
+        not yours."""
+        self._forget_progress(job_id)
+        stage = self._scalar(
+            "select public.show_import_soulprint(%s, %s, %s, %s)",
+            (job_id, owner, Jsonb(profile), soulprint_text),
+        )
+        return None if stage is None else str(stage)
+
+    def complete(self, job_id: UUID, owner: str) -> bool:
+        """Finish after embedding: memory and soulprint swapped in for the person, in one
+        transaction. False when not yours (or cancelled instead)."""
         self._forget_progress(job_id)
         return bool(
-            self._scalar(
-                "select public.complete_import_job(%s, %s, %s, %s)",
-                (job_id, owner, Jsonb(profile), soulprint_text),
-            )
+            self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner))
         )
 
     # -- operator and app actions ----------------------------------------------------------

@@ -240,5 +240,6 @@ def job_summary(job: Job, soulprint_text: str | None) -> dict[str, object]:
         "error_code": job.error_code,
         "error_message": job.error_message,
         "stage_timings": job.stage_timings,
+        "soulprint_at": job.soulprint_at.isoformat() if job.soulprint_at else None,
         "soulprint_text": soulprint_text,
     }

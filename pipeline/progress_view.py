@@ -16,8 +16,8 @@ LABELS = {
     "queued": "Waiting for the worker",
     "downloading": "Downloading",
     "parsing": "Reading conversations",
-    "embedding": "Embedding memory",
     "generating_soulprint": "Writing the soulprint",
+    "embedding": "Embedding memory",
 }
 ORDER = tuple(LABELS)
 BAR = 24

@@ -14,6 +14,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from pipeline.jobstore import JobStore
+
 BUCKET = "imports"
 
 
@@ -125,9 +127,13 @@ def events_for(conninfo: str, job_id: uuid.UUID) -> list[dict[str, Any]]:
         ).fetchall()
 
 
+SOULPRINT_OF_WALK_TO = "A soulprint written by walk_to."
+
+
 def walk_to(conninfo: str, job_id: uuid.UUID, target: str, owner: str = "test-walker") -> None:
     """Move a job through the real transition functions until it sits in ``target`` (an
-    active stage), unheld. For tests that need a job in a given stage."""
+    active stage), unheld. For tests that need a job in a given stage. Passing
+    generating_soulprint shows SOULPRINT_OF_WALK_TO; use ``finish_import`` to choose it."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for _ in range(10):
             stage = conn.execute(
@@ -138,9 +144,25 @@ def walk_to(conninfo: str, job_id: uuid.UUID, target: str, owner: str = "test-wa
             conn.execute(
                 "select public.claim_import_job(%s, %s, %s, 60)", (job_id, stage, owner)
             )
-            nxt = conn.execute(
-                "select public.advance_import_job(%s, %s, %s)", (job_id, owner, stage)
-            ).fetchone()[0]
+            if stage == "generating_soulprint":  # its own transition: the soulprint shows
+                nxt = conn.execute(
+                    "select public.show_import_soulprint(%s, %s, '{}', %s)",
+                    (job_id, owner, SOULPRINT_OF_WALK_TO)).fetchone()[0]
+            else:
+                nxt = conn.execute(
+                    "select public.advance_import_job(%s, %s, %s)", (job_id, owner, stage)
+                ).fetchone()[0]
             if nxt is None:
                 raise AssertionError(f"could not advance job {job_id} from {stage}")
     raise AssertionError(f"job {job_id} never reached {target}")
+
+
+def finish_import(store: JobStore, conninfo: str, job_id: uuid.UUID, soulprint_text: str,
+                  profile: dict[str, object] | None = None, owner: str = "w") -> None:
+    """From wherever the job is to `complete` through the real transitions, showing
+    ``soulprint_text`` when the soulprint stage ends (``conninfo``: an admin URL)."""
+    walk_to(conninfo, job_id, "generating_soulprint")
+    assert store.claim(job_id, "generating_soulprint", owner) is not None
+    assert store.show_soulprint(job_id, owner, profile or {}, soulprint_text) == "embedding"
+    assert store.claim(job_id, "embedding", owner) is not None
+    assert store.complete(job_id, owner)

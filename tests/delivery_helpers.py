@@ -86,10 +86,13 @@ class StepRunner:
             return  # stale, duplicate or someone else's: the idempotent no-op
         self.claims[stage] += 1
         if stage == "generating_soulprint":
-            self.store.complete(job_id, self.owner, {"stages": 4}, "A test soulprint.")
+            self.store.show_soulprint(job_id, self.owner, {"stages": 4}, "A test soulprint.")
             return
         with self.store._pool.connection() as conn:  # the store's own worker connection
             conn.execute(UPSERT_ROW, (job_id, stage, job.user_id, f"row of {stage}"))
+        if stage == "embedding":  # the last stage
+            self.store.complete(job_id, self.owner)
+            return
         self.store.advance(job_id, self.owner, stage, {"conversations": 1})
 
     def close(self) -> None:

@@ -98,7 +98,7 @@ def test_sample_export_imports_end_to_end(db_url: str, tmp_path: Path) -> None:
     assert scalar(db_url, "select soulprint_text from user_profiles where current_import_id = %s",
                   job_id) == result["soulprint_text"]
     # Every stage the job went through was started by a delivered, acknowledged event.
-    for stage in ("queued", "downloading", "parsing", "embedding", "generating_soulprint"):
+    for stage in ("queued", "downloading", "parsing", "generating_soulprint", "embedding"):
         assert stage in result["stage_timings"], stage
         delivered = scalar(
             db_url,

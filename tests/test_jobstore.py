@@ -125,14 +125,15 @@ def test_progress_renews_the_lease_by_the_length_claimed(db_url: str,
 def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
                                                                store: JobStore) -> None:
     """Guards pitfall 9 (status never written): each advance moves one stage on, conditional
-    on the stage and the lease; finishing goes through complete()."""
+    on the stage and the lease, soulprint before embedding; the soulprint is shown through
+    show_soulprint() and the import finished through complete()."""
     _, job_id = _queued_job(db_url)
     order = []
     stage = "queued"
     while stage != "generating_soulprint":
         assert store.claim(job_id, stage, "w") is not None
         store.progress(job_id, "w", {"messages": 7}, {"k": stage}, force=True)
-        wrong = "embedding" if stage != "embedding" else "parsing"
+        wrong = "downloading" if stage != "downloading" else "queued"
         assert store.advance(job_id, "w", wrong) is None
         nxt = store.advance(job_id, "w", stage, {"chunks": 3})
         order.append(nxt)
@@ -140,17 +141,26 @@ def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
         assert (job.lease_owner, job.attempts, job.checkpoint) == (None, 0, {})
         assert (job.messages, job.chunks) == (7, 3)
         stage = nxt
-    assert order == ["downloading", "parsing", "embedding", "generating_soulprint"]
+    assert order == ["downloading", "parsing", "generating_soulprint"]
     store.claim(job_id, stage, "w")
     with pytest.raises(psycopg.errors.RaiseException):
         store.advance(job_id, "w", "generating_soulprint")  # a bug, not a race
-    assert store.complete(job_id, "w", {"traits": ["curious"]}, "You are curious.")
+    assert store.show_soulprint(job_id, "w", {"traits": ["curious"]}, "You are curious."
+                                ) == "embedding"
+    assert store.show_soulprint(job_id, "w", {}, "again") is None  # repeated: no effect
+    job = store.get(job_id)
+    assert (job.stage, job.lease_owner, job.attempts) == ("embedding", None, 0)
+    assert job.soulprint_at is not None
+    store.claim(job_id, "embedding", "w")
+    with pytest.raises(psycopg.errors.RaiseException):
+        store.advance(job_id, "w", "embedding")  # finishing is complete()
+    assert store.complete(job_id, "w")
     job = store.get(job_id)
     assert job.stage == "complete" and job.completed_at is not None
-    assert not store.complete(job_id, "w", {}, "again")  # repeated delivery: no effect
+    assert not store.complete(job_id, "w")  # repeated delivery: no effect
     assert [e["type"] for e in events_for(db_url, job_id)] == [
-        "import.queued", "import.downloading", "import.parsing", "import.embedding",
-        "import.generating_soulprint", "import.complete"]
+        "import.queued", "import.downloading", "import.parsing",
+        "import.generating_soulprint", "import.embedding", "import.complete"]
 
 
 def test_cancel_unheld_is_immediate_held_is_honoured_at_next_report(
@@ -269,7 +279,8 @@ def test_lost_races_never_raise(store: JobStore) -> None:
     assert store.fail(ghost, "w", "c", "m") is False
     assert store.release(ghost, "w") is None
     assert store.finish_cancel(ghost, "w") is False
-    assert store.complete(ghost, "w", {}, "t") is False
+    assert store.show_soulprint(ghost, "w", {}, "t") is None
+    assert store.complete(ghost, "w") is False
     assert store.retry(ghost) is None
     assert store.get(ghost) is None
     assert store.latest_for_user(uuid.uuid4()) is None

@@ -15,6 +15,7 @@ from pipeline.migrate import apply_migrations, list_migrations
 from tests.dbutil import (
     create_user,
     events_for,
+    finish_import,
     jobs_for,
     upload_object,
     user_session,
@@ -171,7 +172,8 @@ def test_stage_timings_and_status_follow_the_stage(db_url: str) -> None:
     walk_to(db_url, job_id, "embedding")
     job = JobStore(db_url).get(job_id)
     assert job is not None
-    assert set(job.stage_timings) == {"queued", "downloading", "parsing", "embedding"}
+    assert set(job.stage_timings) == {"queued", "downloading", "parsing",
+                                      "generating_soulprint", "embedding"}
     assert "ended_at" in job.stage_timings["parsing"]
     assert "ended_at" not in job.stage_timings["embedding"]
     assert "chunking" not in job.stage_timings  # never entered
@@ -208,9 +210,7 @@ def _finish(store: JobStore, worker_url: str, job_id: uuid.UUID, user: uuid.UUID
     assert store.claim(job_id, "parsing", "w") is not None
     _write_import_data(worker_url, job_id, user, tag)
     store.advance(job_id, "w", "parsing", {"conversations": 1, "chunks": 1})
-    walk_to(admin, job_id, "generating_soulprint")
-    assert store.claim(job_id, "generating_soulprint", "w") is not None
-    assert store.complete(job_id, "w", {"tag": tag}, f"soulprint {tag}")
+    finish_import(store, admin, job_id, f"soulprint {tag}", {"tag": tag})
 
 
 def _what_the_person_sees(url: str, user: uuid.UUID) -> dict[str, object]:
@@ -265,7 +265,14 @@ def test_reimport_swaps_data_atomically_at_completion(db_url: str, worker_db_url
     store2.advance(second, "w", "parsing", {"conversations": 1, "chunks": 1})
     walk_to(db_url, second, "generating_soulprint")
     assert store2.claim(second, "generating_soulprint", "w") is not None
-    assert store2.complete(second, "w", {"tag": "new"}, "soulprint new")
+    assert store2.show_soulprint(second, "w", {"tag": "new"}, "soulprint new") == "embedding"
+    # Soulprint first: the new soulprint shows while the memory is still the old import's.
+    seen = _what_the_person_sees(db_url, user)
+    assert seen["profile"]["soulprint_text"] == "soulprint new"
+    assert sorted(seen["soulprints"]) == ["soulprint new", "soulprint old"]
+    assert (seen["conversations"], seen["chunks"]) == (["title old"], ["chunk old"])
+    assert store2.claim(second, "embedding", "w") is not None
+    assert store2.complete(second, "w")
 
     assert _what_the_person_sees(db_url, user) == {
         "profile": {"import_status": "complete", "soulprint_text": "soulprint new",

@@ -9,7 +9,14 @@ import pytest
 from psycopg.rows import dict_row
 
 from pipeline.jobstore import JobStore
-from tests.dbutil import create_user, jobs_for, upload_object, user_session, walk_to
+from tests.dbutil import (
+    create_user,
+    finish_import,
+    jobs_for,
+    upload_object,
+    user_session,
+    walk_to,
+)
 
 DENIED = (psycopg.errors.InsufficientPrivilege,)
 
@@ -34,9 +41,7 @@ def _two_people_with_imports(db_url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UU
                 (uuid.uuid4(), job_id, user, f"chunk {tag}"))
             conn.commit()
         store.advance(job_id, "w", "parsing")
-        walk_to(db_url, job_id, "generating_soulprint")
-        store.claim(job_id, "generating_soulprint", "w")
-        assert store.complete(job_id, "w", {}, f"soulprint {tag}")
+        finish_import(store, db_url, job_id, f"soulprint {tag}")
         people += [user, job_id]
     return people[0], people[1], people[2], people[3]
 

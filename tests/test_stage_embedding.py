@@ -26,7 +26,8 @@ API_BATCH = 96  # inputs per embeddings request (OpenAIEmbedder.batch_size)
 
 @pytest.fixture
 def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[object, int]]:
-    """A job of about 245 chunks (three requests' worth), parsed and waiting in `embedding`."""
+    """A job of about 245 chunks (three requests' worth), parsed, its soulprint shown, and
+    waiting in `embedding`."""
     user = create_user(db_url)
     folder = tmp_path / "bucket" / "imports" / str(user)
     folder.mkdir(parents=True)
@@ -37,7 +38,7 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[ob
     job_id = store.latest_for_user(user).id
     with fake_storage(tmp_path / "bucket") as storage:
         settings = worker_settings(tmp_path / "worker", storage.url)
-        for stage in ("queued", "downloading", "parsing"):
+        for stage in ("queued", "downloading", "parsing", "generating_soulprint"):
             assert run_stage(job_id, stage, settings, store, worker_db_url) == "done"
     chunks = store.get(job_id).chunks
     assert chunks > 2 * API_BATCH
@@ -76,7 +77,7 @@ def test_every_chunk_gets_the_vector_of_its_own_text(parsed, db_url, worker_db_u
         assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
         job = store.get(job_id)
         store.close()
-    assert str(job.stage) == "generating_soulprint" and job.embedded_chunks == chunks
+    assert str(job.stage) == "complete" and job.embedded_chunks == chunks
     rows = stored(db_url, job_id)
     assert len(rows) == chunks
     for content, vector in rows:

@@ -17,7 +17,8 @@ from .narrator import NarrationError, narrate
 from .portrait import render_portrait
 from .profile import ProfileBuilder
 
-__all__ = ["NarrationError", "ProfileBuilder", "build_soulprint", "narrate", "render_portrait"]
+__all__ = ["NarrationError", "ProfileBuilder", "build_soulprint", "narrate", "render_portrait",
+           "write_soulprint"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,14 @@ def build_soulprint(
     profile = builder.profile()
     profile["self_description"] = list((about or {}).get("self_description", []))
     profile["memory_notes"] = list((about or {}).get("memory_notes", []))
+    return write_soulprint(profile, settings)
+
+
+def write_soulprint(
+    profile: dict[str, Any], settings: Settings | None = None
+) -> tuple[dict[str, Any], str]:
+    """The soulprint_text of a finished profile: narrated where an LLM is configured (and
+    answers), else the offline portrait. Returns the profile with "narration" added."""
     narration: dict[str, Any] = {"source": "offline"}
     text: str | None = None
     if profile["volume"]["user_messages"]:  # nothing to narrate from an empty profile

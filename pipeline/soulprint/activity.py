@@ -45,6 +45,22 @@ class Activity:
         self.first = ts if self.first is None else min(self.first, ts)
         self.last = ts if self.last is None else max(self.last, ts)
 
+    def to_state(self) -> dict[str, Any]:
+        return {"by_hour": self.by_hour, "by_weekday": self.by_weekday,
+                "by_month": dict(self.by_month), "first": self.first, "last": self.last,
+                "untimed": self.untimed,
+                "days": [i for i, on in enumerate(self._days) if on]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Activity:
+        act = cls()
+        act.by_hour, act.by_weekday = list(state["by_hour"]), list(state["by_weekday"])
+        act.by_month = Counter(state["by_month"])
+        act.first, act.last, act.untimed = state["first"], state["last"], state["untimed"]
+        for day in state["days"]:
+            act._days[day] = 1
+        return act
+
     def summary(self) -> dict[str, Any]:
         timed = sum(self.by_hour)
         peak_hour = max(range(24), key=lambda h: (self.by_hour[h], -h)) if timed else None

@@ -33,7 +33,8 @@ SYSTEM_PROMPT = """\
 You write a person's "soulprint": a warm, specific portrait of who they are, addressed to
 them in the second person ("you"). You get a JSON profile built only from the messages they
 wrote to an AI assistant: volume and time span, activity by hour and weekday (UTC), main
-topics with example conversation titles, writing style, life themes and a few quotes.
+topics (their own recurring phrases), names of people and animals in their life with who
+they are, writing style, life themes and a few quotes.
 Write markdown: a "# Your soulprint" heading, then short sections (what's on their mind,
 how they write, when they show up, what seems to matter, and a few of their own words as
 blockquotes). Weave at most a few numbers into sentences; never list statistics. Use only

@@ -7,12 +7,17 @@ from typing import Any
 
 _SMALL = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
           "ten", "eleven", "twelve")
-_PERIODS = (  # (name, hours) in UTC
-    ("late at night", (22, 23, 0, 1, 2, 3, 4)),
-    ("in the morning", (5, 6, 7, 8, 9, 10, 11)),
-    ("in the afternoon", (12, 13, 14, 15, 16)),
-    ("in the evening", (17, 18, 19, 20, 21)),
+# Four equal six-hour periods (UTC): with equal lengths, comparing counts IS comparing
+# rates per hour, so a flat spread cannot "cluster" anywhere just because a period is
+# longer (the old 7/7/5/5-hour split put flat activity "late at night").
+_PERIODS = (
+    ("late at night", tuple(range(0, 6))),
+    ("in the morning", tuple(range(6, 12))),
+    ("in the afternoon", tuple(range(12, 18))),
+    ("in the evening", tuple(range(18, 24))),
 )
+# The busiest period must beat the average period by this much to be called a habit.
+_CLEAR_PEAK = 1.25
 _CODE_NAMES = {
     "js": "JavaScript", "javascript": "JavaScript", "ts": "TypeScript", "typescript": "TypeScript",
     "py": "Python", "sql": "SQL", "sh": "shell", "bash": "shell", "zsh": "shell", "html": "HTML",
@@ -92,38 +97,48 @@ def _glance(p: dict[str, Any]) -> str | None:
     names = [t["name"] for t in p["topics"][:3]]
     if not names:
         return None
-    words = {w for t in p["topics"][:3] for k in t["keyphrases"] for w in k.split()}
+    words = {w.lower() for t in p["topics"][:3] for k in t["keyphrases"] for w in k.split()}
     theme = next((t["name"] for t in p["themes"] if not set(t["evidence"]) & words), None)
     tail = f", with {theme} never far from your mind" if theme else ""
     return f"At a glance, you come across as someone who keeps returning to {_join(names)}{tail}."
 
 
-def _topics(topics: list[dict[str, Any]]) -> str:
+def _around(topic: dict[str, Any]) -> list[str]:
+    """The topic's other phrases, minus those that only repeat its name."""
+    name = topic["name"].lower()
+    return [k for k in topic["keyphrases"][1:]
+            if k.lower() not in name and name not in k.lower()][:2]
+
+
+def _topics(topics: list[dict[str, Any]], names: list[dict[str, Any]]) -> str:
     if not topics:
         return ("Your conversations range widely, without a single subject that keeps "
                 "pulling you back.")
     lead = topics[0]
-    parts = [f"More than anything, you come back to **{lead['name']}**"]
-    # Phrases that merely repeat the label ("sourdough loaf" under sourdough) add nothing.
-    label_words = set(lead["label"].split())
-    extra = [k for k in lead["keyphrases"][1:] if not label_words & set(k.split())][:2]
-    if lead["share"] >= 0.09 and lead["conversations"] >= 3:
-        parts[0] += f", in {_share(lead['share'])} of your conversations"
-    if extra:
-        parts[0] += f", which for you takes in {_join(extra)}"
-    if lead["titles"]:
-        parts[0] += f". Think of {_quoted(lead['titles'])}"
-    sentences = [parts[0] + "."]
-    seconds = [
-        f"**{t['name']}**" + (f" ({_quoted(t['titles'][:2])})" if t["titles"] else "")
-        for t in topics[1:3]
-    ]
+    first = f"More than anything, you come back to **{lead['name']}**"
+    if lead["conversations"] >= 2:
+        first += f", across {_count(lead['conversations'], 'conversation')}"
+    if extra := _around(lead):
+        first += f", which for you takes in {_join(extra)}"
+    sentences = [first + "."]
+    seconds = [f"**{t['name']}**" + (f" ({_join(x)})" if (x := _around(t)) else "")
+               for t in topics[1:4]]
     if seconds:
         sentences.append(f"You also spend real time on {_join(seconds)}.")
-    rest = [t["name"] for t in topics[3:7]]
+    rest = [f"**{t['name']}**" for t in topics[4:]]
     if rest:
         sentences.append(f"Further out, there are recurring threads about {_join(rest)}.")
+    if who := _names(names):
+        sentences.append(who)
     return " ".join(sentences)
+
+
+def _names(names: list[dict[str, Any]]) -> str | None:
+    """Names that recur, with who they are when the person said so."""
+    told = [f"**{n['name']}**, your {n['relation']}" for n in names]
+    if not told:
+        return None
+    return f"Some names keep coming back: {_join(told)}."
 
 
 def _style(s: dict[str, Any]) -> str:
@@ -175,9 +190,18 @@ def _rhythm(a: dict[str, Any]) -> str:
     timed = sum(hours)
     if not timed:
         return "Your export carries no timestamps, so when you write stays your own secret."
-    period, _ = max(_PERIODS, key=lambda pr: sum(hours[h] for h in pr[1]))
-    out = [f"{_PERIOD_OPENERS[period]}: your messages cluster {period}, peaking around "
-           f"{a['peak_hour']:02d}:00 UTC."]
+    counts = {name: sum(hours[h] for h in span) for name, span in _PERIODS}
+    period, span = max(_PERIODS, key=lambda pr: (counts[pr[0]], -pr[1][0]))
+    # The hour quoted is the busiest hour inside the period named: the sentence can never
+    # name one time of day and quote a peak in another.
+    peak = max(span, key=lambda h: (hours[h], -h))
+    if counts[period] >= _CLEAR_PEAK * timed / len(_PERIODS):
+        out = [f"{_PERIOD_OPENERS[period]}: your messages cluster {period}, peaking around "
+               f"{peak:02d}:00 UTC."]
+    else:
+        busiest = max(range(24), key=lambda h: (hours[h], -h))
+        out = ["You show up at any hour: no time of day clearly outweighs the others, though "
+               f"the single busiest hour is around {busiest:02d}:00 UTC."]
     days = a["by_weekday"]
     weekend = (days["Saturday"] + days["Sunday"]) / timed
     if a["busiest_weekday"] != a["quietest_weekday"]:
@@ -274,7 +298,7 @@ def render_portrait(profile: dict[str, Any]) -> str:
     if n_user < 5:
         parts.append(f"_This is an early sketch resting on just {_count(n_user, 'message')}, "
                      "so take it lightly._")
-    parts += ["## What's on your mind", _topics(profile["topics"])]
+    parts += ["## What's on your mind", _topics(profile["topics"], profile.get("names", []))]
     parts += ["## How you write", _style(profile["style"])]
     parts += ["## When you show up", _rhythm(profile["activity"])]
     if profile["themes"]:

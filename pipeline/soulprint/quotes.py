@@ -72,7 +72,7 @@ class Quotes:
             tokens = words(sentence)
             if not MIN_WORDS <= len(tokens) <= MAX_WORDS or len(sentence) > MAX_CHARS:
                 continue
-            letters = sum(ch.isalpha() for ch in sentence)
+            letters = sum(map(str.isalpha, sentence))
             if letters < 0.6 * len(sentence.replace(" ", "")) or looks_secret(sentence):
                 continue
             score = _score(sentence, tokens)
@@ -89,6 +89,16 @@ class Quotes:
             else:
                 continue
             self._seen.add(key)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"pool": [list(e) for e in self._pool]}  # heap order kept as it is
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Quotes:
+        quotes = cls()
+        quotes._pool = [(e[0], e[1], e[2], e[3], e[4]) for e in state["pool"]]
+        quotes._seen = {_normal(e[2]) for e in quotes._pool}
+        return quotes
 
     def state_size(self) -> int:
         return len(self._pool)

@@ -51,6 +51,23 @@ class Style:
             if code_lang in self.code_languages or len(self.code_languages) < MAX_CODE_LANGUAGES:
                 self.code_languages[code_lang] += 1
 
+    def to_state(self) -> dict[str, Any]:
+        return {"messages": self.messages, "words": self.words,
+                "lengths": {str(k): v for k, v in self.lengths.items()},
+                "questions": self.questions, "with_code": self.with_code,
+                "courteous": self.courteous, "languages": dict(self.languages),
+                "code_languages": dict(self.code_languages)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Style:
+        style = cls()
+        for key in ("messages", "words", "questions", "with_code", "courteous"):
+            setattr(style, key, state[key])
+        style.lengths = Counter({int(k): v for k, v in state["lengths"].items()})
+        style.languages = Counter(state["languages"])
+        style.code_languages = Counter(state["code_languages"])
+        return style
+
     def _percentile(self, q: float) -> int:
         target, seen = q * self.messages, 0
         for length in sorted(self.lengths):

@@ -80,6 +80,17 @@ class Themes:
             if found & lexicon:
                 self.hits[theme] += 1
 
+    def to_state(self) -> dict[str, Any]:
+        return {"documents": self.documents, "hits": dict(self.hits),
+                "evidence": dict(self.evidence)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Themes:
+        themes = cls()
+        themes.documents = state["documents"]
+        themes.hits, themes.evidence = Counter(state["hits"]), Counter(state["evidence"])
+        return themes
+
     def summary(self) -> list[dict[str, Any]]:
         if not self.documents:
             return []

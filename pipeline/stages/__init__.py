@@ -34,8 +34,8 @@ STAGE_MODULES: dict[str, str] = {
     "queued": "queued",
     "downloading": "downloading",
     "parsing": "parsing",
-    "embedding": "embedding",
     "generating_soulprint": "generating_soulprint",
+    "embedding": "embedding",
 }
 
 # What a person reads when something we did not foresee breaks a stage.
@@ -43,8 +43,8 @@ STAGE_LABELS: dict[str, str] = {
     "queued": "starting the import",
     "downloading": "downloading your export",
     "parsing": "reading your conversations",
-    "embedding": "building your searchable memory",
     "generating_soulprint": "writing your soulprint",
+    "embedding": "building your searchable memory",
 }
 
 # Worth another attempt later (the database or network blinked), not a reason to fail.

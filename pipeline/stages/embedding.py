@@ -1,5 +1,8 @@
 """embedding: give every chunk of this import a vector, in batches written back in one statement.
 
+The last stage: it ends with complete_import_job, which swaps the new memory in for the
+person (the soulprint was shown when its own stage ended, before this one).
+
 The next batch is embedded while the current one is written: the write (an UPDATE plus
 HNSW index maintenance, on a remote database in production) then costs no embedding time.
 Batches are read in id order after the last one read, so the prefetch never picks up rows
@@ -18,8 +21,9 @@ import orjson
 import psycopg
 
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
-from pipeline.errors import StageError
+from pipeline.errors import LeaseLost, StageError
 from pipeline.stages.context import StageContext
+from pipeline.stages.export_file import delete_raw_export
 
 # Sorts before every uuid: the keyset start of a (resumed) run.
 _FIRST_ID = uuid.UUID(int=0)
@@ -46,7 +50,11 @@ def run(ctx: StageContext) -> None:
         _embed_all(ctx)
     except EmbedderError as exc:  # its message is written for a person, without secrets
         raise StageError(exc.code, str(exc)) from exc
-    ctx.advance()
+    # The last stage: memory swaps in for the person (their soulprint already shows).
+    if not ctx.store.complete(ctx.job.id, ctx.owner):
+        raise LeaseLost()
+    if not ctx.settings.keep_export_after_import:
+        delete_raw_export(ctx)
 
 
 def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:

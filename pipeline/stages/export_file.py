@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pipeline.errors import StageError
@@ -10,6 +11,8 @@ from pipeline.export_sources import CORRUPT_EXPORT, NOT_AN_EXPORT
 from pipeline.jobstore import Job
 from pipeline.stages.context import StageContext
 from pipeline.storage import Fetched, object_source
+
+log = logging.getLogger("soulprint.stages.export_file")
 
 
 def fetch_export(ctx: StageContext, *, on_progress=None) -> Fetched:
@@ -24,6 +27,40 @@ def delete_uploaded_export(ctx: StageContext) -> bool:
     needs). True when Storage deleted it."""
     source = object_source(ctx.settings)
     return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
+
+
+# True when Storage now holds another version at the job's path (SQL function: the worker
+# role cannot read storage.objects itself).
+EXPORT_REPLACED = "select public.import_export_replaced(%s)"
+
+
+def _replaced_since(ctx: StageContext) -> bool:
+    """True when the person uploaded a new file at the same path after this import's one
+    (an upsert): deleting it would delete the next import's export."""
+    with ctx.connect() as conn:
+        row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
+    return bool(row and row[0])
+
+
+def delete_raw_export(ctx: StageContext) -> None:
+    """After `complete`: the whole chat history has served, so it leaves Storage too. The
+    import is already complete, so a failure here is logged, never the job's failure (the
+    person can still delete the file, and KEEP_EXPORT_AFTER_IMPORT keeps it on purpose)."""
+    try:
+        if _replaced_since(ctx):
+            log.info("job %s: a newer upload replaced the export; it is left for its own "
+                     "import", ctx.job.id)
+            return
+        deleted = delete_uploaded_export(ctx)
+    except Exception as exc:  # the job is complete whatever happens here
+        log.warning("job %s: the raw export could not be deleted from Storage (%s)",
+                    ctx.job.id, type(exc).__name__)
+        return
+    if deleted:
+        log.info("job %s: raw export deleted from Storage", ctx.job.id)
+    else:
+        log.warning("job %s: Storage did not delete the raw export (already gone, or the "
+                    "worker's Storage role lacks delete on bucket imports)", ctx.job.id)
 
 
 def ensure_export(ctx: StageContext) -> Path:

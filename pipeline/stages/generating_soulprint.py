@@ -1,88 +1,65 @@
-"""generating_soulprint: a portrait from the person's own messages, written with `complete`.
+"""generating_soulprint: the portrait, shown to the person as soon as this stage ends.
 
-The soulprint and the stage `complete` are one transaction (complete_import_job): a job is
-never complete without a soulprint, and no soulprint shows while the import still runs.
+Parsing already built the profile (checkpointed in import_profile_states); this stage only
+renders it (or has an LLM narrate it) and hands it to show_import_soulprint, which in one
+transaction writes the soulprints row, puts the text in user_profiles, stamps soulprint_at
+and moves the job on to embedding. The memory it describes swaps in later, at `complete`;
+a cancel or failure before then gives the person their previous soulprint back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 from pipeline import person_notes
 from pipeline.errors import LeaseLost
 from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation
-from pipeline.soulprint import build_soulprint
+from pipeline.soulprint import ProfileBuilder, write_soulprint
+from pipeline.stages import profile_state
 from pipeline.stages.context import StageContext
-from pipeline.stages.export_file import delete_uploaded_export, ensure_export, person_file_name
+from pipeline.stages.export_file import ensure_export, person_file_name
 
 log = logging.getLogger("soulprint.stages.soulprint")
 
 
-def _conversations(ctx: StageContext, reader: ExportReader) -> Iterator[Conversation]:
+def _profile_from_export(ctx: StageContext) -> tuple[ProfileBuilder, dict[str, object]]:
+    """A job parsed by a worker that did not checkpoint profiles (an upgrade mid-import):
+    read the export once more."""
+    log.warning("job %s: no profile checkpoint; reading the export again", ctx.job.id)
+    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars,
+                          name=person_file_name(ctx.job))
+    builder = ProfileBuilder()
     for conv in reader:
-        yield conv
+        builder.add(conv)
         ctx.report()  # throttled; raises on cancel or shutdown
+    ctx.export_path().unlink(missing_ok=True)
+    return builder, {"cut_messages": reader.stats.cut_messages,
+                     "truncated": reader.stats.truncated, "error": reader.stats.error}
 
 
 def run(ctx: StageContext) -> None:
-    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars,
-                          name=person_file_name(ctx.job))
-    # Custom instructions and memory notes, as the parsing stage stored them.
     with ctx.connect() as conn:
+        loaded = profile_state.load(conn, ctx.job.id)
+        # Custom instructions and memory notes, as the parsing stage stored them.
         about = person_notes.load(conn, ctx.job.id)
-    profile, text = build_soulprint(_conversations(ctx, reader), ctx.settings, about=about)
+    builder, export = loaded if loaded is not None else _profile_from_export(ctx)
+    profile = builder.profile()
+    profile["self_description"] = list(about.get("self_description", []))
+    profile["memory_notes"] = list(about.get("memory_notes", []))
     profile["import"] = {
         # A damaged export is imported as far as it reads; the person should know.
-        "export_truncated": reader.stats.truncated,
-        "export_error": reader.stats.error,
-        "cut_messages": reader.stats.cut_messages,
-        "excluded_conversations": reader.stats.excluded,
+        "export_truncated": export.get("truncated", False),
+        "export_error": export.get("error"),
+        "cut_messages": export.get("cut_messages", 0),
+        "excluded_conversations": ctx.job.excluded,
         "conversations": ctx.job.conversations,
         "messages": ctx.job.messages,
         "chunks": ctx.job.chunks,
-        "embedding_model": ctx.job.embedding_model,
-        "embedding_dim": ctx.job.embedding_dim,
     }
-    if not ctx.store.complete(ctx.job.id, ctx.owner, profile, text):
+    ctx.report(force=True)  # alive; and a cancel that came meanwhile stops us here
+    profile, text = write_soulprint(profile, ctx.settings)
+    shown = ctx.store.show_soulprint(ctx.job.id, ctx.owner, profile, text)
+    if shown is None:
         raise LeaseLost()
-    # Nobody's history stays on a worker's disk longer than the import needs it.
-    ctx.export_path().unlink(missing_ok=True)
-    log.info("job %s complete", ctx.job.id)
-    if not ctx.settings.keep_export_after_import:
-        _delete_raw_export(ctx)
-
-
-# True when Storage now holds another version at the job's path (SQL function: the worker
-# role cannot read storage.objects itself).
-EXPORT_REPLACED = "select public.import_export_replaced(%s)"
-
-
-def _replaced_since(ctx: StageContext) -> bool:
-    """True when the person uploaded a new file at the same path after this import's one
-    (an upsert): deleting it would delete the next import's export."""
-    with ctx.connect() as conn:
-        row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
-    return bool(row and row[0])
-
-
-def _delete_raw_export(ctx: StageContext) -> None:
-    """Nor in Storage: the whole chat history has served. The import is already complete,
-    so a failure here is logged, never the job's failure (the person can still delete the
-    file, and KEEP_EXPORT_AFTER_IMPORT keeps it on purpose)."""
-    try:
-        if _replaced_since(ctx):
-            log.info("job %s: a newer upload replaced the export; it is left for its own "
-                     "import", ctx.job.id)
-            return
-        deleted = delete_uploaded_export(ctx)
-    except Exception as exc:  # the job is complete whatever happens here
-        log.warning("job %s: the raw export could not be deleted from Storage (%s)",
-                    ctx.job.id, type(exc).__name__)
-        return
-    if deleted:
-        log.info("job %s: raw export deleted from Storage", ctx.job.id)
-    else:
-        log.warning("job %s: Storage did not delete the raw export (already gone, or the "
-                    "worker's Storage role lacks delete on bucket imports)", ctx.job.id)
+    log.info("job %s: soulprint %s", ctx.job.id,
+             "shown" if shown != "cancelled" else "dropped: cancelled")

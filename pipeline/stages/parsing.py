@@ -3,8 +3,11 @@
 Parsing and chunking are one stage on purpose: the reader streams a file that can be
 500 MB, and chunking a conversation needs nothing but that conversation. A separate
 chunking stage would have to read the file a second time or persist every message
-just to read it back. So this stage reports both (conversations, messages, chunks),
-and the state machine goes parsing -> embedding.
+just to read it back. So this stage reports both (conversations, messages, chunks).
+
+The soulprint's profile is built in the same pass and checkpointed with each batch
+(`profile_state`), so the next stage, generating_soulprint, never reads the export: once
+parsing has committed, the raw file leaves the worker's disk.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pipeline.chunker import chunk_conversation
 from pipeline.errors import StageError
 from pipeline.export_reader import ExportReader, PersonNotes
 from pipeline.models import Chunk, Conversation, ReadStats
+from pipeline.soulprint import ProfileBuilder
+from pipeline.stages import profile_state
 from pipeline.stages.context import StageContext
 from pipeline.stages.export_file import ensure_export, person_file_name
 
@@ -105,16 +110,23 @@ def _totals(base: dict[str, int], stats: ReadStats, chunks: int) -> dict[str, in
     }
 
 
+def _resume(ctx: StageContext, conn: psycopg.Connection, next_index: int
+            ) -> tuple[int, ProfileBuilder, int]:
+    """(next_index, profile builder, cut messages so far) to go on from. A checkpoint
+    without a usable profile state (written before profiles were checkpointed) starts the
+    pass over: rows are inserted idempotently, so re-reading costs time, not correctness."""
+    if next_index:
+        loaded = profile_state.load(conn, ctx.job.id)
+        conn.commit()
+        if loaded is not None:
+            builder, export = loaded
+            return next_index, builder, int(export.get("cut_messages", 0))
+        log.warning("job %s: no profile checkpoint; reading the export again", ctx.job.id)
+    return 0, ProfileBuilder(), 0
+
+
 def run(ctx: StageContext) -> None:
     path = ensure_export(ctx)
-    checkpoint = ctx.checkpoint
-    next_index = int(checkpoint.get("next_index", 0))
-    # The job's counters were committed together with the checkpoint: they are the
-    # totals up to next_index, so a resumed run adds to them.
-    base = {k: int(getattr(ctx.job, k) or 0) if next_index else 0 for k in COUNTERS}
-    excluded_base = int(ctx.job.excluded or 0) if next_index else 0
-    reader = ExportReader(path, max_message_chars=ctx.settings.max_message_chars,
-                          skip=next_index, name=person_file_name(ctx.job))
     target = ctx.settings.chunk_target_chars
     conversations: list[Conversation] = []
     chunks: list[Chunk] = []
@@ -122,6 +134,15 @@ def run(ctx: StageContext) -> None:
     chunk_total = 0
 
     with ctx.connect() as conn:
+        next_index, builder, cut_before = _resume(ctx, conn,
+                                                  int(ctx.checkpoint.get("next_index", 0)))
+        # The job's counters were committed together with the checkpoint: they are the
+        # totals up to next_index, so a resumed run adds to them.
+        base = {k: int(getattr(ctx.job, k) or 0) if next_index else 0 for k in COUNTERS}
+        excluded_base = int(ctx.job.excluded or 0) if next_index else 0
+        reader = ExportReader(path, max_message_chars=ctx.settings.max_message_chars,
+                              skip=next_index, name=person_file_name(ctx.job))
+
         def flush() -> None:
             nonlocal notes
             _write(conn, ctx.job.id, ctx.job.user_id, conversations, chunks)
@@ -130,7 +151,10 @@ def run(ctx: StageContext) -> None:
             conn.execute(REPORT_EXPORT_FACTS, (ctx.job.id, ctx.owner,
                                                excluded_base + stats.excluded,
                                                stats.truncated, stats.error))
-            ctx.counters.update(_totals(base, reader.stats, chunk_total))
+            profile_state.save(conn, ctx.job.id, ctx.job.user_id, builder, {
+                "cut_messages": cut_before + stats.cut_messages,
+                "truncated": stats.truncated, "error": stats.error})
+            ctx.counters.update(_totals(base, stats, chunk_total))
             read, total = reader.bytes_progress()
             # Bytes are for the progress bar only; a resume goes by next_index.
             ctx.commit_batch(conn, {"next_index": next_index, "read_bytes": read,
@@ -142,6 +166,7 @@ def run(ctx: StageContext) -> None:
         for conv in reader:
             conv_chunks = chunk_conversation(conv, target_chars=target,
                                              policy=ctx.settings.chunk_policy)
+            builder.add(conv)
             conversations.append(conv)
             chunks.extend(conv_chunks)
             for note in conv.notes:
@@ -167,3 +192,6 @@ def run(ctx: StageContext) -> None:
                              f"({stats.error}).")
         raise StageError("empty_export", "This export holds no conversations to import.")
     ctx.advance()
+    # Committed: everything later stages need is in the database. Nobody's history stays
+    # on a worker's disk longer than that.
+    path.unlink(missing_ok=True)

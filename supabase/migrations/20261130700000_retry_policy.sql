@@ -77,6 +77,9 @@ begin
            error_code = _retry_or_fail_import_job.code,
            error_message = _retry_or_fail_import_job.message
      where x.id = j.id;
+    -- Soulprint first: a failure after the soulprint was shown gives the previous one back
+    -- (20261130500000_soulprint_first.sql), whichever path failed the job.
+    perform public._restore_previous_soulprint(j.id);
     return 'failed';
   end if;
 
