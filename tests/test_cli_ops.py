@@ -22,7 +22,7 @@ from pipeline.local import directory_as_zip
 from pipeline.settings import Settings
 from pipeline.sizes import human_bytes
 from pipeline.storage import too_large
-from tests.dbutil import create_user, jobs_for, upload_object, walk_to
+from tests.dbutil import create_user, finish_import, jobs_for, upload_object, walk_to
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
@@ -232,12 +232,7 @@ def test_status_json_carries_the_soulprint(
 ) -> None:
     """`status --json` always said `soulprint_text: null`, even for a complete import."""
     job_id = _job(db_url)
-    walk_to(db_url, job_id, "generating_soulprint")
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("select public.claim_import_job(%s, 'generating_soulprint', 'w', 60)",
-                     (job_id,))
-        conn.execute("select public.complete_import_job(%s, 'w', '{}'::jsonb, %s)",
-                     (job_id, "You write late at night."))
+    finish_import(JobStore(db_url), db_url, job_id, "You write late at night.")
     env(db_url)
     assert main(["status", str(job_id), "--json"]) == 0
     summary = orjson.loads(capsys.readouterr().out)
