@@ -1,0 +1,281 @@
+"""Build the all-MiniLM-L6-v2 encoder as an ONNX graph from the packaged weights.
+
+The graph is written with the ``onnx`` package's helper API from the tensors of
+``model.safetensors`` (read with the ``safetensors`` library), so no torch is needed
+anywhere. It takes padded batches and returns sentence-transformers' sentence vector:
+
+    inputs   input_ids       int64 (batch, seq)   word-piece ids, 0-padded on the right
+             attention_mask  int64 (batch, seq)   1 for real tokens, 0 for padding
+    output   pooled          float32 (batch, 384) mean of the last hidden states over the
+                                                  real tokens (not normalized)
+
+Only what this BERT needs: absolute positions, token type 0, post-LayerNorm layers, exact
+(erf) GELU. Weights are laid out once the way the matmuls want them (fused QKV, the
+1/sqrt(head_dim) attention scale folded into the query weights, (in, out) matrices).
+
+Node names matter to ``onnx_cache``: the weight matmuls are named ``*_matmul`` and are the
+only ones quantized; the two activation-by-activation matmuls of attention are named
+``*_attn_scores`` / ``*_attn_context`` and stay float32 (quantizing them costs accuracy
+and buys little, they are a small share of the work at 256 tokens).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+# Bump when the graph this module writes changes: the cache key includes it, so a graph
+# built by an older version is never reused.
+BUILDER_VERSION = 1
+OPSET = 17  # LayerNormalization is an ONNX op from opset 17 on
+
+
+@dataclass(frozen=True, slots=True)
+class BertConfig:
+    """The config.json fields the graph depends on; ``ValueError`` for an architecture
+    this builder does not implement."""
+
+    hidden_size: int
+    num_heads: int
+    num_layers: int
+    intermediate_size: int
+    layer_norm_eps: float
+    max_position_embeddings: int
+
+    @classmethod
+    def from_json(cls, cfg: dict) -> BertConfig:
+        act = cfg.get("hidden_act", "gelu")
+        if act != "gelu":
+            raise ValueError(f"unsupported hidden_act {act!r}: only exact gelu is implemented")
+        if cfg.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError("only absolute position embeddings are implemented")
+        return cls(
+            hidden_size=int(cfg["hidden_size"]),
+            num_heads=int(cfg["num_attention_heads"]),
+            num_layers=int(cfg["num_hidden_layers"]),
+            intermediate_size=int(cfg["intermediate_size"]),
+            layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
+            max_position_embeddings=int(cfg["max_position_embeddings"]),
+        )
+
+
+class _Graph:
+    """Accumulates nodes and initializers; every helper returns its output's name."""
+
+    def __init__(self, input_absmax: Mapping[str, np.ndarray] | None, alpha: float) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.input_absmax = input_absmax or {}
+        self.alpha = alpha
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
+        return name
+
+    def linear(self, x: str, w: np.ndarray, b: np.ndarray, name: str) -> str:
+        """x @ w + b with w stored (in, out); the MatMul is what int8 quantization targets.
+
+        With a measured per-channel |x| maximum for ``x`` (``input_absmax``), the product is
+        rewritten as (x / s) @ (s * w), s_j = amax_j^alpha / wmax_j^(1 - alpha)
+        (SmoothQuant): the same numbers in float, but a few huge channels of x (BERT's
+        outlier dimensions, 15x the median) no longer eat the int8 range of every token.
+        """
+        amax = self.input_absmax.get(x)
+        if amax is not None:
+            wmax = np.abs(w).max(axis=1)
+            s = np.maximum(amax, 1e-5) ** self.alpha / np.maximum(wmax, 1e-5) ** (1 - self.alpha)
+            s = s.astype(np.float32)
+            w = w * s[:, None]
+            inv = self.const(f"{name}.smooth", (1.0 / s).astype(np.float32))
+            x = self.op("Mul", [x, inv], f"{name}_smooth")
+        wn = self.const(f"{name}.weight", w.astype(np.float32))
+        bn = self.const(f"{name}.bias", b.astype(np.float32))
+        return self.op("Add", [self.op("MatMul", [x, wn], f"{name}_matmul"), bn], f"{name}_add")
+
+    def layer_norm(self, x: str, g: np.ndarray, b: np.ndarray, eps: float, name: str) -> str:
+        gn = self.const(f"{name}.weight", g.astype(np.float32))
+        bn = self.const(f"{name}.bias", b.astype(np.float32))
+        return self.op("LayerNormalization", [x, gn, bn], name, axis=-1, epsilon=eps)
+
+
+def build_bert_graph(
+    config: BertConfig,
+    tensors: Mapping[str, np.ndarray],
+    *,
+    input_absmax: Mapping[str, np.ndarray] | None = None,
+    alpha: float = 0.5,
+) -> onnx.ModelProto:
+    """The float32 encoder + mean pooling as an ONNX model (see the module docstring).
+
+    ``tensors``: the safetensors contents by name (with or without a ``bert.`` prefix).
+    ``input_absmax``: per-channel max |activation| of the input of each weight matmul, by
+    input tensor name (``matmul_inputs``), from ``calibrate``; given, the weight matmuls are
+    smoothed for int8 (see ``_Graph.linear``). Raises ``KeyError`` naming a missing tensor.
+    """
+
+    def t(name: str) -> np.ndarray:
+        for prefix in ("", "bert.", "0.auto_model."):
+            if prefix + name in tensors:
+                return np.asarray(tensors[prefix + name], dtype=np.float32)
+        raise KeyError(f"tensor {name} missing from model weights")
+
+    h, heads = config.hidden_size, config.num_heads
+    hd = h // heads
+    scale = np.float32(1.0 / math.sqrt(hd))
+    g = _Graph(input_absmax, alpha)
+
+    # Embeddings. Token type is always 0 for single sentences: fold it into positions.
+    word = g.const("word_embeddings", t("embeddings.word_embeddings.weight"))
+    pos_table = t("embeddings.position_embeddings.weight") + t(
+        "embeddings.token_type_embeddings.weight"
+    )[0]
+    pos = g.const("position_embeddings", pos_table)
+    g.const("axis0", np.array([0], dtype=np.int64))
+    g.const("axis1", np.array([1], dtype=np.int64))
+    # Positions 0..seq-1 are the first seq rows of the table: a Slice, not Range + Gather
+    # (onnxruntime 1.32 rewrites the latter into a Slice with scalar bounds that then fails).
+    seq = g.op("Shape", ["input_ids"], "seq_len", start=1, end=2)  # 1-D, one element
+    x = g.op(
+        "Add",
+        [
+            g.op("Gather", [word, "input_ids"], "word_emb", axis=0),
+            g.op("Slice", [pos, "axis0", seq, "axis0"], "pos_emb"),
+        ],
+        "emb_sum",
+    )
+    x = g.layer_norm(
+        x,
+        t("embeddings.LayerNorm.weight"),
+        t("embeddings.LayerNorm.bias"),
+        config.layer_norm_eps,
+        "emb_ln",
+    )
+
+    # Additive attention mask, (batch, 1, 1, seq): 0 for tokens, a large negative for pads.
+    mask_f = g.op("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
+    g.const("mask_axes", np.array([1, 2], dtype=np.int64))
+    g.const("neg_big", np.array(-1e4, dtype=np.float32))
+    g.const("f_one", np.array(1.0, dtype=np.float32))
+    inverted = g.op("Sub", ["f_one", mask_f], "mask_inv")
+    bias = g.op(
+        "Mul", [g.op("Unsqueeze", [inverted, "mask_axes"], "mask_4d"), "neg_big"], "mask_bias"
+    )
+
+    # (batch, seq, hidden) <-> (batch, seq, heads, head_dim); 0 copies the input's dim.
+    g.const("split_heads", np.array([0, 0, heads, hd], dtype=np.int64))
+    g.const("merge_heads", np.array([0, 0, h], dtype=np.int64))
+    g.const("qkv_split", np.array([h, h, h], dtype=np.int64))
+    g.const("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
+    g.const("f_half", np.array(0.5, dtype=np.float32))
+
+    for i in range(config.num_layers):
+        p = f"encoder.layer.{i}."
+        n = f"l{i}"
+        w_qkv = np.concatenate(
+            [
+                t(p + "attention.self.query.weight") * scale,
+                t(p + "attention.self.key.weight"),
+                t(p + "attention.self.value.weight"),
+            ]
+        ).T
+        b_qkv = np.concatenate(
+            [
+                t(p + "attention.self.query.bias") * scale,
+                t(p + "attention.self.key.bias"),
+                t(p + "attention.self.value.bias"),
+            ]
+        )
+        qkv = g.linear(x, w_qkv, b_qkv, f"{n}_qkv")
+        g.nodes.append(
+            helper.make_node(
+                "Split", [qkv, "qkv_split"], [f"{n}_q", f"{n}_k", f"{n}_v"], name=f"{n}_split",
+                axis=-1,
+            )
+        )
+
+        def heads_of(name: str, perm: list[int], layer: str = n) -> str:
+            r = g.op("Reshape", [f"{layer}_{name}", "split_heads"], f"{layer}_{name}_heads")
+            return g.op("Transpose", [r], f"{layer}_{name}_t", perm=perm)
+
+        q = heads_of("q", [0, 2, 1, 3])  # (batch, heads, seq, hd)
+        k = heads_of("k", [0, 2, 3, 1])  # (batch, heads, hd, seq)
+        v = heads_of("v", [0, 2, 1, 3])
+        scores = g.op("Add", [g.op("MatMul", [q, k], f"{n}_attn_scores"), bias], f"{n}_masked")
+        probs = g.op("Softmax", [scores], f"{n}_probs", axis=-1)
+        ctx = g.op("MatMul", [probs, v], f"{n}_attn_context")
+        ctx = g.op(
+            "Reshape",
+            [g.op("Transpose", [ctx], f"{n}_ctx_t", perm=[0, 2, 1, 3]), "merge_heads"],
+            f"{n}_ctx",
+        )
+        attn = g.linear(
+            ctx,
+            t(p + "attention.output.dense.weight").T,
+            t(p + "attention.output.dense.bias"),
+            f"{n}_attn_out",
+        )
+        x = g.layer_norm(
+            g.op("Add", [attn, x], f"{n}_attn_res"),
+            t(p + "attention.output.LayerNorm.weight"),
+            t(p + "attention.output.LayerNorm.bias"),
+            config.layer_norm_eps,
+            f"{n}_ln1",
+        )
+        inter = g.linear(
+            x, t(p + "intermediate.dense.weight").T, t(p + "intermediate.dense.bias"), f"{n}_ffn_in"
+        )
+        # Exact GELU, (x * (1 + erf(x / sqrt 2))) * 0.5, written in the very form PyTorch
+        # exports so that ONNX Runtime fuses it (with the bias Add before it) into one kernel.
+        erf = g.op("Erf", [g.op("Div", [inter, "sqrt2"], f"{n}_gelu_scaled")], f"{n}_erf")
+        gelu = g.op(
+            "Mul",
+            [
+                g.op("Mul", [inter, g.op("Add", [erf, "f_one"], f"{n}_erf_plus1")], f"{n}_gelu_x"),
+                "f_half",
+            ],
+            f"{n}_gelu",
+        )
+        out = g.linear(
+            gelu, t(p + "output.dense.weight").T, t(p + "output.dense.bias"), f"{n}_ffn_out"
+        )
+        x = g.layer_norm(
+            g.op("Add", [out, x], f"{n}_ffn_res"),
+            t(p + "output.LayerNorm.weight"),
+            t(p + "output.LayerNorm.bias"),
+            config.layer_norm_eps,
+            f"{n}_ln2",
+        )
+
+    # Mean pooling over real tokens, as sentence-transformers' Pooling(mean) does.
+    mask3 = g.op("Unsqueeze", [mask_f, "axis_last"], "mask_3d")
+    g.const("axis_last", np.array([-1], dtype=np.int64))
+    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3], "masked_hidden"), "axis1"], "summed",
+                  keepdims=0)
+    counts = g.op("ReduceSum", [mask3, "axis1"], "token_counts", keepdims=0)
+    g.nodes.append(helper.make_node("Div", [summed, counts], ["pooled"], name="mean_pool"))
+
+    graph = helper.make_graph(
+        g.nodes,
+        "all-MiniLM-L6-v2",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h])],
+        g.initializers,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="soulprint-import"
+    )
+    model.ir_version = 8  # what every onnxruntime since 1.14 loads
+    onnx.checker.check_model(model)
+    return model
