@@ -18,6 +18,12 @@ def default_data_dir() -> Path:
     return Path(_env("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir("soulprint-import"))
 
 
+def default_model_cache_dir() -> Path | None:
+    """SOULPRINT_MODEL_CACHE_DIR, or None for ``<data_dir>/models``."""
+    value = _env("SOULPRINT_MODEL_CACHE_DIR")
+    return Path(value) if value else None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything configurable. Build with ``Settings.from_env()``."""
@@ -50,6 +56,9 @@ class Settings:
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = field(default=None, repr=False)
     embedding_concurrency: int = 4  # openai: requests in flight at once
+    minilm_precision: str = "int8"  # minilm: int8 (fast) | float32 (exact, ~2x the CPU)
+    # Where minilm keeps the ONNX graph it builds once (None: <data_dir>/models).
+    model_cache_dir: Path | None = field(default_factory=default_model_cache_dir)
 
     llm_provider: str | None = None  # None (offline soulprint) | openai
     llm_base_url: str | None = None
@@ -90,6 +99,8 @@ class Settings:
             openai_base_url=_env("OPENAI_BASE_URL", "https://api.openai.com/v1") or "",
             openai_api_key=_env("OPENAI_API_KEY"),
             embedding_concurrency=int(_env("EMBEDDING_CONCURRENCY", "4")),
+            minilm_precision=_env("MINILM_PRECISION", "int8") or "int8",
+            model_cache_dir=default_model_cache_dir(),
             llm_provider=_env("LLM_PROVIDER"),
             llm_base_url=_env("LLM_BASE_URL"),
             llm_api_key=_env("LLM_API_KEY"),

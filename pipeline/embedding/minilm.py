@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import l2_normalize
 from .errors import INSTALL_MINILM, EmbedderUnavailable
-from .onnx_cache import PRECISIONS, cached_model
+from .onnx_cache import PRECISIONS, CacheDirError, cached_model
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -44,10 +44,11 @@ def find_model_dir() -> Path:
 
 
 def default_cache_dir() -> Path:
-    """Where built graphs are kept when no data directory is given (SOULPRINT_DATA_DIR)."""
-    from ..settings import default_data_dir
+    """Where built graphs are kept when none is given: SOULPRINT_MODEL_CACHE_DIR, else
+    ``<SOULPRINT_DATA_DIR>/models``."""
+    from ..settings import default_data_dir, default_model_cache_dir
 
-    return default_data_dir() / "models"
+    return default_model_cache_dir() or default_data_dir() / "models"
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -139,14 +140,11 @@ class MiniLMEmbedder:
                     path.unlink(missing_ok=True)
                     path = cached_model(self._dir, self._cache_dir, self.precision, tokenizer)
                     session = _session(path)
-            except OSError as exc:
-                if not self._cache_dir_writable():
-                    raise EmbedderUnavailable(
-                        f"The embedding model cache {self._cache_dir} cannot be written "
-                        f"({exc.strerror or exc}). Point SOULPRINT_DATA_DIR at a writable "
-                        "directory."
-                    ) from exc
-                raise self._reinstall(exc) from exc
+            except CacheDirError as exc:
+                raise EmbedderUnavailable(
+                    f"The embedding model cache cannot be written ({exc.strerror}). Point "
+                    "SOULPRINT_MODEL_CACHE_DIR (or SOULPRINT_DATA_DIR) at a writable directory."
+                ) from exc
             # Broad on purpose: tokenizers and the weights loader report broken files as
             # bare Exception, and any load failure should reach the person as the fix.
             except Exception as exc:
@@ -156,12 +154,6 @@ class MiniLMEmbedder:
             self._tokenizer = tokenizer
             self._session = session
             return session, tokenizer
-
-    def _cache_dir_writable(self) -> bool:
-        probe = self._cache_dir
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        return os.access(probe, os.W_OK)
 
     def _reinstall(self, exc: BaseException) -> EmbedderUnavailable:
         return EmbedderUnavailable(

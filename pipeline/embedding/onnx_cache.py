@@ -44,6 +44,10 @@ SMOOTH_ALPHA = 0.65
 KEEP_FLOAT32 = frozenset({"l0_ffn_out_matmul"})
 
 
+class CacheDirError(OSError):
+    """The cache directory cannot be created or written (the message names it)."""
+
+
 def weights_digest(weights: Path) -> str:
     """sha256 of the weights file, hex (about 0.2 s for MiniLM's 90 MB)."""
     h = hashlib.sha256()
@@ -57,8 +61,8 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     """Path of the ready ONNX file for ``precision``, building it first if needed.
 
     ``tokenizer``: the model's tokenizer, truncating as the embedder does (calibration).
-    Raises ``ValueError`` for an unknown precision, ``OSError`` if ``cache_dir`` cannot be
-    written, and whatever the weights loader raises for damaged weights.
+    Raises ``ValueError`` for an unknown precision, ``CacheDirError`` if ``cache_dir`` cannot
+    be written, and whatever the weights loader raises for damaged weights.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -66,13 +70,17 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     path = cache_dir / f"all-MiniLM-L6-v2-{digest}-b{BUILDER_VERSION}-{precision}.onnx"
     if path.is_file():
         return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("building the %s ONNX graph of all-MiniLM-L6-v2 (once per data directory)",
              precision)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-") as tmp:
-        out = Path(tmp) / "model.onnx"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-")
+    except OSError as exc:
+        raise CacheDirError(exc.errno, f"{cache_dir}: {exc.strerror or exc}") from exc
+    with tmp:
+        out = Path(tmp.name) / "model.onnx"
         build(model_dir, precision, tokenizer, out)
-        os.replace(out, path)
+        os.replace(out, path)  # atomic: a concurrent builder's whole file, or ours
     return path
 
 
