@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from pipeline.embedding import (
@@ -251,6 +252,8 @@ def test_graph_built_once_per_weights_and_precision(tmp_path: Path,
     assert built.name == (
         f"all-MiniLM-L6-v2-{digest[:16]}-b{onnx_cache.BUILDER_VERSION}-int8.onnx"
     )
+
+    onnx.checker.check_model(str(built))  # a valid ONNX model, not just one ORT accepts
 
     def no_build(*args, **kwargs):
         raise AssertionError("graph rebuilt although cached")

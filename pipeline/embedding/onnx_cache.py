@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,32 +87,67 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
 
 
 def build(model_dir: Path, precision: str, tokenizer: Tokenizer, out: Path) -> None:
-    """Write the ``precision`` graph of the weights in ``model_dir`` to ``out``."""
-    from safetensors.numpy import load_file
+    """Write the ``precision`` graph of the weights in ``model_dir`` to ``out``.
 
+    Peak memory is about three copies of the weights (~300 MB for MiniLM): tensors are read
+    lazily, and each graph goes to disk and out of memory before the next step loads it.
+    """
     config = BertConfig.from_json(json.loads((model_dir / "config.json").read_text()))
-    tensors = load_file(model_dir / "model.safetensors")
-    plain = build_bert_graph(config, tensors)
+    weights = model_dir / "model.safetensors"
     if precision == "float32":
-        onnx.save(plain, out)
+        with _tensors(weights) as tensors:
+            onnx.save(build_bert_graph(config, tensors), out)
         return
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    absmax = _calibrate(plain, tokenizer)
-    smoothed = build_bert_graph(config, tensors, input_absmax=absmax, alpha=SMOOTH_ALPHA)
-    del tensors, plain
     float_path = out.with_suffix(".float32.onnx")
+    with _tensors(weights) as tensors:
+        plain = build_bert_graph(config, tensors)
+    names = _weight_matmuls(plain)
+    onnx.save(plain, float_path)
+    del plain
+    absmax = _calibrate(float_path, names, tokenizer)
+    with _tensors(weights) as tensors:
+        smoothed = build_bert_graph(config, tensors, input_absmax=absmax, alpha=SMOOTH_ALPHA)
     onnx.save(smoothed, float_path)
+    del smoothed
     quantize_dynamic(
         float_path,
         out,
         # Weight matmuls only (the attention matmuls multiply two activations), less the
         # one whose int8 error hurt short texts most (see KEEP_FLOAT32).
-        nodes_to_quantize=[n for n in _weight_matmuls(smoothed) if n not in KEEP_FLOAT32],
+        nodes_to_quantize=[n for n in names if n not in KEEP_FLOAT32],
         per_channel=True,
         weight_type=QuantType.QInt8,
     )
     float_path.unlink()
+
+
+class _LazyTensors(Mapping[str, np.ndarray]):
+    """The tensors of an open safetensors file, each read when asked for."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self._names = list(handle.keys())
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._handle.get_tensor(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+@contextmanager
+def _tensors(weights: Path) -> Iterator[_LazyTensors]:
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="np") as handle:
+        yield _LazyTensors(handle)
 
 
 def _weight_matmuls(model: onnx.ModelProto) -> list[str]:
@@ -118,26 +155,29 @@ def _weight_matmuls(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in nodes if n.op_type == "MatMul" and n.name.endswith("_matmul")]
 
 
-def _calibrate(model: onnx.ModelProto, tokenizer: Tokenizer) -> dict[str, np.ndarray]:
-    """Per-channel max |value| of each weight matmul's input over the calibration texts."""
+def _calibrate(float_path: Path, names: list[str], tokenizer: Tokenizer
+               ) -> dict[str, np.ndarray]:
+    """Per-channel max |value| of the input of each matmul in ``names`` (by input tensor
+    name) over the calibration texts, run through the float32 graph at ``float_path``."""
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    names = sorted({n.input[0] for n in probe.graph.node if n.name in _weight_matmuls(probe)})
-    for name in names:
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
-                                                                     None))
+    probe = onnx.load(float_path, load_external_data=False)
+    inputs = sorted({n.input[0] for n in probe.graph.node if n.name in names})
+    for name in inputs:
+        probe.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    onnx.save(probe, float_path)
+    del probe
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(float_path), options, providers=["CPUExecutionProvider"])
     absmax: dict[str, np.ndarray] = {}
     for text in CALIBRATION_TEXTS:
         ids = np.asarray([tokenizer.encode(text).ids], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-        for name, value in zip(names, session.run(names, feeds), strict=True):
+        for name, value in zip(inputs, session.run(inputs, feeds), strict=True):
             m = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             absmax[name] = np.maximum(absmax[name], m) if name in absmax else m
     return absmax

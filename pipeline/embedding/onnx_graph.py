@@ -68,13 +68,18 @@ class _Graph:
     """Accumulates nodes and initializers; every helper returns its output's name."""
 
     def __init__(self, input_absmax: Mapping[str, np.ndarray] | None, alpha: float) -> None:
+        # Written straight into the model's own graph: make_graph / make_model would copy
+        # every weight once more (90 MB each time), and the build must stay small.
+        self.model = onnx.ModelProto()
+        self.graph = self.model.graph
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
         self.input_absmax = input_absmax or {}
         self.alpha = alpha
 
     def const(self, name: str, value: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.graph.initializer.add().CopyFrom(
+            numpy_helper.from_array(np.ascontiguousarray(value), name)
+        )
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
@@ -116,7 +121,8 @@ def build_bert_graph(
 ) -> onnx.ModelProto:
     """The float32 encoder + mean pooling as an ONNX model (see the module docstring).
 
-    ``tensors``: the safetensors contents by name (with or without a ``bert.`` prefix).
+    ``tensors``: the safetensors contents by name (with or without a ``bert.`` prefix); each
+    is read once, so a lazy mapping keeps only the graph itself in memory.
     ``input_absmax``: per-channel max |activation| of the input of each weight matmul, by
     input tensor name (``matmul_inputs``), from ``calibrate``; given, the weight matmuls are
     smoothed for int8 (see ``_Graph.linear``). Raises ``KeyError`` naming a missing tensor.
@@ -263,19 +269,16 @@ def build_bert_graph(
     counts = g.op("ReduceSum", [mask3, "axis1"], "token_counts", keepdims=0)
     g.nodes.append(helper.make_node("Div", [summed, counts], ["pooled"], name="mean_pool"))
 
-    graph = helper.make_graph(
-        g.nodes,
-        "all-MiniLM-L6-v2",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-        ],
-        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h])],
-        g.initializers,
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="soulprint-import"
-    )
+    graph = g.graph
+    graph.name = "all-MiniLM-L6-v2"
+    graph.node.extend(g.nodes)
+    graph.input.extend([
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+    ])
+    graph.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]))
+    model = g.model
+    model.opset_import.append(helper.make_opsetid("", OPSET))
+    model.producer_name = "soulprint-import"
     model.ir_version = 8  # what every onnxruntime since 1.14 loads
-    onnx.checker.check_model(model)
     return model
