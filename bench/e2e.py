@@ -6,6 +6,13 @@ per second, and two ratios against baselines measured in the same run on the sam
   embedding rate / the embedder alone on the same chunk texts (what the database costs).
 
     python bench/e2e.py [--size-mb 100] [--keep]
+    # the same export through another checkout too (e.g. the numpy embedder before the
+    # ONNX switch), for the embedding stage ratio:
+    git archive e3ac8b9 | tar -x -C /tmp/baseline-tree
+    python bench/e2e.py --size-mb 10 --baseline-tree /tmp/baseline-tree --alone-texts 512
+
+The MiniLM graph is taken from bench/.cache/models (built once, as a deployment would);
+--cold builds it inside the measured run instead.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,18 +57,21 @@ def make_export(path: Path, size_mb: int) -> Path:
     return path
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of that child, and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
-    # ru_maxrss of children is the max over all waited children: run the big one first.
-    return wall, max(peak, before) / 1024, proc.stdout
+def run_child(cmd: list[str], env: dict[str, str], cwd: Path | None = None
+              ) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of that child (its own rusage, from wait4), its stdout."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            sys.stderr.write(err.read()[-4000:])
+            raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
+        return wall, usage.ru_maxrss / 1024, out.read()
 
 
 def stage_seconds(timings: dict[str, dict[str, str]]) -> dict[str, float]:
@@ -104,6 +113,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="also run `run` from this checkout (e.g. the commit before the "
+                         "ONNX switch, from `git archive`), same export, and compare")
+    ap.add_argument("--alone-texts", type=int, default=4096,
+                    help="chunk texts for the embedder-alone rate")
+    ap.add_argument("--cold", action="store_true",
+                    help="build the MiniLM graph inside the run (fresh model cache)")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     export = make_export(CACHE / f"e2e-{args.size_mb}mb.json", args.size_mb)
@@ -111,15 +127,27 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="soulprint-bench-"))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SOULPRINT_DATA_DIR"] = str(data_dir)
+    if not args.cold:  # steady state: the graph is built once per deployment, not per run
+        env.setdefault("SOULPRINT_MODEL_CACHE_DIR", str(CACHE / "models"))
     exe = [sys.executable, "-m", "pipeline.cli"]
 
+    base = None
+    if args.baseline_tree:
+        base_env = dict(env, PYTHONPATH=str(args.baseline_tree.resolve()),
+                        SOULPRINT_DATA_DIR=str(data_dir) + "-baseline")
+        base_wall, base_peak, base_out = run_child([*exe, "run", str(export), "--json"],
+                                                   base_env, cwd=args.baseline_tree)
+        base = (base_wall, base_peak, json.loads(base_out))
+        subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir) + "-baseline"],
+                       env=base_env, cwd=args.baseline_tree, capture_output=True, check=False)
     wall, peak_mb, out = run_child([*exe, "run", str(export), "--json"], env)
     result = json.loads(out)
     stages = stage_seconds(result["stage_timings"])
     parse_wall, _, parse_out = run_child([*exe, "parse", str(export), "--json"], env)
     parsed = json.loads(parse_out)
-    texts = sample_chunk_texts(export, 4096)
-    alone = embedder_alone({}, texts)
+    texts = sample_chunk_texts(export, args.alone_texts)
+    alone = embedder_alone({k: env[k] for k in ("SOULPRINT_MODEL_CACHE_DIR",) if k in env},
+                           texts)
 
     embed_s = stages.get("embedding", 0.0)
     rate = result["embedded_chunks"] / embed_s if embed_s else 0.0
@@ -138,6 +166,14 @@ def main() -> None:
     same = all(result[k] == parsed[k] for k in ("conversations", "messages", "user_messages",
                                                 "assistant_messages", "chunks"))
     print(f"counts equal to `parse`: {same}")
+    if base is not None:
+        base_wall, base_peak, base_result = base
+        base_embed = stage_seconds(base_result["stage_timings"]).get("embedding", 0.0)
+        print(f"baseline ({args.baseline_tree}, {base_result['embedding_model']}): "
+              f"{base_wall:,.1f} s wall, embedding {base_embed:,.1f} s, peak RSS "
+              f"{base_peak:,.0f} MB")
+        print(f"this tree ({result['embedding_model']}) / baseline: embedding stage "
+              f"x{embed_s / base_embed:.2f}, run wall x{wall / base_wall:.2f}")
     if not args.keep:
         subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
                        capture_output=True, check=False)
