@@ -59,7 +59,9 @@ def make_export(path: Path, size_mb: int) -> Path:
 
 def run_child(cmd: list[str], env: dict[str, str], cwd: Path | None = None
               ) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of that child (its own rusage, from wait4), its stdout."""
+    """Wall seconds, peak RSS (MB) of that child (its own rusage, from wait4), its stdout.
+    The child's CPU seconds (user + system) go to ``LAST_CPU[0]``: on a shared machine
+    they compare two runs better than wall time does."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
@@ -71,7 +73,11 @@ def run_child(cmd: list[str], env: dict[str, str], cwd: Path | None = None
         if proc.returncode != 0:
             sys.stderr.write(err.read()[-4000:])
             raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
         return wall, usage.ru_maxrss / 1024, out.read()
+
+
+LAST_CPU = [0.0]
 
 
 def stage_seconds(timings: dict[str, dict[str, str]]) -> dict[str, float]:
@@ -137,10 +143,11 @@ def main() -> None:
                         SOULPRINT_DATA_DIR=str(data_dir) + "-baseline")
         base_wall, base_peak, base_out = run_child([*exe, "run", str(export), "--json"],
                                                    base_env, cwd=args.baseline_tree)
-        base = (base_wall, base_peak, json.loads(base_out))
+        base = (base_wall, base_peak, json.loads(base_out), LAST_CPU[0])
         subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir) + "-baseline"],
                        env=base_env, cwd=args.baseline_tree, capture_output=True, check=False)
     wall, peak_mb, out = run_child([*exe, "run", str(export), "--json"], env)
+    run_cpu = LAST_CPU[0]
     result = json.loads(out)
     stages = stage_seconds(result["stage_timings"])
     parse_wall, _, parse_out = run_child([*exe, "parse", str(export), "--json"], env)
@@ -167,13 +174,14 @@ def main() -> None:
                                                 "assistant_messages", "chunks"))
     print(f"counts equal to `parse`: {same}")
     if base is not None:
-        base_wall, base_peak, base_result = base
+        base_wall, base_peak, base_result, base_cpu = base
         base_embed = stage_seconds(base_result["stage_timings"]).get("embedding", 0.0)
         print(f"baseline ({args.baseline_tree}, {base_result['embedding_model']}): "
-              f"{base_wall:,.1f} s wall, embedding {base_embed:,.1f} s, peak RSS "
-              f"{base_peak:,.0f} MB")
-        print(f"this tree ({result['embedding_model']}) / baseline: embedding stage "
-              f"x{embed_s / base_embed:.2f}, run wall x{wall / base_wall:.2f}")
+              f"{base_wall:,.1f} s wall, {base_cpu:,.1f} s CPU, embedding {base_embed:,.1f} s, "
+              f"peak RSS {base_peak:,.0f} MB")
+        print(f"this tree ({result['embedding_model']}): {wall:,.1f} s wall, {run_cpu:,.1f} s "
+              f"CPU; / baseline: embedding stage x{embed_s / base_embed:.2f}, run wall "
+              f"x{wall / base_wall:.2f}, run CPU x{run_cpu / base_cpu:.2f}")
     if not args.keep:
         subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
                        capture_output=True, check=False)
