@@ -20,6 +20,7 @@ COMMANDS = (
     "relay",
     "sweep",
     "replay",
+    "models",
 )
 
 

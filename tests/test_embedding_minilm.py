@@ -282,3 +282,18 @@ def test_unwritable_cache_names_the_setting(tmp_path: Path):
     with pytest.raises(EmbedderUnavailable, match="SOULPRINT_MODEL_CACHE_DIR") as info:
         emb.embed(["hello"])
     assert info.value.code == "embedder_unavailable"
+
+
+def test_models_build_command_prepares_the_cache(tmp_path: Path):
+    """Guards pitfall 6 (memory) on a 512 MB instance: `soulprint-import models build`, run
+    in the deploy's build step, leaves the graph in SOULPRINT_MODEL_CACHE_DIR, so no worker
+    has to build it (~440 MB for a few seconds) in the middle of an import."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_")}
+    env.update(SOULPRINT_MODEL_CACHE_DIR=str(tmp_path / "models"),
+               SOULPRINT_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "build"], env=env,
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "all-MiniLM-L6-v2/onnx-int8 ready" in out.stdout
+    assert [p.suffix for p in (tmp_path / "models").iterdir()] == [".onnx"]
+    assert not (tmp_path / "data").exists()  # nothing else written
