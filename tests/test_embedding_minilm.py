@@ -282,6 +282,7 @@ def test_unwritable_cache_names_the_setting(tmp_path: Path):
     with pytest.raises(EmbedderUnavailable, match="SOULPRINT_MODEL_CACHE_DIR") as info:
         emb.embed(["hello"])
     assert info.value.code == "embedder_unavailable"
+    assert str(tmp_path) not in str(info.value)  # a worker path is no use to the person
 
 
 def test_models_build_command_prepares_the_cache(tmp_path: Path):

@@ -78,7 +78,9 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-")
     except OSError as exc:
-        raise CacheDirError(exc.errno, f"{cache_dir}: {exc.strerror or exc}") from exc
+        # The path goes to the log only: the error message reaches the person's job row.
+        log.error("cannot write the model cache %s: %s", cache_dir, exc)
+        raise CacheDirError(exc.errno, exc.strerror or str(exc)) from exc
     with tmp:
         out = Path(tmp.name) / "model.onnx"
         build(model_dir, precision, tokenizer, out)
