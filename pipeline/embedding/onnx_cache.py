@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 
 from .calibration import CALIBRATION_TEXTS
-from .onnx_graph import BUILDER_VERSION, BertConfig, build_bert_graph
+from .onnx_graph import BUILDER_VERSION, BertConfig, build_bert_graph, weight_nodes
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
@@ -105,7 +105,7 @@ def build(model_dir: Path, precision: str, tokenizer: Tokenizer, out: Path) -> N
     float_path = out.with_suffix(".float32.onnx")
     with _tensors(weights) as tensors:
         plain = build_bert_graph(config, tensors)
-    names = _weight_matmuls(plain)
+    names = weight_nodes(plain)
     onnx.save(plain, float_path)
     del plain
     absmax = _calibrate(float_path, names, tokenizer)
@@ -116,11 +116,13 @@ def build(model_dir: Path, precision: str, tokenizer: Tokenizer, out: Path) -> N
     quantize_dynamic(
         float_path,
         out,
-        # Weight matmuls only (the attention matmuls multiply two activations), less the
-        # one whose int8 error hurt short texts most (see KEEP_FLOAT32).
+        # Weight products only (the score and context products multiply two activations),
+        # less the one whose int8 error hurt short texts most (see KEEP_FLOAT32).
         nodes_to_quantize=[n for n in names if n not in KEEP_FLOAT32],
         per_channel=True,
         weight_type=QuantType.QInt8,
+        # Shape inference stops at the com.microsoft Attention node; its outputs are float.
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
     float_path.unlink()
 
@@ -150,11 +152,6 @@ def _tensors(weights: Path) -> Iterator[_LazyTensors]:
 
     with safe_open(str(weights), framework="np") as handle:
         yield _LazyTensors(handle)
-
-
-def _weight_matmuls(model: onnx.ModelProto) -> list[str]:
-    nodes = model.graph.node
-    return [n.name for n in nodes if n.op_type == "MatMul" and n.name.endswith("_matmul")]
 
 
 def _calibrate(float_path: Path, names: list[str], tokenizer: Tokenizer

@@ -13,10 +13,10 @@ Only what this BERT needs: absolute positions, token type 0, post-LayerNorm laye
 (erf) GELU. Weights are laid out once the way the matmuls want them (fused QKV, the
 1/sqrt(head_dim) attention scale folded into the query weights, (in, out) matrices).
 
-Node names matter to ``onnx_cache``: the weight matmuls are named ``*_matmul`` and are the
-only ones quantized; the two activation-by-activation matmuls of attention are named
-``*_attn_scores`` / ``*_attn_context`` and stay float32 (quantizing them costs accuracy
-and buys little, they are a small share of the work at 256 tokens).
+Self-attention is ONNX Runtime's fused ``com.microsoft.Attention`` kernel (so the graph
+runs on ONNX Runtime only, which is the point). ``weight_nodes`` names the nodes int8
+quantization targets: the ``*_matmul`` weight matmuls and the ``*_attention`` nodes (their
+QKV projection; the score and context products inside stay float32).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 # Bump when the graph this module writes changes: the cache key includes it, so a graph
 # built by an older version is never reused.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: fused Attention kernel
 OPSET = 17  # LayerNormalization is an ONNX op from opset 17 on
 
 
@@ -94,17 +94,21 @@ class _Graph:
         (SmoothQuant): the same numbers in float, but a few huge channels of x (BERT's
         outlier dimensions, 15x the median) no longer eat the int8 range of every token.
         """
-        amax = self.input_absmax.get(x)
-        if amax is not None:
-            wmax = np.abs(w).max(axis=1)
-            s = np.maximum(amax, 1e-5) ** self.alpha / np.maximum(wmax, 1e-5) ** (1 - self.alpha)
-            s = s.astype(np.float32)
-            w = w * s[:, None]
-            inv = self.const(f"{name}.smooth", (1.0 / s).astype(np.float32))
-            x = self.op("Mul", [x, inv], f"{name}_smooth")
+        x, w = self.smooth(x, w, name)
         wn = self.const(f"{name}.weight", w.astype(np.float32))
         bn = self.const(f"{name}.bias", b.astype(np.float32))
         return self.op("Add", [self.op("MatMul", [x, wn], f"{name}_matmul"), bn], f"{name}_add")
+
+    def smooth(self, x: str, w: np.ndarray, name: str) -> tuple[str, np.ndarray]:
+        """(x / s, s * w) when ``x`` has a measured range (see ``linear``), else (x, w)."""
+        amax = self.input_absmax.get(x)
+        if amax is None:
+            return x, w
+        wmax = np.abs(w).max(axis=1)
+        s = np.maximum(amax, 1e-5) ** self.alpha / np.maximum(wmax, 1e-5) ** (1 - self.alpha)
+        s = s.astype(np.float32)
+        inv = self.const(f"{name}.smooth", (1.0 / s).astype(np.float32))
+        return self.op("Mul", [x, inv], f"{name}_smooth"), w * s[:, None]
 
     def layer_norm(self, x: str, g: np.ndarray, b: np.ndarray, eps: float, name: str) -> str:
         gn = self.const(f"{name}.weight", g.astype(np.float32))
@@ -166,20 +170,10 @@ def build_bert_graph(
         "emb_ln",
     )
 
-    # Additive attention mask, (batch, 1, 1, seq): 0 for tokens, a large negative for pads.
+    # The mask as the attention kernel takes it (int32, 1 = token) and as pooling does.
+    mask_i32 = g.op("Cast", ["attention_mask"], "mask_i32", to=TensorProto.INT32)
     mask_f = g.op("Cast", ["attention_mask"], "mask_f", to=TensorProto.FLOAT)
-    g.const("mask_axes", np.array([1, 2], dtype=np.int64))
-    g.const("neg_big", np.array(-1e4, dtype=np.float32))
     g.const("f_one", np.array(1.0, dtype=np.float32))
-    inverted = g.op("Sub", ["f_one", mask_f], "mask_inv")
-    bias = g.op(
-        "Mul", [g.op("Unsqueeze", [inverted, "mask_axes"], "mask_4d"), "neg_big"], "mask_bias"
-    )
-
-    # (batch, seq, hidden) <-> (batch, seq, heads, head_dim); 0 copies the input's dim.
-    g.const("split_heads", np.array([0, 0, heads, hd], dtype=np.int64))
-    g.const("merge_heads", np.array([0, 0, h], dtype=np.int64))
-    g.const("qkv_split", np.array([h, h, h], dtype=np.int64))
     g.const("sqrt2", np.array(math.sqrt(2.0), dtype=np.float32))
     g.const("f_half", np.array(0.5, dtype=np.float32))
 
@@ -200,28 +194,22 @@ def build_bert_graph(
                 t(p + "attention.self.value.bias"),
             ]
         )
-        qkv = g.linear(x, w_qkv, b_qkv, f"{n}_qkv")
-        g.nodes.append(
-            helper.make_node(
-                "Split", [qkv, "qkv_split"], [f"{n}_q", f"{n}_k", f"{n}_v"], name=f"{n}_split",
-                axis=-1,
-            )
-        )
-
-        def heads_of(name: str, perm: list[int], layer: str = n) -> str:
-            r = g.op("Reshape", [f"{layer}_{name}", "split_heads"], f"{layer}_{name}_heads")
-            return g.op("Transpose", [r], f"{layer}_{name}_t", perm=perm)
-
-        q = heads_of("q", [0, 2, 1, 3])  # (batch, heads, seq, hd)
-        k = heads_of("k", [0, 2, 3, 1])  # (batch, heads, hd, seq)
-        v = heads_of("v", [0, 2, 1, 3])
-        scores = g.op("Add", [g.op("MatMul", [q, k], f"{n}_attn_scores"), bias], f"{n}_masked")
-        probs = g.op("Softmax", [scores], f"{n}_probs", axis=-1)
-        ctx = g.op("MatMul", [probs, v], f"{n}_attn_context")
+        # Self-attention as ONNX Runtime's fused kernel (QKV projection, softmax over the
+        # unmasked keys, context): int8 quantization turns it into QAttention. The query
+        # weights already carry 1/sqrt(head_dim), hence scale=1.
+        xin, w_qkv = g.smooth(x, w_qkv, f"{n}_qkv")
         ctx = g.op(
-            "Reshape",
-            [g.op("Transpose", [ctx], f"{n}_ctx_t", perm=[0, 2, 1, 3]), "merge_heads"],
-            f"{n}_ctx",
+            "Attention",
+            [
+                xin,
+                g.const(f"{n}_qkv.weight", w_qkv.astype(np.float32)),
+                g.const(f"{n}_qkv.bias", b_qkv.astype(np.float32)),
+                mask_i32,
+            ],
+            f"{n}_attention",
+            domain="com.microsoft",
+            num_heads=heads,
+            scale=1.0,
         )
         attn = g.linear(
             ctx,
@@ -279,6 +267,16 @@ def build_bert_graph(
     graph.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]))
     model = g.model
     model.opset_import.append(helper.make_opsetid("", OPSET))
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))  # Attention
     model.producer_name = "soulprint-import"
     model.ir_version = 8  # what every onnxruntime since 1.14 loads
     return model
+
+
+def weight_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that multiply by weights: what int8 quantization targets."""
+    return [
+        n.name
+        for n in model.graph.node
+        if (n.op_type == "MatMul" and n.name.endswith("_matmul")) or n.op_type == "Attention"
+    ]
