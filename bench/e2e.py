@@ -8,6 +8,10 @@ measured in the same run on the same file:
   embedding rate / the embedder alone on the same chunk texts (what the database costs).
 
     python bench/e2e.py [--size-mb 100] [--embedder minilm|standin] [--keep]
+    # the same export through another checkout too (e.g. the numpy embedder before the
+    # ONNX switch), for the embedding stage ratio:
+    git archive e3ac8b9 | tar -x -C /tmp/baseline-tree
+    python bench/e2e.py --size-mb 10 --baseline-tree /tmp/baseline-tree --alone-texts 512
 
 `--embedder standin` embeds through the OpenAI-compatible stand-in (tests/fake_openai.py,
 384-d, no latency) instead of MiniLM on the CPU: the import still runs every stage and
@@ -20,7 +24,6 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -58,18 +61,27 @@ def make_export(path: Path, size_mb: int) -> Path:
     return path
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB) of that child, and its stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
-    # ru_maxrss of children is the max over all waited children: run the big one first.
-    return wall, max(peak, before) / 1024, proc.stdout
+def run_child(cmd: list[str], env: dict[str, str], cwd: Path | None = None
+              ) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) of that child (its own rusage, from wait4), its stdout.
+    The child's CPU seconds (user + system) go to ``LAST_CPU[0]``: on a shared machine
+    they compare two runs better than wall time does."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            sys.stderr.write(err.read()[-4000:])
+            raise SystemExit(f"{cmd[1:3]} exited {proc.returncode}")
+        LAST_CPU[0] = usage.ru_utime + usage.ru_stime
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+LAST_CPU = [0.0]
 
 
 def stage_seconds(timings: dict[str, dict[str, str]]) -> dict[str, float]:
@@ -121,6 +133,13 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--embedder", choices=("minilm", "standin"), default="minilm")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="also run `run` from this checkout (e.g. the commit before the "
+                         "ONNX switch, from `git archive`), same export, and compare")
+    ap.add_argument("--alone-texts", type=int, default=4096,
+                    help="chunk texts for the embedder-alone rate")
+    ap.add_argument("--cold", action="store_true",
+                    help="build the MiniLM graph inside the run (fresh model cache)")
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         embedder_env: dict[str, str] = {}
@@ -143,15 +162,28 @@ def run_bench(args: argparse.Namespace, embedder_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["SOULPRINT_DATA_DIR"] = str(data_dir)
     env.update(embedder_env)
+    if not args.cold:  # steady state: the graph is built once per deployment, not per run
+        env.setdefault("SOULPRINT_MODEL_CACHE_DIR", str(CACHE / "models"))
     exe = [sys.executable, "-m", "pipeline.cli"]
 
+    base = None
+    if args.baseline_tree:
+        base_env = dict(env, PYTHONPATH=str(args.baseline_tree.resolve()),
+                        SOULPRINT_DATA_DIR=str(data_dir) + "-baseline")
+        base_wall, base_peak, base_out = run_child([*exe, "run", str(export), "--json"],
+                                                   base_env, cwd=args.baseline_tree)
+        base = (base_wall, base_peak, json.loads(base_out), LAST_CPU[0])
+        subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir) + "-baseline"],
+                       env=base_env, cwd=args.baseline_tree, capture_output=True, check=False)
     wall, peak_mb, out = run_child([*exe, "run", str(export), "--json"], env)
+    run_cpu = LAST_CPU[0]
     result = json.loads(out)
     stages = stage_seconds(result["stage_timings"])
     parse_wall, _, parse_out = run_child([*exe, "parse", str(export), "--json"], env)
     parsed = json.loads(parse_out)
-    texts = sample_chunk_texts(export, 4096)
-    alone = embedder_alone(embedder_env, texts)
+    texts = sample_chunk_texts(export, args.alone_texts)
+    alone = embedder_alone({**embedder_env, **{k: env[k] for k in ("SOULPRINT_MODEL_CACHE_DIR",)
+                                               if k in env}}, texts)
 
     embed_s = stages.get("embedding", 0.0)
     rate = result["embedded_chunks"] / embed_s if embed_s else 0.0
@@ -174,6 +206,15 @@ def run_bench(args: argparse.Namespace, embedder_env: dict[str, str]) -> None:
     same = all(result[k] == parsed[k] for k in ("conversations", "messages", "user_messages",
                                                 "assistant_messages", "chunks"))
     print(f"counts equal to `parse`: {same}")
+    if base is not None:
+        base_wall, base_peak, base_result, base_cpu = base
+        base_embed = stage_seconds(base_result["stage_timings"]).get("embedding", 0.0)
+        print(f"baseline ({args.baseline_tree}, {base_result['embedding_model']}): "
+              f"{base_wall:,.1f} s wall, {base_cpu:,.1f} s CPU, embedding {base_embed:,.1f} s, "
+              f"peak RSS {base_peak:,.0f} MB")
+        print(f"this tree ({result['embedding_model']}): {wall:,.1f} s wall, {run_cpu:,.1f} s "
+              f"CPU; / baseline: embedding stage x{embed_s / base_embed:.2f}, run wall "
+              f"x{wall / base_wall:.2f}, run CPU x{run_cpu / base_cpu:.2f}")
     if not args.keep:
         subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
                        capture_output=True, check=False)

@@ -26,6 +26,7 @@ COMMANDS = (
     "replay",
     "doctor",
     "search",
+    "models",
 )
 
 

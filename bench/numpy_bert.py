@@ -1,4 +1,7 @@
-"""A BERT encoder forward pass in plain numpy (float32, CPU, no torch).
+"""The numpy forward pass the minilm embedder used before ONNX Runtime, kept only as the
+baseline of bench/embed.py (not part of the product).
+
+A BERT encoder forward pass in plain numpy (float32, CPU, no torch).
 
 Only what sentence-transformers' all-MiniLM-L6-v2 needs: absolute position
 embeddings, post-LayerNorm encoder layers, exact (erf) GELU, and mean pooling
@@ -293,3 +296,58 @@ def _gelu_inplace(x: np.ndarray, a: np.ndarray, t: np.ndarray, tail: np.ndarray)
     tail *= a
     x *= np.float32(0.5)
     x += tail
+
+
+class NumpyMiniLM:
+    """The former embedder, slimmed: texts packed into batches of <= 64 texts / 512 tokens
+    without padding, run on ``threads`` workers with numpy's BLAS held to one thread each
+    (threadpoolctl). Same vectors as sentence-transformers in float32."""
+
+    model = "sentence-transformers/all-MiniLM-L6-v2 (numpy)"
+    dimensions = 384
+
+    def __init__(self, model_dir, threads: int = 2, batch_size: int = 64,
+                 batch_tokens: int = 512) -> None:
+        import json
+        from concurrent.futures import ThreadPoolExecutor
+
+        from safetensors.numpy import load_file
+        from threadpoolctl import threadpool_limits
+        from tokenizers import Tokenizer
+
+        config = BertConfig.from_json(json.loads((model_dir / "config.json").read_text()))
+        self.encoder = BertEncoder(config, load_file(model_dir / "model.safetensors"))
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=256)
+        self.tokenizer.no_padding()
+        self.batch_size, self.batch_tokens = batch_size, batch_tokens
+        self._limits = threadpool_limits(1, user_api="blas")  # held for the process
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        ids = [np.asarray(e.ids, dtype=np.int64)
+               for e in self.tokenizer.encode_batch([t.strip() for t in texts])]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        tokens = 0
+        for i, seq in enumerate(ids):
+            if current and (len(current) >= self.batch_size
+                            or tokens + len(seq) > self.batch_tokens):
+                batches.append(current)
+                current, tokens = [], 0
+            current.append(i)
+            tokens += len(seq)
+        if current:
+            batches.append(current)
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+
+        def run(batch: list[int]) -> None:
+            out[batch] = self.encoder.mean_pooled([ids[i] for i in batch])
+
+        if self.pool is None:
+            for b in batches:
+                run(b)
+        else:
+            list(self.pool.map(run, batches))
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+        return out
