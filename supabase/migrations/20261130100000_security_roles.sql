@@ -221,7 +221,10 @@ as $$
 declare
   gone bigint;
 begin
-  if older_than is null or older_than < interval '5 minutes' then
+  -- Compare the cut-off it gives, not the interval: intervals mix months and days
+  -- ('1 mon -29 days -23 hours -55 min' sorts above 5 minutes yet is about 5 minutes
+  -- from now or less, depending on the month).
+  if older_than is null or now() - older_than > now() - interval '5 minutes' then
     raise exception 'prune_webhook_receipts: % is under the 5-minute signature tolerance',
       older_than
       using errcode = 'invalid_parameter_value';
