@@ -74,14 +74,29 @@ def test_a_body_that_never_finishes_is_cut_off(receiver) -> None:
     assert time.monotonic() - started < 10
 
 
+def _still_held(sock: socket.socket) -> bool:
+    """True when the server has taken the request and is waiting for its body (no reply
+    within half a second), so the next connection is counted after this one."""
+    sock.settimeout(0.5)
+    try:
+        return sock.recv(4096) == b""
+    except TimeoutError:
+        return True
+    finally:
+        sock.settimeout(15)
+
+
 def test_connections_past_the_limit_get_503(receiver) -> None:
     """Guards review finding 6: with no connection limit, unsigned callers could open as
     many stalled requests as memory allows. Past RECEIVER_MAX_CONNECTIONS the receiver
-    answers 503 at once instead, and serves again once they are gone."""
-    rx = receiver(receiver_max_connections=2, webhook_body_timeout_seconds=30.0)
-    held = [_open_slow_request(rx.url), _open_slow_request(rx.url)]
+    answers 503 at once instead, and serves again once they are gone. (uvicorn counts the
+    arriving connection too: a limit of 3 serves 2 at once.)"""
+    rx = receiver(receiver_max_connections=3, webhook_body_timeout_seconds=30.0)
+    held: list[socket.socket] = []
     try:
-        time.sleep(0.3)  # both accepted and waiting for their bodies
+        for _ in range(2):
+            held.append(_open_slow_request(rx.url))
+            assert _still_held(held[-1])
         resp = httpx.get(rx.url + "/healthz", timeout=5)
         assert resp.status_code == 503
     finally:
