@@ -221,9 +221,10 @@ as $$
 declare
   gone bigint;
 begin
-  -- Compare the cut-off it gives, not the interval: intervals mix months and days
-  -- ('1 mon -29 days -23 hours -55 min' sorts above 5 minutes yet is about 5 minutes
-  -- from now or less, depending on the month).
+  -- Compare the cut-off it gives, not the interval: interval comparison counts a month as
+  -- 30 days and a year as 360, so '1 mon -29 days -23 hours -55 min' or
+  -- '-1 year 360 days 5 min' compare as 5 minutes, while now() minus them depends on the
+  -- calendar (the second lies days in the future: it would prune every receipt).
   if older_than is null or now() - older_than > now() - interval '5 minutes' then
     raise exception 'prune_webhook_receipts: % is under the 5-minute signature tolerance',
       older_than

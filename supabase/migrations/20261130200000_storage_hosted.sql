@@ -236,6 +236,11 @@ as $$
        and j.stage = 'complete')
 $$;
 
+-- The policy asks it for each row a delete names: find complete jobs by path directly.
+create index if not exists import_jobs_complete_object
+  on public.import_jobs (object_name)
+  where stage = 'complete';
+
 -- Only the Storage role's policy calls it (not even PUBLIC, nor Supabase's default grants
 -- to anon, authenticated and service_role).
 revoke all on function public.imports_export_is_imported(text, text, text)
