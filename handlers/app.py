@@ -65,6 +65,7 @@ def create_app(
         db=db,
         runner=runner,
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.webhook_body_timeout_seconds,
     )
 
     @asynccontextmanager

@@ -30,8 +30,10 @@ def serve_in_thread(
     *,
     log_level: str = "warning",
     startup_timeout: float = 15.0,
+    **uvicorn_options: object,
 ) -> ServerHandle:
-    """Start uvicorn in a daemon thread; returns once it accepts connections."""
+    """Start uvicorn in a daemon thread; returns once it accepts connections.
+    ``uvicorn_options`` go to uvicorn.Config as they are (e.g. serve's limits)."""
     # Binding here makes port=0 usable: the real port is known before uvicorn starts.
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and
     # without it every response waits ~40 ms for the client's delayed ACK (Nagle).
@@ -45,6 +47,7 @@ def serve_in_thread(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=10,
+        **uvicorn_options,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

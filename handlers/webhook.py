@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from uuid import UUID
@@ -35,21 +36,34 @@ class BodyTooLarge(Exception):
     pass
 
 
+class BodyTooSlow(Exception):
+    pass
+
+
 def reply(status: int, body: dict[str, object], retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The raw body, refused as soon as it is known to exceed ``limit`` bytes
+    (BodyTooLarge), or when it has not all arrived within ``timeout_s`` seconds
+    (BodyTooSlow): nothing is signed yet, so nobody may hold the receiver's memory long."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BodyTooLarge
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise BodyTooLarge
+
+    try:
+        await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise BodyTooSlow from None
     return bytes(body)
 
 
@@ -71,6 +85,7 @@ class WebhookReceiver:
         db: AsyncConnectionPool,
         runner: Callable[[StageEvent], None],
         max_body_bytes: int,
+        body_timeout_s: float | None = None,
         retry_after_s: int = 2,
     ) -> None:
         self.verifier = verifier
@@ -78,15 +93,18 @@ class WebhookReceiver:
         self.db = db
         self.runner = runner
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
         self.retry_after_s = retry_after_s
 
     async def handle(self, request: Request) -> JSONResponse:
         if lifecycle.shutting_down():
             return reply(503, {"error": "shutting down"}, self.retry_after_s)
         try:
-            body = await read_body(request, self.max_body_bytes)
+            body = await read_body(request, self.max_body_bytes, self.body_timeout_s)
         except BodyTooLarge:
             return reply(413, {"error": f"body larger than {self.max_body_bytes} bytes"})
+        except BodyTooSlow:
+            return reply(408, {"error": "body not received in time"})
         try:
             webhook_id = self.verifier.verify(body, request.headers)
         except SignatureError as exc:

@@ -10,15 +10,18 @@ Vault and make a test upload in a transaction that is rolled back.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -239,6 +242,42 @@ WORKER_POWERS = """
 """
 
 
+# Every role a role is a member of, directly or through others (it may use their rights).
+MEMBER_OF = """
+    select b.rolname from pg_roles b
+     where b.rolname <> %(role)s and pg_has_role(%(role)s, b.oid, 'MEMBER')
+     order by 1
+"""
+# Table-level privileges a role holds on the tables of schema public.
+PUBLIC_TABLE_GRANTS = """
+    select c.relname, p.priv
+      from pg_class c
+      cross join (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'),
+                         ('REFERENCES'), ('TRIGGER')) p(priv)
+     where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
+       and has_table_privilege(%(role)s, c.oid, p.priv)
+     order by 1, 2
+"""
+CREATE_ON_PUBLIC = "select has_schema_privilege(%s, 'public', 'CREATE') as create"
+
+# What the stages need (the privilege matrix of tests/test_security_roles.py); RLS narrows
+# the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
+WORKER_TABLES: dict[str, frozenset[str]] = {
+    "import_jobs": frozenset({"SELECT"}),
+    "import_events": frozenset({"SELECT"}),
+    "event_deliveries": frozenset({"SELECT", "INSERT"}),
+    "webhook_receipts": frozenset({"SELECT", "INSERT"}),
+    "import_conversations": frozenset({"SELECT", "INSERT"}),
+    "memory_chunks": frozenset({"SELECT", "INSERT", "UPDATE"}),
+    "import_person_notes": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
+    "import_profile_states": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
+}
+
+
+def _memberships(d: Deployment, role: str) -> list[str]:
+    return [r["rolname"] for r in d.conn.execute(MEMBER_OF, {"role": role})]
+
+
 def check_worker_role(d: Deployment) -> Check:
     name = f"worker role {WORKER_ROLE} least privilege"
     row = d.one(WORKER_POWERS, (WORKER_ROLE,))
@@ -253,19 +292,85 @@ def check_worker_role(d: Deployment) -> Check:
                     f"alter role {WORKER_ROLE} nosuperuser nobypassrls; revoke service_role "
                     f"from {WORKER_ROLE}; revoke temp on database postgres from public; "
                     f"revoke all on auth.users from {WORKER_ROLE};")
-    return ok(name, "no superuser, bypassrls, service_role, TEMP or auth.users")
+    # Membership in any role (postgres, authenticated, pg_read_all_data, ...) lends it
+    # that role's rights: the worker needs none.
+    member_of = _memberships(d, WORKER_ROLE)
+    if member_of:
+        return fail(name, "member of " + ", ".join(member_of),
+                    "; ".join(f"revoke {r} from {WORKER_ROLE}" for r in member_of) + ";")
+    extra = [f"{r['priv']} on {r['relname']}"
+             for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": WORKER_ROLE})
+             if r["priv"] not in WORKER_TABLES.get(r["relname"], frozenset())]
+    if extra:
+        return fail(name, "granted " + ", ".join(extra),
+                    "; ".join(f"revoke {e.replace(' on ', ' on public.')} from {WORKER_ROLE}"
+                              for e in extra) + ";")
+    if d.one(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
+        return fail(name, "may CREATE in schema public",
+                    f"revoke create on schema public from {WORKER_ROLE}, public;")
+    return ok(name, "no superuser, bypassrls, role memberships, TEMP, auth.users or "
+              "tables beyond the stages' own")
 
 
-# Storage policies the role is subject to whose expression does not pin bucket `imports`.
-STORAGE_ROLE_POLICIES = """
-    select p.tablename, p.policyname, p.cmd
-      from pg_policies p
-     where p.schemaname = 'storage' and p.tablename in ('objects', 'buckets')
-       and p.permissive = 'PERMISSIVE'
-       and (%s::name = any(p.roles) or 'public' = any(p.roles))
-       and coalesce(p.qual, '') || coalesce(p.with_check, '') not like '%%''imports''%%'
-"""
 ROLE_POWERS = "select rolsuper, rolbypassrls from pg_roles where rolname = %s"
+
+
+@contextmanager
+def _acting_as(d: Deployment, role: str, claims: dict[str, str]) -> Iterator[None]:
+    """A savepoint in which the connection acts as an API request of ``role`` (claims set,
+    role switched, as PostgREST and Storage do); rolled back, errors included."""
+    try:
+        with d.conn.transaction(force_rollback=True):
+            d.conn.execute("select set_config('request.jwt.claims', %s, true)",
+                           (json.dumps(claims),))
+            # Storage's API sets this before its own DELETE; direct deletes are refused.
+            d.conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
+            d.conn.execute(psycopg.sql.SQL("set local role {}").format(
+                psycopg.sql.Identifier(role)))
+            yield
+    except psycopg.errors.InsufficientPrivilege:
+        pass  # refused outright: the probe saw nothing
+
+
+def _rows(d: Deployment, sql: str, params: tuple[object, ...]) -> int:
+    """Rows a probe statement saw or changed (0 when refused)."""
+    return d.conn.execute(sql, params).rowcount
+
+
+def _storage_role_reach(d: Deployment, role: str) -> list[str]:
+    """What the Storage role can do beyond deleting imported exports, found by trying:
+    a probe object in another bucket, and one in `imports` that no complete import read,
+    inserted by the admin in a transaction that is rolled back."""
+    probe_bucket = f"doctor-probe-{uuid.uuid4().hex[:12]}"
+    other_name = f"{uuid.uuid4()}/probe.txt"
+    pending_name = f"{uuid.uuid4()}/doctor-probe.zip"  # no such user: no job starts
+    reach: list[str] = []
+    with d.conn.transaction(force_rollback=True):
+        d.conn.execute("insert into storage.buckets (id, name) values (%s, %s)",
+                       (probe_bucket, probe_bucket))
+        d.conn.execute("insert into storage.objects (bucket_id, name, version) values"
+                       " (%s, %s, 'probe'), (%s, %s, 'probe')",
+                       (probe_bucket, other_name, BUCKET, pending_name))
+        attempts = (
+            ("reads objects of another bucket",
+             "select 1 from storage.objects where bucket_id = %s", (probe_bucket,)),
+            ("sees another bucket", "select 1 from storage.buckets where id = %s",
+             (probe_bucket,)),
+            ("deletes objects of another bucket",
+             "delete from storage.objects where bucket_id = %s", (probe_bucket,)),
+            ("changes objects", "update storage.objects set version = 'x'"
+             " where bucket_id in (%s, %s)", (probe_bucket, BUCKET)),
+            ("uploads objects", "insert into storage.objects (bucket_id, name, version)"
+             " values (%s, %s, 'x')", (BUCKET, f"{uuid.uuid4()}/x.zip")),
+            ("deletes exports no complete import read",
+             "delete from storage.objects where bucket_id = %s and name = %s",
+             (BUCKET, pending_name)),
+        )
+        for label, sql, params in attempts:
+            with _acting_as(d, role, {"role": role}):
+                if _rows(d, sql, params):
+                    reach.append(label)
+    return reach
 
 
 def check_storage_role(d: Deployment) -> Check:
@@ -277,12 +382,22 @@ def check_storage_role(d: Deployment) -> Check:
     if powers["rolsuper"] or powers["rolbypassrls"]:
         return fail(name, "bypasses row level security",
                     f"alter role {role} nosuperuser nobypassrls;")
-    wider = [f"{r['policyname']} ({r['cmd']} on {r['tablename']})"
-             for r in d.conn.execute(STORAGE_ROLE_POLICIES, (role,))]
-    if wider:
-        return fail(name, "policies reach beyond it: " + "; ".join(wider),
-                    "drop those policies or add bucket_id = 'imports' to them")
-    return ok(name)
+    member_of = _memberships(d, role)
+    if member_of:
+        return fail(name, "member of " + ", ".join(member_of),
+                    "; ".join(f"revoke {r} from {role}" for r in member_of) + ";")
+    tables = sorted({r["relname"] for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": role})})
+    if tables and role != WORKER_ROLE:
+        return fail(name, "granted tables of schema public: " + ", ".join(tables),
+                    f"revoke all on {', '.join('public.' + t for t in tables)} from {role};")
+    reach = _storage_role_reach(d, role)
+    if reach:
+        return fail(name, "; ".join(reach),
+                    "drop the storage.objects/buckets policies that grant it, or scope them "
+                    "exactly to bucket_id = 'imports' (list them: "
+                    f"select * from pg_policies where '{role}' = any(roles) or 'public' = "
+                    f"any(roles)); re-apply {STORAGE_MIGRATION} for the right ones")
+    return ok(name, "probed: reads and deletes only imported exports of its bucket")
 
 
 # -- Storage ----------------------------------------------------------------------------
@@ -308,19 +423,81 @@ def check_storage_policies(d: Deployment) -> Check:
                     f"the NOTICEs of {STORAGE_MIGRATION} give each one's SQL: run it as the "
                     "owner of storage.objects, or create it in the dashboard (Storage > "
                     "Policies)")
-    return ok(name, f"{len(have)} present, RLS on")
+    # A policy's name says nothing of its expression: try what they must allow and refuse.
+    wrong = _people_reach(d)
+    if wrong:
+        return fail(name, "; ".join(wrong),
+                    f"compare the imports policies with {STORAGE_MIGRATION} (and any other "
+                    "policy on storage.objects: select * from pg_policies where schemaname "
+                    "= 'storage'); re-apply it or fix them in the dashboard")
+    return ok(name, f"{len(have)} present, RLS on, probed as people and anon")
+
+
+def _people_reach(d: Deployment) -> list[str]:
+    """Two throwaway people and a rolled-back transaction: A may upload into and read their
+    own folder; A may not read, delete, or upload into B's, nor use an unsafe name; anon
+    sees nothing."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    b_name = f"{b}/export.zip"
+    wrong: list[str] = []
+    with d.conn.transaction(force_rollback=True):
+        for person in (a, b):
+            d.conn.execute("insert into auth.users (id, aud, role, email) values "
+                           "(%s, 'authenticated', 'authenticated', %s)",
+                           (person, f"doctor-{person}@invalid"))
+        d.conn.execute("insert into storage.objects (bucket_id, name, owner, owner_id, version)"
+                       " values (%s, %s, %s, %s, 'probe')", (BUCKET, b_name, b, str(b)))
+        as_a = ("authenticated", {"role": "authenticated", "sub": str(a)})
+        upload = ("insert into storage.objects (bucket_id, name, owner, owner_id, version)"
+                  " values (%s, %s, %s, %s, 'probe')")
+        allowed = False
+        with _acting_as(d, *as_a):
+            allowed = _rows(d, upload, (BUCKET, f"{a}/export.zip", a, str(a))) == 1
+        if not allowed:
+            wrong.append("a person cannot upload into their own folder")
+        refused = (
+            ("a person reads another's export",
+             "select 1 from storage.objects where bucket_id = %s and name = %s",
+             (BUCKET, b_name)),
+            ("a person deletes another's export",
+             "delete from storage.objects where bucket_id = %s and name = %s",
+             (BUCKET, b_name)),
+            ("a person uploads into another's folder", upload,
+             (BUCKET, f"{b}/planted.zip", a, str(a))),
+            ("a person uploads a name with '..'", upload,
+             (BUCKET, f"{a}/../{b}/x.zip", a, str(a))),
+        )
+        for label, sql, params in refused:
+            with _acting_as(d, *as_a):
+                try:
+                    with d.conn.transaction():
+                        if _rows(d, sql, params):
+                            wrong.append(label)
+                except psycopg.errors.InsufficientPrivilege:
+                    pass  # RLS refused the row (new row violates row-level security)
+        with _acting_as(d, "anon", {"role": "anon"}):
+            if _rows(d, "select 1 from storage.objects where bucket_id = %s", (BUCKET,)):
+                wrong.append("anon reads exports")
+    return wrong
+
+
+_TRIGGER_STATES = {"D": "disabled", "R": "replica only", "A": "always"}
 
 
 def check_upload_triggers(d: Deployment) -> Check:
     name = "upload triggers on storage.objects"
     rows = {r["tgname"]: r["tgenabled"] for r in d.conn.execute(TRIGGERS, (list(UPLOAD_TRIGGERS),))}
     missing = [t for t in UPLOAD_TRIGGERS if t not in rows]
-    disabled = [t for t, state in rows.items() if state == "D"]
+    # 'O' (origin): fires for normal writes. 'D' never fires; 'R' (replica) fires only
+    # under session_replication_role = replica and 'A' (always) also during replication
+    # and restores: neither is what Storage's own writes get.
+    disabled = [t for t, state in rows.items() if state != "O"]
     if missing:
         return fail(name, f"missing: {', '.join(missing)}",
                     f"re-apply {STORAGE_MIGRATION} (its NOTICE gives the SQL)")
     if disabled:
-        return fail(name, f"disabled: {', '.join(disabled)}",
+        states = ", ".join(f"{t} ({_TRIGGER_STATES.get(rows[t], rows[t])})" for t in disabled)
+        return fail(name, f"disabled or not in the normal (origin) mode: {states}",
                     "; ".join(f"alter table storage.objects enable trigger {t}"
                               for t in disabled) + ";")
     return ok(name, "present and enabled")
@@ -369,6 +546,91 @@ def check_versioning(d: Deployment) -> Check:
     return ok(name)
 
 
+# -- schema public ----------------------------------------------------------------------
+
+TABLES_WITHOUT_RLS = ("select c.relname from pg_class c"
+                      " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')"
+                      " and not c.relrowsecurity order by 1")
+
+
+def check_public_rls(d: Deployment) -> Check:
+    name = "row level security on every table of schema public"
+    off = [r["relname"] for r in d.conn.execute(TABLES_WITHOUT_RLS)]
+    if off:
+        return fail(name, "off on " + ", ".join(off),
+                    " ".join(f"alter table public.{t} enable row level security;" for t in off))
+    return ok(name)
+
+
+# Functions of schema public anon/authenticated may call (README "Security model"): pure
+# stage helpers and the Storage policies' name check for both; cancel, the RLS helper and
+# the app's search for people. Anything else is the pipeline's own.
+# What anon and authenticated may EXECUTE in schema public (the one list: the security
+# tests read it too). People cancel their own import; the Storage policies call the name
+# check as the caller; the app's search (match_memories and the text helpers it and the
+# chunks' generated column call) and current_import_id (the RLS policies' helper) answer
+# only about the caller's own rows; the pure stage helpers are immutable and granted to
+# anyone on purpose. Everything else is the pipeline's (Supabase grants new functions to
+# both, so each migration revokes).
+PEOPLE_FUNCTIONS = frozenset({"import_next_stage", "import_stage_is_active",
+                              "import_status_for", "imports_object_name_is_safe"})
+CALLABLE_BY = {"anon": PEOPLE_FUNCTIONS,
+               "authenticated": PEOPLE_FUNCTIONS | {
+                   "request_import_cancel", "current_import_id", "match_memories",
+                   "cjk_bigrams", "memory_lexemes", "memory_search_query"}}
+EXECUTABLE_FUNCTIONS = """
+    select p.proname, p.oid::regprocedure::text as signature
+      from pg_proc p
+     where p.pronamespace = 'public'::regnamespace
+       and has_function_privilege(%s, p.oid, 'EXECUTE')
+     order by 2
+"""
+
+
+def check_api_functions(d: Deployment) -> Check:
+    name = "functions anon and authenticated may call"
+    extra = sorted({r["signature"] for role, allowed in CALLABLE_BY.items()
+                    for r in d.conn.execute(EXECUTABLE_FUNCTIONS, (role,))
+                    if r["proname"] not in allowed})
+    if extra:
+        return fail(name, "callable with the anon key or a person's JWT: " + ", ".join(extra),
+                    " ".join(f"revoke execute on function public.{f} from public, anon, "
+                             "authenticated;" for f in extra))
+    return ok(name)
+
+
+DEFINER_FUNCTIONS = """
+    select p.oid::regprocedure::text as signature, p.proconfig as config
+      from pg_proc p
+     where p.pronamespace = 'public'::regnamespace and p.prosecdef
+     order by 1
+"""
+
+
+def _search_path(config: list[str] | None) -> list[str] | None:
+    for item in config or []:
+        if item.startswith("search_path="):
+            return [p.strip().strip('"') for p in item.removeprefix("search_path=").split(",")
+                    if p.strip().strip('"')]
+    return None
+
+
+def check_definer_search_path(d: Deployment) -> Check:
+    """A SECURITY DEFINER function whose path is unpinned, or does not put pg_temp last,
+    runs a caller's temporary types and functions as its owner (issue 8 F1)."""
+    name = "SECURITY DEFINER functions pin search_path"
+    bad = []
+    for r in d.conn.execute(DEFINER_FUNCTIONS):
+        path = _search_path(r["config"])
+        if not path or path[-1] != "pg_temp" or path[0] == "pg_temp":
+            bad.append(f"{r['signature']} ({', '.join(path) if path else 'not pinned'})")
+    if bad:
+        return fail(name, "unsafe: " + "; ".join(bad),
+                    "alter function public.<f> set search_path = pg_catalog, pg_temp; "
+                    "(the signing function: extensions, pg_catalog, pg_temp)")
+    return ok(name)
+
+
 CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_migrations,
     check_pg_net,
@@ -376,6 +638,9 @@ CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_sql_signature,
     check_receiver,
     check_worker_role,
+    check_public_rls,
+    check_api_functions,
+    check_definer_search_path,
     check_storage_role,
     check_storage_policies,
     check_upload_triggers,

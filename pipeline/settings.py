@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import SoulprintError
@@ -56,7 +56,14 @@ class Settings(BaseModel):
     webhook_secret: str | None = Field(default=None, repr=False)
     webhook_secret_previous: str | None = Field(default=None, repr=False)
     receiver_url: str | None = None  # where the relay posts events
-    max_body_bytes: int = Field(default=1024 * 1024, validation_alias="MAX_WEBHOOK_BODY_BYTES")
+    # Real events are under 1 KB; every byte is held before the signature is checked, so an
+    # unsigned caller must not get to park much memory here (security review finding 6).
+    max_body_bytes: int = Field(default=64 * 1024, validation_alias="MAX_WEBHOOK_BODY_BYTES")
+    # A webhook body not fully sent within this many seconds is cut off (408): slow senders
+    # would otherwise hold a connection and its buffer for as long as they like.
+    webhook_body_timeout_seconds: float = 10.0
+    # Connections the receiver serves at once (uvicorn limit_concurrency); past it, 503.
+    receiver_max_connections: int = 64
 
     # Hosted Supabase: Storage is reached as the worker role, never as service_role.
     supabase_url: str | None = None
@@ -112,6 +119,15 @@ class Settings(BaseModel):
     # After a transient failure the stage is re-announced this long after the first failed
     # attempt, doubling each time (30, 60, 120, 240 s with the default MAX_ATTEMPTS).
     retry_backoff_seconds: float = 30.0
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _no_wildcard_proxy(cls, value: str) -> str:
+        """'*' would let any caller claim any client address in X-Forwarded-For."""
+        if "*" in (part.strip() for part in value.split(",")):
+            raise ValueError("'*' trusts forwarded headers from anyone; list the proxy's "
+                             "addresses or CIDRs (e.g. Render's internal range) instead")
+        return value
 
     @classmethod
     def from_env(cls) -> Settings:

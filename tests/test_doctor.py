@@ -64,6 +64,9 @@ begin
   return encode(sha256(opad || sha256(ipad || msg)), 'base64');
 end
 $$;
+-- As 20261128110100_webhook_signing.sql leaves the real one: nobody but its owner.
+revoke all on function public.standard_webhook_signature(text, bigint, text, text)
+  from public, anon, authenticated;
 """
 
 
@@ -111,7 +114,7 @@ def test_doctor_passes_on_a_healthy_deployment(deployed: Deployed) -> None:
     trigger need is checked and found in place; the test upload is rolled back."""
     checks = deployed.checks()
     assert _failed(checks) == [], "\n".join(c.line() for c in checks)
-    assert len([c for c in checks if c.status == "ok"]) == 13
+    assert len([c for c in checks if c.status == "ok"]) == 16
     with psycopg.connect(deployed.db_url) as conn:
         assert conn.execute("select count(*) from public.import_jobs").fetchone()[0] == 0
         assert conn.execute("select count(*) from net.requests").fetchone()[0] == 0
@@ -148,6 +151,60 @@ BROKEN = {
                       " where id = 'imports'", "versioning off", "DISABLED"),
     "bucket public": ("update storage.buckets set public = true where id = 'imports'",
                       "private", "public = false"),
+    # Security review finding 4: what doctor passed before.
+    "RLS off on a public table": ("alter table public.memory_chunks disable row level security",
+                                  "row level security on every table",
+                                  "alter table public.memory_chunks enable row level security"),
+    "worker member of authenticated": ("grant authenticated to import_worker", "worker role",
+                                       "revoke authenticated from import_worker"),
+    "worker member of pg_read_all_data": ("grant pg_read_all_data to import_worker",
+                                          "worker role",
+                                          "revoke pg_read_all_data from import_worker"),
+    "worker member of the superuser": ("grant {owner} to import_worker", "worker role",
+                                       "from import_worker"),
+    "worker reads soulprints": ("grant select on public.soulprints to import_worker",
+                                "worker role", "revoke SELECT on public.soulprints"),
+    "worker creates in public": ("grant create on schema public to import_worker",
+                                 "worker role", "revoke create on schema public"),
+    "anon may call a pipeline function": (
+        "grant execute on function public.import_export_replaced(uuid) to anon",
+        "functions anon", "revoke execute on function public.import_export_replaced(uuid)"),
+    "definer without a pinned path": (
+        "alter function public.import_export_replaced(uuid) reset search_path",
+        "SECURITY DEFINER", "search_path = pg_catalog, pg_temp"),
+    "definer with pg_temp first": (
+        "alter function public.request_import_cancel(uuid) set search_path = pg_temp, public",
+        "SECURITY DEFINER", "search_path = pg_catalog, pg_temp"),
+    # Mentions 'imports', so matching the policy text was not enough.
+    "Storage role reads other buckets by a negated match": (
+        "create policy \"sneaky\" on storage.objects for select to import_storage_reader"
+        " using (bucket_id <> 'imports')", "Storage role", "bucket_id = 'imports'"),
+    "Storage role deletes exports still importing": (
+        "drop policy \"imports: worker deletes imported exports\" on storage.objects;"
+        " create policy \"imports: worker deletes imported exports\" on storage.objects"
+        " for delete to import_storage_reader using (bucket_id = 'imports')",
+        "Storage role", "bucket_id = 'imports'"),
+    "Storage role member of authenticated": ("grant authenticated to import_storage_reader",
+                                             "Storage role",
+                                             "revoke authenticated from import_storage_reader"),
+    "Storage role reads a public table": ("grant select on public.import_jobs to"
+                                          " import_storage_reader", "Storage role",
+                                          "revoke all on public.import_jobs"),
+    # Right names, wrong expressions: a person reads and plants in another's folder.
+    "policies with the right names but open expressions": (
+        "alter policy \"imports: own folder only\" on storage.objects using (true)"
+        " with check (true);"
+        " alter policy \"imports: read own folder\" on storage.objects"
+        " using (bucket_id = 'imports');"
+        " alter policy \"imports: upload to own folder\" on storage.objects"
+        " with check (bucket_id = 'imports')",
+        "Storage policies", "re-apply"),
+    "trigger enabled as replica only": (
+        "alter table storage.objects enable replica trigger import_job_on_upload",
+        "upload triggers", "enable trigger import_job_on_upload"),
+    "trigger enabled always": (
+        "alter table storage.objects enable always trigger import_job_on_reupload",
+        "upload triggers", "enable trigger import_job_on_reupload"),
     "migration not applied": ("delete from supabase_migrations.schema_migrations where version"
                               " = (select max(version) from supabase_migrations"
                               ".schema_migrations)", "migrations", "supabase db push"),
@@ -157,11 +214,20 @@ BROKEN = {
 @pytest.mark.parametrize("broken", list(BROKEN))
 def test_doctor_fails_each_broken_piece_with_its_fix(deployed: Deployed, broken: str) -> None:
     """Guards pitfall 1 (work that vanishes) and pitfall 3 (a worker that can read
-    everything): each piece a deployment can silently lack is one FAIL line with a fix."""
+    everything): each piece a deployment can silently lack is one FAIL line with a fix.
+    Security review finding 4: policies, roles and functions are judged by what they let
+    a role do (probes in rolled-back transactions), not by their names or text."""
     sql, check_name, fix = BROKEN[broken]
     with psycopg.connect(deployed.db_url, autocommit=True) as conn:
-        conn.execute(sql.format(db=f'"{conn.info.dbname}"'))
-    failed = _failed(deployed.checks())
+        owner = conn.execute("select current_user").fetchone()[0]
+        conn.execute(sql.format(db=f'"{conn.info.dbname}"', owner=f'"{owner}"'))
+    try:
+        failed = _failed(deployed.checks())
+    finally:
+        # Role memberships are cluster-wide: undo them so later tests see the real roles.
+        with psycopg.connect(deployed.db_url, autocommit=True) as conn:
+            conn.execute(f'revoke authenticated, pg_read_all_data, "{owner}" from import_worker;'
+                         " revoke authenticated from import_storage_reader")
     assert any(check_name in c.name for c in failed), [c.line() for c in failed]
     for c in failed:
         if check_name in c.name:
@@ -188,7 +254,7 @@ def test_the_doctor_command_prints_one_line_per_check_and_exits_1_on_fail(
     good = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stdout + good.stderr
     lines = good.stdout.splitlines()
-    assert len(lines) == 13 and all(line.startswith("ok") for line in lines)
+    assert len(lines) == 16 and all(line.startswith("ok") for line in lines)
     assert SECRET not in good.stdout
 
     with psycopg.connect(deployed.db_url, autocommit=True) as conn:

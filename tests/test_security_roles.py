@@ -258,20 +258,22 @@ def test_a_jwt_naming_the_worker_db_role_is_refused(db_url: str) -> None:
 def test_worker_jwt_role_may_execute_no_public_function(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F5: the Storage role has
     no function grants in schema public (every function added later must revoke PUBLIC's
-    default EXECUTE)."""
+    default EXECUTE), except the yes/no its own delete policy asks (security review
+    findings 3 and 8: may this exact object of a complete import be deleted)."""
     with psycopg.connect(db_url) as conn:
         callable_ = [r[0] for r in conn.execute("""
             select p.oid::regprocedure::text from pg_proc p
              where p.pronamespace = 'public'::regnamespace
                and has_function_privilege('import_storage_reader', p.oid, 'EXECUTE')
         """)]
-    assert callable_ == []
+    assert callable_ == ["imports_export_is_imported(text,text,text)"]
 
 
 def test_worker_reads_only_data_of_active_imports(db_url: str, worker_db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F5: the worker's own
     database role reads the chunks and conversations of imports in progress (what the stages
-    need), not every person's finished memory, and no soulprints."""
+    need), not every person's finished memory, and no soulprints. Security review finding 1:
+    nor the custom instructions (import_person_notes) of finished imports."""
     user = create_user(db_url)
     upload_object(db_url, user)
     job_id = jobs_for(db_url, user)[0]["id"]
@@ -281,14 +283,19 @@ def test_worker_reads_only_data_of_active_imports(db_url: str, worker_db_url: st
         conn.execute("insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
                      " chunk_index, content) values (%s, %s, %s, 'c1', 0, 'secret')",
                      (uuid.uuid4(), job_id, user))
+        conn.execute("insert into public.import_person_notes (job_id, user_id, kind, note,"
+                     " conversation_index, ordinal) values (%s, %s, 'about_user', 'private',"
+                     " 0, 0)", (job_id, user))
     with psycopg.connect(worker_db_url) as w:
         assert w.execute("select count(*) from public.memory_chunks").fetchone()[0] == 1
+        assert w.execute("select count(*) from public.import_person_notes").fetchone()[0] == 1
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("update public.import_jobs set stage = 'complete' where id = %s",
                      (job_id,))
     with psycopg.connect(worker_db_url) as w:
         assert w.execute("select count(*) from public.memory_chunks").fetchone()[0] == 0
         assert w.execute("select count(*) from public.import_conversations").fetchone()[0] == 0
+        assert w.execute("select count(*) from public.import_person_notes").fetchone()[0] == 0
     with psycopg.connect(worker_db_url) as w, pytest.raises(DENIED):
         w.execute("select * from public.soulprints")
 

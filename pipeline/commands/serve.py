@@ -58,6 +58,7 @@ def serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=5,
         access_log=False,
         **proxy_options(settings),
+        **server_limits(settings),
     )
     return 0
 
@@ -66,3 +67,10 @@ def proxy_options(settings: Settings) -> dict[str, object]:
     """uvicorn's proxy-header options: X-Forwarded-* believed only from the peers in
     FORWARDED_ALLOW_IPS (default loopback), so a caller cannot pose as another address."""
     return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
+
+
+def server_limits(settings: Settings) -> dict[str, object]:
+    """uvicorn's resource limits: at most RECEIVER_MAX_CONNECTIONS connections at once
+    (the next gets 503) and idle keep-alive connections closed after 5 s, so unsigned
+    callers cannot pile up connections and buffers (security review finding 6)."""
+    return {"limit_concurrency": settings.receiver_max_connections, "timeout_keep_alive": 5}

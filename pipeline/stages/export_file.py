@@ -36,7 +36,9 @@ EXPORT_REPLACED = "select public.import_export_replaced(%s)"
 
 def _replaced_since(ctx: StageContext) -> bool:
     """True when the person uploaded a new file at the same path after this import's one
-    (an upsert): deleting it would delete the next import's export."""
+    (an upsert). Only to say so in the log: the guard is Storage's delete policy, which
+    refuses any version but the one a complete import read, in the DELETE itself, so an
+    upload landing after this check is safe too."""
     with ctx.connect() as conn:
         row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
     return bool(row and row[0])
@@ -59,8 +61,9 @@ def delete_raw_export(ctx: StageContext) -> None:
     if deleted:
         log.info("job %s: raw export deleted from Storage", ctx.job.id)
     else:
-        log.warning("job %s: Storage did not delete the raw export (already gone, or the "
-                    "worker's Storage role lacks delete on bucket imports)", ctx.job.id)
+        log.warning("job %s: Storage did not delete the raw export (already gone, replaced "
+                    "by a newer upload, or the worker's Storage role lacks delete on bucket "
+                    "imports)", ctx.job.id)
 
 
 def ensure_export(ctx: StageContext) -> Path:

@@ -221,7 +221,11 @@ as $$
 declare
   gone bigint;
 begin
-  if older_than is null or older_than < interval '5 minutes' then
+  -- Compare the cut-off it gives, not the interval: interval comparison counts a month as
+  -- 30 days and a year as 360, so '1 mon -29 days -23 hours -55 min' or
+  -- '-1 year 360 days 5 min' compare as 5 minutes, while now() minus them depends on the
+  -- calendar (the second lies days in the future: it would prune every receipt).
+  if older_than is null or now() - older_than > now() - interval '5 minutes' then
     raise exception 'prune_webhook_receipts: % is under the 5-minute signature tolerance',
       older_than
       using errcode = 'invalid_parameter_value';

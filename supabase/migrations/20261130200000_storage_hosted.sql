@@ -54,14 +54,18 @@ grant execute on function public.imports_object_name_is_safe(text)
 --   * an object whose owner_id (or the deprecated owner) is not the folder's person ->
 --     rejected, 'not_uploaded_by_owner': with any permissive INSERT policy an app adds, a
 --     person could otherwise upload into someone else's folder and replace their memory;
---   * at most 10 rejected jobs per person per hour: past that an upload gets no job and no
---     event, so a loop of uploads cannot flood the outbox (or the person's job list).
+--   * at most 20 jobs of any kind per person per hour, and at most 10 of them rejected:
+--     past that an upload gets no job and no event, so a loop of uploads cannot flood the
+--     outbox (or the person's job list). Counting every job, not only rejected ones, is
+--     what stops upload -> cancel -> upload (security review finding 5): cancelling frees
+--     the one-active-import slot, so each round would otherwise queue a whole new import.
 create or replace function public._import_job_from_upload()
 returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
+  max_jobs_per_hour constant int := 20;
   max_rejected_per_hour constant int := 10;
   obj jsonb := pg_catalog.to_jsonb(new);
   parts text[] := pg_catalog.string_to_array(new.name, '/');
@@ -91,6 +95,16 @@ begin
   end if;
   size := nullif(new.metadata ->> 'size', '')::bigint;
 
+  -- Count and insert under one per-person lock, so concurrent uploads cannot all see
+  -- "under the cap" (a transaction-scoped lock: it ends with the upload's transaction).
+  perform pg_catalog.pg_advisory_xact_lock(
+    pg_catalog.hashtextextended('soulprint.rejected.' || person::text, 0));
+  if (select pg_catalog.count(*) from public.import_jobs j
+       where j.user_id = person
+         and j.created_at > pg_catalog.now() - interval '1 hour') >= max_jobs_per_hour then
+    return null;
+  end if;
+
   if not public.imports_object_name_is_safe(new.name) then
     code := 'invalid_object_name';
     message := 'The file name is not valid: upload the export as <your id>/<file name>, '
@@ -116,10 +130,7 @@ begin
                || '(or cancel it), then upload again.';
   end if;
 
-  -- Count and insert under one per-person lock, so concurrent uploads cannot all see
-  -- "under the cap" (a transaction-scoped lock: it ends with the upload's transaction).
-  perform pg_catalog.pg_advisory_xact_lock(
-    pg_catalog.hashtextextended('soulprint.rejected.' || person::text, 0));
+  -- (Still under the lock taken above.)
   if (select pg_catalog.count(*) from public.import_jobs j
        where j.user_id = person and j.stage = 'rejected'
          and j.created_at > pg_catalog.now() - interval '1 hour') >= max_rejected_per_hour then
@@ -201,6 +212,50 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------
+-- Which exports the worker may delete
+-- ---------------------------------------------------------------------------------------
+
+-- True when (bucket, name, version) is exactly the object a *complete* import read. The
+-- worker's delete policy asks this for the row Storage is about to delete, so the check
+-- and the delete are one statement (security review findings 3 and 8): a leaked worker JWT
+-- cannot delete a pending import's export or anyone's other files, and an upload that
+-- replaced the export at the same path (a new version) is refused by Storage itself, with
+-- no window between "is it still ours?" and "delete it". Definer: the Storage role has no
+-- access to import_jobs; it learns this one yes/no and nothing else.
+create or replace function public.imports_export_is_imported(
+  p_bucket_id text, p_name text, p_version text
+) returns boolean
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (
+    select 1 from public.import_jobs j
+     where j.bucket_id = p_bucket_id
+       and j.object_name = p_name
+       and j.object_version = p_version
+       and j.stage = 'complete')
+$$;
+
+-- The policy asks it for each row a delete names: find complete jobs by path directly.
+create index if not exists import_jobs_complete_object
+  on public.import_jobs (object_name)
+  where stage = 'complete';
+
+-- Only the Storage role's policy calls it (not even PUBLIC, nor Supabase's default grants
+-- to anon, authenticated and service_role).
+revoke all on function public.imports_export_is_imported(text, text, text)
+  from public, anon, authenticated, service_role;
+do $$
+begin
+  execute format('grant execute on function public.imports_export_is_imported(text, text, '
+                 'text) to %I',
+                 case when exists (select 1 from pg_roles
+                                    where rolname = 'import_storage_reader')
+                      then 'import_storage_reader' else 'import_worker' end);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------
 -- Storage policies on bucket `imports`
 -- ---------------------------------------------------------------------------------------
 
@@ -252,11 +307,13 @@ begin
        'as restrictive for all to anon, authenticated using (bucket_id <> ''imports'' or ('
        || own_folder || ')) with check (bucket_id <> ''imports'' or (' || own_folder
        || ' and ' || safe_name || '))'),
-      -- The worker: read exports, and delete one once it is imported.
+      -- The worker: read exports, and delete one once it is imported (that very version,
+      -- of a complete import: see imports_export_is_imported above).
       ('imports: worker reads', 'objects',
        format('as permissive for select to %I using (bucket_id = ''imports'')', storage_role)),
       ('imports: worker deletes imported exports', 'objects',
-       format('as permissive for delete to %I using (bucket_id = ''imports'')', storage_role)),
+       format('as permissive for delete to %I using (bucket_id = ''imports'' and '
+              'public.imports_export_is_imported(bucket_id, name, version))', storage_role)),
       ('imports: worker sees its bucket', 'buckets',
        format('as permissive for select to %I using (id = ''imports'')', storage_role))
     ) as v(name, tbl, spec)

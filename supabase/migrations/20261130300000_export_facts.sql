@@ -61,9 +61,10 @@ create policy "own current person notes" on public.import_person_notes
   using (user_id = (select auth.uid()) and job_id = (select public.current_import_id()));
 
 grant select, insert, update, delete on public.import_person_notes to import_worker;
+-- No read-everything policy for the worker (security review finding 1): the `for all`
+-- policy below already lets it read the notes of imports in progress, which is all the
+-- stages need; finished people's notes stay out of its reach (seed pitfall 3).
 drop policy if exists "worker reads person notes" on public.import_person_notes;
-create policy "worker reads person notes" on public.import_person_notes
-  for select to import_worker using (true);
 drop policy if exists "worker writes active person notes" on public.import_person_notes;
 create policy "worker writes active person notes" on public.import_person_notes
   for all to import_worker

@@ -23,5 +23,9 @@ as $$
   ), false)
 $$;
 
-revoke execute on function public.import_export_replaced(uuid) from public;
+-- Supabase's default privileges grant every new public function to anon, authenticated
+-- and service_role directly (not through PUBLIC; bootstrap.sql mirrors them): revoking
+-- from PUBLIC alone would leave it callable by anyone with the anon key.
+revoke execute on function public.import_export_replaced(uuid)
+  from public, anon, authenticated, service_role;
 grant execute on function public.import_export_replaced(uuid) to import_worker;
