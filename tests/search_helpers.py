@@ -51,7 +51,7 @@ def completed_import(
     vector or None)``; see the module docstring."""
     upload_object(admin_url, user_id, name=f"export-{uuid.uuid4().hex[:6]}.zip")
     job = jobs_for(admin_url, user_id)[-1]["id"]
-    walk_to(admin_url, job, "generating_soulprint")
+    walk_to(admin_url, job, "embedding")  # the soulprint is shown on the way
     owner = "test-completer"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         with conn.transaction():
@@ -72,9 +72,8 @@ def completed_import(
                 " chunks = %s, embedded_chunks = %s where id = %s",
                 (model, dim, len(chunks), sum(1 for c in chunks if c[2] is not None), job),
             )
-        conn.execute("select public.claim_import_job(%s, 'generating_soulprint', %s, 60)",
-                     (job, owner))
-        done = conn.execute("select public.complete_import_job(%s, %s, '{}', 'soulprint')",
+        conn.execute("select public.claim_import_job(%s, 'embedding', %s, 60)", (job, owner))
+        done = conn.execute("select public.complete_import_job(%s, %s)",
                             (job, owner)).fetchone()[0]
         assert done, "complete_import_job refused"
     return job

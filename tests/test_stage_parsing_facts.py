@@ -14,7 +14,7 @@ from pipeline.jobstore import JobStore
 from pipeline.stages import parsing, run_stage
 from tests import export_factory as ef
 from tests import field_exports as fx
-from tests.dbutil import create_user, upload_object, walk_to
+from tests.dbutil import create_user, finish_import, upload_object, walk_to
 from tests.fake_storage import fake_storage, worker_settings
 
 
@@ -110,8 +110,7 @@ def test_notes_follow_their_import_replaced_on_reimport_gone_on_cancel(
         walk_to(db_url, job_id, "generating_soulprint")
         texts.append(f"note of import {n}")
         _add_note(db_url, job_id, user, texts[-1])
-        assert store.claim(job_id, "generating_soulprint", "owner-1") is not None
-        assert store.complete(job_id, "owner-1", {"version": 1}, "# Your soulprint")
+        finish_import(store, db_url, job_id, "# Your soulprint", {"version": 1}, "owner-1")
         assert _notes_of(db_url, user) == {texts[-1]}
     upload_object(db_url, user, name="export-2.zip", size=100)
     job_id = store.latest_for_user(user).id

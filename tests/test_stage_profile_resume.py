@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pipeline import person_notes
 from pipeline.export_reader import ExportReader
 from pipeline.jobstore import JobStore
 from pipeline.soulprint import build_soulprint
@@ -61,7 +62,6 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
     exactly the one an uninterrupted pass gives. The export is not read again for the
     soulprint, and leaves the worker's disk once parsing has committed."""
     store, settings, job_id = uploaded
-    expected, expected_text = build_soulprint(ExportReader(SAMPLE))
     monkeypatch.setattr(parsing, "BATCH_CONVERSATIONS", 5)
 
     seen: list[int] = []
@@ -99,6 +99,10 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
                                      " where job_id = %s", (job_id,)).fetchone()
         states = conn.execute("select count(*) from public.import_profile_states"
                               " where job_id = %s", (job_id,)).fetchone()[0]
+        # The person's own notes (custom instructions, memory notes), as parsing stored them.
+        about = person_notes.load(conn, job_id)
+    monkeypatch.undo()  # an uninterrupted pass, for comparison, may read the export
+    expected, expected_text = build_soulprint(ExportReader(SAMPLE), about=about)
     assert _comparable(profile) == _comparable(expected)
     assert text == expected_text
     assert states == 0  # the checkpoint goes once the soulprint exists

@@ -16,6 +16,7 @@ from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stages import run_stage
 from tests.dbutil import create_user, jobs_for, upload_object, walk_to
+from tests.fake_openai import fake_openai
 from tests.fake_storage import fake_storage, worker_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,13 +90,19 @@ def test_a_symlink_in_my_folder_does_not_reach_another_persons_export(
 
 def _import_to_completion(db_url: str, worker_db_url: str, settings: Settings,
                           user: uuid.UUID) -> uuid.UUID:
-    """Download for real, skip the heavy middle stages, write the soulprint for real."""
+    """Download for real, skip parsing (no chunks), then the soulprint and the (empty)
+    embedding stage for real: the raw export leaves Storage when the job completes."""
     job_id = jobs_for(db_url, user)[-1]["id"]
     store = JobStore(worker_db_url)
     assert run_stage(job_id, "queued", settings, store, worker_db_url) == "done"
     assert run_stage(job_id, "downloading", settings, store, worker_db_url) == "done"
     walk_to(db_url, job_id, "generating_soulprint")
     assert run_stage(job_id, "generating_soulprint", settings, store, worker_db_url) == "done"
+    with fake_openai() as srv:  # no chunks to embed; the embedder is only configured
+        embedding = settings.model_copy(update={
+            "embedding_provider": "openai", "openai_base_url": srv.base_url,
+            "openai_api_key": srv.api_key})
+        assert run_stage(job_id, "embedding", embedding, store, worker_db_url) == "done"
     assert str(store.get(job_id).stage) == "complete"
     return job_id
 
