@@ -95,6 +95,8 @@ def normalize_conversation(
     documents = tally.canvas.documents() if tally.canvas is not None else []
     if documents:
         metadata["canvas_documents"] = len(documents)
+    if tally.canvas is not None and tally.canvas.timed_out:
+        metadata["canvas_updates_timed_out"] = tally.canvas.timed_out
     notes = [
         PersonNote(kind, text, when or create_time, when or update_time or create_time,
                    index, ordinal)
