@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from pipeline.db import APPLICATION_NAME, retry_transient
+from pipeline.errors import RetryRefused, StageError
 
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
 # Why a lease holder gives a job back, and what came of it (see release()).
@@ -116,6 +117,14 @@ class Job:
             return None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in known})
+
+
+def _refusal(exc: psycopg.Error) -> str:
+    """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
+    do (the message and hint the SQL function wrote)."""
+    why = exc.diag.message_primary or str(exc).splitlines()[0]
+    hint = exc.diag.message_hint
+    return f"{why}. {hint}" if hint else why
 
 
 def _counters(counters: dict[str, Any] | None) -> Jsonb:
@@ -292,20 +301,29 @@ class JobStore:
     def complete(
         self, job_id: UUID, owner: str, profile: dict[str, Any], soulprint_text: str
     ) -> bool:
-        """Finish: soulprint stored and swapped in for the person, all in one transaction."""
+        """Finish: soulprint stored and swapped in for the person, all in one transaction.
+        Raises StageError when the database refuses to complete the job (chunks without
+        vectors, or a newer import completed since: the completion guard's 55000)."""
         self._forget_progress(job_id)
-        return bool(
-            self._scalar(
-                "select public.complete_import_job(%s, %s, %s, %s)",
-                (job_id, owner, Jsonb(profile), soulprint_text),
+        try:
+            return bool(
+                self._scalar(
+                    "select public.complete_import_job(%s, %s, %s, %s)",
+                    (job_id, owner, Jsonb(profile), soulprint_text),
+                )
             )
-        )
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            raise StageError("not_completable", _refusal(exc)) from None
 
     # -- operator and app actions ----------------------------------------------------------
 
     def retry(self, job_id: UUID) -> str | None:
-        """failed -> the stage it failed in; None if not failed or another import runs."""
-        stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+        """failed -> the stage it failed in; None if not failed or another import runs.
+        Raises RetryRefused when a newer import of the person has completed since."""
+        try:
+            stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            raise RetryRefused(_refusal(exc)) from None
         return None if stage is None else str(stage)
 
     def request_cancel(self, job_id: UUID) -> str | None:
