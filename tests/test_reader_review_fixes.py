@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from pipeline.chunker import chunk_conversation
 from pipeline.citations import strip_citations
+from pipeline.commands.parse import summarize
 from pipeline.export_reader import ExportReader, normalize_conversation
 from tests import export_factory as ef
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    return summarize(path, max_message_chars=200_000, chunk_chars=1000)
 
 
 def _canvas_conversation(updates: list[dict[str, Any]], content: str) -> dict[str, Any]:
@@ -118,3 +124,34 @@ def test_sample_export_self_description_is_kept_once() -> None:
     own = [(n.kind, n.text) for n in reader.notes.items()]
     assert [k for k, _ in own] == ["about_user", "about_model"]
     assert not any("The user provided" in t or "```" in t for _, t in own)
+
+
+# --- finding 5: a privacy archive with several export zips -------------------------------
+
+
+def _multi_part_archive(d: Path) -> Path:
+    """archive.zip holding an export split over three zips (-0001, -0002, -0010, stored
+    out of name order) beside an image zip of another product."""
+    convs = ef.make_export(6, 2, era="2026")
+    parts = {"0002": convs[2:3], "0010": convs[3:6], "0001": convs[0:2]}
+    path = d / "archive.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("index.html", "<html><body>Your data report</body></html>")
+        for number, part in parts.items():
+            inner = ef.write_zip(d / f"part-{number}.zip", part, split=True)
+            zf.write(inner, f"User Online Activity/Conversations_abc-chatgpt-{number}.zip")
+        images = d / "images.zip"
+        with zipfile.ZipFile(images, "w") as other:
+            other.writestr("images/readme.txt", "no conversations here")
+        zf.write(images, "User Online Activity/Other_abc-dalle-0001.zip")
+    return path
+
+
+def test_every_export_zip_of_a_privacy_archive_is_read_in_name_order(tmp_path: Path) -> None:
+    """Guards pitfall 4 (format variations) and silent data loss: a privacy archive with
+    several export zips (...-chatgpt-0001.zip, -0002.zip, ...) used to import only the
+    first one. All are read, as one export, in number order."""
+    path = _multi_part_archive(tmp_path)
+    convs = list(ExportReader(path))
+    assert [c.title for c in convs] == [c["title"] for c in ef.make_export(6, 2, era="2026")]
+    assert _parse(path)["conversations"] == 6
