@@ -7,7 +7,8 @@ active thread (see :mod:`pipeline.message_text`), their canvas documents and wha
 export says about the person (custom instructions, memory notes; see ``.notes``).
 Conversations the person marked "do not remember" are passed over unread and counted in
 ``stats.excluded``. A broken file ends the stream with everything read before the
-break; ``.stats`` says so.
+break; in an intact zip or folder only the broken member ends, the next one is read.
+``.stats`` says so.
 """
 
 from __future__ import annotations
@@ -202,14 +203,16 @@ class ExportReader:
             counter = [index]
             try:
                 yield from self._read_member(member, counter)
-            except Exception as exc:  # a broken file ends the stream, never the import
+            except Exception as exc:  # a broken file ends its member, never the import
                 self.stats.truncated = True
                 # An OS error quotes the path it read: never the worker's copy.
                 why = _first_line(exc).replace(str(self.path), self.name or self.path.name)
-                self.stats.error = (
-                    f"{member.name}: {why} (after {counter[0]:,} conversations "
-                    f"from the start, near byte {self._bytes_read:,} of this file)")
-                return
+                self._warn(f"{member.name}: {why} (after {counter[0]:,} conversations "
+                           f"from the start, near byte {self._bytes_read:,} of this file)")
+                if member.damaged:
+                    return  # a salvaged zip: nothing after the break can be trusted
+                # Members of an intact zip (or folder) are separate files: one bad shard
+                # must not drop the shards after it.
             index = counter[0]
             self._bytes_before += self._bytes_read
             if member.damaged and not self.stats.truncated:
@@ -217,6 +220,11 @@ class ExportReader:
                 self.stats.error = f"{member.name}: {member.damaged}"
 
     _bytes_read = 0
+
+    def _warn(self, line: str) -> None:
+        """Record a break: the first in full, later ones appended (several bad shards)."""
+        error = self.stats.error
+        self.stats.error = line if error is None else f"{error}; {line}"
 
     def _read_member(self, member: Member, counter: list[int]) -> Iterator[Conversation]:
         self._bytes_read = 0  # a member that fails to open has read nothing of itself

@@ -155,3 +155,24 @@ def test_every_export_zip_of_a_privacy_archive_is_read_in_name_order(tmp_path: P
     convs = list(ExportReader(path))
     assert [c.title for c in convs] == [c["title"] for c in ef.make_export(6, 2, era="2026")]
     assert _parse(path)["conversations"] == 6
+
+
+# --- finding 6: one bad shard in an intact zip -------------------------------------------
+
+
+def test_a_bad_shard_in_an_intact_zip_costs_only_that_shard(tmp_path: Path) -> None:
+    """Guards pitfall 4 (damaged exports import as far as they read): an intact 2026 zip
+    whose conversations-001.json is invalid used to drop every shard after it. The shards
+    after it are read; the damage is recorded (truncated + a line naming the shard)."""
+    convs = ef.make_export(4, 2, era="2026")
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("conversations-000.json", json.dumps(convs[:2]))
+        zf.writestr("conversations-001.json", '[{"title": "broken", "mapping": {')
+        zf.writestr("conversations-002.json", json.dumps(convs[2:]))
+    reader = ExportReader(path)
+    got = list(reader)
+    assert [c.title for c in got] == [c["title"] for c in convs]
+    assert reader.stats.truncated is True
+    assert "conversations-001.json" in reader.stats.error
+    assert _parse(path)["conversations"] == 4
