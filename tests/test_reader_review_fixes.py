@@ -176,3 +176,21 @@ def test_a_bad_shard_in_an_intact_zip_costs_only_that_shard(tmp_path: Path) -> N
     assert reader.stats.truncated is True
     assert "conversations-001.json" in reader.stats.error
     assert _parse(path)["conversations"] == 4
+
+
+# --- finding 7: 2023 nodes with children but no parent -----------------------------------
+
+
+def test_nodes_without_parent_keys_take_their_parent_from_children() -> None:
+    """Guards pitfall 4 (format variations): 2023 exports whose nodes carry `children`
+    and `id` but no `parent` used to keep one message per conversation, silently. The
+    parents are derived from `children`, so the whole thread is read, branches included."""
+    conv = ef.make_conversation(6, era="2023")
+    expected = [m.text for m in normalize_conversation(conv, 0).messages]
+    assert len(expected) == 6
+    for node in conv["mapping"].values():
+        assert "children" in node
+        del node["parent"]
+    assert [m.text for m in normalize_conversation(conv, 0).messages] == expected
+    conv.pop("current_node")  # the leaf is then found from the derived parents too
+    assert [m.text for m in normalize_conversation(conv, 0).messages] == expected
