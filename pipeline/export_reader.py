@@ -20,7 +20,7 @@ from typing import Any
 import ijson
 
 from pipeline.active_thread import active_thread
-from pipeline.export_sources import Member, NotAnExportError, json_prefix, resolve
+from pipeline.export_sources import Member, NotAnExportError, json_break, json_prefix, resolve
 from pipeline.message_text import ThreadTally, thread_messages
 from pipeline.models import Conversation, PersonNote, ReadStats
 from pipeline.text_safety import SafeJSONStream, clean_text
@@ -126,6 +126,20 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
+def _is_syntax_error(exc: BaseException) -> bool:
+    """A JSON syntax error inside the document (``[{"a": 1, }]``), as opposed to a document
+    that simply ends too early (yajl says "premature EOF")."""
+    return isinstance(exc, ijson.JSONError) and "premature EOF" not in str(exc)
+
+
+def _where_broken(member: Member) -> str:
+    """"at line L, column C" of a member's syntax error; "here" when re-reading fails."""
+    try:
+        return json_break(member.open)
+    except Exception:  # the member cannot be read again (a damaged zip): no position
+        return "here"
+
+
 class PersonNotes:
     """Custom-instruction texts and memory notes of an export, each kept once.
 
@@ -207,6 +221,8 @@ class ExportReader:
                 self.stats.truncated = True
                 # An OS error quotes the path it read: never the worker's copy.
                 why = _first_line(exc).replace(str(self.path), self.name or self.path.name)
+                if _is_syntax_error(exc):  # not cut short: broken where it stands
+                    why = f"not valid JSON (it breaks {_where_broken(member)}: {why})"
                 self._warn(f"{member.name}: {why} (after {counter[0]:,} conversations "
                            f"from the start, near byte {self._bytes_read:,} of this file)")
                 if member.damaged:

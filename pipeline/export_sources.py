@@ -118,7 +118,7 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:160]
 
 
-def _json_break(open_stream: Callable[[], BinaryIO]) -> str:
+def json_break(open_stream: Callable[[], BinaryIO]) -> str:
     """Where a document's JSON breaks: "at line L, column C" when that lies in its first
     megabyte (re-read with the json module, which knows positions), else "past its first
     megabyte"."""
@@ -147,7 +147,7 @@ def _check_first(member: Member, where: str, label: str) -> None:
     except ijson.JSONError as exc:
         raise NotAnExportError(
             where, f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
-            f"{_json_break(member.open)}: {_first_line(exc)})") from exc
+            f"{json_break(member.open)}: {_first_line(exc)})") from exc
     except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
         # An OS error's text quotes a path on this machine: only its reason is said.
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
@@ -170,7 +170,7 @@ def _check_first(member: Member, where: str, label: str) -> None:
             detail = f"{what} does not hold a JSON array of conversations"
         except Exception as exc:  # a text file, an image, ...: not JSON at all
             detail = (f"{what} is not valid JSON (it breaks "
-                      f"{_json_break(member.open)}: {_first_line(exc)})")
+                      f"{json_break(member.open)}: {_first_line(exc)})")
     raise NotAnExportError(where, f" is not a ChatGPT export: {detail}")
 
 

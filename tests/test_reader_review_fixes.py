@@ -194,3 +194,42 @@ def test_nodes_without_parent_keys_take_their_parent_from_children() -> None:
     assert [m.text for m in normalize_conversation(conv, 0).messages] == expected
     conv.pop("current_node")  # the leaf is then found from the derived parents too
     assert [m.text for m in normalize_conversation(conv, 0).messages] == expected
+
+
+# --- finding 8: a syntax error inside a top-level array -----------------------------------
+
+_SYNTAX_ERROR = b'[{"title": "a", "mapping": {}, }]'
+
+
+def test_a_syntax_error_in_an_array_is_invalid_json_with_its_place(tmp_path: Path) -> None:
+    """Guards the UX pitfall 'generic error messages': a syntax error inside a top-level
+    array was reported like a file cut short. It is reported as invalid JSON with the line
+    and column, as for objects; a file that merely ends early still is not."""
+    path = tmp_path / "conversations.json"
+    path.write_bytes(_SYNTAX_ERROR)
+    reader = ExportReader(path)
+    assert list(reader) == []
+    assert "not valid JSON (it breaks at line 1, column 32" in reader.stats.error
+    cut = tmp_path / "cut.json"
+    cut.write_bytes(_SYNTAX_ERROR[:20])
+    reader = ExportReader(cut)
+    list(reader)
+    assert reader.stats.truncated and "not valid JSON" not in reader.stats.error
+
+
+def test_parse_and_run_agree_on_exit_status_for_a_broken_empty_export(
+        db_url: str, tmp_path: Path) -> None:
+    """Guards pitfall 4 (parse and run disagreeing): on an export of which no conversation
+    can be read, `run` ends `failed` (exit 1) while `parse` said exit 0. Both exit 1; run's
+    message names the place the JSON breaks."""
+    from tests.test_e2e_local import cli, cli_env
+
+    path = tmp_path / "conversations.json"
+    path.write_bytes(_SYNTAX_ERROR)
+    env = cli_env(db_url, tmp_path / "data")
+    parsed = cli("parse", str(path), "--json", env=env)
+    assert parsed.returncode == 1 and json.loads(parsed.stdout)["conversations"] == 0
+    ran = cli("run", str(path), "--json", env=env)
+    result = json.loads(ran.stdout)
+    assert ran.returncode == 1 and result["stage"] == "failed"
+    assert "line 1, column 32" in result["error_message"]
