@@ -119,6 +119,18 @@ class Job:
         return cls(**{k: v for k, v in row.items() if k in known})
 
 
+# Counts of an import's custom-instruction texts and memory notes (stored once each by the
+# parsing stage; the worker role may read them at any stage).
+EXPORT_FACTS = """
+    select
+      (select count(*) from public.import_person_notes n
+        where n.job_id = %(job)s and n.kind in ('about_user', 'about_model'))
+        as custom_instructions,
+      (select count(*) from public.import_person_notes n
+        where n.job_id = %(job)s and n.kind = 'memory_note') as memory_notes
+"""
+
+
 def _refusal(exc: psycopg.Error) -> str:
     """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
     do (the message and hint the SQL function wrote)."""
@@ -391,6 +403,12 @@ class JobStore:
             )
         except psycopg.errors.InsufficientPrivilege:
             return None
+
+    def export_facts(self, job_id: UUID) -> dict[str, int]:
+        """What the import kept besides conversations, for `run`/`status --json`:
+        {"custom_instructions", "memory_notes"} (counts)."""
+        row = self._one(EXPORT_FACTS, {"job": job_id})  # type: ignore[arg-type]
+        return {k: int(v) for k, v in (row or {}).items()}
 
     def _forget_progress(self, job_id: UUID) -> None:
         with self._lock:

@@ -70,6 +70,7 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
                   file=sys.stderr)
             return 1
         job = watch(runtime, args.job, show_progress=not args.json and sys.stderr.isatty())
-        summary = job_summary(job, runtime.soulprint_text(job.id))
+        summary = job_summary(job, runtime.soulprint_text(job.id)) \
+            | runtime.store.export_facts(job.id)
     print_result(summary, args.json)
     return 0 if summary["stage"] == "complete" else 1
