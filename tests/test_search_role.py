@@ -132,3 +132,30 @@ def test_the_search_role_may_not_create_temporary_objects(pg_server_url: str) ->
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def test_the_search_role_has_no_privilege_of_its_own(db_url: str) -> None:
+    """Pitfall 3: logged in (not switched), import_searcher holds nothing beyond what every
+    role gets through PUBLIC: no table, column, sequence or function of the migrations'
+    schemas is open to it that PUBLIC could not use too."""
+    with psycopg.connect(db_url) as conn:
+        tables = conn.execute(
+            "select c.oid::regclass::text from pg_class c join pg_namespace n "
+            "on n.oid = c.relnamespace where n.nspname in ('public', 'auth', 'storage', "
+            "'vault', 'net') and c.relkind in ('r', 'v', 'm', 'p', 'S') "
+            "and exists (select 1 from unnest(array['SELECT','INSERT','UPDATE','DELETE',"
+            "'TRUNCATE','REFERENCES','TRIGGER']) p(priv) "
+            "where has_table_privilege('import_searcher', c.oid, p.priv) "
+            "and not has_table_privilege('public', c.oid, p.priv))").fetchall()
+        assert tables == []
+        functions = conn.execute(
+            "select p.oid::regprocedure::text from pg_proc p join pg_namespace n "
+            "on n.oid = p.pronamespace where n.nspname in ('public', 'auth', 'storage', "
+            "'extensions') and has_function_privilege('import_searcher', p.oid, 'EXECUTE') "
+            "and not has_function_privilege('public', p.oid, 'EXECUTE')").fetchall()
+        assert functions == []
+        # ...and in particular not the search function itself.
+        assert not conn.execute(
+            "select has_function_privilege('import_searcher', "
+            "'public.match_memories(extensions.vector, text, int, text, int)', 'EXECUTE')"
+        ).fetchone()[0]
