@@ -28,8 +28,19 @@ end
 $$;
 
 -- NOINHERIT again for a role an operator created by hand: membership must only ever mean
--- "may switch", never "has authenticated's rights while logged in".
-alter role import_searcher noinherit nosuperuser nobypassrls nocreaterole nocreatedb;
+-- "may switch", never "has authenticated's rights while logged in". A migrating role that
+-- may not alter it (not its creator, hosted projects) gets a warning with the SQL instead.
+do $$
+begin
+  if (select r.rolinherit or r.rolcreaterole or r.rolcreatedb
+        from pg_catalog.pg_roles r where r.rolname = 'import_searcher') then
+    alter role import_searcher noinherit nocreaterole nocreatedb;
+  end if;
+exception when insufficient_privilege then
+  raise warning 'could not make import_searcher NOINHERIT: as the postgres role run: '
+    'alter role import_searcher noinherit nocreaterole nocreatedb;';
+end
+$$;
 
 -- The switch the search needs. On hosted projects where the migrating role may not grant
 -- `authenticated`, say what to run instead of failing the whole migration.
