@@ -173,7 +173,13 @@ def test_doctor_fails_each_broken_piece_with_its_fix(deployed: Deployed, broken:
      "worker role", "revoke authenticated from import_worker"),
     ("grant service_role to import_searcher", "revoke service_role from import_searcher",
      "search role", "revoke service_role from import_searcher"),
-    ("revoke authenticated from import_searcher", "grant authenticated to import_searcher",
+    # Every grant, whoever made it (a REVOKE removes only the revoker's own grants).
+    ("do $$ declare g text; begin for g in select gr.rolname from pg_auth_members m "
+     "join pg_roles r on r.oid = m.roleid join pg_roles u on u.oid = m.member "
+     "join pg_roles gr on gr.oid = m.grantor where r.rolname = 'authenticated' "
+     "and u.rolname = 'import_searcher' loop execute format('revoke authenticated from "
+     "import_searcher granted by %I', g); end loop; end $$",
+     "grant authenticated to import_searcher",
      "search role", "grant authenticated to import_searcher"),
 ])
 def test_doctor_fails_a_worker_that_may_become_a_person_or_a_wider_search_role(

@@ -59,6 +59,12 @@ begin
   if pg_catalog.pg_has_role('import_worker', 'authenticated', 'MEMBER') then
     revoke authenticated from import_worker;
   end if;
+  -- A REVOKE only removes grants this role made; one made by another admin would stay.
+  if pg_catalog.pg_has_role('import_worker', 'authenticated', 'MEMBER') then
+    raise warning 'import_worker is still a member of authenticated (granted by another '
+      'role): its credentials can read every person''s memory. As a superuser run: '
+      'revoke authenticated from import_worker granted by <that role>;';
+  end if;
 exception when insufficient_privilege then
   raise warning 'could not revoke authenticated from import_worker: its credentials can '
     'still read every person''s memory. As the postgres role run: '
