@@ -39,8 +39,13 @@ def create_app(
     conninfo: str,
     runner: Callable[[StageEvent], None],
     shutdown_grace_s: float = 25.0,
+    search_conninfo: str | None = None,
 ) -> Starlette:
     """The webhook receiver. ``runner(event)`` runs a stage in the background pool.
+
+    ``conninfo`` is the worker role (webhooks, health); ``search_conninfo`` the search role
+    (import_searcher), the only login that may become a person. Without it POST /v1/search
+    answers 503: it never falls back to the worker's connection.
 
     ``shutdown_grace_s`` stays under Render's default 30 s shutdown delay: stages see
     ``lifecycle.shutting_down()``, checkpoint and release their lease within it.
@@ -59,6 +64,11 @@ def create_app(
         configure=_configure,
         check=AsyncConnectionPool.check_connection,
     )
+    # Searches get their own small pool, logged in as the search role.
+    search_db = AsyncConnectionPool(
+        search_conninfo, min_size=1, max_size=4, open=False, timeout=5,
+        kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection,
+    ) if search_conninfo else None
     receiver = WebhookReceiver(
         verifier=Verifier(settings.webhook_secret, settings.webhook_secret_previous),
         stages=stages,
@@ -75,6 +85,8 @@ def create_app(
         lifecycle.reset()
         # wait=False: a sleeping database must not keep the service from starting.
         await db.open(wait=False)
+        if search_db is not None:
+            await search_db.open(wait=False)
         try:
             yield
         finally:
@@ -85,8 +97,10 @@ def create_app(
                 )
             stages.close()
             await db.close()
+            if search_db is not None:
+                await search_db.close()
 
-    search = _search_endpoint(settings, db)
+    search = _search_endpoint(settings, search_db)
 
     routes = [
         Route("/webhooks/supabase", receiver.handle, methods=["POST"]),
@@ -98,7 +112,7 @@ def create_app(
     return app
 
 
-def _search_endpoint(settings: Settings, db: AsyncConnectionPool) -> SearchEndpoint:
+def _search_endpoint(settings: Settings, db: AsyncConnectionPool | None) -> SearchEndpoint:
     """POST /v1/search: people's tokens verified with the legacy secret and/or the JWKS."""
     from pipeline.embedding import get_embedder
 

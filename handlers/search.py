@@ -9,11 +9,15 @@ lexical_score}, ...], "model": "<the import's embedding model>"}``.
 Errors (JSON ``{"error": code, "message": sentence}``): 401 no/invalid token (with
 ``WWW-Authenticate: Bearer``), 429 over the per-person rate limit (``Retry-After``), 413 body
 too large, 400 bad JSON or query, 404 no completed import, 409 the service's embedder is
-not the import's model, 503 token verification not configured or database unavailable.
+not the import's model, 503 token verification or SEARCH_DATABASE_URL not configured, or
+database unavailable.
 
 The query is embedded here with the import's model, then ``match_memories`` runs AS the
 person (role ``authenticated`` with their verified claims): row-level security limits the
-result to their own current import, as it would through PostgREST.
+result to their own current import, as it would through PostgREST. The pool is logged in
+as ``import_searcher`` (SEARCH_DATABASE_URL), never the worker: that role may switch to
+``authenticated`` and set any claims, so this module sets only the ``sub`` of a token it
+has just verified.
 """
 
 from __future__ import annotations
@@ -73,7 +77,9 @@ class SearchEndpoint:
     """One per app: the token verifier, the rate limiter, the pool and the embedder."""
 
     def __init__(self, *, verifier: TokenVerifier, limiter: RateLimiter,
-                 db: AsyncConnectionPool, embedder: Any, max_body_bytes: int = 8192) -> None:
+                 db: AsyncConnectionPool | None, embedder: Any,
+                 max_body_bytes: int = 8192) -> None:
+        # ``db``: a pool logged in as the search role; None when SEARCH_DATABASE_URL is unset.
         # ``embedder``: an Embedder, or a zero-argument callable returning one (loaded on
         # the first search, so a receiver that never searches never loads a model).
         self.verifier = verifier
@@ -91,6 +97,9 @@ class SearchEndpoint:
         if not self.verifier.configured:
             return _error(503, "not_configured", "Search needs SUPABASE_JWT_SECRET or "
                           "SUPABASE_URL / SUPABASE_JWKS_URL to verify access tokens.")
+        if self.db is None:
+            return _error(503, "not_configured", "Search needs SEARCH_DATABASE_URL (the "
+                          "import_searcher role).")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _unauthorized("Send the person's access token as 'Authorization: Bearer'.")
@@ -137,8 +146,8 @@ class SearchEndpoint:
         return JSONResponse({"results": [h.to_json() for h in hits], "model": model})
 
     async def _search(self, person: Person, query: str, limit: int) -> tuple[list[Hit], str]:
-        # Two short checkouts: the pool (shared with the webhooks) is not held while the
-        # question is embedded.
+        # Two short checkouts: a connection is not held while the question is embedded.
+        assert self.db is not None
         async with self.db.connection() as conn, conn.transaction():
             await _act_as(conn, person)
             row = await (await conn.execute(CURRENT_IMPORT_SQL)).fetchone()

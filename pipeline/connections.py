@@ -7,6 +7,8 @@
 - Unset: the embedded PostgreSQL under the data dir (local mode), started if needed. That
   database belongs to this program, so starting it also brings its schema up to date
   (``ensure_embedded``); its worker URL is the same server as ``import_worker``.
+- Searching (``POST /v1/search``, ``search``) uses ``SEARCH_DATABASE_URL`` (role
+  ``import_searcher``), or locally the embedded server as that role; never the worker's.
 """
 
 from __future__ import annotations
@@ -38,6 +40,19 @@ def worker_database_url(settings: Settings) -> str:
     from pipeline.embedded import worker_url
 
     return worker_url(database_url(settings))
+
+
+def search_database_url(settings: Settings) -> str | None:
+    """SEARCH_DATABASE_URL unchanged (production: the import_searcher role); else, in local
+    mode, the embedded server as ``import_searcher``; else None (DATABASE_URL without a
+    search URL: searching is not configured, and never falls back to the worker)."""
+    if settings.search_database_url:
+        return settings.search_database_url
+    if settings.database_url:
+        return None
+    from pipeline.embedded import searcher_url
+
+    return searcher_url(database_url(settings))
 
 
 def migrate_or_explain(url: str) -> list[str]:

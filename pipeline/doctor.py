@@ -33,6 +33,7 @@ Status = Literal["ok", "FAIL", "skip"]
 Delivery = Literal["pg_net", "relay"]
 
 WORKER_ROLE = "import_worker"
+SEARCH_ROLE = "import_searcher"
 BUCKET = "imports"
 UPLOAD_TRIGGERS = ("import_job_on_upload", "import_job_on_reupload")
 STORAGE_POLICIES = {
@@ -236,6 +237,7 @@ def check_outbox(d: Deployment) -> Check:
 WORKER_POWERS = """
     select r.rolsuper, r.rolbypassrls,
            pg_has_role(r.rolname, 'service_role', 'MEMBER') as service_role,
+           pg_has_role(r.rolname, 'authenticated', 'MEMBER') as authenticated,
            has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
            has_table_privilege(r.rolname, 'auth.users', 'SELECT') as auth_users
       from pg_roles r where r.rolname = %s
@@ -285,12 +287,15 @@ def check_worker_role(d: Deployment) -> Check:
         return fail(name, "the role does not exist", "supabase db push")
     wrong = [label for key, label in (
         ("rolsuper", "superuser"), ("rolbypassrls", "bypassrls"),
-        ("service_role", "member of service_role"), ("temp", "TEMP on the database"),
+        ("service_role", "member of service_role"),
+        # May `set role authenticated` and so read any person's memory (issue 8 F5).
+        ("authenticated", "member of authenticated"), ("temp", "TEMP on the database"),
         ("auth_users", "reads auth.users")) if row[key]]
     if wrong:
         return fail(name, "has " + ", ".join(wrong),
                     f"alter role {WORKER_ROLE} nosuperuser nobypassrls; revoke service_role "
-                    f"from {WORKER_ROLE}; revoke temp on database postgres from public; "
+                    f"from {WORKER_ROLE}; revoke authenticated from {WORKER_ROLE}; "
+                    f"revoke temp on database postgres from public; "
                     f"revoke all on auth.users from {WORKER_ROLE};")
     # Membership in any role (postgres, authenticated, pg_read_all_data, ...) lends it
     # that role's rights: the worker needs none.
@@ -310,6 +315,42 @@ def check_worker_role(d: Deployment) -> Check:
                     f"revoke create on schema public from {WORKER_ROLE}, public;")
     return ok(name, "no superuser, bypassrls, role memberships, TEMP, auth.users or "
               "tables beyond the stages' own")
+
+
+# The search role: logs in, inherits nothing, and its only membership is `authenticated`
+# (the switch /v1/search makes after verifying a person's token).
+SEARCH_ROLE_POWERS = """
+    select r.rolcanlogin, r.rolinherit, r.rolsuper, r.rolbypassrls,
+           has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
+           array(select g.rolname::text from pg_auth_members m
+                   join pg_roles g on g.oid = m.roleid
+                  where m.member = r.oid order by 1) as member_of
+      from pg_roles r where r.rolname = %s
+"""
+
+
+def check_search_role(d: Deployment) -> Check:
+    name = f"search role {SEARCH_ROLE} only a member of authenticated"
+    row = d.one(SEARCH_ROLE_POWERS, (SEARCH_ROLE,))
+    if row is None:
+        return fail(name, "the role does not exist", "supabase db push")
+    wrong = [label for key, label in (
+        ("rolsuper", "superuser"), ("rolbypassrls", "bypassrls"), ("rolinherit", "inherit"),
+        ("temp", "TEMP on the database")) if row[key]]
+    if not row["rolcanlogin"]:
+        wrong.append("no login")
+    others = [r for r in row["member_of"] if r != "authenticated"]
+    if others:
+        wrong.append("member of " + ", ".join(others))
+    if "authenticated" not in row["member_of"]:
+        wrong.append("not a member of authenticated (POST /v1/search cannot run)")
+    if wrong:
+        revokes = "".join(f"revoke {r} from {SEARCH_ROLE}; " for r in others)
+        return fail(name, "wrong: " + ", ".join(wrong),
+                    f"alter role {SEARCH_ROLE} login noinherit nosuperuser nobypassrls; "
+                    f"{revokes}grant authenticated to {SEARCH_ROLE}; "
+                    f"revoke temp on database postgres from public;")
+    return ok(name, "login, noinherit, no superuser, bypassrls or TEMP")
 
 
 ROLE_POWERS = "select rolsuper, rolbypassrls from pg_roles where rolname = %s"
@@ -641,6 +682,7 @@ CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_public_rls,
     check_api_functions,
     check_definer_search_path,
+    check_search_role,
     check_storage_role,
     check_storage_policies,
     check_upload_triggers,

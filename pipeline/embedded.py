@@ -19,6 +19,7 @@ from pipeline.migrate import apply_migrations, list_migrations, sql_dir
 log = logging.getLogger(__name__)
 
 WORKER_ROLE = "import_worker"
+SEARCH_ROLE = "import_searcher"  # POST /v1/search and `search` only (may become a person)
 
 
 def _pgdata(data_dir: Path) -> Path:
@@ -194,13 +195,25 @@ def worker_url(admin_url: str) -> str:
     The password is dropped: locally the socket trusts it; elsewhere use the worker's own
     DATABASE_URL rather than deriving it from an admin one.
     """
+    return role_url(admin_url, WORKER_ROLE)
+
+
+def searcher_url(admin_url: str) -> str:
+    """The same server and database as ``admin_url``, logged in as the search role (the
+    only login that may switch to ``authenticated``). Password dropped as in worker_url;
+    elsewhere set SEARCH_DATABASE_URL."""
+    return role_url(admin_url, SEARCH_ROLE)
+
+
+def role_url(admin_url: str, role: str) -> str:
+    """``admin_url`` (URL or key=value conninfo) with user ``role`` and no password."""
     if not admin_url.startswith(("postgres://", "postgresql://")):
         from psycopg.conninfo import make_conninfo
 
-        return make_conninfo(admin_url, user=WORKER_ROLE, password=None)
+        return make_conninfo(admin_url, user=role, password=None)
     parts = urlsplit(admin_url)
     host = parts.hostname or ""
-    netloc = WORKER_ROLE + "@"
+    netloc = role + "@"
     if host:
         netloc += f"[{host}]" if ":" in host else host
         if parts.port:

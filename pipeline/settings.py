@@ -60,6 +60,9 @@ class Settings(BaseModel):
 
     # None: start the embedded PostgreSQL under data_dir (local mode).
     database_url: str | None = Field(default=None, repr=False)
+    # POST /v1/search and `search` log in as import_searcher, the one role that may become a
+    # person (never the worker's DATABASE_URL). Local mode: derived from the embedded server.
+    search_database_url: str | None = Field(default=None, repr=False)
     data_dir: Path = Field(default_factory=default_data_dir,
                            validation_alias="SOULPRINT_DATA_DIR")
 

@@ -114,7 +114,7 @@ def test_doctor_passes_on_a_healthy_deployment(deployed: Deployed) -> None:
     trigger need is checked and found in place; the test upload is rolled back."""
     checks = deployed.checks()
     assert _failed(checks) == [], "\n".join(c.line() for c in checks)
-    assert len([c for c in checks if c.status == "ok"]) == 16
+    assert len([c for c in checks if c.status == "ok"]) == 17
     with psycopg.connect(deployed.db_url) as conn:
         assert conn.execute("select count(*) from public.import_jobs").fetchone()[0] == 0
         assert conn.execute("select count(*) from net.requests").fetchone()[0] == 0
@@ -234,6 +234,36 @@ def test_doctor_fails_each_broken_piece_with_its_fix(deployed: Deployed, broken:
             assert fix in c.fix, c.line()
 
 
+@pytest.mark.parametrize("break_sql, undo_sql, check_name, fix", [
+    ("grant authenticated to import_worker", "revoke authenticated from import_worker",
+     "worker role", "revoke authenticated from import_worker"),
+    ("grant service_role to import_searcher", "revoke service_role from import_searcher",
+     "search role", "revoke service_role from import_searcher"),
+    # Every grant, whoever made it (a REVOKE removes only the revoker's own grants).
+    ("do $$ declare g text; begin for g in select gr.rolname from pg_auth_members m "
+     "join pg_roles r on r.oid = m.roleid join pg_roles u on u.oid = m.member "
+     "join pg_roles gr on gr.oid = m.grantor where r.rolname = 'authenticated' "
+     "and u.rolname = 'import_searcher' loop execute format('revoke authenticated from "
+     "import_searcher granted by %I', g); end loop; end $$",
+     "grant authenticated to import_searcher",
+     "search role", "grant authenticated to import_searcher"),
+])
+def test_doctor_fails_a_worker_that_may_become_a_person_or_a_wider_search_role(
+        deployed: Deployed, break_sql: str, undo_sql: str, check_name: str, fix: str) -> None:
+    """Guards pitfall 3 (a worker that can read everything), issue 8 F5: the worker may not
+    switch to `authenticated`, and the search role's only membership is `authenticated`.
+    Roles are cluster-wide, so the break is undone afterwards (hence not in BROKEN)."""
+    with psycopg.connect(deployed.db_url, autocommit=True) as conn:
+        conn.execute(break_sql)
+    try:
+        failed = _failed(deployed.checks())
+        [c] = [c for c in failed if check_name in c.name]
+        assert fix in c.fix, c.line()
+    finally:
+        with psycopg.connect(deployed.db_url, autocommit=True) as conn:
+            conn.execute(undo_sql)
+
+
 def test_doctor_fails_when_events_sit_undelivered(deployed: Deployed) -> None:
     """Guards pitfall 1 (work that vanishes): the oldest unacknowledged event's age is
     checked; 11 minutes is a FAIL."""
@@ -254,7 +284,7 @@ def test_the_doctor_command_prints_one_line_per_check_and_exits_1_on_fail(
     good = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stdout + good.stderr
     lines = good.stdout.splitlines()
-    assert len(lines) == 16 and all(line.startswith("ok") for line in lines)
+    assert len(lines) == 17 and all(line.startswith("ok") for line in lines)
     assert SECRET not in good.stdout
 
     with psycopg.connect(deployed.db_url, autocommit=True) as conn:

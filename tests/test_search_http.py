@@ -1,6 +1,7 @@
 """POST /v1/search over real HTTP on loopback: real signed tokens (HS256 with the legacy
 secret; ES256 and RS256 through a JWKS served on loopback), the real local embedder, the
-receiver connected as the least-privilege worker role, RLS deciding what comes back."""
+receiver connected as the least-privilege worker role and searching as the search role
+(import_searcher), RLS deciding what comes back."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
 from pipeline import lifecycle
+from pipeline.embedded import searcher_url
 from pipeline.embedding import get_embedder
 from pipeline.settings import Settings
 from tests.dbutil import create_user
@@ -44,15 +46,17 @@ def embedder():
 
 
 @pytest.fixture
-def start_service(worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
-    """The service (receiver app) on loopback, as the worker role; stopped at teardown."""
+def start_service(db_url: str, worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
+    """The service (receiver app) on loopback, as the worker role, searching as the search
+    role (``search=False``: no SEARCH_DATABASE_URL); stopped at teardown."""
     handles: list[ServerHandle] = []
 
-    def start(**overrides: object) -> ServerHandle:
+    def start(search: bool = True, **overrides: object) -> ServerHandle:
         settings = Settings(**{"webhook_secret": WEBHOOK_SECRET,
                                "supabase_jwt_secret": JWT_SECRET, **overrides})
         app = create_app(settings, conninfo=worker_db_url, runner=lambda event: None,
-                         shutdown_grace_s=5)
+                         shutdown_grace_s=5,
+                         search_conninfo=searcher_url(db_url) if search else None)
         handles.append(serve_in_thread(app))
         return handles[-1]
 
@@ -90,7 +94,7 @@ def search(handle: ServerHandle, tok: str | None, body: object = None,
 def test_a_person_searches_their_own_memory_with_their_token(db_url, start_service, embedder):
     """The app's read path end to end: the person's HS256 access token, the query embedded
     with the import's model, results from their current import only (RLS through the
-    worker's connection, never service_role: pitfall 3)."""
+    search role's connection, never service_role nor the worker: pitfall 3)."""
     alice, bob = create_user(db_url), create_user(db_url)
     _import(db_url, embedder, alice, ALICE)
     _import(db_url, embedder, bob, BOB)
@@ -236,3 +240,18 @@ def test_bodies_are_capped_and_checked(db_url, start_service, embedder):
     assert search(svc, tok, {"query": "dog", "limit": "5"}).status_code == 400
     r = search(svc, token(nobody), {"query": "dog"})
     assert r.status_code == 404 and r.json()["error"] == "no_import"
+
+
+def test_without_a_search_database_url_search_is_off_not_run_as_the_worker(
+        db_url, start_service, embedder):
+    """Pitfall 3 / issue 8 F5: a service given only the worker's DATABASE_URL does not fall
+    back to it to act as a person (the worker may not become `authenticated`); it answers
+    503 naming SEARCH_DATABASE_URL, while the webhook side keeps working."""
+    alice = create_user(db_url)
+    _import(db_url, embedder, alice, ALICE)
+    svc = start_service(search=False)
+    r = search(svc, token(alice), {"query": "what is my dog called?"})
+    assert r.status_code == 503, r.text
+    assert r.json()["error"] == "not_configured"
+    assert "SEARCH_DATABASE_URL" in r.json()["message"]
+    assert httpx.get(svc.url + "/healthz", timeout=10).status_code == 200

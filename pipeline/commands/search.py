@@ -2,6 +2,9 @@
 
 Embeds QUERY with the import's own model and runs ``match_memories`` as that person (role
 ``authenticated`` with their claims), so row-level security applies as it does to the app.
+It logs in as the search role (SEARCH_DATABASE_URL; locally the embedded server as
+``import_searcher``), never as the worker. Whoever runs this command chooses whose memory
+to read: it is an operator's tool, like the database credentials it needs.
 Without ``--user`` the one person with a completed import is searched (an error names how
 many there are when that is ambiguous).
 """
@@ -66,6 +69,7 @@ def _pick_user(conn: Any) -> uuid.UUID | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.connections import search_database_url
     from pipeline.db import connect
     from pipeline.embedding import EmbedderError, get_embedder
     from pipeline.local import admin_url_for
@@ -75,12 +79,20 @@ def run(args: argparse.Namespace) -> int:
         print("soulprint-import: --limit must be between 1 and 100", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    with connect(admin_url_for(settings)) as conn:
-        user = args.user or _pick_user(conn)
-        if user is None:
-            print("soulprint-import: several people (or nobody) have a completed import; "
-                  "say whose memory to search with --user UUID", file=sys.stderr)
-            return 2
+    search_url = search_database_url(settings)
+    if search_url is None:
+        print("soulprint-import: set SEARCH_DATABASE_URL (the import_searcher role) to "
+              "search; the worker's DATABASE_URL may not act as a person", file=sys.stderr)
+        return 2
+    user = args.user
+    if user is None:
+        with connect(admin_url_for(settings)) as conn:
+            user = _pick_user(conn)
+    if user is None:
+        print("soulprint-import: several people (or nobody) have a completed import; "
+              "say whose memory to search with --user UUID", file=sys.stderr)
+        return 2
+    with connect(search_url) as conn:
         try:
             target = current_import(conn, user)
             vector = None

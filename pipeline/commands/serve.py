@@ -48,6 +48,8 @@ def serve(args: argparse.Namespace) -> int:
         settings,
         conninfo=settings.database_url,
         runner=make_runner(settings, settings.database_url),
+        # POST /v1/search only; unset, the endpoint answers 503 (never the worker's URL).
+        search_conninfo=settings.search_database_url,
     )
     # uvicorn turns SIGTERM into a graceful stop: open requests finish, then our lifespan
     # shutdown lets stages checkpoint and release their leases.

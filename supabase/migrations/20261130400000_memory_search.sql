@@ -321,13 +321,6 @@ grant execute on function public.match_memories(vector, text, int, text, int)
 
 -- The service's POST /v1/search verifies the person's access token itself and then runs
 -- match_memories as that person (SET LOCAL ROLE authenticated plus their claims), exactly
--- as PostgREST does, so RLS is what limits the result. The worker role may switch to
--- `authenticated` but does not inherit its rights (it is NOINHERIT). Hosted projects where
--- the migration role cannot grant it get a warning; grant it from the dashboard then.
-do $$
-begin
-  grant authenticated to import_worker;
-exception when insufficient_privilege then
-  raise warning 'could not grant authenticated to import_worker: /v1/search needs it';
-end
-$$;
+-- as PostgREST does, so RLS is what limits the result. It logs in as its own role for that,
+-- import_searcher (20261130900000_search_role.sql): the worker role is never a member of
+-- `authenticated`, or its credentials could read every person's memory (pitfall 3).
