@@ -122,13 +122,10 @@ class Job:
 
 # Counts of an import's custom-instruction texts and memory notes (stored once each by the
 # parsing stage; the worker role may read them at any stage).
+# Counts only, through a definer function: the worker may not read a finished import's
+# notes themselves (20261130980000_note_counts.sql).
 EXPORT_FACTS = """
-    select
-      (select count(*) from public.import_person_notes n
-        where n.job_id = %(job)s and n.kind in ('about_user', 'about_model'))
-        as custom_instructions,
-      (select count(*) from public.import_person_notes n
-        where n.job_id = %(job)s and n.kind = 'memory_note') as memory_notes
+    select custom_instructions, memory_notes from public.import_note_counts(%(job)s)
 """
 
 

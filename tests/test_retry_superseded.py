@@ -31,16 +31,18 @@ def _add_chunks(db_url: str, job_id: uuid.UUID, user_id: uuid.UUID, n: int) -> N
                 (job_id, user_id, k, f"chunk {k} of {job_id}"))
 
 
-def _to_soulprint(store: JobStore, job_id: uuid.UUID, db_url: str, chunks: int,
-                  embedded: int) -> None:
-    """Walk a job to generating_soulprint with ``chunks`` counted and ``embedded`` vectors,
-    and claim it as worker "w"."""
-    walk_to(db_url, job_id, "embedding")
-    assert store.claim(job_id, "embedding", "w") is not None
-    assert store.advance(job_id, "w", "embedding",
+def _to_last_stage(store: JobStore, job_id: uuid.UUID, db_url: str, chunks: int,
+                   embedded: int, soulprint: str) -> None:
+    """Walk a job through parsing (``chunks`` counted, ``embedded`` vectors) and its
+    soulprint stage (``soulprint`` shown) to embedding, the last stage, claimed as "w"."""
+    walk_to(db_url, job_id, "parsing")
+    assert store.claim(job_id, "parsing", "w") is not None
+    assert store.advance(job_id, "w", "parsing",
                          {"chunks": chunks, "embedded_chunks": embedded}) \
         == "generating_soulprint"
     assert store.claim(job_id, "generating_soulprint", "w") is not None
+    assert store.show_soulprint(job_id, "w", {}, soulprint) == "embedding"
+    assert store.claim(job_id, "embedding", "w") is not None
 
 
 def _profile(db_url: str, user_id: uuid.UUID) -> dict:
@@ -68,8 +70,8 @@ def _failed_then_newer_complete(db_url: str, store: JobStore
     b = jobs_for(db_url, user)[-1]["id"]
     assert b != a
     _add_chunks(db_url, b, user, 2)
-    _to_soulprint(store, b, db_url, chunks=2, embedded=2)
-    assert store.complete(b, "w", {"traits": ["b"]}, "You are B.")
+    _to_last_stage(store, b, db_url, chunks=2, embedded=2, soulprint="You are B.")
+    assert store.complete(b, "w")
     return user, a, b
 
 
@@ -110,14 +112,17 @@ def test_completion_is_refused_while_chunks_lack_vectors(db_url: str, store: Job
     upload_object(db_url, user, name="c.zip")
     c = jobs_for(db_url, user)[-1]["id"]
     _add_chunks(db_url, c, user, 3)
-    _to_soulprint(store, c, db_url, chunks=3, embedded=1)
+    _to_last_stage(store, c, db_url, chunks=3, embedded=1, soulprint="You are C.")
     with pytest.raises(StageError) as info:
-        store.complete(c, "w", {}, "You are C.")
+        store.complete(c, "w")
     assert info.value.code == "not_completable" and "1 of its 3" in info.value.message
-    assert store.get(c).stage == "generating_soulprint"
+    assert store.get(c).stage == "embedding"
     profile = _profile(db_url, user)
-    assert profile["current_import_id"] == b and profile["soulprint_text"] == "You are B."
+    assert profile["current_import_id"] == b  # C's soulprint shows, B's memory stays
     assert _chunk_jobs(db_url, user) == {b, c}
+    # The stage fails the job on that StageError, and the person gets B's soulprint back.
+    assert store.fail(c, "w", info.value.code, info.value.message)
+    assert _profile(db_url, user)["soulprint_text"] == "You are B."
 
 
 def test_an_import_older_than_the_current_one_never_completes(db_url: str,
@@ -126,11 +131,11 @@ def test_an_import_older_than_the_current_one_never_completes(db_url: str,
     from before this guard, a hand edit), completing it must not replace the newer memory."""
     user, a, b = _failed_then_newer_complete(db_url, store)
     with psycopg.connect(db_url, autocommit=True) as conn:  # reopened by hand, as before
-        conn.execute("update public.import_jobs set stage = 'generating_soulprint',"
+        conn.execute("update public.import_jobs set stage = 'embedding',"
                      " failed_stage = null where id = %s", (a,))
-    assert store.claim(a, "generating_soulprint", "w") is not None
+    assert store.claim(a, "embedding", "w") is not None
     with pytest.raises(StageError) as info:
-        store.complete(a, "w", {}, "You are A.")
+        store.complete(a, "w")
     assert str(b) in info.value.message and "upload it again" in info.value.message
     profile = _profile(db_url, user)
     assert profile["current_import_id"] == b and _chunk_jobs(db_url, user) == {b}
