@@ -577,7 +577,10 @@ PEOPLE_FUNCTIONS = frozenset({"import_next_stage", "import_stage_is_active",
 CALLABLE_BY = {"anon": PEOPLE_FUNCTIONS,
                "authenticated": PEOPLE_FUNCTIONS | {
                    "request_import_cancel", "current_import_id", "match_memories",
-                   "cjk_bigrams", "memory_lexemes", "memory_search_query"}}
+                   "cjk_bigrams", "memory_lexemes", "memory_search_query",
+                   # match_memories (invoker) calls it as the person; it filters by the
+                   # caller's auth.uid() and current import itself and returns ids/scores.
+                   "_memory_lexical_candidates"}}
 EXECUTABLE_FUNCTIONS = """
     select p.proname, p.oid::regprocedure::text as signature
       from pg_proc p
