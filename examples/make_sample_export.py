@@ -34,6 +34,15 @@ PER_SHARD = 20
 ABOUT = ("I'm a backend developer in Lisbon, originally from Seville. I bake sourdough, run "
          "most mornings and I'm learning guitar.")
 HOW = "Be direct, skip the fluff, and give me code in Python when it helps."
+# ChatGPT's own wording around the person's texts, as real exports hold it (both eras).
+PROFILE_PREAMBLE = (
+    "The user provided the following information about themselves. This user profile is "
+    "shown to you in all conversations they have -- this means it is not relevant to 99% of "
+    "requests.\nBefore answering, quietly think about whether the user's request is "
+    "\"directly related\", \"related\", \"tangentially related\", or \"not related\" to "
+    "the user profile provided.\nUser profile:\n")
+HOW_PREAMBLE = ("The user provided the additional info about how they would like you to "
+                "respond:\n")
 
 # Each conversation: (title, era, start "YYYY-MM-DD HH:MM", turns). A turn is
 # (role, text) or a dict for the special cases handled in build().
@@ -497,13 +506,16 @@ class Builder:
             return
         if turn.get("custom_instructions"):
             if self.era == "2023":
-                self.push(self.message("system", f"User profile: {ABOUT}\n{HOW}", hidden=True,
+                # The rendered text only (no user_context_message_data), as older 2023
+                # exports hold it: both of the person's texts fenced in ChatGPT's wording.
+                rendered = (f"{PROFILE_PREAMBLE}```{ABOUT}```\n{HOW_PREAMBLE}```{HOW}```")
+                self.push(self.message("system", rendered, hidden=True,
                                        timed=False, meta={"is_user_system_message": True}))
             else:
                 self.push(self.message("user", hidden=True, timed=False, content={
                     "content_type": "user_editable_context",
-                    "user_profile": f"The user provided the following information: {ABOUT}",
-                    "user_instructions": HOW}))
+                    "user_profile": f"{PROFILE_PREAMBLE}```{ABOUT}```",
+                    "user_instructions": f"{HOW_PREAMBLE}```{HOW}```"}))
         elif "tool_call" in turn:
             self.push(self.message("assistant", recipient="python", content={
                 "content_type": "code", "language": "python", "text": turn["tool_call"]}))

@@ -1,7 +1,8 @@
 """The active thread of a conversation mapping: the branch the person last saw.
 
-Built from ``parent`` pointers only (2026 exports have no ``children``) and walked
-iteratively, so neither depth nor cycles can break it.
+Built from ``parent`` pointers (2026 exports have no ``children``); for nodes without a
+``parent`` key (some 2023 exports keep only ``children`` and ``id``) the parent is the node
+whose ``children`` names them. Walked iteratively, so neither depth nor cycles can break it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,30 @@ from typing import Any
 from pipeline.timestamps import epoch_or_none
 
 
-def active_leaf(mapping: dict[Any, Any], current_node: Any) -> Any:
+def derived_parents(mapping: dict[Any, Any]) -> dict[Any, Any] | None:
+    """child id -> parent id, read from ``children`` lists, when some node has no
+    ``parent`` key at all (None otherwise: the usual export, nothing to build)."""
+    if all("parent" in node for node in mapping.values() if type(node) is dict):
+        return None
+    found: dict[Any, Any] = {}
+    for node_id, node in mapping.items():
+        children = node.get("children") if type(node) is dict else None
+        if type(children) is list:
+            for child in children:
+                if isinstance(child, str) and child != node_id:
+                    found.setdefault(child, node_id)  # the first parent naming it wins
+    return found
+
+
+def _parent(node_id: Any, node: dict[str, Any], derived: dict[Any, Any] | None) -> Any:
+    parent = node.get("parent")
+    if derived is not None and "parent" not in node:
+        return derived.get(node_id)
+    return parent
+
+
+def active_leaf(mapping: dict[Any, Any], current_node: Any,
+                derived: dict[Any, Any] | None = None) -> Any:
     """The node id the thread ends at.
 
     ``current_node`` when it names a node object; else the leaf (a node no other node
@@ -21,9 +45,9 @@ def active_leaf(mapping: dict[Any, Any], current_node: Any) -> Any:
     if isinstance(current_node, str) and isinstance(mapping.get(current_node), dict):
         return current_node
     parents = set()
-    for node in mapping.values():
+    for node_id, node in mapping.items():
         if isinstance(node, dict):
-            parent = node.get("parent")
+            parent = _parent(node_id, node, derived)
             if isinstance(parent, str):
                 parents.add(parent)
     best: Any = None
@@ -53,13 +77,14 @@ def active_thread(mapping: dict[Any, Any], current_node: Any) -> list[dict[str, 
     """Node objects from the root to the active leaf; each node at most once."""
     thread: list[dict[str, Any]] = []
     seen: set[str] = set()
-    node_id = active_leaf(mapping, current_node)
+    derived = derived_parents(mapping)
+    node_id = active_leaf(mapping, current_node, derived)
     while isinstance(node_id, str) and node_id not in seen:
         node = mapping.get(node_id)
         if not isinstance(node, dict):
             break
         seen.add(node_id)
         thread.append(node)
-        node_id = node.get("parent")
+        node_id = _parent(node_id, node, derived)
     thread.reverse()
     return thread

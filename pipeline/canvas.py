@@ -8,21 +8,34 @@ all). The JSON comes in three shapes: a ``code`` message's ``content.text``, a s
 ``parts``, or an object in ``parts``. Replaying them in thread order gives the document
 as the person last saw it. An update whose pattern is bad or matches nothing leaves the
 last good text.
+
+Patterns come from the export, so they are untrusted: ``"(a|aa)+$"`` against forty
+characters backtracks for minutes with :mod:`re`. They run under the ``regex`` package's
+``timeout=`` (a wall-clock budget per update); an update over budget counts as a bad one
+(the last good text stays) and is counted in :attr:`CanvasReplay.timed_out`.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+import regex
+
+from pipeline.citations import has_markup, strip_citations
 from pipeline.models import Document
 from pipeline.text_safety import clean_text
+
+log = logging.getLogger(__name__)
 
 CREATE = "canmore.create_textdoc"
 UPDATE = "canmore.update_textdoc"
 MAX_PATTERN_CHARS = 2_000  # a canvas pattern is short; longer ones are not replayed
+# Seconds one update's pattern may run. A real canvas edit over a long document takes
+# milliseconds; a catastrophic pattern would hold the worker (and its lease) for hours.
+PATTERN_TIMEOUT_S = 0.25
 _WHOLE = frozenset({".*", "^.*$", "(?s).*", "[\\s\\S]*", "^[\\s\\S]*$"})
 
 
@@ -50,8 +63,13 @@ def canvas_payload(content: Any) -> dict[str, Any] | None:
     return raw if type(raw) is dict else None
 
 
+class PatternTimeout(Exception):
+    """An update's pattern ran past PATTERN_TIMEOUT_S (catastrophic backtracking)."""
+
+
 def _apply(text: str, update: dict[str, Any]) -> str | None:
-    """``text`` after one update, or None when the update cannot be applied."""
+    """``text`` after one update, or None when the update cannot be applied. Raises
+    PatternTimeout when the pattern runs past its budget."""
     pattern, replacement = update.get("pattern"), update.get("replacement")
     if not isinstance(pattern, str) or not isinstance(replacement, str):
         return None
@@ -60,20 +78,24 @@ def _apply(text: str, update: dict[str, Any]) -> str | None:
     if len(pattern) > MAX_PATTERN_CHARS:
         return None
     try:
-        rx = re.compile(pattern, re.DOTALL)
-    except (re.error, RecursionError, OverflowError):
+        # V0: the syntax of Python's re, which is what canvas patterns are written in.
+        rx = regex.compile(pattern, regex.DOTALL | regex.V0)
+    except (regex.error, RecursionError, OverflowError, ValueError):
         return None
     out: list[str] = []
     pos, last_end, found = 0, -1, False
-    for m in rx.finditer(text):
-        if m.start() == m.end() == last_end:
-            continue  # the empty match right after a match is not a second one
-        out.append(text[pos:m.start()])
-        out.append(replacement)  # literal text: documents hold backslashes (LaTeX, code)
-        pos = last_end = m.end()
-        found = True
-        if update.get("multiple") is not True:
-            break
+    try:
+        for m in rx.finditer(text, timeout=PATTERN_TIMEOUT_S):
+            if m.start() == m.end() == last_end:
+                continue  # the empty match right after a match is not a second one
+            out.append(text[pos:m.start()])
+            out.append(replacement)  # literal text: documents hold backslashes (LaTeX, code)
+            pos = last_end = m.end()
+            found = True
+            if update.get("multiple") is not True:
+                break
+    except TimeoutError as exc:
+        raise PatternTimeout from exc
     if not found:
         return None
     out.append(text[pos:])
@@ -95,6 +117,7 @@ class CanvasReplay:
 
     def __init__(self) -> None:
         self._drafts: list[_Draft] = []
+        self.timed_out = 0  # updates whose pattern ran past PATTERN_TIMEOUT_S
 
     def add(self, recipient: str, content: Any, when: float | None) -> None:
         payload = canvas_payload(content)
@@ -115,7 +138,16 @@ class CanvasReplay:
         draft = self._drafts[-1]  # updates go to the document created last
         text = draft.text
         for update in updates:
-            text = _apply(text, update) if type(update) is dict else None
+            try:
+                text = _apply(text, update) if type(update) is dict else None
+            except PatternTimeout:
+                self.timed_out += 1
+                # The pattern is the export's, not a secret, but may quote the person's
+                # document: only its length goes to the log.
+                log.warning("canvas update pattern (%d chars) ran past %.2f s; the "
+                            "document keeps its last good text",
+                            len(update.get("pattern", "")), PATTERN_TIMEOUT_S)
+                return
             if text is None:
                 return  # a bad update: the last good text stays
         draft.text = text
@@ -123,5 +155,12 @@ class CanvasReplay:
             draft.last_time = when
 
     def documents(self) -> list[Document]:
-        return [Document(d.name, d.kind, clean_text(d.text), d.first_time, d.last_time)
-                for d in self._drafts if d.text.strip()]
+        out = []
+        for d in self._drafts:
+            # Documents the assistant wrote carry its citation markup like its answers do.
+            text = clean_text(d.text)
+            if has_markup(text):
+                text = strip_citations(text)
+            if text.strip():
+                out.append(Document(d.name, d.kind, text, d.first_time, d.last_time))
+        return out

@@ -18,6 +18,9 @@ import re
 _BRACKET = re.compile(r"[ \t]?【[^【】\n]{0,120}†[^【】\n]{0,200}】")
 # \ue200 type \ue202 args \ue201 (args may hold further \ue202 separators).
 _MARKER = re.compile("[ \t]?\ue200([a-z_]{1,40})\ue202?([^\ue200\ue201]{0,2000})\ue201")
+# A marker cut before its closing \ue201 (answers stopped mid-citation): the type and its
+# reference ids ("cite", "turn9search9") are ASCII words; the sentence's punctuation stays.
+_UNCLOSED = re.compile("[ \t]?\ue200[a-z_]{1,40}(?:\ue202[A-Za-z0-9_:-]{0,200})*")
 _PRIVATE_MARKS = re.compile("[\ue200-\ue2ff]")
 
 
@@ -52,5 +55,7 @@ def strip_citations(text: str) -> str:
         return text
     out = _BRACKET.sub("", text) if "†" in text else text
     out = _MARKER.sub(_replace_marker, out)
+    if "\ue200" in out:
+        out = _UNCLOSED.sub("", out)
     # The space in front of a marker goes with it ("Lisbon 【1†a】." -> "Lisbon.").
     return _PRIVATE_MARKS.sub("", out)

@@ -3,6 +3,7 @@
     SoulprintError                 anything this project raises on purpose
     ├── StageError                 permanent: the job ends `failed` with code and message
     ├── TransientError             worth another attempt later (5xx, timeouts)
+    ├── RetryRefused               retry_import_job said why not (a newer import completed)
     └── StopStage                  the stage stops early without failing
         ├── CancelRequested        the person cancelled
         ├── LeaseLost              another worker holds the job now
@@ -26,6 +27,10 @@ class StageError(SoulprintError):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class RetryRefused(SoulprintError):
+    """The database refused a retry with a sentence for the person (str(self))."""
 
 
 class TransientError(SoulprintError):

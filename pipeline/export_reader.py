@@ -7,7 +7,8 @@ active thread (see :mod:`pipeline.message_text`), their canvas documents and wha
 export says about the person (custom instructions, memory notes; see ``.notes``).
 Conversations the person marked "do not remember" are passed over unread and counted in
 ``stats.excluded``. A broken file ends the stream with everything read before the
-break; ``.stats`` says so.
+break; in an intact zip or folder only the broken member ends, the next one is read.
+``.stats`` says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import ijson
 
 from pipeline.active_thread import active_thread
-from pipeline.export_sources import Member, NotAnExportError, json_prefix, resolve
+from pipeline.export_sources import Member, NotAnExportError, json_break, json_prefix, resolve
 from pipeline.message_text import ThreadTally, thread_messages
 from pipeline.models import Conversation, PersonNote, ReadStats
 from pipeline.text_safety import SafeJSONStream, clean_text
@@ -95,6 +96,8 @@ def normalize_conversation(
     documents = tally.canvas.documents() if tally.canvas is not None else []
     if documents:
         metadata["canvas_documents"] = len(documents)
+    if tally.canvas is not None and tally.canvas.timed_out:
+        metadata["canvas_updates_timed_out"] = tally.canvas.timed_out
     notes = [
         PersonNote(kind, text, when or create_time, when or update_time or create_time,
                    index, ordinal)
@@ -121,6 +124,20 @@ def _first_line(exc: BaseException) -> str:
     """The first line of an error (parser messages quote the text after it: user data)."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _is_syntax_error(exc: BaseException) -> bool:
+    """A JSON syntax error inside the document (``[{"a": 1, }]``), as opposed to a document
+    that simply ends too early (yajl says "premature EOF")."""
+    return isinstance(exc, ijson.JSONError) and "premature EOF" not in str(exc)
+
+
+def _where_broken(member: Member) -> str:
+    """"at line L, column C" of a member's syntax error; "here" when re-reading fails."""
+    try:
+        return json_break(member.open)
+    except Exception:  # the member cannot be read again (a damaged zip): no position
+        return "here"
 
 
 class PersonNotes:
@@ -200,14 +217,18 @@ class ExportReader:
             counter = [index]
             try:
                 yield from self._read_member(member, counter)
-            except Exception as exc:  # a broken file ends the stream, never the import
+            except Exception as exc:  # a broken file ends its member, never the import
                 self.stats.truncated = True
                 # An OS error quotes the path it read: never the worker's copy.
                 why = _first_line(exc).replace(str(self.path), self.name or self.path.name)
-                self.stats.error = (
-                    f"{member.name}: {why} (after {counter[0]:,} conversations "
-                    f"from the start, near byte {self._bytes_read:,} of this file)")
-                return
+                if _is_syntax_error(exc):  # not cut short: broken where it stands
+                    why = f"not valid JSON (it breaks {_where_broken(member)}: {why})"
+                self._warn(f"{member.name}: {why} (after {counter[0]:,} conversations "
+                           f"from the start, near byte {self._bytes_read:,} of this file)")
+                if member.damaged:
+                    return  # a salvaged zip: nothing after the break can be trusted
+                # Members of an intact zip (or folder) are separate files: one bad shard
+                # must not drop the shards after it.
             index = counter[0]
             self._bytes_before += self._bytes_read
             if member.damaged and not self.stats.truncated:
@@ -215,6 +236,11 @@ class ExportReader:
                 self.stats.error = f"{member.name}: {member.damaged}"
 
     _bytes_read = 0
+
+    def _warn(self, line: str) -> None:
+        """Record a break: the first in full, later ones appended (several bad shards)."""
+        error = self.stats.error
+        self.stats.error = line if error is None else f"{error}; {line}"
 
     def _read_member(self, member: Member, counter: list[int]) -> Iterator[Conversation]:
         self._bytes_read = 0  # a member that fails to open has read nothing of itself

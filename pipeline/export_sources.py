@@ -118,7 +118,7 @@ def _first_line(exc: BaseException) -> str:
     return (lines[0] if lines else type(exc).__name__)[:160]
 
 
-def _json_break(open_stream: Callable[[], BinaryIO]) -> str:
+def json_break(open_stream: Callable[[], BinaryIO]) -> str:
     """Where a document's JSON breaks: "at line L, column C" when that lies in its first
     megabyte (re-read with the json module, which knows positions), else "past its first
     megabyte"."""
@@ -147,7 +147,7 @@ def _check_first(member: Member, where: str, label: str) -> None:
     except ijson.JSONError as exc:
         raise NotAnExportError(
             where, f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
-            f"{_json_break(member.open)}: {_first_line(exc)})") from exc
+            f"{json_break(member.open)}: {_first_line(exc)})") from exc
     except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
         # An OS error's text quotes a path on this machine: only its reason is said.
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
@@ -170,7 +170,7 @@ def _check_first(member: Member, where: str, label: str) -> None:
             detail = f"{what} does not hold a JSON array of conversations"
         except Exception as exc:  # a text file, an image, ...: not JSON at all
             detail = (f"{what} is not valid JSON (it breaks "
-                      f"{_json_break(member.open)}: {_first_line(exc)})")
+                      f"{json_break(member.open)}: {_first_line(exc)})")
     raise NotAnExportError(where, f" is not a ChatGPT export: {detail}")
 
 
@@ -271,19 +271,29 @@ def _zip_members(p: Path, where: str, label: str, *, nested_ok: bool) -> list[Me
                            "conversations.json")
 
 
-def _nested_rank(entry: _Entry) -> int:
-    """Likely exports first: names saying chatgpt/conversations (then archive order)."""
-    low = entry.name.lower()
-    return 0 if ("chatgpt" in low or "conversation" in low) else 1
+def _looks_like_export(name: str) -> bool:
+    """A nested zip whose name says chatgpt/conversations (other products' zips, such as
+    image archives, sit beside it in privacy archives)."""
+    low = name.lower()
+    return "chatgpt" in low or "conversation" in low
+
+
+def _natural_key(name: str) -> list[tuple[int, int | str]]:
+    """Name order with numbers compared as numbers ("-2.zip" before "-10.zip")."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", name.lower()) if part]
 
 
 def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Member] | None:
-    """The members of the first zip inside the zip that holds an export (one level only:
-    a zip found in there is never opened further), or None when none does."""
+    """The members of every zip inside the zip that holds an export, as ONE export: a
+    privacy archive splits a large export into "...-chatgpt-0001.zip", "-0002.zip", ...,
+    read in name order. One level only: a zip found in there is never opened further.
+    None when no inner zip holds an export."""
     zips = [e for e in entries if e.name.lower().endswith(".zip")
             and "__MACOSX" not in PurePosixPath(e.name).parts]
     too_big: list[str] = []
-    for entry in sorted(zips, key=_nested_rank):  # stable: archive order within a rank
+    found: list[Member] = []
+    for entry in sorted(zips, key=lambda e: _natural_key(e.name)):
         if entry.size is not None and entry.size > NESTED_MAX_BYTES:
             too_big.append(entry.name)
             continue
@@ -302,11 +312,15 @@ def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Membe
         except Exception:  # a damaged inner zip is just not the export
             continue
         # Each opener keeps the scratch copy alive; it is deleted once nobody holds one.
-        return [Member(m.name, _keeping(scratch, m.open), m.damaged, m.size) for m in members]
-    if too_big:
-        raise NotAnExportError(where, f": the zip inside it ({too_big[0]}) is larger than "
+        found.extend(Member(m.name, _keeping(scratch, m.open), m.damaged, m.size)
+                     for m in members)
+    # Refused when nothing else was found, or when the big one is named as part of the
+    # export: importing the rest would leave part of it out without a word.
+    refused = [n for n in too_big if _looks_like_export(n)] or (too_big if not found else [])
+    if refused:
+        raise NotAnExportError(where, f": the zip inside it ({refused[0]}) is larger than "
                                f"{NESTED_MAX_BYTES >> 30} GB")
-    return None
+    return found or None
 
 
 class _Scratch:

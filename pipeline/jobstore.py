@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from pipeline.db import APPLICATION_NAME, retry_transient
+from pipeline.errors import RetryRefused, StageError
 
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
 # Why a lease holder gives a job back, and what came of it (see release()).
@@ -117,6 +118,26 @@ class Job:
             return None
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in known})
+
+
+# Counts of an import's custom-instruction texts and memory notes (stored once each by the
+# parsing stage; the worker role may read them at any stage).
+EXPORT_FACTS = """
+    select
+      (select count(*) from public.import_person_notes n
+        where n.job_id = %(job)s and n.kind in ('about_user', 'about_model'))
+        as custom_instructions,
+      (select count(*) from public.import_person_notes n
+        where n.job_id = %(job)s and n.kind = 'memory_note') as memory_notes
+"""
+
+
+def _refusal(exc: psycopg.Error) -> str:
+    """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
+    do (the message and hint the SQL function wrote)."""
+    why = exc.diag.message_primary or str(exc).splitlines()[0]
+    hint = exc.diag.message_hint
+    return f"{why}. {hint}" if hint else why
 
 
 def _counters(counters: dict[str, Any] | None) -> Jsonb:
@@ -305,17 +326,26 @@ class JobStore:
 
     def complete(self, job_id: UUID, owner: str) -> bool:
         """Finish after embedding: memory and soulprint swapped in for the person, in one
-        transaction. False when not yours (or cancelled instead)."""
+        transaction. False when not yours (or cancelled instead).
+        Raises StageError when the database refuses to complete the job (chunks without
+        vectors, or a newer import completed since: the completion guard's 55000)."""
         self._forget_progress(job_id)
-        return bool(
-            self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner))
-        )
+        try:
+            return bool(
+                self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner))
+            )
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            raise StageError("not_completable", _refusal(exc)) from None
 
     # -- operator and app actions ----------------------------------------------------------
 
     def retry(self, job_id: UUID) -> str | None:
-        """failed -> the stage it failed in; None if not failed or another import runs."""
-        stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+        """failed -> the stage it failed in; None if not failed or another import runs.
+        Raises RetryRefused when a newer import of the person has completed since."""
+        try:
+            stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+        except psycopg.errors.ObjectNotInPrerequisiteState as exc:
+            raise RetryRefused(_refusal(exc)) from None
         return None if stage is None else str(stage)
 
     def request_cancel(self, job_id: UUID) -> str | None:
@@ -383,6 +413,12 @@ class JobStore:
             )
         except psycopg.errors.InsufficientPrivilege:
             return None
+
+    def export_facts(self, job_id: UUID) -> dict[str, int]:
+        """What the import kept besides conversations, for `run`/`status --json`:
+        {"custom_instructions", "memory_notes"} (counts)."""
+        row = self._one(EXPORT_FACTS, {"job": job_id})  # type: ignore[arg-type]
+        return {k: int(v) for k, v in (row or {}).items()}
 
     def _forget_progress(self, job_id: UUID) -> None:
         with self._lock:

@@ -71,6 +71,9 @@ _FENCE = "```"
 
 
 _PREAMBLE = "The user provided"
+# Where ChatGPT's rendering of 2023 custom instructions moves from the person's profile to
+# how they want answers: one system text holds both, each fenced after its own preamble.
+_HOW_MARK = "The user provided the additional info about how they would like you to respond"
 
 
 def _fenced(text: str) -> str:
@@ -83,6 +86,21 @@ def _fenced(text: str) -> str:
     if not text.lstrip().startswith(_PREAMBLE) or first < 0 or last <= first:
         return text.strip()
     return text[first + len(_FENCE):last].strip()
+
+
+def _rendered_sections(text: str) -> list[tuple[str, str]]:
+    """(kind, text) of ChatGPT's rendered 2023 custom instructions: "The user provided the
+    following information about themselves. ... User profile:\n```<about>```\nThe user
+    provided the additional info about how they would like you to respond:\n```<how>```".
+    Either part may be missing; text without the preamble is the person's as it stands."""
+    at = text.find(_HOW_MARK)
+    if at < 0:
+        return [("about_user", _fenced(text))]
+    about, how = text[:at], text[at:]
+    found = [("about_model", _fenced(how))]
+    if about.strip():
+        found.insert(0, ("about_user", _fenced(about)))
+    return found
 
 
 def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
@@ -104,7 +122,7 @@ def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
         elif type(content) is dict:  # 2023 without the structured copy: the rendered text
             text = content_text(content)
             if text:
-                found.append(("about_user", text.strip()))
+                found.extend(_rendered_sections(text))
     return [(kind, clean_text(text)) for kind, text in found if text]
 
 

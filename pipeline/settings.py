@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import SoulprintError
@@ -28,6 +28,17 @@ from pipeline.errors import SoulprintError
 
 class SettingsError(SoulprintError, ValueError):
     """A setting in the environment has a value of the wrong type; says which variable."""
+
+
+def _lowered(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# Choices among names, matched case-insensitively ("OpenAI" is "openai").
+_Lower = BeforeValidator(_lowered)
+EmbeddingProvider = Annotated[Literal["minilm", "openai"], _Lower]
+LlmProvider = Annotated[Literal["openai"], _Lower]
+ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/chunker.py POLICIES
 
 
 def default_data_dir() -> Path:
@@ -58,12 +69,13 @@ class Settings(BaseModel):
     receiver_url: str | None = None  # where the relay posts events
     # Real events are under 1 KB; every byte is held before the signature is checked, so an
     # unsigned caller must not get to park much memory here (security review finding 6).
-    max_body_bytes: int = Field(default=64 * 1024, validation_alias="MAX_WEBHOOK_BODY_BYTES")
+    max_body_bytes: int = Field(default=64 * 1024, gt=0,
+                                validation_alias="MAX_WEBHOOK_BODY_BYTES")
     # A webhook body not fully sent within this many seconds is cut off (408): slow senders
     # would otherwise hold a connection and its buffer for as long as they like.
-    webhook_body_timeout_seconds: float = 10.0
+    webhook_body_timeout_seconds: float = Field(default=10.0, gt=0)
     # Connections the receiver serves at once (uvicorn limit_concurrency); past it, 503.
-    receiver_max_connections: int = 64
+    receiver_max_connections: int = Field(default=64, ge=2)
 
     # Hosted Supabase: Storage is reached as the worker role, never as service_role.
     supabase_url: str | None = None
@@ -73,8 +85,8 @@ class Settings(BaseModel):
     # the project's JWKS (default {supabase_url}/auth/v1/.well-known/jwks.json).
     supabase_jwt_secret: str | None = Field(default=None, repr=False)
     supabase_jwks_url: str | None = None
-    search_rate_per_minute: int = 30  # per person, per service instance
-    search_max_body_bytes: int = 8192
+    search_rate_per_minute: int = Field(default=30, ge=1)  # per person, per service instance
+    search_max_body_bytes: int = Field(default=8192, gt=0)
     # Local mode: the "imports" bucket is a directory.
     local_bucket_dir: Path | None = Field(default=None,
                                           validation_alias="SOULPRINT_LOCAL_BUCKET_DIR")
@@ -84,33 +96,35 @@ class Settings(BaseModel):
     svix_app_id: str | None = None
     svix_server_url: str | None = None
 
-    embedding_provider: str = "minilm"  # minilm | openai
+    embedding_provider: EmbeddingProvider = "minilm"
     embedding_model: str | None = None
-    embedding_dimensions: int | None = None
+    embedding_dimensions: int | None = Field(default=None, gt=0)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = Field(default=None, repr=False)
-    embedding_concurrency: int = 4  # openai: requests in flight at once
+    embedding_concurrency: int = Field(default=4, ge=1)  # openai: requests in flight at once
     minilm_precision: Literal["int8", "float32"] = "int8"  # int8 fast; float32 ~2x the CPU
     # Where minilm keeps the ONNX graph it builds once (None: <data_dir>/models).
     model_cache_dir: Path | None = Field(default=None,
                                          validation_alias="SOULPRINT_MODEL_CACHE_DIR")
 
-    llm_provider: str | None = None  # None (offline soulprint) | openai
+    llm_provider: LlmProvider | None = None  # None: offline soulprint
     llm_base_url: str | None = None
     llm_api_key: str | None = Field(default=None, repr=False)
     llm_model: str | None = None
 
-    max_upload_bytes: int = 1024 * 1024 * 1024
-    max_message_chars: int = 200_000
-    chunk_target_chars: int = 1000
-    chunk_policy: str = "person"  # person | turns (pipeline/chunker.py; README "Search")
-    stage_pool_size: int = 2
-    lease_seconds: int = 60
+    max_upload_bytes: int = Field(default=1024 * 1024 * 1024, gt=0)
+    max_message_chars: int = Field(default=200_000, ge=1)
+    # Below ~100 characters a chunk holds less than a sentence: nothing to search by.
+    chunk_target_chars: int = Field(default=1000, ge=100)
+    # pipeline/chunker.py POLICIES; README "Search".
+    chunk_policy: ChunkPolicy = "person"
+    stage_pool_size: int = Field(default=2, ge=1)
+    lease_seconds: int = Field(default=60, gt=0)
     # A stage that reports nothing for this long is taken as hung: its lease is let go.
     # Above the longest wait a healthy batch can have (retries of a slow embeddings API).
-    stage_stall_seconds: int = 1200
+    stage_stall_seconds: int = Field(default=1200, gt=0)
     # Claims of one stage before the job fails (transient errors, lapsed leases).
-    max_attempts: int = 5
+    max_attempts: int = Field(default=5, ge=1)
     # Keep the raw export in Storage after a successful import (default: delete it).
     keep_export_after_import: bool = False
     # Peers whose X-Forwarded-For/-Proto uvicorn believes (IPs or CIDRs, comma-separated).
@@ -118,7 +132,7 @@ class Settings(BaseModel):
     forwarded_allow_ips: str = "127.0.0.1"
     # After a transient failure the stage is re-announced this long after the first failed
     # attempt, doubling each time (30, 60, 120, 240 s with the default MAX_ATTEMPTS).
-    retry_backoff_seconds: float = 30.0
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("forwarded_allow_ips")
     @classmethod

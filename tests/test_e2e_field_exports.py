@@ -25,7 +25,8 @@ from tests.test_e2e_local import cli, cli_env, parse_counts, run_import, scalar
 AGREED = {"conversations": "conversations", "skipped": "skipped_conversations",
           "messages": "messages", "user_messages": "user_messages",
           "assistant_messages": "assistant_messages", "chunks": "chunks",
-          "excluded": "excluded", "truncated": "truncated"}
+          "excluded": "excluded", "truncated": "truncated",
+          "custom_instructions": "custom_instructions", "memory_notes": "memory_notes"}
 
 
 @pytest.fixture(scope="module")

@@ -135,7 +135,7 @@ def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
         store.progress(job_id, "w", {"messages": 7}, {"k": stage}, force=True)
         wrong = "downloading" if stage != "downloading" else "queued"
         assert store.advance(job_id, "w", wrong) is None
-        nxt = store.advance(job_id, "w", stage, {"chunks": 3})
+        nxt = store.advance(job_id, "w", stage, {"chunks": 3, "embedded_chunks": 3})
         order.append(nxt)
         job = store.get(job_id)
         assert (job.lease_owner, job.attempts, job.checkpoint) == (None, 0, {})

@@ -209,7 +209,8 @@ def _finish(store: JobStore, worker_url: str, job_id: uuid.UUID, user: uuid.UUID
     walk_to(admin, job_id, "parsing")
     assert store.claim(job_id, "parsing", "w") is not None
     _write_import_data(worker_url, job_id, user, tag)
-    store.advance(job_id, "w", "parsing", {"conversations": 1, "chunks": 1})
+    store.advance(job_id, "w", "parsing", {"conversations": 1, "chunks": 1,
+                                             "embedded_chunks": 1})
     finish_import(store, admin, job_id, f"soulprint {tag}", {"tag": tag})
 
 
@@ -262,7 +263,8 @@ def test_reimport_swaps_data_atomically_at_completion(db_url: str, worker_db_url
 
     store2 = JobStore(worker_db_url)
     assert store2.claim(second, "parsing", "w") is not None
-    store2.advance(second, "w", "parsing", {"conversations": 1, "chunks": 1})
+    store2.advance(second, "w", "parsing",
+                   {"conversations": 1, "chunks": 1, "embedded_chunks": 1})
     walk_to(db_url, second, "generating_soulprint")
     assert store2.claim(second, "generating_soulprint", "w") is not None
     assert store2.show_soulprint(second, "w", {"tag": "new"}, "soulprint new") == "embedding"

@@ -69,9 +69,14 @@ def run(args: argparse.Namespace) -> int:
     except NotAnExportError as exc:
         print(f"soulprint-import: {exc}", file=sys.stderr)
         return 2
+    # Nothing readable to import: `run` ends such an export `failed` (exit 1), so does this.
+    status = 0 if summary["conversations"] else 1
+    if status:
+        print(f"soulprint-import: {summary['path']}: no conversation could be read from it, "
+              "so an import of it would fail", file=sys.stderr)
     if args.json:
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
-        return 0
+        return status
     print(f"{summary['path']}: {summary['conversations']:,} conversations "
           f"({summary['skipped']:,} skipped), {summary['messages']:,} messages "
           f"({summary['user_messages']:,} yours, {summary['assistant_messages']:,} from the "
@@ -88,4 +93,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {summary['cut_messages']:,} very long messages were cut")
     if summary["truncated"]:
         print(f"  the file is broken; everything before the break was read: {summary['error']}")
-    return 0
+    return status

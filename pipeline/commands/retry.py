@@ -38,12 +38,22 @@ def why_not_retried(store: JobStore, job_id: uuid.UUID) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pipeline.errors import RetryRefused
+
+    settings = Settings.from_env()
+    try:
+        return _retry(args, settings)
+    except RetryRefused as exc:  # a newer import completed: the message says what to do
+        print(f"soulprint-import: {exc}", file=sys.stderr)
+        return 1
+
+
+def _retry(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.commands.run import print_result
     from pipeline.connections import database_url
     from pipeline.jobstore import JobStore
     from pipeline.local import LocalRuntime, job_summary, watch
 
-    settings = Settings.from_env()
     if args.no_wait:
         # Only re-opens the row (as the worker role in production): no migration, no runtime.
         with JobStore(database_url(settings)) as store:
@@ -60,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         job = watch(runtime, args.job, show_progress=not args.json and sys.stderr.isatty())
-        summary = job_summary(job, runtime.soulprint_text(job.id))
+        summary = job_summary(job, runtime.soulprint_text(job.id)) \
+            | runtime.store.export_facts(job.id)
     print_result(summary, args.json)
     return 0 if summary["stage"] == "complete" else 1

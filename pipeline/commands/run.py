@@ -105,4 +105,5 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
             running = runtime.active_job(user)
             if running is not None:
                 raise ImportAlreadyRunning(running)
-        return job_summary(job, runtime.soulprint_text(job.id))
+        return job_summary(job, runtime.soulprint_text(job.id)) \
+            | runtime.store.export_facts(job.id)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from pipeline.settings import Settings
+from pipeline.wording import counted
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"soulprint-import: no import {args.job}", file=sys.stderr)
             return 2
         soulprint_text = store.soulprint_text(job.id)
-    return _print_one(job, soulprint_text, args.json)
+        facts = store.export_facts(job.id)
+    return _print_one(job, soulprint_text, args.json, facts)
 
 
 def _print_list(jobs: list[Any], as_json: bool) -> int:
@@ -81,23 +83,24 @@ def _print_list(jobs: list[Any], as_json: bool) -> int:
         when = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") \
             if job.created_at else ""
         print(f"{job.id!s:<36}  {job.stage!s:<20}  {when:<19}  "
-              f"{job.conversations:,} conversations, {job.chunks:,} chunks, "
-              f"{job.embedded_chunks:,} embedded")
+              f"{counted(job.conversations, 'conversation')}, "
+              f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded")
     return 0
 
 
-def _print_one(job: Any, soulprint_text: str | None, as_json: bool) -> int:
+def _print_one(job: Any, soulprint_text: str | None, as_json: bool,
+               facts: dict[str, int]) -> int:
     from pipeline.local import job_summary
 
     if as_json:
-        sys.stdout.write(orjson.dumps(job_summary(job, soulprint_text), default=str).decode()
-                         + "\n")
+        summary = job_summary(job, soulprint_text) | facts
+        sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
         return 0
     print(f"Import {job.id}  user {job.user_id}")
     print(f"  stage: {job.stage}")
-    print(f"  {job.conversations:,} conversations ({job.skipped_conversations:,} skipped), "
-          f"{job.messages:,} messages, {job.chunks:,} chunks, "
-          f"{job.embedded_chunks:,} embedded")
+    print(f"  {counted(job.conversations, 'conversation')} "
+          f"({job.skipped_conversations:,} skipped), {counted(job.messages, 'message')}, "
+          f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded")
     if job.excluded:
         print(f"  {job.excluded:,} conversation{'s' if job.excluded != 1 else ''} left out "
               "(you asked ChatGPT not to remember them)")
