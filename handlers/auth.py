@@ -63,7 +63,9 @@ class TokenVerifier:
         elif alg in ASYMMETRIC and self._jwks is not None:
             try:
                 key = self._jwks.get_signing_key_from_jwt(token).key
-            except jwt.PyJWKClientError as exc:
+            # Any PyJWT error: a JWKS with no usable keys raises PyJWKSetError, which is
+            # not a PyJWKClientError; the person gets a 401, never a 500.
+            except jwt.PyJWTError as exc:
                 raise InvalidToken("signing key not found") from exc
         else:
             raise InvalidToken(f"tokens signed with {alg!r} are not accepted here")

@@ -619,8 +619,8 @@ CALLABLE_BY = {"anon": PEOPLE_FUNCTIONS,
                "authenticated": PEOPLE_FUNCTIONS | {
                    "request_import_cancel", "current_import_id", "match_memories",
                    "cjk_bigrams", "memory_lexemes", "memory_search_query",
-                   # match_memories' lexical side; a definer (GIN under RLS) that applies
-                   # the current-import condition itself, so it answers only for the caller
+                   # match_memories (invoker) calls it as the person; it filters by the
+                   # caller's auth.uid() and current import itself and returns ids/scores.
                    "_memory_lexical_candidates"}}
 EXECUTABLE_FUNCTIONS = """
     select p.proname, p.oid::regprocedure::text as signature

@@ -26,6 +26,7 @@ import orjson
 import psycopg
 
 from pipeline.embedding import Embedder
+from pipeline.embedding.families import comparable, setting_hint
 
 MODES = ("hybrid", "vector", "lexical")
 MAX_QUERY_CHARS = 2000  # a question, not a document: longer text is cut before embedding
@@ -116,18 +117,21 @@ def current_import(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Target:
 
 
 def embed_query(embedder: Embedder, target: Target, text: str) -> np.ndarray:
-    """The unit vector of ``text`` from ``embedder``, which must be the import's model.
+    """The unit vector of ``text`` from ``embedder``, whose vectors must be comparable with
+    the import's (``embedding.families.comparable``: MiniLM at any precision, or the same
+    OpenAI model and dimension).
 
-    Raises ModelMismatch when the configured embedder differs from the import's.
+    Raises ModelMismatch, naming the settings to change, when they are not.
     """
     if target.embedding_model is None:
         raise NoImport("This import has no embedded memories to search by meaning.")
-    if embedder.model != target.embedding_model or embedder.dimensions != target.embedding_dim:
+    if not comparable(embedder.model, embedder.dimensions,
+                      target.embedding_model, target.embedding_dim):
         raise ModelMismatch(
             f"This import was embedded with {target.embedding_model} "
             f"({target.embedding_dim} dimensions) but the configured embedder is "
-            f"{embedder.model} ({embedder.dimensions}); set EMBEDDING_PROVIDER / "
-            f"EMBEDDING_MODEL to the import's model to search it.")
+            f"{embedder.model} ({embedder.dimensions}); "
+            f"{setting_hint(target.embedding_model, target.embedding_dim)}.")
     return embedder.embed([text[:MAX_QUERY_CHARS]])[0]
 
 

@@ -232,3 +232,34 @@ def test_plans_use_hnsw_and_gin_at_100k_chunks(db_url: str) -> None:
             " and m.lexemes @@ %s::tsquery order by 2 desc, m.id limit 40",
             (tsq, tsq)).fetchall())
         assert "memory_chunks_lexemes" in lplan, lplan
+
+
+def test_minilm_query_of_any_precision_searches_an_older_import(db_url: str) -> None:
+    """An import recorded as sentence-transformers/all-MiniLM-L6-v2 (before the ONNX
+    switch) is searched with a query embedded as all-MiniLM-L6-v2/onnx-int8 or -float32:
+    one model family, one vector space. Another model is still refused (review of 13)."""
+    gil = create_user(db_url)
+    completed_import(db_url, gil, [("g1", "text", unit_vector(DIM, 1))], model=MODEL)
+    for model in ("all-MiniLM-L6-v2/onnx-int8", "all-MiniLM-L6-v2/onnx-float32"):
+        with user_session(db_url, gil) as conn:
+            assert len(_search(conn, unit_vector(DIM, 1), "text", model=model)) == 1
+    with user_session(db_url, gil) as conn, pytest.raises(
+            psycopg.errors.InvalidParameterValue, match="embedded with text-embedding"):
+        _search(conn, unit_vector(DIM, 1), "text", model="text-embedding-3-small")
+
+
+@pytest.mark.parametrize("query", ["谁要结婚", "豆豆"])
+def test_short_chinese_question_matches_on_one_shared_bigram(db_url: str, query: str) -> None:
+    """A short Chinese question ('谁要结婚', who is getting married?) shares only one
+    bigram (结婚) with the memory; two shared lexemes were required, so it found nothing
+    by words. CJK-only questions of up to four characters match on one bigram."""
+    hal = create_user(db_url)
+    completed_import(db_url, hal, [
+        ("zh-wedding", "我姐姐下个月结婚，婚礼在杭州。", unit_vector(DIM, 3)),
+        ("zh-dog", "我家的狗叫豆豆，它昨天把拖鞋咬坏了。", unit_vector(DIM, 4)),
+        ("zh-other", "今天天气很好，我们去公园散步。", unit_vector(DIM, 5)),
+    ])
+    with user_session(db_url, hal) as conn:
+        rows = _search(conn, None, query)
+    wanted = "zh-wedding" if "婚" in query else "zh-dog"
+    assert [r["conversation_id"] for r in rows] == [wanted]

@@ -339,3 +339,29 @@ def test_state_stays_bounded_over_a_huge_export() -> None:
     assert set(common) <= topic_words
     assert not any(w.startswith("zq") for w in topic_words)
     assert len(json.dumps(profile)) < 50_000
+
+
+def test_spanish_and_portuguese_verb_forms_are_not_topics() -> None:
+    """A Spanish or Portuguese speaker's everyday verbs ("estoy", "voy", "estou", "vou")
+    are function words, not what they talk about: they never become topic keyphrases
+    (review of issue 11: "estoy" surfaced beside "maratón" as a Spanish speaker's topic)."""
+    es = ["Estoy entrenando para la maratón de Sevilla y voy a correr series el martes.",
+          "Tengo dolor en la rodilla después de la maratón, estás seguro de que el hielo ayuda?",
+          "Quiero bajar mi tiempo en la maratón, estoy corriendo cuatro días por semana.",
+          "Voy a comprar zapatillas nuevas para la maratón, tengo los pies anchos.",
+          "Estoy cansado, la maratón es en marzo y voy atrasado con los kilómetros largos.",
+          "Estás seguro de que debo comer pasta antes de la maratón? Estoy nervioso."]
+    pt = ["Estou aprendendo violão e vou praticar todos os dias depois do trabalho.",
+          "Vou trocar as cordas do violão, estou achando o som abafado, tenho dúvidas.",
+          "Estava tocando violão ontem e vamos fazer uma roda de samba no sábado.",
+          "Estou com dor nos dedos de tanto violão, vou descansar amanhã.",
+          "Quero aprender acordes de bossa nova no violão, estou gostando muito.",
+          "Vamos ver se consigo afinar o violão sozinho, estava desafinado."]
+    for texts, theme in ((es, "maratón"), (pt, "violão")):
+        convs = [conv(i, None, f"2024-03-{i + 1:02d}T10:00:00", texts[i % len(texts)],
+                      ASSISTANT_NOISE) for i in range(12)]
+        topics = build_soulprint(convs)[0]["topics"]
+        words = {w for t in topics for k in t["keyphrases"] + [t["label"]] for w in k.split()}
+        assert theme in words, topics
+        assert not words & {"estoy", "estás", "voy", "tengo", "quiero", "estou", "vou",
+                            "estava", "vamos", "quero"}, topics

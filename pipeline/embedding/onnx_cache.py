@@ -6,7 +6,9 @@ The file is ``<cache_dir>/all-MiniLM-L6-v2-<sha256 of model.safetensors, 16 hex>
 version>-<precision>.onnx``: new weights, a new builder or another precision each get their
 own file, and a stale one is never reused. The build takes a few seconds and about 300 MB
 of memory, once per data directory; it is written to a temporary name and renamed into
-place, so two processes building at once both end up with a whole file.
+place, so two processes building at once both end up with a whole file. Its sha256 is kept
+beside it (``<name>.onnx.sha256``) and checked on every load: a graph damaged in place,
+even without changing size, is built again rather than loaded into wrong vectors.
 
 ``int8``: SmoothQuant-style smoothing measured on ``calibration.CALIBRATION_TEXTS``, then
 ``onnxruntime.quantization.quantize_dynamic`` on the weight matmuls (int8 weights per output
@@ -52,11 +54,7 @@ class CacheDirError(OSError):
 
 def weights_digest(weights: Path) -> str:
     """sha256 of the weights file, hex (about 0.2 s for MiniLM's 90 MB)."""
-    h = hashlib.sha256()
-    with open(weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(weights)
 
 
 def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: Tokenizer) -> Path:
@@ -71,7 +69,10 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     digest = weights_digest(model_dir / "model.safetensors")[:16]
     path = cache_dir / f"all-MiniLM-L6-v2-{digest}-b{BUILDER_VERSION}-{precision}.onnx"
     if path.is_file():
-        return path
+        if _intact(path):
+            return path
+        log.warning("the cached %s ONNX graph %s does not match its sha256; building it "
+                    "again", precision, path)
     log.info("building the %s ONNX graph of all-MiniLM-L6-v2 (once per data directory)",
              precision)
     try:
@@ -84,8 +85,42 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     with tmp:
         out = Path(tmp.name) / "model.onnx"
         build(model_dir, precision, tokenizer, out)
+        # The sidecar first, then the graph: a reader never sees a graph newer than its
+        # digest. Each rename is atomic, so concurrent builders leave a matching pair as
+        # long as their builds are byte-identical (they are: same weights, same builder).
+        digest_tmp = Path(tmp.name) / "model.onnx.sha256"
+        digest_tmp.write_text(file_digest(out) + "\n")
+        os.replace(digest_tmp, _sidecar(path))
         os.replace(out, path)  # atomic: a concurrent builder's whole file, or ours
     return path
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    """Where the sha256 of cached graph ``path`` is kept: ``<name>.onnx.sha256``."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _intact(path: Path) -> bool:
+    """True when ``path`` hashes to the digest written beside it at build time.
+
+    A graph damaged without changing its size still loads and gives wrong vectors; a
+    missing or unreadable sidecar (a cache from before sidecars) counts as damaged, so the
+    graph is built once more. Hashing costs a fraction of a second per load.
+    """
+    try:
+        expected = _sidecar(path).read_text().strip()
+    except OSError:
+        return False
+    return expected == file_digest(path)
 
 
 def build(model_dir: Path, precision: str, tokenizer: Tokenizer, out: Path) -> None:
@@ -113,18 +148,40 @@ def build(model_dir: Path, precision: str, tokenizer: Tokenizer, out: Path) -> N
         smoothed = build_bert_graph(config, tensors, input_absmax=absmax, alpha=SMOOTH_ALPHA)
     onnx.save(smoothed, float_path)
     del smoothed
-    quantize_dynamic(
-        float_path,
-        out,
-        # Weight products only (the score and context products multiply two activations),
-        # less the one whose int8 error hurt short texts most (see KEEP_FLOAT32).
-        nodes_to_quantize=[n for n in names if n not in KEEP_FLOAT32],
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        # Shape inference stops at the com.microsoft Attention node; its outputs are float.
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _quiet_preprocessing_advice():
+        quantize_dynamic(
+            float_path,
+            out,
+            # Weight products only (the score and context products multiply two
+            # activations), less the one whose int8 error hurt short texts most (see
+            # KEEP_FLOAT32).
+            nodes_to_quantize=[n for n in names if n not in KEEP_FLOAT32],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            # Shape inference stops at the com.microsoft Attention node; its outputs are
+            # float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     float_path.unlink()
+
+
+class _DropPreprocessingAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing")
+
+
+@contextmanager
+def _quiet_preprocessing_advice() -> Iterator[None]:
+    """Drop onnxruntime's "Please consider to run pre-processing before quantization"
+    warning (logged on the root logger): it is advice for image models, and
+    ``models build`` would print it to every operator as if something were wrong."""
+    root = logging.getLogger()
+    quiet = _DropPreprocessingAdvice()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 class _LazyTensors(Mapping[str, np.ndarray]):

@@ -47,7 +47,10 @@ STOPWORDS: dict[str, frozenset[str]] = {
         están ser estar fue era muy más menos mi mis tu tus su sus yo tú él ella nosotros ellos
         me te se le lo nos les al sí no ya también porque cuando donde qué cómo este esta estos
         estas ese esa eso hay tengo tiene tener hacer puedo puede quiero necesito sobre entre
-        hasta desde todo todos toda bien mal aquí algo nada"""
+        hasta desde todo todos toda bien mal aquí algo nada
+        estoy estás estamos estaba estuve tengo tienes tenemos tenía voy vas va vamos iba
+        quiero quieres quería puedes podemos necesitas hago haces hice soy eres somos
+        fui sé sabes creo"""
     ),
     "fr": _set(
         """le la les un une des et ou mais que qui de du en dans avec pour par sur est sont être
@@ -70,7 +73,9 @@ STOPWORDS: dict[str, frozenset[str]] = {
         obrigado obrigada olá ajuda ajudar acho entender explicar saber
         como é são está estão ser estar foi era muito mais menos meu minha meus minhas seu sua
         eu você ele ela nós eles elas me te se lhe não sim já também porque quando onde isso
-        isto esse essa este esta tenho tem ter fazer posso pode quero preciso sobre até"""
+        isto esse essa este esta tenho tem ter fazer posso pode quero preciso sobre até
+        estou estás estamos estava estive tens temos tinha vou vais vai vamos ia queres
+        queria podes podemos faço fiz sou és somos fui sei sabe"""
     ),
     "it": _set(
         """il lo la i gli le un uno una e o ma che di del della dei delle in nel nella con per

@@ -44,7 +44,8 @@ as $$
 $$;
 
 -- A person's question as a tsquery that a chunk satisfies by sharing at least TWO of the
--- question's lexemes (any one, when the question has only one or two). Matching any single
+-- question's lexemes (any one, when the question has only one or two, or is a CJK-only
+-- question of at most four characters). Matching any single
 -- word made the lexical list mostly noise for questions phrased in other words than the
 -- memory ("what is the name of my pet?" matched every chunk with "name"), and reciprocal
 -- rank fusion then pushed that noise above the right answer; two shared words is the
@@ -85,10 +86,18 @@ as $$
      order by pg_catalog.length(l.lexeme) desc, l.lexeme
      limit 12
   ),
-  counted as (select pg_catalog.count(*) as n from quoted)
+  counted as (select pg_catalog.count(*) as n from quoted),
+  -- A short question written only in CJK characters ('谁要结婚', who is getting
+  -- married?) has bigrams of question and function characters (谁要, 要结) beside the one
+  -- that matters (结婚): requiring two would find nothing, so any one will do.
+  short_cjk as (
+    select pg_catalog.length(pg_catalog.btrim(query, ' ?？。!！')) <= 4
+           and pg_catalog.btrim(query, ' ?？。!！')
+               ~ '^[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+$' as yes
+  )
   select case
            when c.n = 0 then null
-           when c.n <= 2 then (select pg_catalog.string_agg(q, ' | ') from quoted)::tsquery
+           when c.n <= 2 or (select sc.yes from short_cjk sc) then (select pg_catalog.string_agg(q, ' | ') from quoted)::tsquery
            else (select pg_catalog.string_agg('(' || a.q || ' & ' || b.q || ')', ' | ')
                    from quoted a join quoted b on a.q < b.q)::tsquery
          end
@@ -209,7 +218,14 @@ begin
 
   if query_embedding is not null then
     -- (The vector->real[] cast needs no schema: pgvector may live in any.)
-    if query_model is not null and job_model is not null and query_model <> job_model then
+    -- Models are compared by family, as pipeline/embedding/families.py does: every
+    -- all-MiniLM-L6-v2 spelling (sentence-transformers' name of imports made before the
+    -- ONNX switch, '/onnx-int8', '/onnx-float32') is one 384-d space; others by exact name.
+    if query_model is not null and job_model is not null
+       and (case when pg_catalog.lower(query_model) ~ '(^|/)all-minilm-l6-v2(/|$)'
+                 then 'all-MiniLM-L6-v2' else query_model end)
+        <> (case when pg_catalog.lower(job_model) ~ '(^|/)all-minilm-l6-v2(/|$)'
+                 then 'all-MiniLM-L6-v2' else job_model end) then
       raise exception 'query embedded with % but this import was embedded with %',
         query_model, job_model
         using errcode = 'invalid_parameter_value',
