@@ -8,8 +8,9 @@
 --   job stage set or changed       -> stage timings, user_profiles.import_status, an event
 --                                     in the outbox, NOTIFY, and (hosted) a signed pg_net POST
 --
--- Functions that cross RLS are SECURITY DEFINER with an empty search_path, so every name is
--- schema-qualified.
+-- Functions that cross RLS are SECURITY DEFINER with search_path pinned to pg_catalog, pg_temp
+-- (pg_temp last: an empty path would still search pg_temp first for types and relations),
+-- and every name is schema-qualified.
 
 -- ---------------------------------------------------------------------------------------
 -- Stage helpers
@@ -19,7 +20,7 @@
 create or replace function public.import_next_stage(stage public.import_stage)
 returns public.import_stage
 language sql immutable parallel safe
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case stage
     when 'queued' then 'downloading'
@@ -34,7 +35,7 @@ $$;
 create or replace function public.import_stage_is_active(stage public.import_stage)
 returns boolean
 language sql immutable parallel safe
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select stage in ('queued', 'downloading', 'parsing', 'chunking', 'embedding',
                    'generating_soulprint')
@@ -44,7 +45,7 @@ $$;
 create or replace function public.import_status_for(stage public.import_stage)
 returns text
 language sql immutable parallel safe
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case
     when public.import_stage_is_active(stage) then 'processing'
@@ -58,7 +59,7 @@ $$;
 create or replace function public._import_counter(counters jsonb, key text, current bigint)
 returns bigint
 language sql immutable parallel safe
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce((counters ->> key)::bigint, current)
 $$;
@@ -75,7 +76,7 @@ $$;
 create or replace function public._post_import_event_via_pg_net(event_id uuid)
 returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   ev public.import_events;
@@ -129,7 +130,7 @@ $$;
 create or replace function public.emit_import_event(job_id uuid, reason text)
 returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   j public.import_jobs;
@@ -166,7 +167,7 @@ $$;
 create or replace function public.ack_import_event(event_id uuid)
 returns boolean
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   update public.import_events
      set acknowledged_at = coalesce(acknowledged_at, now())
@@ -182,7 +183,7 @@ $$;
 create or replace function public._import_jobs_before()
 returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   at text := to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"');
@@ -221,7 +222,7 @@ create trigger import_jobs_before
 create or replace function public._import_jobs_stage_changed()
 returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   status text := public.import_status_for(new.stage);
@@ -263,7 +264,7 @@ create trigger import_jobs_event_on_stage
 create or replace function public._import_job_from_upload()
 returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   folder text := (storage.foldername(new.name))[1];
@@ -328,7 +329,7 @@ create or replace function public.claim_import_job(
   job_id uuid, stage public.import_stage, owner text, lease_seconds int
 ) returns public.import_jobs
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   update public.import_jobs j
      set lease_owner = claim_import_job.owner,
@@ -348,7 +349,7 @@ create or replace function public.report_import_progress(
   job_id uuid, owner text, counters jsonb, checkpoint jsonb, lease_seconds int
 ) returns text
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c jsonb := coalesce(counters, '{}');
@@ -388,7 +389,7 @@ $$;
 create or replace function public._cancel_import_job(job_id uuid)
 returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   update public.import_jobs j
@@ -416,7 +417,7 @@ create or replace function public.advance_import_job(
   job_id uuid, owner text, from_stage public.import_stage, counters jsonb default '{}'
 ) returns public.import_stage
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c jsonb := coalesce(counters, '{}');
@@ -471,7 +472,7 @@ create or replace function public.fail_import_job(
   job_id uuid, owner text, code text, message text
 ) returns boolean
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   update public.import_jobs j
      set failed_stage = j.stage,
@@ -489,7 +490,7 @@ $$;
 create or replace function public.release_import_job(job_id uuid, owner text)
 returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   j public.import_jobs;
@@ -518,7 +519,7 @@ $$;
 create or replace function public.finish_import_cancel(job_id uuid, owner text)
 returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform 1 from public.import_jobs j
@@ -539,7 +540,7 @@ $$;
 create or replace function public.request_import_cancel(job_id uuid)
 returns public.import_stage
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   j public.import_jobs;
@@ -575,7 +576,7 @@ $$;
 create or replace function public.retry_import_job(job_id uuid)
 returns public.import_stage
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   resumed public.import_stage;
@@ -608,7 +609,7 @@ create or replace function public.complete_import_job(
   job_id uuid, owner text, profile jsonb, soulprint_text text
 ) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   j public.import_jobs;
@@ -665,7 +666,7 @@ $$;
 create or replace function public.sweep_import_jobs(stale_after interval, max_attempts int)
 returns table (job_id uuid, action text)
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   j public.import_jobs;

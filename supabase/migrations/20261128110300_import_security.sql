@@ -48,7 +48,7 @@ grant all on public.import_jobs, public.import_events, public.event_deliveries,
 create or replace function public.current_import_id()
 returns uuid
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select p.current_import_id from public.user_profiles p where p.user_id = auth.uid()
 $$;
@@ -93,7 +93,7 @@ grant select on public.user_profiles to authenticated;
 create or replace function public._user_profiles_guard_import_columns()
 returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if current_user in ('anon', 'authenticated') then

@@ -13,7 +13,7 @@ create or replace function public.prune_webhook_receipts(
   older_than interval default interval '7 days'
 ) returns bigint
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   with gone as (
     delete from public.webhook_receipts r
