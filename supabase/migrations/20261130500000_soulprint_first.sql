@@ -18,8 +18,8 @@
 -- transaction as each batch's rows, so a restart resumes the profile where the rows resume.
 --
 -- Functions replaced here (the lead checks these against other branches' pins):
---   import_next_stage, _cancel_import_job, advance_import_job, fail_import_job,
---   retry_import_job, sweep_import_jobs; complete_import_job changes signature
+--   import_next_stage, _cancel_import_job, advance_import_job, fail_import_job;
+--   complete_import_job changes signature
 --   (uuid, text, jsonb, text) -> (uuid, text). New: show_import_soulprint,
 --   _show_import_soulprint, _restore_previous_soulprint.
 
@@ -311,40 +311,8 @@ begin
 end
 $$;
 
--- failed -> the stage it failed in, with a fresh attempt count; a soulprint this import had
--- already written is shown again. NULL if not failed, or if the person has started another
--- import meanwhile (one active import per person).
-create or replace function public.retry_import_job(job_id uuid)
-returns public.import_stage
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  resumed public.import_stage;
-begin
-  perform pg_catalog.set_config('soulprint.event_reason', 'retry', true);
-  begin
-    update public.import_jobs j
-       set stage = j.failed_stage,
-           failed_stage = null,
-           error_code = null,
-           error_message = null,
-           attempts = 0,
-           cancel_requested_at = null
-     where j.id = retry_import_job.job_id
-       and j.stage = 'failed'
-       and j.failed_stage is not null
-    returning j.stage into resumed;
-  exception when unique_violation then
-    resumed := null;
-  end;
-  perform pg_catalog.set_config('soulprint.event_reason', '', true);
-  if resumed is not null and resumed <> 'generating_soulprint' then
-    perform public._show_import_soulprint(retry_import_job.job_id);  -- no row: nothing shown
-  end if;
-  return resumed;
-end
-$$;
+-- retry_import_job shows a retried import's soulprint again: it lives in
+-- 20261130950000_retry_superseded_guard.sql, with the rule that refuses superseded imports.
 
 -- Finish: in ONE transaction the person's profile switches to this import
 -- (current_import_id, soulprint, counts, status), older imports' data is deleted, stage
@@ -398,60 +366,8 @@ begin
 end
 $$;
 
--- The sweeper: as before, and a job it fails for stalling gives its shown soulprint back
--- like any other failure.
-create or replace function public.sweep_import_jobs(stale_after interval, max_attempts int)
-returns table (job_id uuid, action text)
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  j public.import_jobs;
-  last_event timestamptz;
-begin
-  for j in
-    select * from public.import_jobs x
-     where public.import_stage_is_active(x.stage)
-       and (x.lease_owner is null or x.lease_expires_at < now())
-     order by x.created_at
-     for update skip locked
-  loop
-    job_id := j.id;
-    if j.cancel_requested_at is not null then
-      perform public._cancel_import_job(j.id);
-      action := 'cancelled';
-      return next;
-    elsif j.lease_owner is not null and j.attempts >= max_attempts then
-      update public.import_jobs x
-         set failed_stage = x.stage,
-             stage = 'failed',
-             error_code = 'stalled',
-             error_message = pg_catalog.format(
-               'The import stopped responding %s times while %s and was stopped. '
-               || 'You can retry it.', j.attempts, pg_catalog.replace(j.stage::text, '_', ' '))
-       where x.id = j.id;
-      perform public._restore_previous_soulprint(j.id);
-      action := 'failed';
-      return next;
-    elsif j.lease_owner is not null then
-      update public.import_jobs x
-         set lease_owner = null, lease_expires_at = null
-       where x.id = j.id;
-      perform public.emit_import_event(j.id, 'sweep');
-      action := 'reemitted';
-      return next;
-    else
-      select max(e.created_at) into last_event
-        from public.import_events e where e.job_id = j.id;
-      if last_event is null or last_event < now() - stale_after then
-        perform public.emit_import_event(j.id, 'sweep');
-        action := 'reemitted';
-        return next;
-      end if;
-    end if;
-  end loop;
-end
-$$;
+-- The sweeper fails a stalled job through _retry_or_fail_import_job, which gives a shown
+-- soulprint back like any other failure: 20261130700000_retry_policy.sql.
 
 -- ---------------------------------------------------------------------------------------
 -- Who may call what
