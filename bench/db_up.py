@@ -23,7 +23,9 @@ def _db(action: str, data_dir: Path) -> tuple[float, str]:
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "db", action, "--data-dir", str(data_dir)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return time.perf_counter() - start, out.stdout
 

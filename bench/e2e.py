@@ -50,8 +50,9 @@ def make_export(path: Path, size_mb: int) -> Path:
         f.write(b"[")
         i = 0
         while written < target:
-            conv = make_conversation(8, era=eras[i % 4], index=i, user_chars=320,
-                                     assistant_chars=1200)
+            conv = make_conversation(
+                8, era=eras[i % 4], index=i, user_chars=320, assistant_chars=1200
+            )
             data = (b"," if i else b"") + dumps(conv)
             f.write(data)
             written += len(data)
@@ -61,8 +62,9 @@ def make_export(path: Path, size_mb: int) -> Path:
     return path
 
 
-def run_child(cmd: list[str], env: dict[str, str], cwd: Path | None = None
-              ) -> tuple[float, float, str]:
+def run_child(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MB) of that child (its own rusage, from wait4), its stdout.
     The child's CPU seconds (user + system) go to ``LAST_CPU[0]``: on a shared machine
     they compare two runs better than wall time does."""
@@ -88,8 +90,9 @@ def stage_seconds(timings: dict[str, dict[str, str]]) -> dict[str, float]:
     out = {}
     for stage, t in timings.items():
         if t.get("started_at") and t.get("ended_at"):
-            out[stage] = (datetime.fromisoformat(t["ended_at"])
-                          - datetime.fromisoformat(t["started_at"])).total_seconds()
+            out[stage] = (
+                datetime.fromisoformat(t["ended_at"]) - datetime.fromisoformat(t["started_at"])
+            ).total_seconds()
     return out
 
 
@@ -103,7 +106,7 @@ def embedder_alone(settings_env: dict[str, str], texts: list[str]) -> float:
     embedder.embed(texts[:32])  # load weights outside the timing
     start = time.perf_counter()
     for i in range(0, len(texts), 256):
-        embedder.embed(texts[i:i + 256])
+        embedder.embed(texts[i : i + 256])
     return len(texts) / (time.perf_counter() - start)
 
 
@@ -124,8 +127,9 @@ def time_to_soulprint(timings: dict[str, dict[str, str]]) -> float | None:
     shown = timings.get("generating_soulprint", {}).get("ended_at")
     if not shown:
         return None
-    return (datetime.fromisoformat(shown)
-            - datetime.fromisoformat(timings["queued"]["started_at"])).total_seconds()
+    return (
+        datetime.fromisoformat(shown) - datetime.fromisoformat(timings["queued"]["started_at"])
+    ).total_seconds()
 
 
 def main() -> None:
@@ -133,13 +137,21 @@ def main() -> None:
     ap.add_argument("--size-mb", type=int, default=100)
     ap.add_argument("--embedder", choices=("minilm", "standin"), default="minilm")
     ap.add_argument("--keep", action="store_true", help="keep the data dir")
-    ap.add_argument("--baseline-tree", type=Path, default=None,
-                    help="also run `run` from this checkout (e.g. the commit before the "
-                         "ONNX switch, from `git archive`), same export, and compare")
-    ap.add_argument("--alone-texts", type=int, default=4096,
-                    help="chunk texts for the embedder-alone rate")
-    ap.add_argument("--cold", action="store_true",
-                    help="build the MiniLM graph inside the run (fresh model cache)")
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="also run `run` from this checkout (e.g. the commit before the "
+        "ONNX switch, from `git archive`), same export, and compare",
+    )
+    ap.add_argument(
+        "--alone-texts", type=int, default=4096, help="chunk texts for the embedder-alone rate"
+    )
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="build the MiniLM graph inside the run (fresh model cache)",
+    )
     args = ap.parse_args()
     with contextlib.ExitStack() as stack:
         embedder_env: dict[str, str] = {}
@@ -147,10 +159,13 @@ def main() -> None:
             from tests.fake_openai import fake_openai
 
             srv = stack.enter_context(fake_openai())
-            embedder_env = {"EMBEDDING_PROVIDER": "openai", "OPENAI_BASE_URL": srv.base_url,
-                            "OPENAI_API_KEY": srv.api_key,
-                            "EMBEDDING_MODEL": "text-embedding-3-small",
-                            "EMBEDDING_DIMENSIONS": "384"}
+            embedder_env = {
+                "EMBEDDING_PROVIDER": "openai",
+                "OPENAI_BASE_URL": srv.base_url,
+                "OPENAI_API_KEY": srv.api_key,
+                "EMBEDDING_MODEL": "text-embedding-3-small",
+                "EMBEDDING_DIMENSIONS": "384",
+            }
         run_bench(args, embedder_env)
 
 
@@ -168,13 +183,22 @@ def run_bench(args: argparse.Namespace, embedder_env: dict[str, str]) -> None:
 
     base = None
     if args.baseline_tree:
-        base_env = dict(env, PYTHONPATH=str(args.baseline_tree.resolve()),
-                        SOULPRINT_DATA_DIR=str(data_dir) + "-baseline")
-        base_wall, base_peak, base_out = run_child([*exe, "run", str(export), "--json"],
-                                                   base_env, cwd=args.baseline_tree)
+        base_env = dict(
+            env,
+            PYTHONPATH=str(args.baseline_tree.resolve()),
+            SOULPRINT_DATA_DIR=str(data_dir) + "-baseline",
+        )
+        base_wall, base_peak, base_out = run_child(
+            [*exe, "run", str(export), "--json"], base_env, cwd=args.baseline_tree
+        )
         base = (base_wall, base_peak, json.loads(base_out), LAST_CPU[0])
-        subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir) + "-baseline"],
-                       env=base_env, cwd=args.baseline_tree, capture_output=True, check=False)
+        subprocess.run(
+            [*exe, "db", "down", "--data-dir", str(data_dir) + "-baseline"],
+            env=base_env,
+            cwd=args.baseline_tree,
+            capture_output=True,
+            check=False,
+        )
     wall, peak_mb, out = run_child([*exe, "run", str(export), "--json"], env)
     run_cpu = LAST_CPU[0]
     result = json.loads(out)
@@ -182,42 +206,63 @@ def run_bench(args: argparse.Namespace, embedder_env: dict[str, str]) -> None:
     parse_wall, _, parse_out = run_child([*exe, "parse", str(export), "--json"], env)
     parsed = json.loads(parse_out)
     texts = sample_chunk_texts(export, args.alone_texts)
-    alone = embedder_alone({**embedder_env, **{k: env[k] for k in ("SOULPRINT_MODEL_CACHE_DIR",)
-                                               if k in env}}, texts)
+    alone = embedder_alone(
+        {**embedder_env, **{k: env[k] for k in ("SOULPRINT_MODEL_CACHE_DIR",) if k in env}}, texts
+    )
 
     embed_s = stages.get("embedding", 0.0)
     rate = result["embedded_chunks"] / embed_s if embed_s else 0.0
-    print(f"export: {size_mb:,.1f} MB, {result['conversations']:,} conversations, "
-          f"{result['messages']:,} messages, {result['chunks']:,} chunks")
-    print(f"run: {wall:,.1f} s wall, stage {result['stage']}, peak RSS {peak_mb:,.0f} MB "
-          f"(worker process; PostgreSQL runs apart)")
+    print(
+        f"export: {size_mb:,.1f} MB, {result['conversations']:,} conversations, "
+        f"{result['messages']:,} messages, {result['chunks']:,} chunks"
+    )
+    print(
+        f"run: {wall:,.1f} s wall, stage {result['stage']}, peak RSS {peak_mb:,.0f} MB "
+        f"(worker process; PostgreSQL runs apart)"
+    )
     order = sorted(stages, key=lambda s: result["stage_timings"][s]["started_at"])
     for stage, secs in ((s, stages[s]) for s in order):
         print(f"  {stage:<22} {secs:9.2f} s")
     to_soulprint = time_to_soulprint(result["stage_timings"])
     if to_soulprint is not None:
-        print(f"time to soulprint: {to_soulprint:,.1f} s after the upload "
-              f"({to_soulprint / wall:.2f} of the whole import; target <= 60 s)")
-    print(f"embedding ({args.embedder}): {rate:,.0f} chunks/s in the pipeline; embedder "
-          f"alone {alone:,.0f} chunks/s; ratio {rate / alone:.2f}")
+        print(
+            f"time to soulprint: {to_soulprint:,.1f} s after the upload "
+            f"({to_soulprint / wall:.2f} of the whole import; target <= 60 s)"
+        )
+    print(
+        f"embedding ({args.embedder}): {rate:,.0f} chunks/s in the pipeline; embedder "
+        f"alone {alone:,.0f} chunks/s; ratio {rate / alone:.2f}"
+    )
     parsing = stages.get("parsing", 0.0)
-    print(f"parsing stage {parsing:,.1f} s vs bare parse {parse_wall:,.1f} s: ratio "
-          f"{parsing / parse_wall:.2f}")
-    same = all(result[k] == parsed[k] for k in ("conversations", "messages", "user_messages",
-                                                "assistant_messages", "chunks"))
+    print(
+        f"parsing stage {parsing:,.1f} s vs bare parse {parse_wall:,.1f} s: ratio "
+        f"{parsing / parse_wall:.2f}"
+    )
+    same = all(
+        result[k] == parsed[k]
+        for k in ("conversations", "messages", "user_messages", "assistant_messages", "chunks")
+    )
     print(f"counts equal to `parse`: {same}")
     if base is not None:
         base_wall, base_peak, base_result, base_cpu = base
         base_embed = stage_seconds(base_result["stage_timings"]).get("embedding", 0.0)
-        print(f"baseline ({args.baseline_tree}, {base_result['embedding_model']}): "
-              f"{base_wall:,.1f} s wall, {base_cpu:,.1f} s CPU, embedding {base_embed:,.1f} s, "
-              f"peak RSS {base_peak:,.0f} MB")
-        print(f"this tree ({result['embedding_model']}): {wall:,.1f} s wall, {run_cpu:,.1f} s "
-              f"CPU; / baseline: embedding stage x{embed_s / base_embed:.2f}, run wall "
-              f"x{wall / base_wall:.2f}, run CPU x{run_cpu / base_cpu:.2f}")
+        print(
+            f"baseline ({args.baseline_tree}, {base_result['embedding_model']}): "
+            f"{base_wall:,.1f} s wall, {base_cpu:,.1f} s CPU, embedding {base_embed:,.1f} s, "
+            f"peak RSS {base_peak:,.0f} MB"
+        )
+        print(
+            f"this tree ({result['embedding_model']}): {wall:,.1f} s wall, {run_cpu:,.1f} s "
+            f"CPU; / baseline: embedding stage x{embed_s / base_embed:.2f}, run wall "
+            f"x{wall / base_wall:.2f}, run CPU x{run_cpu / base_cpu:.2f}"
+        )
     if not args.keep:
-        subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
-                       capture_output=True, check=False)
+        subprocess.run(
+            [*exe, "db", "down", "--data-dir", str(data_dir)],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,11 @@ def _embedder(variant: str, threads: int):
         from pipeline.embedding.minilm import find_model_dir
 
         emb = NumpyMiniLM(find_model_dir(), threads=threads)
-        blas = [f"{i.get('internal_api')} {i.get('architecture')} x{i.get('num_threads')}"
-                for i in threadpool_info() if i.get("user_api") == "blas"]
+        blas = [
+            f"{i.get('internal_api')} {i.get('architecture')} x{i.get('num_threads')}"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas"
+        ]
         return emb, f"numpy float32, packed batches, BLAS {', '.join(blas) or '?'}"
     if variant in ("int8", "float32"):
         from pipeline.embedding.minilm import MiniLMEmbedder
@@ -84,7 +87,8 @@ def _embedder(variant: str, threads: int):
 
             srv = _STACK.enter_context(fake_openai())
             settings = settings.model_copy(
-                update={"openai_base_url": srv.base_url, "openai_api_key": srv.api_key})
+                update={"openai_base_url": srv.base_url, "openai_api_key": srv.api_key}
+            )
         return OpenAIEmbedder.from_settings(settings), "batches of 96 texts per request"
     raise SystemExit(f"unknown variant {variant}")
 
@@ -104,23 +108,41 @@ def child(variant: str, n: int, chars: int, threads: int, call_size: int) -> dic
         for start in range(0, n, call_size):
             emb.embed(texts[start : start + call_size])
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"variant": variant, "desc": desc, "texts_per_s": n / wall,
-            "cpu_ms_per_text": 1000 * cpu / n, "load_s": load_s, "peak_rss_mb": peak_rss_mb(),
-            "load_avg": os.getloadavg()[0]}
+    return {
+        "variant": variant,
+        "desc": desc,
+        "texts_per_s": n / wall,
+        "cpu_ms_per_text": 1000 * cpu / n,
+        "load_s": load_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "load_avg": os.getloadavg()[0],
+    }
 
 
 def run_child(args: argparse.Namespace, variant: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, "--texts", str(args.texts),
-           "--chars", str(args.chars), "--threads", str(args.threads),
-           "--call-size", str(args.call_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        variant,
+        "--texts",
+        str(args.texts),
+        "--chars",
+        str(args.chars),
+        "--threads",
+        str(args.threads),
+        "--call-size",
+        str(args.call_size),
+    ]
     if args.one_core:
         if not shutil.which("taskset"):
             raise SystemExit("--one-core needs taskset (util-linux)")
         cmd = ["taskset", "-c", "0", *cmd]
     # OpenBLAS tuning variables slow a current numpy (see the env notes): unset for the
     # baseline's sake, in the child only.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-3000:])
@@ -130,10 +152,17 @@ def run_child(args: argparse.Namespace, variant: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="numpy,int8,float32",
-                        help="comma-separated: numpy, int8, float32, openai, openai-fake")
-    parser.add_argument("--provider", choices=["minilm", "openai"], default="minilm",
-                        help="openai: same as --variants openai (or openai-fake with --fake)")
+    parser.add_argument(
+        "--variants",
+        default="numpy,int8,float32",
+        help="comma-separated: numpy, int8, float32, openai, openai-fake",
+    )
+    parser.add_argument(
+        "--provider",
+        choices=["minilm", "openai"],
+        default="minilm",
+        help="openai: same as --variants openai (or openai-fake with --fake)",
+    )
     parser.add_argument("--fake", action="store_true", help="openai: tests/fake_openai.py")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--texts", type=int, default=128)
@@ -159,29 +188,39 @@ def main() -> None:
         for v in order:
             res = run_child(args, v)
             results[v].append(res)
-            print(f"round {r + 1} {v:<8} {res['texts_per_s']:6.1f} texts/s  "
-                  f"{res['cpu_ms_per_text']:6.1f} ms CPU/text  peak RSS "
-                  f"{res['peak_rss_mb']:4.0f} MB  load {res['load_s']:.1f} s  "
-                  f"(load average {res['load_avg']:.1f})", flush=True)
+            print(
+                f"round {r + 1} {v:<8} {res['texts_per_s']:6.1f} texts/s  "
+                f"{res['cpu_ms_per_text']:6.1f} ms CPU/text  peak RSS "
+                f"{res['peak_rss_mb']:4.0f} MB  load {res['load_s']:.1f} s  "
+                f"(load average {res['load_avg']:.1f})",
+                flush=True,
+            )
     where = "one core (taskset -c 0)" if args.one_core else f"{os.cpu_count()} CPUs"
     print(f"\n{args.texts} texts of ~{args.chars} chars, {args.threads} worker threads, {where}")
     for v in variants:
         rs = results[v]
-        print(f"  {v:<8} median {statistics.median(x['texts_per_s'] for x in rs):6.1f} "
-              f"texts/s, {statistics.median(x['cpu_ms_per_text'] for x in rs):6.1f} ms "
-              f"CPU/text, peak RSS {max(x['peak_rss_mb'] for x in rs):.0f} MB  [{rs[0]['desc']}]")
+        print(
+            f"  {v:<8} median {statistics.median(x['texts_per_s'] for x in rs):6.1f} "
+            f"texts/s, {statistics.median(x['cpu_ms_per_text'] for x in rs):6.1f} ms "
+            f"CPU/text, peak RSS {max(x['peak_rss_mb'] for x in rs):.0f} MB  [{rs[0]['desc']}]"
+        )
     if "numpy" in results:
         base = results["numpy"]
         for v in variants:
             if v == "numpy":
                 continue
-            speed = [a["texts_per_s"] / b["texts_per_s"]
-                     for a, b in zip(results[v], base, strict=True)]
-            cpu = [a["cpu_ms_per_text"] / b["cpu_ms_per_text"]
-                   for a, b in zip(results[v], base, strict=True)]
-            print(f"  {v} / numpy: texts/s x{statistics.median(speed):.2f} "
-                  f"(rounds {', '.join(f'{s:.2f}' for s in speed)}); CPU per text "
-                  f"x{statistics.median(cpu):.2f}")
+            speed = [
+                a["texts_per_s"] / b["texts_per_s"] for a, b in zip(results[v], base, strict=True)
+            ]
+            cpu = [
+                a["cpu_ms_per_text"] / b["cpu_ms_per_text"]
+                for a, b in zip(results[v], base, strict=True)
+            ]
+            print(
+                f"  {v} / numpy: texts/s x{statistics.median(speed):.2f} "
+                f"(rounds {', '.join(f'{s:.2f}' for s in speed)}); CPU per text "
+                f"x{statistics.median(cpu):.2f}"
+            )
 
 
 if __name__ == "__main__":

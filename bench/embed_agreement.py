@@ -50,16 +50,16 @@ def main() -> None:
         emb = MiniLMEmbedder(precision=precision)
         t0 = time.perf_counter()
         vectors[precision] = (emb.embed(docs), emb.embed(queries))
-        print(f"{precision}: {len(docs) + len(queries)} texts in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(f"{precision}: {len(docs) + len(queries)} texts in {time.perf_counter() - t0:.1f} s")
 
     print(f"{len(docs)} chunks, {len(queries)} queries of 12 words cut from a chunk")
     for precision, (d, q) in vectors.items():
         scores = q @ d.T
         target = scores[np.arange(len(picked)), picked][:, None]
         rank = (scores > target).sum(axis=1)  # 0 = the source chunk ranks first
-        print(f"  {precision:<8} recall@1 {np.mean(rank < 1):.3f}  recall@5 "
-              f"{np.mean(rank < 5):.3f}")
+        print(
+            f"  {precision:<8} recall@1 {np.mean(rank < 1):.3f}  recall@5 {np.mean(rank < 5):.3f}"
+        )
     (d32, _), (d8, _) = vectors["float32"], vectors["int8"]
     cos = np.sum(d32 * d8, axis=1)
     print(f"  int8 vs float32 cosine per chunk: min {cos.min():.4f}, mean {cos.mean():.4f}")

@@ -43,12 +43,12 @@ from tests.fake_openai import fake_openai  # noqa: E402
 OWNER = "bench-embed-stage"
 
 
-def parsed_job(settings: Settings, admin: str, worker: str, n_conversations: int
-               ) -> uuid.UUID:
+def parsed_job(settings: Settings, admin: str, worker: str, n_conversations: int) -> uuid.UUID:
     """Upload a synthetic export as the app would and run it up to `embedding`."""
-    export = ef.write_zip(settings.data_dir / "export.zip",
-                          ef.make_export(n_conversations, 4, era="mixed",
-                                         assistant_chars=700))
+    export = ef.write_zip(
+        settings.data_dir / "export.zip",
+        ef.make_export(n_conversations, 4, era="mixed", assistant_chars=700),
+    )
     runtime = LocalRuntime(settings)
     runtime.admin_url = admin  # upload only: no receiver or relay, stages are run here
     user = uuid.uuid4()
@@ -61,11 +61,15 @@ def parsed_job(settings: Settings, admin: str, worker: str, n_conversations: int
     return job_id
 
 
-def embed_once(settings: Settings, admin: str, worker: str, job_id: uuid.UUID,
-               overlap: bool) -> float:
+def embed_once(
+    settings: Settings, admin: str, worker: str, job_id: uuid.UUID, overlap: bool
+) -> float:
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("update memory_chunks set embedding = null, embedding_model = null, "
-                     "embedding_dim = null where job_id = %s", (job_id,))
+        conn.execute(
+            "update memory_chunks set embedding = null, embedding_model = null, "
+            "embedding_dim = null where job_id = %s",
+            (job_id,),
+        )
     store = JobStore(worker)
     job = store.claim(job_id, "embedding", OWNER, 600)
     assert job is not None
@@ -78,16 +82,19 @@ def embed_once(settings: Settings, admin: str, worker: str, job_id: uuid.UUID,
     return wall
 
 
-def compare(label: str, settings: Settings, admin: str, worker: str, job_id: uuid.UUID,
-            chunks: int) -> tuple[float, float]:
+def compare(
+    label: str, settings: Settings, admin: str, worker: str, job_id: uuid.UUID, chunks: int
+) -> tuple[float, float]:
     clear_embedder_cache()
     embed_once(settings, admin, worker, job_id, overlap=False)  # warm-up: weights, caches
     times: dict[bool, list[float]] = {False: [], True: []}
     for overlap in (False, True, False, True):
         times[overlap].append(embed_once(settings, admin, worker, job_id, overlap))
     seq, ovl = min(times[False]), min(times[True])
-    print(f"{label:<34} sequential {seq:7.2f} s ({chunks / seq:6.1f} chunks/s)   "
-          f"overlapped {ovl:7.2f} s ({chunks / ovl:6.1f} chunks/s)   ratio {ovl / seq:.2f}")
+    print(
+        f"{label:<34} sequential {seq:7.2f} s ({chunks / seq:6.1f} chunks/s)   "
+        f"overlapped {ovl:7.2f} s ({chunks / ovl:6.1f} chunks/s)   ratio {ovl / seq:.2f}"
+    )
     return seq, ovl
 
 
@@ -103,23 +110,37 @@ def main() -> None:
     try:
         job_id = parsed_job(settings, admin, worker, args.conversations)
         with psycopg.connect(admin) as conn:
-            chunks = conn.execute("select count(*) from memory_chunks where job_id = %s",
-                                  (job_id,)).fetchone()[0]
+            chunks = conn.execute(
+                "select count(*) from memory_chunks where job_id = %s", (job_id,)
+            ).fetchone()[0]
         print(f"{chunks} chunks of ~1000 characters")
         compare("minilm (this CPU)", settings, admin, worker, job_id, chunks)
         with fake_openai(latency_s=args.api_latency) as srv:
             ms = f"{args.api_latency * 1000:.0f} ms"
             results = {}
             for concurrency in (1, 4):
-                remote = settings.model_copy(update=dict(
-                    embedding_provider="openai", openai_base_url=srv.base_url,
-                    openai_api_key=srv.api_key, embedding_model="text-embedding-3-small",
-                    embedding_concurrency=concurrency))
-                results[concurrency] = compare(f"openai fake {ms}, {concurrency} in flight",
-                                               remote, admin, worker, job_id, chunks)
+                remote = settings.model_copy(
+                    update=dict(
+                        embedding_provider="openai",
+                        openai_base_url=srv.base_url,
+                        openai_api_key=srv.api_key,
+                        embedding_model="text-embedding-3-small",
+                        embedding_concurrency=concurrency,
+                    )
+                )
+                results[concurrency] = compare(
+                    f"openai fake {ms}, {concurrency} in flight",
+                    remote,
+                    admin,
+                    worker,
+                    job_id,
+                    chunks,
+                )
         one_at_a_time, now = results[1][0], results[4][1]
-        print(f"openai: 4 requests in flight and overlapped vs one request at a time and "
-              f"sequential: ratio {now / one_at_a_time:.2f}")
+        print(
+            f"openai: 4 requests in flight and overlapped vs one request at a time and "
+            f"sequential: ratio {now / one_at_a_time:.2f}"
+        )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak RSS {peak:,.0f} MB (this process; PostgreSQL runs apart)")
     finally:

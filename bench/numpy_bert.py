@@ -306,8 +306,9 @@ class NumpyMiniLM:
     model = "sentence-transformers/all-MiniLM-L6-v2 (numpy)"
     dimensions = 384
 
-    def __init__(self, model_dir, threads: int = 2, batch_size: int = 64,
-                 batch_tokens: int = 512) -> None:
+    def __init__(
+        self, model_dir, threads: int = 2, batch_size: int = 64, batch_tokens: int = 512
+    ) -> None:
         import json
         from concurrent.futures import ThreadPoolExecutor
 
@@ -325,14 +326,17 @@ class NumpyMiniLM:
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        ids = [np.asarray(e.ids, dtype=np.int64)
-               for e in self.tokenizer.encode_batch([t.strip() for t in texts])]
+        ids = [
+            np.asarray(e.ids, dtype=np.int64)
+            for e in self.tokenizer.encode_batch([t.strip() for t in texts])
+        ]
         batches: list[list[int]] = []
         current: list[int] = []
         tokens = 0
         for i, seq in enumerate(ids):
-            if current and (len(current) >= self.batch_size
-                            or tokens + len(seq) > self.batch_tokens):
+            if current and (
+                len(current) >= self.batch_size or tokens + len(seq) > self.batch_tokens
+            ):
                 batches.append(current)
                 current, tokens = [], 0
             current.append(i)

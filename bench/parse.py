@@ -46,9 +46,12 @@ def generate(path: Path, target_bytes: int, seed: int = 7) -> None:
         f.write(b"[")
         while written < target_bytes:
             conv = make_conversation(
-                rng.randint(2, 40), era=ERAS[index % len(ERAS)], index=index,
+                rng.randint(2, 40),
+                era=ERAS[index % len(ERAS)],
+                index=index,
                 custom_instructions=index % 5 == 0,
-                user_chars=rng.randint(40, 600), assistant_chars=rng.randint(200, 3000),
+                user_chars=rng.randint(40, 600),
+                assistant_chars=rng.randint(200, 3000),
             )
             data = orjson.dumps(conv)
             if index:
@@ -84,8 +87,11 @@ def child(variant: str, path: Path) -> None:
     if variant == "reader":
         reader = ExportReader(path)
         chunks = sum(len(chunk_conversation(c)) for c in reader)
-        result = {"conversations": reader.stats.conversations,
-                  "messages": reader.stats.messages, "chunks": chunks}
+        result = {
+            "conversations": reader.stats.conversations,
+            "messages": reader.stats.messages,
+            "chunks": chunks,
+        }
     elif variant == "orjson":
         with path.open("rb") as f:
             result = {"conversations": len(orjson.loads(f.read()))}
@@ -99,8 +105,11 @@ def child(variant: str, path: Path) -> None:
         raise SystemExit(f"unknown variant {variant}")
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_kb / 1024,
-                      **result}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": peak_kb / 1024, **result}
+        )
+    )
     sys.stdout.flush()
     os._exit(0)  # skip freeing a gigabyte of objects: not part of the measured work
 
@@ -108,7 +117,9 @@ def child(variant: str, path: Path) -> None:
 def measure(variant: str, path: Path) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", variant, str(path)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -117,8 +128,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,1000", help="export sizes in MB")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per variant; the fastest is kept (a shared machine is noisy)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per variant; the fastest is kept (a shared machine is noisy)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -134,23 +149,33 @@ def main() -> None:
             runs = [measure(variant, path) for _ in range(max(1, args.repeat))]
             r = min(runs, key=lambda run: run["seconds"])
             results[size, variant] = r
-            counts = ", ".join(f"{k}={v}" for k, v in r.items()
-                               if k not in ("seconds", "cpu_seconds", "peak_rss_mb"))
-            print(f"{real_mb:8.0f} MB  {variant:7s} {r['seconds']:7.2f} s wall "
-                  f"{r['cpu_seconds']:7.2f} s cpu  "
-                  f"peak RSS {r['peak_rss_mb']:7.0f} MB  ({counts})", flush=True)
+            counts = ", ".join(
+                f"{k}={v}"
+                for k, v in r.items()
+                if k not in ("seconds", "cpu_seconds", "peak_rss_mb")
+            )
+            print(
+                f"{real_mb:8.0f} MB  {variant:7s} {r['seconds']:7.2f} s wall "
+                f"{r['cpu_seconds']:7.2f} s cpu  "
+                f"peak RSS {r['peak_rss_mb']:7.0f} MB  ({counts})",
+                flush=True,
+            )
     print()
     for size in sizes:
         reader, fast = results.get((size, "reader")), results.get((size, "orjson"))
         if reader and fast:
-            print(f"{size} MB: reader+chunker / orjson.loads: wall "
-                  f"{reader['seconds'] / fast['seconds']:.2f}, cpu "
-                  f"{reader['cpu_seconds'] / fast['cpu_seconds']:.2f}  (target <= 1.00); "
-                  f"reader peak RSS {reader['peak_rss_mb']:.0f} MB (target <= 150)")
+            print(
+                f"{size} MB: reader+chunker / orjson.loads: wall "
+                f"{reader['seconds'] / fast['seconds']:.2f}, cpu "
+                f"{reader['cpu_seconds'] / fast['cpu_seconds']:.2f}  (target <= 1.00); "
+                f"reader peak RSS {reader['peak_rss_mb']:.0f} MB (target <= 150)"
+            )
     if len(sizes) > 1 and all((s, "reader") in results for s in sizes):
         small, big = results[sizes[0], "reader"], results[sizes[-1], "reader"]
-        print(f"reader peak RSS {sizes[-1]} MB / {sizes[0]} MB = "
-              f"{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}  (target: flat, ~1.00)")
+        print(
+            f"reader peak RSS {sizes[-1]} MB / {sizes[0]} MB = "
+            f"{big['peak_rss_mb'] / small['peak_rss_mb']:.2f}  (target: flat, ~1.00)"
+        )
 
 
 if __name__ == "__main__":

@@ -147,12 +147,21 @@ _EN_SLOTS: dict[str, list[dict[str, str]]] = {
     "job": [
         {"job": "pediatric nurse", "workplace": "the children's ward", "task": "night shifts"},
         {"job": "civil engineer", "workplace": "a bridge project", "task": "site inspections"},
-        {"job": "high school chemistry teacher", "workplace": "Westbrook High",
-         "task": "grading lab reports"},
-        {"job": "air traffic controller", "workplace": "the regional tower",
-         "task": "radar shifts"},
-        {"job": "veterinary surgeon", "workplace": "a small animal clinic",
-         "task": "spaying surgeries"},
+        {
+            "job": "high school chemistry teacher",
+            "workplace": "Westbrook High",
+            "task": "grading lab reports",
+        },
+        {
+            "job": "air traffic controller",
+            "workplace": "the regional tower",
+            "task": "radar shifts",
+        },
+        {
+            "job": "veterinary surgeon",
+            "workplace": "a small animal clinic",
+            "task": "spaying surgeries",
+        },
     ],
     "wedding": [
         {"relative": "sister", "name": "Maya", "partner": "Jonah", "venue": "a vineyard"},
@@ -172,131 +181,194 @@ _EN_SLOTS: dict[str, list[dict[str, str]]] = {
 
 _EN_STATEMENTS: dict[str, list[tuple[str, str]]] = {
     "pet": [
-        ("{name} chewed through {thing} again last night. Is there a bitter spray that is safe "
-         "for a {species}?",
-         "Yes, there are bitter apple sprays made for animals. Test a small area first, and "
-         "give {name} something allowed to chew so the habit has somewhere to go."),
-        ("The vet says my {species} {name} needs to lose about a kilo. How should I cut back "
-         "the food without making {name} miserable?",
-         "Reduce portions by ten percent at a time, swap treats for vegetables or kibble from "
-         "the daily ration, and add a short extra walk or play session."),
-        ("I'm going away for a week. What should I tell the sitter who will look after "
-         "{name}, my {species}?",
-         "Write down feeding times and amounts, the vet's number, habits and fears, and where "
-         "the lead, litter or cage supplies are kept."),
+        (
+            "{name} chewed through {thing} again last night. Is there a bitter spray that is safe "
+            "for a {species}?",
+            "Yes, there are bitter apple sprays made for animals. Test a small area first, and "
+            "give {name} something allowed to chew so the habit has somewhere to go.",
+        ),
+        (
+            "The vet says my {species} {name} needs to lose about a kilo. How should I cut back "
+            "the food without making {name} miserable?",
+            "Reduce portions by ten percent at a time, swap treats for vegetables or kibble from "
+            "the daily ration, and add a short extra walk or play session.",
+        ),
+        (
+            "I'm going away for a week. What should I tell the sitter who will look after "
+            "{name}, my {species}?",
+            "Write down feeding times and amounts, the vet's number, habits and fears, and where "
+            "the lead, litter or cage supplies are kept.",
+        ),
     ],
     "sport": [
-        ("I've been doing {sport} three evenings a week at {place} and my forearms are "
-         "wrecked. How do I recover between sessions?",
-         "Rest days matter as much as training: sleep, protein, light mobility work and not "
-         "going all out every session. Ease back in after a pain-free day."),
-        ("What {gear} would you recommend for {sport}? I'm past the beginner stage now.",
-         "Look for durable, well-fitting gear; ask others at your club what they use, and "
-         "try before buying if you can."),
-        ("There's a {sport} competition at {place} next month. How do I stop my nerves from "
-         "ruining it?",
-         "Keep your warm-up routine identical to training, focus on process goals, and treat "
-         "the first round as practice."),
+        (
+            "I've been doing {sport} three evenings a week at {place} and my forearms are "
+            "wrecked. How do I recover between sessions?",
+            "Rest days matter as much as training: sleep, protein, light mobility work and not "
+            "going all out every session. Ease back in after a pain-free day.",
+        ),
+        (
+            "What {gear} would you recommend for {sport}? I'm past the beginner stage now.",
+            "Look for durable, well-fitting gear; ask others at your club what they use, and "
+            "try before buying if you can.",
+        ),
+        (
+            "There's a {sport} competition at {place} next month. How do I stop my nerves from "
+            "ruining it?",
+            "Keep your warm-up routine identical to training, focus on process goals, and treat "
+            "the first round as practice.",
+        ),
     ],
     "trip": [
-        ("I'm finally booking {country}! Flying into {city} in June. What should I not miss?",
-         "Give yourself time for {sight}, book guided excursions early in high season, and "
-         "keep a flexible day for weather."),
-        ("How many days would you plan around {city} if the main goal is {sight}?",
-         "Three to four days is comfortable: one to arrive and adjust, two for the main "
-         "excursion and a spare day in case of weather or delays."),
-        ("Back from {country}. {sight} was unreal. Help me caption my photo album from {city}.",
-         "Here are some ideas: 'Where the map ran out of words', 'Three weeks, one camera, "
-         "zero regrets', 'Postcards from the edge of the world'."),
+        (
+            "I'm finally booking {country}! Flying into {city} in June. What should I not miss?",
+            "Give yourself time for {sight}, book guided excursions early in high season, and "
+            "keep a flexible day for weather.",
+        ),
+        (
+            "How many days would you plan around {city} if the main goal is {sight}?",
+            "Three to four days is comfortable: one to arrive and adjust, two for the main "
+            "excursion and a spare day in case of weather or delays.",
+        ),
+        (
+            "Back from {country}. {sight} was unreal. Help me caption my photo album from {city}.",
+            "Here are some ideas: 'Where the map ran out of words', 'Three weeks, one camera, "
+            "zero regrets', 'Postcards from the edge of the world'.",
+        ),
     ],
     "instrument": [
-        ("I started {instrument} lessons with {teacher} and my left hand cramps after twenty "
-         "minutes. Is that normal?",
-         "Very common at the start. Keep practice sessions short, relax the thumb, and stop "
-         "when it hurts; strength and ease come within weeks."),
-        ("How do I practise {piece} on the {instrument} when I keep messing up the same bar?",
-         "Slow that bar right down with a metronome, loop it ten times clean, then join it to "
-         "the bar before and after."),
-        ("Is it too late to learn the {instrument} at my age? {teacher} says I'm doing fine.",
-         "It is never too late. Adults progress quickly with steady practice because they "
-         "understand structure; listen to your teacher."),
+        (
+            "I started {instrument} lessons with {teacher} and my left hand cramps after twenty "
+            "minutes. Is that normal?",
+            "Very common at the start. Keep practice sessions short, relax the thumb, and stop "
+            "when it hurts; strength and ease come within weeks.",
+        ),
+        (
+            "How do I practise {piece} on the {instrument} when I keep messing up the same bar?",
+            "Slow that bar right down with a metronome, loop it ten times clean, then join it to "
+            "the bar before and after.",
+        ),
+        (
+            "Is it too late to learn the {instrument} at my age? {teacher} says I'm doing fine.",
+            "It is never too late. Adults progress quickly with steady practice because they "
+            "understand structure; listen to your teacher.",
+        ),
     ],
     "job": [
-        ("Work as a {job} is exhausting this month, {task} every week. Any tips for sleeping "
-         "better?",
-         "Keep a fixed wind-down routine, blackout curtains, and protect an anchor block of "
-         "sleep at the same time each day."),
-        ("Can you help me write my yearly self-review? I'm a {job} at {workplace}.",
-         "Start with three concrete achievements, one thing you improved, one challenge you "
-         "handled, and a goal for next year."),
-        ("A new colleague starts at {workplace} on Monday. As a {job}, what should I show "
-         "them first?",
-         "Safety and escalation routines first, then the daily workflow, then who to ask for "
-         "what. Pair them with you for the first week."),
+        (
+            "Work as a {job} is exhausting this month, {task} every week. Any tips for sleeping "
+            "better?",
+            "Keep a fixed wind-down routine, blackout curtains, and protect an anchor block of "
+            "sleep at the same time each day.",
+        ),
+        (
+            "Can you help me write my yearly self-review? I'm a {job} at {workplace}.",
+            "Start with three concrete achievements, one thing you improved, one challenge you "
+            "handled, and a goal for next year.",
+        ),
+        (
+            "A new colleague starts at {workplace} on Monday. As a {job}, what should I show "
+            "them first?",
+            "Safety and escalation routines first, then the daily workflow, then who to ask for "
+            "what. Pair them with you for the first week.",
+        ),
     ],
     "wedding": [
-        ("My {relative} {name} is marrying {partner} at {venue} in September and I'm giving "
-         "a speech. Where do I start?",
-         "Open with who you are, tell one short story that shows who {name} is, welcome "
-         "{partner}, and end with a toast. Three minutes is plenty."),
-        ("What do I wear to a wedding at {venue}? It's {name}'s big day, my {relative}.",
-         "Check the dress code on the invitation; for an outdoor venue choose breathable "
-         "fabric and shoes that cope with grass or sand."),
-        ("{name} and {partner} asked for no gifts at the wedding. Is it rude to bring "
-         "something anyway?",
-         "Respect their wish. A heartfelt card is always welcome, or a contribution to a "
-         "cause they named."),
+        (
+            "My {relative} {name} is marrying {partner} at {venue} in September and I'm giving "
+            "a speech. Where do I start?",
+            "Open with who you are, tell one short story that shows who {name} is, welcome "
+            "{partner}, and end with a toast. Three minutes is plenty.",
+        ),
+        (
+            "What do I wear to a wedding at {venue}? It's {name}'s big day, my {relative}.",
+            "Check the dress code on the invitation; for an outdoor venue choose breathable "
+            "fabric and shoes that cope with grass or sand.",
+        ),
+        (
+            "{name} and {partner} asked for no gifts at the wedding. Is it rude to bring "
+            "something anyway?",
+            "Respect their wish. A heartfelt card is always welcome, or a contribution to a "
+            "cause they named.",
+        ),
     ],
     "hobby": [
-        ("I finished {made} in my {hobby} class this week! What should I try next?",
-         "Well done! Next try something that repeats a technique with one new element, so "
-         "each piece builds on the last."),
-        ("Is it worth buying {item} for {hobby} or should I keep borrowing?",
-         "If you use it weekly, buy a decent mid-range one; the cheapest ones often frustrate "
-         "beginners."),
-        ("How do I find a {hobby} club near me? I love it but I do it alone.",
-         "Look at community centres, library boards, local social media groups and "
-         "specialist shops, which often run meetups."),
+        (
+            "I finished {made} in my {hobby} class this week! What should I try next?",
+            "Well done! Next try something that repeats a technique with one new element, so "
+            "each piece builds on the last.",
+        ),
+        (
+            "Is it worth buying {item} for {hobby} or should I keep borrowing?",
+            "If you use it weekly, buy a decent mid-range one; the cheapest ones often frustrate "
+            "beginners.",
+        ),
+        (
+            "How do I find a {hobby} club near me? I love it but I do it alone.",
+            "Look at community centres, library boards, local social media groups and "
+            "specialist shops, which often run meetups.",
+        ),
     ],
 }
 
 _EN_QUESTIONS: dict[str, tuple[str, ...]] = {
-    "pet": ("What is the name of my four-legged companion?",
-            "What kind of animal lives with me at home?",
-            "Who chews my stuff when I'm not looking?"),
-    "sport": ("Which physical activity do I train for several nights each week?",
-              "What athletic pursuit am I into?",
-              "Was I preparing for some kind of tournament?"),
-    "trip": ("Where did I go on holiday abroad?",
-             "Which far-away destination did I plan a journey to?",
-             "What country did I visit on my vacation?"),
-    "instrument": ("What musical instrument am I studying?",
-                   "Who teaches me music?",
-                   "Which tune was I rehearsing?"),
-    "job": ("What do I do for a living?",
-            "What is my profession?",
-            "Where am I employed?"),
-    "wedding": ("Which family member got married?",
-                "Whose marriage ceremony was I giving a toast at?",
-                "What was I supposed to say at the reception?"),
-    "hobby": ("What craft or pastime do I enjoy in my free time?",
-              "What leisure activity do I practise on weekends?",
-              "What did I make in my class?"),
+    "pet": (
+        "What is the name of my four-legged companion?",
+        "What kind of animal lives with me at home?",
+        "Who chews my stuff when I'm not looking?",
+    ),
+    "sport": (
+        "Which physical activity do I train for several nights each week?",
+        "What athletic pursuit am I into?",
+        "Was I preparing for some kind of tournament?",
+    ),
+    "trip": (
+        "Where did I go on holiday abroad?",
+        "Which far-away destination did I plan a journey to?",
+        "What country did I visit on my vacation?",
+    ),
+    "instrument": (
+        "What musical instrument am I studying?",
+        "Who teaches me music?",
+        "Which tune was I rehearsing?",
+    ),
+    "job": ("What do I do for a living?", "What is my profession?", "Where am I employed?"),
+    "wedding": (
+        "Which family member got married?",
+        "Whose marriage ceremony was I giving a toast at?",
+        "What was I supposed to say at the reception?",
+    ),
+    "hobby": (
+        "What craft or pastime do I enjoy in my free time?",
+        "What leisure activity do I practise on weekends?",
+        "What did I make in my class?",
+    ),
 }
 
 _EN_EVIDENCE: dict[str, tuple[str, ...]] = {
-    "pet": ("{name}",), "sport": ("{sport}",), "trip": ("{country}", "{city}"),
-    "instrument": ("{instrument}", "{teacher}"), "job": ("{job}", "{workplace}"),
-    "wedding": ("{name}", "{partner}", "wedding"), "hobby": ("{hobby}", "{made}"),
+    "pet": ("{name}",),
+    "sport": ("{sport}",),
+    "trip": ("{country}", "{city}"),
+    "instrument": ("{instrument}", "{teacher}"),
+    "job": ("{job}", "{workplace}"),
+    "wedding": ("{name}", "{partner}", "wedding"),
+    "hobby": ("{hobby}", "{made}"),
 }
 _EN_LABEL: dict[str, str] = {
-    "pet": "{species} called {name}", "sport": "{sport}", "trip": "trip to {country}",
-    "instrument": "{instrument}", "job": "{job}", "wedding": "{relative} {name}'s wedding",
+    "pet": "{species} called {name}",
+    "sport": "{sport}",
+    "trip": "trip to {country}",
+    "instrument": "{instrument}",
+    "job": "{job}",
+    "wedding": "{relative} {name}'s wedding",
     "hobby": "{hobby}",
 }
 _EN_INTEREST: dict[str, str] = {
-    "pet": "{species}", "sport": "{sport}", "trip": "travel to {country}",
-    "instrument": "{instrument}", "hobby": "{hobby}",
+    "pet": "{species}",
+    "sport": "{sport}",
+    "trip": "travel to {country}",
+    "instrument": "{instrument}",
+    "hobby": "{hobby}",
 }
 
 _ZH_SLOTS: dict[str, list[dict[str, str]]] = {
@@ -346,82 +418,137 @@ _ZH_SLOTS: dict[str, list[dict[str, str]]] = {
 
 _ZH_STATEMENTS: dict[str, list[tuple[str, str]]] = {
     "pet": [
-        ("{name}昨晚又把{thing}咬坏了，有没有对{species}安全的防咬喷雾？",
-         "有专门给宠物用的苦味喷雾，先在小块地方试一下，同时给{name}准备可以啃的玩具。"),
-        ("兽医说我家{species}{name}要减重一公斤，怎么减少食量又不让它难受？",
-         "每次减少一成的量，用蔬菜代替零食，再多加一次短时间的散步或游戏。"),
-        ("我下周出差，要请人照顾{name}，需要交代哪些事？",
-         "写清楚喂食时间和分量、兽医电话、它的习惯和害怕的东西，以及用品放在哪里。"),
+        (
+            "{name}昨晚又把{thing}咬坏了，有没有对{species}安全的防咬喷雾？",
+            "有专门给宠物用的苦味喷雾，先在小块地方试一下，同时给{name}准备可以啃的玩具。",
+        ),
+        (
+            "兽医说我家{species}{name}要减重一公斤，怎么减少食量又不让它难受？",
+            "每次减少一成的量，用蔬菜代替零食，再多加一次短时间的散步或游戏。",
+        ),
+        (
+            "我下周出差，要请人照顾{name}，需要交代哪些事？",
+            "写清楚喂食时间和分量、兽医电话、它的习惯和害怕的东西，以及用品放在哪里。",
+        ),
     ],
     "sport": [
-        ("我每周三个晚上去{place}练{sport}，手臂酸得不行，怎么恢复？",
-         "休息和训练一样重要：保证睡眠和蛋白质，做轻度拉伸，不要每次都用尽全力。"),
-        ("打{sport}用什么{gear}比较好？我已经不算新手了。",
-         "选择耐用、合适的装备，可以问问俱乐部里的人用什么，能试用最好。"),
-        ("下个月{place}有{sport}比赛，我太紧张了怎么办？",
-         "热身流程和平时训练保持一致，关注动作本身，把第一轮当作练习。"),
+        (
+            "我每周三个晚上去{place}练{sport}，手臂酸得不行，怎么恢复？",
+            "休息和训练一样重要：保证睡眠和蛋白质，做轻度拉伸，不要每次都用尽全力。",
+        ),
+        (
+            "打{sport}用什么{gear}比较好？我已经不算新手了。",
+            "选择耐用、合适的装备，可以问问俱乐部里的人用什么，能试用最好。",
+        ),
+        (
+            "下个月{place}有{sport}比赛，我太紧张了怎么办？",
+            "热身流程和平时训练保持一致，关注动作本身，把第一轮当作练习。",
+        ),
     ],
     "trip": [
-        ("终于订好去{country}的行程了！六月飞{city}，有什么必去的？",
-         "一定要留时间给{sight}，旺季的行程要提前预订，再留一天机动应对天气。"),
-        ("如果主要想看{sight}，在{city}待几天合适？",
-         "三到四天比较舒服：一天适应，两天主要行程，再留一天备用。"),
-        ("从{country}回来了，{sight}太震撼了，帮我给{city}的相册写几句配文。",
-         "可以试试：'地图之外的风景'、'一台相机，三周，无悔'、'来自远方的明信片'。"),
+        (
+            "终于订好去{country}的行程了！六月飞{city}，有什么必去的？",
+            "一定要留时间给{sight}，旺季的行程要提前预订，再留一天机动应对天气。",
+        ),
+        (
+            "如果主要想看{sight}，在{city}待几天合适？",
+            "三到四天比较舒服：一天适应，两天主要行程，再留一天备用。",
+        ),
+        (
+            "从{country}回来了，{sight}太震撼了，帮我给{city}的相册写几句配文。",
+            "可以试试：'地图之外的风景'、'一台相机，三周，无悔'、'来自远方的明信片'。",
+        ),
     ],
     "instrument": [
-        ("我跟{teacher}开始学{instrument}，练二十分钟左手就抽筋，正常吗？",
-         "刚开始很常见。每次练短一点，放松拇指，疼了就停，几周后会好很多。"),
-        ("用{instrument}练{piece}总是在同一小节出错，怎么办？",
-         "把那一小节用节拍器放慢，干净地重复十遍，再和前后小节连起来。"),
-        ("我这个年纪学{instrument}是不是太晚了？{teacher}说我进步还可以。",
-         "永远不晚。成年人理解结构，坚持练习进步会很快，听老师的。"),
+        (
+            "我跟{teacher}开始学{instrument}，练二十分钟左手就抽筋，正常吗？",
+            "刚开始很常见。每次练短一点，放松拇指，疼了就停，几周后会好很多。",
+        ),
+        (
+            "用{instrument}练{piece}总是在同一小节出错，怎么办？",
+            "把那一小节用节拍器放慢，干净地重复十遍，再和前后小节连起来。",
+        ),
+        (
+            "我这个年纪学{instrument}是不是太晚了？{teacher}说我进步还可以。",
+            "永远不晚。成年人理解结构，坚持练习进步会很快，听老师的。",
+        ),
     ],
     "job": [
-        ("做{job}这个月太累了，每周都在{task}，怎么才能睡好？",
-         "固定睡前流程，用遮光窗帘，每天在同一时间保证一段核心睡眠。"),
-        ("帮我写年度自我总结，我是{workplace}的{job}。",
-         "先写三个具体成绩，一项改进，一个克服的困难，再写明年的目标。"),
-        ("下周一{workplace}来了新同事，作为{job}我应该先教他什么？",
-         "先讲安全和上报流程，再讲日常工作流程，最后告诉他遇到问题找谁。"),
+        (
+            "做{job}这个月太累了，每周都在{task}，怎么才能睡好？",
+            "固定睡前流程，用遮光窗帘，每天在同一时间保证一段核心睡眠。",
+        ),
+        (
+            "帮我写年度自我总结，我是{workplace}的{job}。",
+            "先写三个具体成绩，一项改进，一个克服的困难，再写明年的目标。",
+        ),
+        (
+            "下周一{workplace}来了新同事，作为{job}我应该先教他什么？",
+            "先讲安全和上报流程，再讲日常工作流程，最后告诉他遇到问题找谁。",
+        ),
     ],
     "wedding": [
-        ("我{relative}{name}九月要和{partner}在{venue}办婚礼，我要上台致辞，从哪里开始写？",
-         "先介绍自己，讲一个能体现{name}性格的小故事，欢迎{partner}，最后举杯祝福。"),
-        ("去{venue}参加婚礼穿什么好？是我{relative}{name}的大日子。",
-         "看看请柬上的着装要求，户外场地选透气的衣服和适合草地的鞋。"),
-        ("{name}和{partner}说婚礼不收礼物，我还带点东西去会不会不礼貌？",
-         "尊重他们的意愿，写一张用心的贺卡就很好。"),
+        (
+            "我{relative}{name}九月要和{partner}在{venue}办婚礼，我要上台致辞，从哪里开始写？",
+            "先介绍自己，讲一个能体现{name}性格的小故事，欢迎{partner}，最后举杯祝福。",
+        ),
+        (
+            "去{venue}参加婚礼穿什么好？是我{relative}{name}的大日子。",
+            "看看请柬上的着装要求，户外场地选透气的衣服和适合草地的鞋。",
+        ),
+        (
+            "{name}和{partner}说婚礼不收礼物，我还带点东西去会不会不礼貌？",
+            "尊重他们的意愿，写一张用心的贺卡就很好。",
+        ),
     ],
     "hobby": [
-        ("这周{hobby}课上我完成了{made}！下一步该学什么？",
-         "很棒！下一个作品重复一种技法再加一个新元素，一步一步来。"),
-        ("{hobby}要不要自己买{item}，还是继续借别人的？",
-         "如果每周都用，买一个中档的；太便宜的常常让新手受挫。"),
-        ("怎么找到附近的{hobby}小组？我很喜欢但一直一个人玩。",
-         "看看社区中心、图书馆公告栏、本地社交群和专业商店，常有线下活动。"),
+        (
+            "这周{hobby}课上我完成了{made}！下一步该学什么？",
+            "很棒！下一个作品重复一种技法再加一个新元素，一步一步来。",
+        ),
+        (
+            "{hobby}要不要自己买{item}，还是继续借别人的？",
+            "如果每周都用，买一个中档的；太便宜的常常让新手受挫。",
+        ),
+        (
+            "怎么找到附近的{hobby}小组？我很喜欢但一直一个人玩。",
+            "看看社区中心、图书馆公告栏、本地社交群和专业商店，常有线下活动。",
+        ),
     ],
 }
 
 _ZH_QUESTIONS: dict[str, tuple[str, ...]] = {
     "pet": ("我养的小动物叫什么名字？", "我家里养的是什么动物？", "谁总是趁我不注意啃我的东西？"),
-    "sport": ("我每周晚上坚持的运动是什么？", "我喜欢哪项体育锻炼？",
-              "我之前是不是在准备什么比赛？"),
+    "sport": (
+        "我每周晚上坚持的运动是什么？",
+        "我喜欢哪项体育锻炼？",
+        "我之前是不是在准备什么比赛？",
+    ),
     "trip": ("我出去旅游去了哪里？", "我计划去哪个远方的目的地？", "我假期去过的地方是哪儿？"),
     "instrument": ("我在学哪种乐器？", "谁在教我音乐？", "我在练习哪首曲子？"),
     "job": ("我是做什么工作的？", "我的职业是什么？", "我在哪里上班？"),
     "wedding": ("家里谁结婚了？", "我要在谁的婚宴上讲话？", "我在喜宴上准备说什么？"),
-    "hobby": ("我业余时间喜欢做什么手工或消遣？", "我周末常做的休闲活动是什么？",
-              "我在课上做出了什么作品？"),
+    "hobby": (
+        "我业余时间喜欢做什么手工或消遣？",
+        "我周末常做的休闲活动是什么？",
+        "我在课上做出了什么作品？",
+    ),
 }
 _ZH_LABEL: dict[str, str] = {
-    "pet": "{species}{name}", "sport": "{sport}", "trip": "{country}旅行",
-    "instrument": "{instrument}", "job": "{job}", "wedding": "{relative}{name}的婚礼",
+    "pet": "{species}{name}",
+    "sport": "{sport}",
+    "trip": "{country}旅行",
+    "instrument": "{instrument}",
+    "job": "{job}",
+    "wedding": "{relative}{name}的婚礼",
     "hobby": "{hobby}",
 }
 _ZH_INTEREST: dict[str, str] = {
-    "pet": "{species}", "sport": "{sport}", "trip": "{country}旅行",
-    "instrument": "{instrument}", "hobby": "{hobby}",
+    "pet": "{species}",
+    "sport": "{sport}",
+    "trip": "{country}旅行",
+    "instrument": "{instrument}",
+    "hobby": "{hobby}",
 }
 
 _EN_NAMES = ("Alex Morgan", "Jamie Chen", "Riley Okafor", "Sam Novak", "Taylor Reyes")
@@ -429,60 +556,123 @@ _ZH_NAMES = ("林晓", "张伟", "陈静", "王磊")
 
 # --- noise -------------------------------------------------------------------------------
 
-_IDENTS = ("user_id", "order_total", "fetch_rows", "parse_config", "retry_count",
-           "session_token", "build_index", "cache_key", "normalize_path", "render_table",
-           "load_fixtures", "OrderService", "invoiceRepo", "handleSubmit", "useEffect",
-           "df_merged", "payload_bytes", "batch_size", "max_workers", "schema_version")
-_ERRORS = ("KeyError: 'user_id'", "TypeError: 'NoneType' object is not subscriptable",
-           "ValueError: invalid literal for int() with base 10: 'abc'",
-           "AttributeError: 'list' object has no attribute 'items'",
-           "psycopg.errors.UniqueViolation: duplicate key value violates unique constraint",
-           "TypeError: Cannot read properties of undefined (reading 'map')",
-           "RecursionError: maximum recursion depth exceeded",
-           "ModuleNotFoundError: No module named 'requests'",
-           "IndexError: list index out of range",
-           "java.lang.NullPointerException at com.example.App.main(App.java:14)")
+_IDENTS = (
+    "user_id",
+    "order_total",
+    "fetch_rows",
+    "parse_config",
+    "retry_count",
+    "session_token",
+    "build_index",
+    "cache_key",
+    "normalize_path",
+    "render_table",
+    "load_fixtures",
+    "OrderService",
+    "invoiceRepo",
+    "handleSubmit",
+    "useEffect",
+    "df_merged",
+    "payload_bytes",
+    "batch_size",
+    "max_workers",
+    "schema_version",
+)
+_ERRORS = (
+    "KeyError: 'user_id'",
+    "TypeError: 'NoneType' object is not subscriptable",
+    "ValueError: invalid literal for int() with base 10: 'abc'",
+    "AttributeError: 'list' object has no attribute 'items'",
+    "psycopg.errors.UniqueViolation: duplicate key value violates unique constraint",
+    "TypeError: Cannot read properties of undefined (reading 'map')",
+    "RecursionError: maximum recursion depth exceeded",
+    "ModuleNotFoundError: No module named 'requests'",
+    "IndexError: list index out of range",
+    "java.lang.NullPointerException at com.example.App.main(App.java:14)",
+)
 _LANGS = ("Python", "TypeScript", "Go", "SQL", "Rust", "Java")
 _TRIVIA_EN = (
-    ("Why is the sky blue?", "Sunlight scatters off air molecules, and shorter blue "
-     "wavelengths scatter much more than red ones (Rayleigh scattering)."),
-    ("How long do dogs usually live?", "Most dogs live 10 to 13 years; small breeds tend to "
-     "live longer than giant breeds."),
-    ("Who invented the telephone?", "Alexander Graham Bell got the first patent in 1876, "
-     "though Antonio Meucci and Elisha Gray worked on similar devices."),
+    (
+        "Why is the sky blue?",
+        "Sunlight scatters off air molecules, and shorter blue "
+        "wavelengths scatter much more than red ones (Rayleigh scattering).",
+    ),
+    (
+        "How long do dogs usually live?",
+        "Most dogs live 10 to 13 years; small breeds tend to live longer than giant breeds.",
+    ),
+    (
+        "Who invented the telephone?",
+        "Alexander Graham Bell got the first patent in 1876, "
+        "though Antonio Meucci and Elisha Gray worked on similar devices.",
+    ),
     ("What's the tallest mountain in Africa?", "Kilimanjaro in Tanzania, at 5,895 metres."),
-    ("How many strings does a harp have?", "A concert pedal harp has 47 strings; smaller "
-     "lever harps have 22 to 38."),
-    ("What's the difference between weather and climate?", "Weather is the day-to-day state "
-     "of the atmosphere; climate is its average over decades."),
-    ("Do cats really land on their feet?", "Usually, thanks to the righting reflex, but falls "
-     "from low heights can still injure them."),
-    ("Why do onions make you cry?", "Cutting them releases syn-propanethial-S-oxide, a gas "
-     "that irritates the eyes' tear glands."),
-    ("What is the capital of Australia?", "Canberra, chosen as a compromise between Sydney "
-     "and Melbourne."),
-    ("How do vaccines work?", "They train the immune system to recognise a pathogen by "
-     "showing it a harmless piece or weakened form of it."),
+    (
+        "How many strings does a harp have?",
+        "A concert pedal harp has 47 strings; smaller lever harps have 22 to 38.",
+    ),
+    (
+        "What's the difference between weather and climate?",
+        "Weather is the day-to-day state of the atmosphere; climate is its average over decades.",
+    ),
+    (
+        "Do cats really land on their feet?",
+        "Usually, thanks to the righting reflex, but falls from low heights can still injure them.",
+    ),
+    (
+        "Why do onions make you cry?",
+        "Cutting them releases syn-propanethial-S-oxide, a gas "
+        "that irritates the eyes' tear glands.",
+    ),
+    (
+        "What is the capital of Australia?",
+        "Canberra, chosen as a compromise between Sydney and Melbourne.",
+    ),
+    (
+        "How do vaccines work?",
+        "They train the immune system to recognise a pathogen by "
+        "showing it a harmless piece or weakened form of it.",
+    ),
     ("Which planet has the most moons?", "Saturn, with well over a hundred confirmed moons."),
-    ("Is it safe to travel with a passport that expires in four months?", "Many countries "
-     "require six months of validity; check the rules of your destination."),
-    ("What does a wedding planner do?", "They manage budget, vendors, timeline and the day's "
-     "logistics so the couple does not have to."),
-    ("What is a major scale?", "A seven-note scale with the pattern whole, whole, half, "
-     "whole, whole, whole, half steps."),
-    ("How do I get better at chess?", "Study tactics daily, review your lost games, and learn "
-     "a small opening repertoire well."),
-    ("Why do leaves change colour in autumn?", "Chlorophyll breaks down and reveals yellow "
-     "and orange pigments; red comes from anthocyanins made in autumn."),
+    (
+        "Is it safe to travel with a passport that expires in four months?",
+        "Many countries require six months of validity; check the rules of your destination.",
+    ),
+    (
+        "What does a wedding planner do?",
+        "They manage budget, vendors, timeline and the day's "
+        "logistics so the couple does not have to.",
+    ),
+    (
+        "What is a major scale?",
+        "A seven-note scale with the pattern whole, whole, half, whole, whole, whole, half steps.",
+    ),
+    (
+        "How do I get better at chess?",
+        "Study tactics daily, review your lost games, and learn a small opening repertoire well.",
+    ),
+    (
+        "Why do leaves change colour in autumn?",
+        "Chlorophyll breaks down and reveals yellow "
+        "and orange pigments; red comes from anthocyanins made in autumn.",
+    ),
 )
 _TOPICS_EN = (
-    "the history of the printing press", "how compound interest works",
-    "the causes of the French Revolution", "how solar panels generate power",
-    "the basics of sourdough fermentation", "how to negotiate a salary",
-    "the rules of cricket", "how black holes form", "how to write a cover letter",
-    "the pros and cons of electric cars", "how the stock market works",
-    "how to plan a weekly budget", "the basics of machine learning",
-    "the history of the Roman Empire", "how to start composting at home",
+    "the history of the printing press",
+    "how compound interest works",
+    "the causes of the French Revolution",
+    "how solar panels generate power",
+    "the basics of sourdough fermentation",
+    "how to negotiate a salary",
+    "the rules of cricket",
+    "how black holes form",
+    "how to write a cover letter",
+    "the pros and cons of electric cars",
+    "how the stock market works",
+    "how to plan a weekly budget",
+    "the basics of machine learning",
+    "the history of the Roman Empire",
+    "how to start composting at home",
 )
 _PARAGRAPHS_EN = (
     "There are a few ideas worth separating here. The first is the mechanism itself, which "
@@ -516,9 +706,20 @@ _TRIVIA_ZH = (
     ("什么是大调音阶？", "七个音组成的音阶，音程关系是全全半全全全半。"),
     ("秋天树叶为什么会变色？", "叶绿素分解后露出黄色和橙色色素，红色来自秋天生成的花青素。"),
 )
-_TOPICS_ZH = ("活字印刷的历史", "复利是怎么计算的", "太阳能电池板的原理", "如何谈薪资",
-              "黑洞是怎么形成的", "怎么写求职信", "电动车的优缺点", "股票市场如何运作",
-              "如何做每周预算", "机器学习入门", "罗马帝国的历史", "在家堆肥的方法")
+_TOPICS_ZH = (
+    "活字印刷的历史",
+    "复利是怎么计算的",
+    "太阳能电池板的原理",
+    "如何谈薪资",
+    "黑洞是怎么形成的",
+    "怎么写求职信",
+    "电动车的优缺点",
+    "股票市场如何运作",
+    "如何做每周预算",
+    "机器学习入门",
+    "罗马帝国的历史",
+    "在家堆肥的方法",
+)
 _PARAGRAPHS_ZH = (
     "这里有几个概念需要分开来看。第一是机制本身，看清楚各个部分之后其实并不复杂。第二是人们认识它的历史，"
     "这也解释了为什么很多名称听起来有些奇怪。",
@@ -539,21 +740,39 @@ class _Conv:
         self.id = _uuid("conv", key)
         self.t = start
         self.conv: dict[str, Any] = {
-            "title": title, "create_time": start, "update_time": start, "mapping": {},
-            "moderation_results": [], "current_node": None, "plugin_ids": None,
-            "id": self.id, "_era": self.era,
+            "title": title,
+            "create_time": start,
+            "update_time": start,
+            "mapping": {},
+            "moderation_results": [],
+            "current_node": None,
+            "plugin_ids": None,
+            "id": self.id,
+            "_era": self.era,
         }
         if self.era != "2023":
-            self.conv.update(conversation_id=self.id, default_model_slug="gpt-4o",
-                             gizmo_id=None, is_archived=False)
+            self.conv.update(
+                conversation_id=self.id,
+                default_model_slug="gpt-4o",
+                gizmo_id=None,
+                is_archived=False,
+            )
         self.last = add_node(self.conv, None, None, node_id=_uuid("root", key))
-        self.last = add_node(self.conv, make_message(
-            "system", "", era=self.era, hidden=True, message_id=_uuid("sys", key)), self.last)
+        self.last = add_node(
+            self.conv,
+            make_message("system", "", era=self.era, hidden=True, message_id=_uuid("sys", key)),
+            self.last,
+        )
 
     def say(self, role: str, text: str, rng: random.Random) -> None:
         self.t += rng.randint(20, 300)
-        msg = make_message(role, text, era=self.era, create_time=self.t,
-                           message_id=_uuid("msg", self.id, len(self.conv["mapping"])))
+        msg = make_message(
+            role,
+            text,
+            era=self.era,
+            create_time=self.t,
+            message_id=_uuid("msg", self.id, len(self.conv["mapping"])),
+        )
         self.last = add_node(self.conv, msg, self.last)
 
     def done(self) -> dict[str, Any]:
@@ -568,21 +787,33 @@ def _code_noise(rng: random.Random, zh: bool) -> tuple[str, list[tuple[str, str]
     err = rng.choice(_ERRORS)
     a, b, c = rng.sample(_IDENTS, 3)
     line = rng.randint(12, 480)
-    trace = (f"Traceback (most recent call last):\n  File \"app/{a}.py\", line {line}, in {b}\n"
-             f"    result = {c}[{a}]\n{err}")
-    ask = (f"我的{lang}代码报错了，{b} 里调用 {c} 的时候：\n{trace}\n怎么修？" if zh else
-           f"My {lang} code fails when {b} calls {c}:\n{trace}\nHow do I fix it?")
-    fix = (f"The error comes from `{c}` being accessed before `{a}` is set. Guard it:\n\n"
-           f"```\nif {a} is None:\n    raise ValueError(\"{a} is required\")\n"
-           f"value = {c}.get({a!r}, default)\n```\n\nAlso add a test for the empty case and "
-           f"log `{b}` inputs so the next failure shows what came in.")
+    trace = (
+        f'Traceback (most recent call last):\n  File "app/{a}.py", line {line}, in {b}\n'
+        f"    result = {c}[{a}]\n{err}"
+    )
+    ask = (
+        f"我的{lang}代码报错了，{b} 里调用 {c} 的时候：\n{trace}\n怎么修？"
+        if zh
+        else f"My {lang} code fails when {b} calls {c}:\n{trace}\nHow do I fix it?"
+    )
+    fix = (
+        f"The error comes from `{c}` being accessed before `{a}` is set. Guard it:\n\n"
+        f'```\nif {a} is None:\n    raise ValueError("{a} is required")\n'
+        f"value = {c}.get({a!r}, default)\n```\n\nAlso add a test for the empty case and "
+        f"log `{b}` inputs so the next failure shows what came in."
+    )
     follow = "谢谢，那 {x} 要不要也加个默认值？" if zh else "Thanks. Should {x} get a default too?"
     turns = [("user", ask), ("assistant", fix)]
     if rng.random() < 0.6:
         x = rng.choice(_IDENTS)
-        turns += [("user", follow.format(x=x)),
-                  ("assistant", f"Yes, give `{x}` an explicit default and document it; "
-                                f"implicit `None` values are what caused the first bug.")]
+        turns += [
+            ("user", follow.format(x=x)),
+            (
+                "assistant",
+                f"Yes, give `{x}` an explicit default and document it; "
+                f"implicit `None` values are what caused the first bug.",
+            ),
+        ]
     title = f"{lang} {err.split(':')[0]} in {b}"
     return title, turns
 
@@ -612,8 +843,7 @@ def _fill(template: str, slots: dict[str, str]) -> str:
     return template.format(**slots)
 
 
-def make_person(index: int, language: str = "en", n_noise: int = 400,
-                mentions: int = 3) -> Person:
+def make_person(index: int, language: str = "en", n_noise: int = 400, mentions: int = 3) -> Person:
     """Person number ``index`` of ``language`` ("en" or "zh"), with ``n_noise`` noise
     conversations and each fact told in ``mentions`` conversations (at most 3)."""
     if language not in ("en", "zh"):
@@ -663,30 +893,49 @@ def make_person(index: int, language: str = "en", n_noise: int = 400,
             evidence = tuple(slots[s] for s in _ZH_EVIDENCE[kind])
         else:
             evidence = tuple(_fill(e, slots) for e in _EN_EVIDENCE[kind])
-        facts.append(Fact(kind=kind, label=_fill(labels[kind], slots), evidence=evidence,
-                          conversation_ids=tuple(fact_convs[kind]),
-                          questions=questions[kind]))
+        facts.append(
+            Fact(
+                kind=kind,
+                label=_fill(labels[kind], slots),
+                evidence=evidence,
+                conversation_ids=tuple(fact_convs[kind]),
+                questions=questions[kind],
+            )
+        )
     interests = tuple(
         _fill(interest_tpl[k], slots_by_kind[k][index % len(slots_by_kind[k])])
-        for k in INTEREST_KINDS)
+        for k in INTEREST_KINDS
+    )
     conversations.sort(key=lambda c: -c["create_time"])  # newest first, like real exports
-    return Person(key=key, name=names[index % len(names)], language=language,
-                  user_id=_uuid("user", key), conversations=conversations,
-                  facts=tuple(facts), interests=interests, noise_count=n_noise)
+    return Person(
+        key=key,
+        name=names[index % len(names)],
+        language=language,
+        user_id=_uuid("user", key),
+        conversations=conversations,
+        facts=tuple(facts),
+        interests=interests,
+        noise_count=n_noise,
+    )
 
 
 _ZH_EVIDENCE: dict[str, tuple[str, ...]] = {
-    "pet": ("name",), "sport": ("sport",), "trip": ("country", "city"),
-    "instrument": ("instrument", "teacher"), "job": ("job", "workplace"),
-    "wedding": ("name", "partner"), "hobby": ("hobby", "made"),
+    "pet": ("name",),
+    "sport": ("sport",),
+    "trip": ("country", "city"),
+    "instrument": ("instrument", "teacher"),
+    "job": ("job", "workplace"),
+    "wedding": ("name", "partner"),
+    "hobby": ("hobby", "made"),
 }
 
 
 def make_persons(n_en: int = 2, n_zh: int = 1, n_noise: int = 400) -> list[Person]:
     """``n_en`` English persons then ``n_zh`` Chinese ones, each with ``n_noise`` noise
     conversations."""
-    return ([make_person(i, "en", n_noise) for i in range(n_en)]
-            + [make_person(i, "zh", n_noise) for i in range(n_zh)])
+    return [make_person(i, "en", n_noise) for i in range(n_en)] + [
+        make_person(i, "zh", n_noise) for i in range(n_zh)
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -696,12 +945,26 @@ def main(argv: list[str]) -> int:
     index = []
     for person in make_persons():
         zpath = person.write_zip(out / f"{person.key}.zip")
-        index.append({"key": person.key, "name": person.name, "language": person.language,
-                      "user_id": person.user_id, "zip": zpath.name,
-                      "interests": list(person.interests),
-                      "facts": [{"kind": f.kind, "label": f.label, "evidence": list(f.evidence),
-                                 "conversation_ids": list(f.conversation_ids),
-                                 "questions": list(f.questions)} for f in person.facts]})
+        index.append(
+            {
+                "key": person.key,
+                "name": person.name,
+                "language": person.language,
+                "user_id": person.user_id,
+                "zip": zpath.name,
+                "interests": list(person.interests),
+                "facts": [
+                    {
+                        "kind": f.kind,
+                        "label": f.label,
+                        "evidence": list(f.evidence),
+                        "conversation_ids": list(f.conversation_ids),
+                        "questions": list(f.questions),
+                    }
+                    for f in person.facts
+                ],
+            }
+        )
     (out / "questions.json").write_text(json.dumps(index, ensure_ascii=False, indent=1))
     print(f"wrote {len(index)} persons to {out}")
     return 0

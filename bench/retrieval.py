@@ -85,9 +85,23 @@ def _run_import(url: str, person: Person, policy: str, work: Path) -> dict[str, 
     export = person.write_zip(work / f"{person.key}.zip")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CHUNK_POLICY")}
     env.update(DATABASE_URL=url, CHUNK_POLICY=policy, SOULPRINT_DATA_DIR=str(work / "data"))
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(export), "--json",
-                          "--user", person.user_id], env=env, capture_output=True, text=True,
-                         timeout=3600, check=False)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            str(export),
+            "--json",
+            "--user",
+            person.user_id,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"run failed for {person.key}:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout)
@@ -98,8 +112,9 @@ def _stage_seconds(result: dict[str, Any], stage: str) -> float:
 
     t = (result.get("stage_timings") or {}).get(stage) or {}
     try:
-        return (datetime.fromisoformat(t["ended_at"])
-                - datetime.fromisoformat(t["started_at"])).total_seconds()
+        return (
+            datetime.fromisoformat(t["ended_at"]) - datetime.fromisoformat(t["started_at"])
+        ).total_seconds()
     except (KeyError, TypeError, ValueError):
         return float("nan")
 
@@ -113,10 +128,12 @@ def _rank(person: Person, fact: Any, hits: list[Any]) -> int | None:
 
 def _scores(ranks: list[int | None]) -> dict[str, float]:
     n = len(ranks) or 1
-    return {"recall@1": sum(1 for r in ranks if r == 1) / n,
-            "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / n,
-            "mrr": sum(1 / r for r in ranks if r is not None) / n,
-            "questions": len(ranks)}
+    return {
+        "recall@1": sum(1 for r in ranks if r == 1) / n,
+        "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / n,
+        "mrr": sum(1 / r for r in ranks if r is not None) / n,
+        "questions": len(ranks),
+    }
 
 
 def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
@@ -130,22 +147,37 @@ def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
             for fact, question in person.questions():
                 vector = embed_query(embedder, target, question)
                 for mode in MODES:
-                    hits = match_memories(conn, user, question, vector, limit=DEPTH,
-                                          mode=mode, model=target.embedding_model)
+                    hits = match_memories(
+                        conn,
+                        user,
+                        question,
+                        vector,
+                        limit=DEPTH,
+                        mode=mode,
+                        model=target.embedding_model,
+                    )
                     r = _rank(person, fact, hits)
                     ranks.setdefault(person.language, {}).setdefault(mode, []).append(r)
                     if mode == "hybrid" and (r is None or r > 5):
-                        misses.append({"person": person.key, "fact": fact.kind,
-                                       "question": question, "rank": r})
-    scores = {lang: {mode: _scores(r) for mode, r in by_mode.items()}
-              for lang, by_mode in ranks.items()}
+                        misses.append(
+                            {
+                                "person": person.key,
+                                "fact": fact.kind,
+                                "question": question,
+                                "rank": r,
+                            }
+                        )
+    scores = {
+        lang: {mode: _scores(r) for mode, r in by_mode.items()} for lang, by_mode in ranks.items()
+    }
     return {"scores": scores, "hybrid_misses": misses}
 
 
 def _chars(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
-        rows = conn.execute("select count(*), coalesce(sum(length(content)), 0)"
-                            " from public.memory_chunks").fetchone()
+        rows = conn.execute(
+            "select count(*), coalesce(sum(length(content)), 0) from public.memory_chunks"
+        ).fetchone()
     return {"chunks": rows[0], "chars": rows[1]}
 
 
@@ -163,37 +195,47 @@ select gen_random_uuid(), %(job)s, %(user)s, 'bulk-' || s, 0, a.content || ' ' |
 """
 
 
-def _grow(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, start: int,
-          stop: int) -> None:
+def _grow(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, start: int, stop: int) -> None:
     """Chunks start..stop-1 of the latency person; indexes rebuilt after the bulk load."""
-    defs = [conn.execute("select pg_get_indexdef(%s::regclass)", (n,)).fetchone()[0]
-            for n in ("public.memory_chunks_embedding_384", "public.memory_chunks_lexemes")]
+    defs = [
+        conn.execute("select pg_get_indexdef(%s::regclass)", (n,)).fetchone()[0]
+        for n in ("public.memory_chunks_embedding_384", "public.memory_chunks_lexemes")
+    ]
     conn.execute("drop index public.memory_chunks_embedding_384, public.memory_chunks_lexemes")
     n = conn.execute("select count(*) from src").fetchone()[0]
     conn.execute(GROW_SQL, {"job": job, "user": user, "start": start, "stop": stop, "n": n})
     conn.execute("set maintenance_work_mem = '256MB'")
     for d in defs:
         conn.execute(d)
-    conn.execute("update public.import_jobs set chunks = %s, embedded_chunks = %s"
-                 " where id = %s", (stop, stop, job))
+    conn.execute(
+        "update public.import_jobs set chunks = %s, embedded_chunks = %s where id = %s",
+        (stop, stop, job),
+    )
     conn.execute("analyze public.memory_chunks")
 
 
 def latency(url: str, persons: list[Person], embedder: Any, sizes: list[int]) -> dict:
     """p50/p95 per mode at each size, for a person with that many chunks."""
     user = create_user(url)
-    job = completed_import(url, user, [("seed", "seed", [0.0] * (embedder.dimensions - 1)
-                                        + [1.0])], model=embedder.model,
-                           dim=embedder.dimensions)
+    job = completed_import(
+        url,
+        user,
+        [("seed", "seed", [0.0] * (embedder.dimensions - 1) + [1.0])],
+        model=embedder.model,
+        dim=embedder.dimensions,
+    )
     questions = [q for p in persons for _, q in p.questions()]
     target = Target(job, embedder.model, embedder.dimensions)
     vectors = [embed_query(embedder, target, q) for q in questions]
     out: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute("create temp table src as select row_number() over () - 1 as i,"
-                      " content, embedding, embedding_model, embedding_dim"
-                      " from public.memory_chunks where embedding_dim = %s"
-                      " and conversation_id <> 'seed'", (embedder.dimensions,))
+        admin.execute(
+            "create temp table src as select row_number() over () - 1 as i,"
+            " content, embedding, embedding_model, embedding_dim"
+            " from public.memory_chunks where embedding_dim = %s"
+            " and conversation_id <> 'seed'",
+            (embedder.dimensions,),
+        )
         done = 1
         for size in sizes:
             t0 = time.perf_counter()
@@ -213,7 +255,8 @@ def latency(url: str, persons: list[Person], embedder: Any, sizes: list[int]) ->
                     out.setdefault(str(size), {})[mode] = {
                         "p50_ms": round(statistics.median(times), 1),
                         "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
-                        "queries": len(times)}
+                        "queries": len(times),
+                    }
             out[str(size)]["load_and_index_s"] = round(build, 1)
             print(f"  latency at {size:,} chunks: {json.dumps(out[str(size)])}", flush=True)
     return out
@@ -225,8 +268,9 @@ def main() -> int:
     ap.add_argument("--zh", type=int, default=1)
     ap.add_argument("--noise", type=int, default=300)
     ap.add_argument("--policies", default="person,turns")
-    ap.add_argument("--latency", default="10000,100000",
-                    help="chunk counts for the latency part ('' to skip)")
+    ap.add_argument(
+        "--latency", default="10000,100000", help="chunk counts for the latency part ('' to skip)"
+    )
     ap.add_argument("--json", type=Path, default=CACHE / "retrieval.json")
     args = ap.parse_args()
 
@@ -234,8 +278,12 @@ def main() -> int:
     settings = Settings.from_env()
     embedder = get_embedder(settings)
     server = _server()
-    report: dict[str, Any] = {"embedder": embedder.model, "noise_conversations": args.noise,
-                              "persons": [p.key for p in persons], "policies": {}}
+    report: dict[str, Any] = {
+        "embedder": embedder.model,
+        "noise_conversations": args.noise,
+        "persons": [p.key for p in persons],
+        "policies": {},
+    }
     url = ""
     for policy in args.policies.split(","):
         url = _fresh_db(server, f"retrieval_{policy}")
@@ -245,15 +293,19 @@ def main() -> int:
                 t0 = time.perf_counter()
                 result = _run_import(url, person, policy, Path(tmp))
                 embed_s += _stage_seconds(result, "embedding")
-                print(f"[{policy}] imported {person.key}: {result['chunks']} chunks in "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
+                print(
+                    f"[{policy}] imported {person.key}: {result['chunks']} chunks in "
+                    f"{time.perf_counter() - t0:.0f}s",
+                    flush=True,
+                )
         sizes = _chars(url)
         ev = evaluate(url, persons, embedder)
         report["policies"][policy] = {
             "chunks_per_export": sizes["chunks"] / len(persons),
             "chars_embedded_per_export": sizes["chars"] / len(persons),
             "embedding_stage_s_per_export": round(embed_s / len(persons), 1),
-            **ev}
+            **ev,
+        }
         print(f"[{policy}] {json.dumps(report['policies'][policy]['scores'])}", flush=True)
     if args.latency:
         sizes_wanted = [int(s) for s in args.latency.split(",") if s]

@@ -73,31 +73,40 @@ def main() -> None:
     ap.add_argument("--show", help="print this person's soulprint (e.g. en0)")
     args = ap.parse_args()
     code_words = identifier_words()
-    people = ([personas.make_person(i, "en", args.noise) for i in range(args.en)]
-              + [personas.make_person(i, "zh", args.noise) for i in range(args.zh)])
+    people = [personas.make_person(i, "en", args.noise) for i in range(args.en)] + [
+        personas.make_person(i, "zh", args.noise) for i in range(args.zh)
+    ]
     worst, code_total, times = 7, 0, []
-    print(f"{'person':<7} {'convs':>6} {'named':>6}  {'code topics':>11}  {'to soulprint':>12}"
-          f"  missed")
+    print(
+        f"{'person':<7} {'convs':>6} {'named':>6}  {'code topics':>11}  {'to soulprint':>12}"
+        f"  missed"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for person in people:
             path = person.write_zip(Path(tmp) / f"{person.key}.zip")
             profile, text, secs = soulprint_of(path)
             said = outside_quotes(text).lower()
-            named = [f.kind for f in person.facts
-                     if any(e.lower() in said for e in f.evidence)]
+            named = [f.kind for f in person.facts if any(e.lower() in said for e in f.evidence)]
             phrases = [p for t in profile["topics"] for p in [t["name"], *t["keyphrases"]]]
-            code = [p for p in phrases
-                    if p.lower() in code_words or any(is_identifier(w) for w in p.split())]
+            code = [
+                p
+                for p in phrases
+                if p.lower() in code_words or any(is_identifier(w) for w in p.split())
+            ]
             worst, code_total = min(worst, len(named)), code_total + len(code)
             times.append(secs)
             missed = sorted(set(personas.FACT_KINDS) - set(named))
-            print(f"{person.key:<7} {len(person.conversations):>6} {len(named):>4}/7 "
-                  f"{len(code):>11}  {secs:>10.2f} s  {', '.join(missed) or '-'}"
-                  + (f"  code: {code}" if code else ""))
+            print(
+                f"{person.key:<7} {len(person.conversations):>6} {len(named):>4}/7 "
+                f"{len(code):>11}  {secs:>10.2f} s  {', '.join(missed) or '-'}"
+                + (f"  code: {code}" if code else "")
+            )
             if args.show == person.key:
                 print(text)
-    print(f"worst named {worst}/7 (target >= 6), code topics {code_total} (target 0), "
-          f"time to soulprint mean {sum(times) / len(times):.2f} s, max {max(times):.2f} s")
+    print(
+        f"worst named {worst}/7 (target >= 6), code topics {code_total} (target 0), "
+        f"time to soulprint mean {sum(times) / len(times):.2f} s, max {max(times):.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -65,10 +65,19 @@ def create_app(
         check=AsyncConnectionPool.check_connection,
     )
     # Searches get their own small pool, logged in as the search role.
-    search_db = AsyncConnectionPool(
-        search_conninfo, min_size=1, max_size=4, open=False, timeout=5,
-        kwargs={"autocommit": True}, check=AsyncConnectionPool.check_connection,
-    ) if search_conninfo else None
+    search_db = (
+        AsyncConnectionPool(
+            search_conninfo,
+            min_size=1,
+            max_size=4,
+            open=False,
+            timeout=5,
+            kwargs={"autocommit": True},
+            check=AsyncConnectionPool.check_connection,
+        )
+        if search_conninfo
+        else None
+    )
     receiver = WebhookReceiver(
         verifier=Verifier(settings.webhook_secret, settings.webhook_secret_previous),
         stages=stages,
@@ -118,7 +127,9 @@ def _search_endpoint(settings: Settings, db: AsyncConnectionPool | None) -> Sear
 
     jwks = settings.supabase_jwks_url or (
         f"{settings.supabase_url.rstrip('/')}/auth/v1/.well-known/jwks.json"
-        if settings.supabase_url else None)
+        if settings.supabase_url
+        else None
+    )
     return SearchEndpoint(
         verifier=TokenVerifier(hs256_secret=settings.supabase_jwt_secret, jwks_url=jwks),
         limiter=RateLimiter(settings.search_rate_per_minute),

@@ -41,12 +41,21 @@ class TokenVerifier:
     """``verify(token) -> Person`` or InvalidToken. Thread-safe; the JWKS call blocks, so
     async callers run it in a thread."""
 
-    def __init__(self, *, hs256_secret: str | None = None, jwks_url: str | None = None,
-                 jwks_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        hs256_secret: str | None = None,
+        jwks_url: str | None = None,
+        jwks_timeout: float = 5.0,
+    ) -> None:
         self._secret = hs256_secret
-        self._jwks = (jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=JWKS_CACHE_SECONDS,
-                                      timeout=jwks_timeout)
-                      if jwks_url else None)
+        self._jwks = (
+            jwt.PyJWKClient(
+                jwks_url, cache_keys=True, lifespan=JWKS_CACHE_SECONDS, timeout=jwks_timeout
+            )
+            if jwks_url
+            else None
+        )
 
     @property
     def configured(self) -> bool:
@@ -70,9 +79,14 @@ class TokenVerifier:
         else:
             raise InvalidToken(f"tokens signed with {alg!r} are not accepted here")
         try:
-            claims = jwt.decode(token, key, algorithms=[alg], audience=AUDIENCE,
-                                leeway=LEEWAY_SECONDS,
-                                options={"require": ["exp", "sub", "aud"]})
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=AUDIENCE,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub", "aud"]},
+            )
         except jwt.ExpiredSignatureError as exc:
             raise InvalidToken("token expired") from exc
         except jwt.PyJWTError as exc:

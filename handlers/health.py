@@ -31,5 +31,6 @@ class Health:
         except Exception as exc:
             body = {"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}
             return JSONResponse({**body, "stages": stages}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "reachable", "stages": stages,
-                             "outbox": lag.as_json()})
+        return JSONResponse(
+            {"status": "ok", "database": "reachable", "stages": stages, "outbox": lag.as_json()}
+        )

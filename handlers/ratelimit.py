@@ -17,8 +17,12 @@ MAX_KEYS = 100_000  # idle buckets are forgotten beyond this many people
 
 
 class RateLimiter:
-    def __init__(self, per_minute: float, burst: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: float,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be positive")
         self.rate = per_minute / 60.0
@@ -43,7 +47,8 @@ class RateLimiter:
 
     def _forget_full(self, now: float) -> None:
         # A bucket that has refilled completely carries no information.
-        full = [k for k, (t, at) in self._buckets.items()
-                if t + (now - at) * self.rate >= self.burst]
+        full = [
+            k for k, (t, at) in self._buckets.items() if t + (now - at) * self.rate >= self.burst
+        ]
         for k in full:
             del self._buckets[k]

@@ -54,21 +54,23 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 50
 
 
-def _error(status: int, code: str, message: str,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status,
-                        headers=headers)
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
 
 
 def _unauthorized(message: str) -> JSONResponse:
-    return _error(401, "invalid_token", message,
-                  {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return _error(
+        401, "invalid_token", message, {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
 
 
 async def _act_as(conn: AsyncConnection, person: Person) -> None:
     """The PostgREST way: the verified claims, then role authenticated (transaction-local)."""
-    claims = orjson.dumps({"sub": str(person.user_id), "role": "authenticated",
-                           "aud": "authenticated"}).decode()
+    claims = orjson.dumps(
+        {"sub": str(person.user_id), "role": "authenticated", "aud": "authenticated"}
+    ).decode()
     await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
     await conn.execute("set local role authenticated")
 
@@ -76,9 +78,15 @@ async def _act_as(conn: AsyncConnection, person: Person) -> None:
 class SearchEndpoint:
     """One per app: the token verifier, the rate limiter, the pool and the embedder."""
 
-    def __init__(self, *, verifier: TokenVerifier, limiter: RateLimiter,
-                 db: AsyncConnectionPool | None, embedder: Any,
-                 max_body_bytes: int = 8192) -> None:
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        limiter: RateLimiter,
+        db: AsyncConnectionPool | None,
+        embedder: Any,
+        max_body_bytes: int = 8192,
+    ) -> None:
         # ``db``: a pool logged in as the search role; None when SEARCH_DATABASE_URL is unset.
         # ``embedder``: an Embedder, or a zero-argument callable returning one (loaded on
         # the first search, so a receiver that never searches never loads a model).
@@ -95,11 +103,18 @@ class SearchEndpoint:
 
     async def handle(self, request: Request) -> JSONResponse:
         if not self.verifier.configured:
-            return _error(503, "not_configured", "Search needs SUPABASE_JWT_SECRET or "
-                          "SUPABASE_URL / SUPABASE_JWKS_URL to verify access tokens.")
+            return _error(
+                503,
+                "not_configured",
+                "Search needs SUPABASE_JWT_SECRET or "
+                "SUPABASE_URL / SUPABASE_JWKS_URL to verify access tokens.",
+            )
         if self.db is None:
-            return _error(503, "not_configured", "Search needs SEARCH_DATABASE_URL (the "
-                          "import_searcher role).")
+            return _error(
+                503,
+                "not_configured",
+                "Search needs SEARCH_DATABASE_URL (the import_searcher role).",
+            )
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return _unauthorized("Send the person's access token as 'Authorization: Bearer'.")
@@ -110,18 +125,25 @@ class SearchEndpoint:
 
         wait = self.limiter.allow(person.user_id)
         if wait:
-            return _error(429, "rate_limited", "Too many searches; try again shortly.",
-                          {"Retry-After": str(wait)})
+            return _error(
+                429,
+                "rate_limited",
+                "Too many searches; try again shortly.",
+                {"Retry-After": str(wait)},
+            )
 
         try:
             body = await read_body(request, self.max_body_bytes)
         except BodyTooLarge:
-            return _error(413, "body_too_large",
-                          f"The request body is limited to {self.max_body_bytes} bytes.")
+            return _error(
+                413,
+                "body_too_large",
+                f"The request body is limited to {self.max_body_bytes} bytes.",
+            )
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, "bad_json", "The body must be JSON: {\"query\": \"...\"}.")
+            return _error(400, "bad_json", 'The body must be JSON: {"query": "..."}.')
         query = data.get("query") if isinstance(data, dict) else None
         limit = data.get("limit", 10) if isinstance(data, dict) else None
         if not isinstance(query, str) or not query.strip():
@@ -141,8 +163,12 @@ class SearchEndpoint:
             return _error(503, "embedder_unavailable", str(exc))
         except psycopg.OperationalError:
             log.exception("search: database unavailable")
-            return _error(503, "database_unavailable", "The memory store is unavailable; "
-                          "try again shortly.", {"Retry-After": "5"})
+            return _error(
+                503,
+                "database_unavailable",
+                "The memory store is unavailable; try again shortly.",
+                {"Retry-After": "5"},
+            )
         return JSONResponse({"results": [h.to_json() for h in hits], "model": model})
 
     async def _search(self, person: Person, query: str, limit: int) -> tuple[list[Hit], str]:
@@ -152,13 +178,19 @@ class SearchEndpoint:
             await _act_as(conn, person)
             row = await (await conn.execute(CURRENT_IMPORT_SQL)).fetchone()
         if row is None:
-            raise NoImport("There is nothing to search yet: no import of this person "
-                           "has completed.")
+            raise NoImport(
+                "There is nothing to search yet: no import of this person has completed."
+            )
         target = Target(*row)
         # CPU-bound (local model) or a remote call: off the event loop.
         vector = await asyncio.to_thread(embed_query, self.embedder(), target, query)
-        params = {"embedding": vector_text(vector), "text": query, "limit": limit,
-                  "model": target.embedding_model, "rrf_k": 60}
+        params = {
+            "embedding": vector_text(vector),
+            "text": query,
+            "limit": limit,
+            "model": target.embedding_model,
+            "rrf_k": 60,
+        }
         async with self.db.connection() as conn, conn.transaction():
             await _act_as(conn, person)
             rows = await (await conn.execute(MATCH_SQL, params)).fetchall()

@@ -34,8 +34,9 @@ def _parent(node_id: Any, node: dict[str, Any], derived: dict[Any, Any] | None) 
     return parent
 
 
-def active_leaf(mapping: dict[Any, Any], current_node: Any,
-                derived: dict[Any, Any] | None = None) -> Any:
+def active_leaf(
+    mapping: dict[Any, Any], current_node: Any, derived: dict[Any, Any] | None = None
+) -> Any:
     """The node id the thread ends at.
 
     ``current_node`` when it names a node object; else the leaf (a node no other node
@@ -58,8 +59,11 @@ def active_leaf(mapping: dict[Any, Any], current_node: Any,
             continue
         last_leaf = node_id
         message = node.get("message")
-        t = epoch_or_none(message.get("create_time"), iso=False) \
-            if isinstance(message, dict) else None
+        t = (
+            epoch_or_none(message.get("create_time"), iso=False)
+            if isinstance(message, dict)
+            else None
+        )
         if t is not None and (best_time is None or t >= best_time):
             best, best_time = node_id, t
     if best is not None:

@@ -53,8 +53,7 @@ def canvas_payload(content: Any) -> dict[str, Any] | None:
     else:
         parts = content.get("parts")
         if type(parts) is list and parts:
-            raw = parts[0] if len(parts) == 1 else "".join(p for p in parts
-                                                           if isinstance(p, str))
+            raw = parts[0] if len(parts) == 1 else "".join(p for p in parts if isinstance(p, str))
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -88,7 +87,7 @@ def _apply(text: str, update: dict[str, Any]) -> str | None:
         for m in rx.finditer(text, timeout=PATTERN_TIMEOUT_S):
             if m.start() == m.end() == last_end:
                 continue  # the empty match right after a match is not a second one
-            out.append(text[pos:m.start()])
+            out.append(text[pos : m.start()])
             out.append(replacement)  # literal text: documents hold backslashes (LaTeX, code)
             pos = last_end = m.end()
             found = True
@@ -127,10 +126,15 @@ class CanvasReplay:
             body = payload.get("content")
             name = payload.get("name")
             kind = payload.get("type")
-            self._drafts.append(_Draft(
-                clean_text(name) if isinstance(name, str) and name.strip() else "Untitled",
-                kind if isinstance(kind, str) else "document",
-                body if isinstance(body, str) else "", when, when))
+            self._drafts.append(
+                _Draft(
+                    clean_text(name) if isinstance(name, str) and name.strip() else "Untitled",
+                    kind if isinstance(kind, str) else "document",
+                    body if isinstance(body, str) else "",
+                    when,
+                    when,
+                )
+            )
             return
         updates = payload.get("updates")
         if not self._drafts or type(updates) is not list:
@@ -144,9 +148,12 @@ class CanvasReplay:
                 self.timed_out += 1
                 # The pattern is the export's, not a secret, but may quote the person's
                 # document: only its length goes to the log.
-                log.warning("canvas update pattern (%d chars) ran past %.2f s; the "
-                            "document keeps its last good text",
-                            len(update.get("pattern", "")), PATTERN_TIMEOUT_S)
+                log.warning(
+                    "canvas update pattern (%d chars) ran past %.2f s; the "
+                    "document keeps its last good text",
+                    len(update.get("pattern", "")),
+                    PATTERN_TIMEOUT_S,
+                )
                 return
             if text is None:
                 return  # a bad update: the last good text stays

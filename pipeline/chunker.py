@@ -94,7 +94,9 @@ def _reply_slice(text: str, limit: int) -> str:
 
 
 def _person_groups(
-    conv: Conversation, target: int, reply_chars: int,
+    conv: Conversation,
+    target: int,
+    reply_chars: int,
 ) -> list[tuple[str, list[Message]]]:
     """Groups of the "person" policy: each user message (split if longer than the target)
     with the start of the reply that follows it; answers to nobody are left out."""
@@ -120,15 +122,19 @@ def _person_groups(
 
 
 def chunk_conversation(
-    conv: Conversation, target_chars: int = DEFAULT_TARGET_CHARS, *,
-    policy: str = DEFAULT_POLICY, reply_chars: int = DEFAULT_REPLY_CHARS,
+    conv: Conversation,
+    target_chars: int = DEFAULT_TARGET_CHARS,
+    *,
+    policy: str = DEFAULT_POLICY,
+    reply_chars: int = DEFAULT_REPLY_CHARS,
 ) -> list[Chunk]:
     """The chunks of ``conv``'s counted messages, in thread order, under ``policy``
     (see the module docstring). Raises ValueError for an unknown policy."""
     target = max(1, target_chars)
     if policy == "person":
-        return _to_chunks(conv, _with_documents(conv, _person_groups(conv, target, reply_chars),
-                                                target))
+        return _to_chunks(
+            conv, _with_documents(conv, _person_groups(conv, target, reply_chars), target)
+        )
     if policy != "turns":
         raise ValueError(f"unknown chunk policy {policy!r}; one of {POLICIES}")
     groups: list[tuple[str, list[Message]]] = []
@@ -166,8 +172,9 @@ def chunk_conversation(
 Group = tuple[str, list[Message], tuple[float | None, float | None] | None]
 
 
-def _with_documents(conv: Conversation, groups: list[tuple[str, list[Message]]],
-                    target: int) -> list[Group]:
+def _with_documents(
+    conv: Conversation, groups: list[tuple[str, list[Message]]], target: int
+) -> list[Group]:
     """The message groups, then the conversation's canvas documents (whatever the policy:
     a person's drafts are memory), each piece carrying its document's times."""
     out: list[Group] = [(text, msgs, None) for text, msgs in groups]
@@ -190,6 +197,9 @@ def _to_chunks(conv: Conversation, groups: list[Group]) -> list[Chunk]:
             first, last = _times(msgs)
         # Positional: Chunk(id, conversation_id, conversation_title, index, text,
         # first_time, last_time, message_count), a measurable saving per chunk.
-        chunks.append(Chunk(chunk_id(conv_id, index, text), conv_id, title, index, text,
-                            first, last, len(msgs)))
+        chunks.append(
+            Chunk(
+                chunk_id(conv_id, index, text), conv_id, title, index, text, first, last, len(msgs)
+            )
+        )
     return chunks

@@ -37,10 +37,15 @@ SEARCH_ROLE = "import_searcher"
 BUCKET = "imports"
 UPLOAD_TRIGGERS = ("import_job_on_upload", "import_job_on_reupload")
 STORAGE_POLICIES = {
-    "objects": ("imports: upload to own folder", "imports: read own folder",
-                "imports: replace in own folder", "imports: delete own exports",
-                "imports: own folder only", "imports: worker reads",
-                "imports: worker deletes imported exports"),
+    "objects": (
+        "imports: upload to own folder",
+        "imports: read own folder",
+        "imports: replace in own folder",
+        "imports: delete own exports",
+        "imports: own folder only",
+        "imports: worker reads",
+        "imports: worker deletes imported exports",
+    ),
     "buckets": ("imports: worker sees its bucket",),
 }
 STORAGE_MIGRATION = "20261130200000_storage_hosted.sql"
@@ -103,24 +108,34 @@ def check_migrations(d: Deployment) -> Check:
         applied = set()
     missing = [m.label for m in list_migrations() if m.version not in applied]
     if missing:
-        return fail(name, f"{len(missing)} not applied: {', '.join(missing)}",
-                    "supabase db push (over a direct or session-mode connection)")
+        return fail(
+            name,
+            f"{len(missing)} not applied: {', '.join(missing)}",
+            "supabase db push (over a direct or session-mode connection)",
+        )
     return ok(name, f"{len(list_migrations())} of {len(list_migrations())}")
 
 
 # -- delivery ---------------------------------------------------------------------------
 
-HAS_PG_NET = ("select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)')"
-              " is not null as present")
-HAS_SIGNING = ("select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)')"
-               " is not null as present")
+HAS_PG_NET = (
+    "select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null as present"
+)
+HAS_SIGNING = (
+    "select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)')"
+    " is not null as present"
+)
 HAS_VAULT = "select to_regclass('vault.decrypted_secrets') is not null as present"
 # Which of our two Vault secrets exist (never their values).
-VAULT_NAMES = ("select name from vault.decrypted_secrets"
-               " where name in ('soulprint_webhook_url', 'soulprint_webhook_secret')"
-               " and coalesce(decrypted_secret, '') <> ''")
-VAULT_URL = ("select decrypted_secret as url from vault.decrypted_secrets"
-             " where name = 'soulprint_webhook_url' limit 1")
+VAULT_NAMES = (
+    "select name from vault.decrypted_secrets"
+    " where name in ('soulprint_webhook_url', 'soulprint_webhook_secret')"
+    " and coalesce(decrypted_secret, '') <> ''"
+)
+VAULT_URL = (
+    "select decrypted_secret as url from vault.decrypted_secrets"
+    " where name = 'soulprint_webhook_url' limit 1"
+)
 # A signature made in SQL with the secret in Vault; the secret never leaves the database.
 SQL_SIGNATURE = """
     select public.standard_webhook_signature(
@@ -136,9 +151,12 @@ def check_pg_net(d: Deployment) -> Check:
         return Check(name, "skip", "delivery by the relay (soulprint-import relay)")
     if d.one(HAS_PG_NET)["present"]:
         return ok(name, "net.http_post available")
-    return fail(name, "pg_net is not installed: events never leave the database",
-                "dashboard > Database > Extensions > enable pg_net (or: create extension "
-                "pg_net with schema extensions;), or run the relay and use --delivery relay")
+    return fail(
+        name,
+        "pg_net is not installed: events never leave the database",
+        "dashboard > Database > Extensions > enable pg_net (or: create extension "
+        "pg_net with schema extensions;), or run the relay and use --delivery relay",
+    )
 
 
 def check_vault(d: Deployment) -> Check:
@@ -146,14 +164,20 @@ def check_vault(d: Deployment) -> Check:
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay")
     if not d.one(HAS_VAULT)["present"]:
-        return fail(name, "Supabase Vault (vault.decrypted_secrets) is missing",
-                    "dashboard > Database > Extensions > enable supabase_vault")
+        return fail(
+            name,
+            "Supabase Vault (vault.decrypted_secrets) is missing",
+            "dashboard > Database > Extensions > enable supabase_vault",
+        )
     names = {r["name"] for r in d.conn.execute(VAULT_NAMES)}
     missing = sorted({"soulprint_webhook_url", "soulprint_webhook_secret"} - names)
     if missing:
-        return fail(name, f"missing: {', '.join(missing)}",
-                    "select vault.create_secret('<value>', '<name>'); for each (README, "
-                    "Deploying > Supabase, step 4)")
+        return fail(
+            name,
+            f"missing: {', '.join(missing)}",
+            "select vault.create_secret('<value>', '<name>'); for each (README, "
+            "Deploying > Supabase, step 4)",
+        )
     d.vault_url = d.one(VAULT_URL)["url"]
     return ok(name, "soulprint_webhook_url and soulprint_webhook_secret present")
 
@@ -163,9 +187,12 @@ def check_sql_signature(d: Deployment) -> Check:
     if d.delivery == "relay":
         return Check(name, "skip", "the relay signs in Python")
     if not d.one(HAS_SIGNING)["present"]:
-        return fail(name, "public.standard_webhook_signature is missing (pgcrypto absent?)",
-                    "dashboard > Database > Extensions > enable pgcrypto, then re-apply "
-                    "20261128110100_webhook_signing.sql")
+        return fail(
+            name,
+            "public.standard_webhook_signature is missing (pgcrypto absent?)",
+            "dashboard > Database > Extensions > enable pgcrypto, then re-apply "
+            "20261128110100_webhook_signing.sql",
+        )
     secrets = [s for s in (d.settings.webhook_secret, d.settings.webhook_secret_previous) if s]
     if not secrets:
         return fail(name, "WEBHOOK_SECRET is not set here", "set WEBHOOK_SECRET (the receiver's)")
@@ -176,23 +203,35 @@ def check_sql_signature(d: Deployment) -> Check:
         row = d.one(SQL_SIGNATURE, (msg_id, ts, body))
     except psycopg.Error as exc:
         d.conn.rollback()
-        return fail(name, f"signing failed in SQL ({type(exc).__name__})",
-                    "check pgcrypto and the Vault secret soulprint_webhook_secret")
+        return fail(
+            name,
+            f"signing failed in SQL ({type(exc).__name__})",
+            "check pgcrypto and the Vault secret soulprint_webhook_secret",
+        )
     signature = (row or {}).get("signature")
     if not signature:
-        return fail(name, "no signature (Vault secret missing?)",
-                    "select vault.create_secret('whsec_...', 'soulprint_webhook_secret');")
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts),
-               "webhook-signature": f"v1,{signature}"}
+        return fail(
+            name,
+            "no signature (Vault secret missing?)",
+            "select vault.create_secret('whsec_...', 'soulprint_webhook_secret');",
+        )
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": f"v1,{signature}",
+    }
     for secret in secrets:
         try:
             Webhook(secret).verify(body.encode(), headers)
             return ok(name)
         except WebhookVerificationError:
             continue
-    return fail(name, "the receiver would refuse every event (401): Vault's "
-                "soulprint_webhook_secret differs from WEBHOOK_SECRET",
-                "put the same whsec_ value in both (vault.update_secret / the Render env)")
+    return fail(
+        name,
+        "the receiver would refuse every event (401): Vault's "
+        "soulprint_webhook_secret differs from WEBHOOK_SECRET",
+        "put the same whsec_ value in both (vault.update_secret / the Render env)",
+    )
 
 
 def _healthz_url(url: str) -> str:
@@ -206,17 +245,26 @@ def check_receiver(d: Deployment) -> Check:
     if url is None and d.vault_url and urlsplit(d.vault_url).path.endswith("/webhooks/supabase"):
         url = d.vault_url
     if not url:
-        return fail(name, "no receiver URL known (Vault points elsewhere, e.g. Svix Ingest)",
-                    "pass --receiver-url https://<service>.onrender.com")
+        return fail(
+            name,
+            "no receiver URL known (Vault points elsewhere, e.g. Svix Ingest)",
+            "pass --receiver-url https://<service>.onrender.com",
+        )
     target = _healthz_url(url)
     try:
         resp = httpx.get(target, timeout=60.0)  # a sleeping free instance takes 30-60 s
     except httpx.HTTPError as exc:
-        return fail(name, f"{urlsplit(target).netloc}: {type(exc).__name__}",
-                    "check the Render service is deployed and the URL in Vault/RECEIVER_URL")
+        return fail(
+            name,
+            f"{urlsplit(target).netloc}: {type(exc).__name__}",
+            "check the Render service is deployed and the URL in Vault/RECEIVER_URL",
+        )
     if resp.status_code != 200:
-        return fail(name, f"{urlsplit(target).netloc} answered {resp.status_code}",
-                    "see the service's logs (database unreachable?)")
+        return fail(
+            name,
+            f"{urlsplit(target).netloc} answered {resp.status_code}",
+            "see the service's logs (database unreachable?)",
+        )
     return ok(name, urlsplit(target).netloc)
 
 
@@ -224,11 +272,17 @@ def check_outbox(d: Deployment) -> Check:
     name = "events delivered"
     lag = outbox_lag(d.one(OLDEST_UNACKNOWLEDGED))
     if lag.stuck:
-        return fail(name, f"{lag.unacknowledged} unacknowledged, the oldest for "
-                    f"{lag.oldest_age_s:.0f} s (over {UNDELIVERED_WARN_SECONDS:.0f} s)",
-                    "fix the failing checks above; then `soulprint-import sweep` re-announces")
-    age = "none waiting" if lag.oldest_age_s is None else (
-        f"{lag.unacknowledged} waiting, oldest {lag.oldest_age_s:.0f} s")
+        return fail(
+            name,
+            f"{lag.unacknowledged} unacknowledged, the oldest for "
+            f"{lag.oldest_age_s:.0f} s (over {UNDELIVERED_WARN_SECONDS:.0f} s)",
+            "fix the failing checks above; then `soulprint-import sweep` re-announces",
+        )
+    age = (
+        "none waiting"
+        if lag.oldest_age_s is None
+        else (f"{lag.unacknowledged} waiting, oldest {lag.oldest_age_s:.0f} s")
+    )
     return ok(name, age)
 
 
@@ -285,36 +339,62 @@ def check_worker_role(d: Deployment) -> Check:
     row = d.one(WORKER_POWERS, (WORKER_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
-    wrong = [label for key, label in (
-        ("rolsuper", "superuser"), ("rolbypassrls", "bypassrls"),
-        ("service_role", "member of service_role"),
-        # May `set role authenticated` and so read any person's memory (issue 8 F5).
-        ("authenticated", "member of authenticated"), ("temp", "TEMP on the database"),
-        ("auth_users", "reads auth.users")) if row[key]]
+    wrong = [
+        label
+        for key, label in (
+            ("rolsuper", "superuser"),
+            ("rolbypassrls", "bypassrls"),
+            ("service_role", "member of service_role"),
+            # May `set role authenticated` and so read any person's memory (issue 8 F5).
+            ("authenticated", "member of authenticated"),
+            ("temp", "TEMP on the database"),
+            ("auth_users", "reads auth.users"),
+        )
+        if row[key]
+    ]
     if wrong:
-        return fail(name, "has " + ", ".join(wrong),
-                    f"alter role {WORKER_ROLE} nosuperuser nobypassrls; revoke service_role "
-                    f"from {WORKER_ROLE}; revoke authenticated from {WORKER_ROLE}; "
-                    f"revoke temp on database postgres from public; "
-                    f"revoke all on auth.users from {WORKER_ROLE};")
+        return fail(
+            name,
+            "has " + ", ".join(wrong),
+            f"alter role {WORKER_ROLE} nosuperuser nobypassrls; revoke service_role "
+            f"from {WORKER_ROLE}; revoke authenticated from {WORKER_ROLE}; "
+            f"revoke temp on database postgres from public; "
+            f"revoke all on auth.users from {WORKER_ROLE};",
+        )
     # Membership in any role (postgres, authenticated, pg_read_all_data, ...) lends it
     # that role's rights: the worker needs none.
     member_of = _memberships(d, WORKER_ROLE)
     if member_of:
-        return fail(name, "member of " + ", ".join(member_of),
-                    "; ".join(f"revoke {r} from {WORKER_ROLE}" for r in member_of) + ";")
-    extra = [f"{r['priv']} on {r['relname']}"
-             for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": WORKER_ROLE})
-             if r["priv"] not in WORKER_TABLES.get(r["relname"], frozenset())]
+        return fail(
+            name,
+            "member of " + ", ".join(member_of),
+            "; ".join(f"revoke {r} from {WORKER_ROLE}" for r in member_of) + ";",
+        )
+    extra = [
+        f"{r['priv']} on {r['relname']}"
+        for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": WORKER_ROLE})
+        if r["priv"] not in WORKER_TABLES.get(r["relname"], frozenset())
+    ]
     if extra:
-        return fail(name, "granted " + ", ".join(extra),
-                    "; ".join(f"revoke {e.replace(' on ', ' on public.')} from {WORKER_ROLE}"
-                              for e in extra) + ";")
+        return fail(
+            name,
+            "granted " + ", ".join(extra),
+            "; ".join(
+                f"revoke {e.replace(' on ', ' on public.')} from {WORKER_ROLE}" for e in extra
+            )
+            + ";",
+        )
     if d.one(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
-        return fail(name, "may CREATE in schema public",
-                    f"revoke create on schema public from {WORKER_ROLE}, public;")
-    return ok(name, "no superuser, bypassrls, role memberships, TEMP, auth.users or "
-              "tables beyond the stages' own")
+        return fail(
+            name,
+            "may CREATE in schema public",
+            f"revoke create on schema public from {WORKER_ROLE}, public;",
+        )
+    return ok(
+        name,
+        "no superuser, bypassrls, role memberships, TEMP, auth.users or "
+        "tables beyond the stages' own",
+    )
 
 
 # The search role: logs in, inherits nothing, and its only membership is `authenticated`
@@ -334,9 +414,16 @@ def check_search_role(d: Deployment) -> Check:
     row = d.one(SEARCH_ROLE_POWERS, (SEARCH_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
-    wrong = [label for key, label in (
-        ("rolsuper", "superuser"), ("rolbypassrls", "bypassrls"), ("rolinherit", "inherit"),
-        ("temp", "TEMP on the database")) if row[key]]
+    wrong = [
+        label
+        for key, label in (
+            ("rolsuper", "superuser"),
+            ("rolbypassrls", "bypassrls"),
+            ("rolinherit", "inherit"),
+            ("temp", "TEMP on the database"),
+        )
+        if row[key]
+    ]
     if not row["rolcanlogin"]:
         wrong.append("no login")
     others = [r for r in row["member_of"] if r != "authenticated"]
@@ -346,10 +433,13 @@ def check_search_role(d: Deployment) -> Check:
         wrong.append("not a member of authenticated (POST /v1/search cannot run)")
     if wrong:
         revokes = "".join(f"revoke {r} from {SEARCH_ROLE}; " for r in others)
-        return fail(name, "wrong: " + ", ".join(wrong),
-                    f"alter role {SEARCH_ROLE} login noinherit nosuperuser nobypassrls; "
-                    f"{revokes}grant authenticated to {SEARCH_ROLE}; "
-                    f"revoke temp on database postgres from public;")
+        return fail(
+            name,
+            "wrong: " + ", ".join(wrong),
+            f"alter role {SEARCH_ROLE} login noinherit nosuperuser nobypassrls; "
+            f"{revokes}grant authenticated to {SEARCH_ROLE}; "
+            f"revoke temp on database postgres from public;",
+        )
     return ok(name, "login, noinherit, no superuser, bypassrls or TEMP")
 
 
@@ -362,12 +452,14 @@ def _acting_as(d: Deployment, role: str, claims: dict[str, str]) -> Iterator[Non
     role switched, as PostgREST and Storage do); rolled back, errors included."""
     try:
         with d.conn.transaction(force_rollback=True):
-            d.conn.execute("select set_config('request.jwt.claims', %s, true)",
-                           (json.dumps(claims),))
+            d.conn.execute(
+                "select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),)
+            )
             # Storage's API sets this before its own DELETE; direct deletes are refused.
             d.conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
-            d.conn.execute(psycopg.sql.SQL("set local role {}").format(
-                psycopg.sql.Identifier(role)))
+            d.conn.execute(
+                psycopg.sql.SQL("set local role {}").format(psycopg.sql.Identifier(role))
+            )
             yield
     except psycopg.errors.InsufficientPrivilege:
         pass  # refused outright: the probe saw nothing
@@ -387,25 +479,41 @@ def _storage_role_reach(d: Deployment, role: str) -> list[str]:
     pending_name = f"{uuid.uuid4()}/doctor-probe.zip"  # no such user: no job starts
     reach: list[str] = []
     with d.conn.transaction(force_rollback=True):
-        d.conn.execute("insert into storage.buckets (id, name) values (%s, %s)",
-                       (probe_bucket, probe_bucket))
-        d.conn.execute("insert into storage.objects (bucket_id, name, version) values"
-                       " (%s, %s, 'probe'), (%s, %s, 'probe')",
-                       (probe_bucket, other_name, BUCKET, pending_name))
+        d.conn.execute(
+            "insert into storage.buckets (id, name) values (%s, %s)", (probe_bucket, probe_bucket)
+        )
+        d.conn.execute(
+            "insert into storage.objects (bucket_id, name, version) values"
+            " (%s, %s, 'probe'), (%s, %s, 'probe')",
+            (probe_bucket, other_name, BUCKET, pending_name),
+        )
         attempts = (
-            ("reads objects of another bucket",
-             "select 1 from storage.objects where bucket_id = %s", (probe_bucket,)),
-            ("sees another bucket", "select 1 from storage.buckets where id = %s",
-             (probe_bucket,)),
-            ("deletes objects of another bucket",
-             "delete from storage.objects where bucket_id = %s", (probe_bucket,)),
-            ("changes objects", "update storage.objects set version = 'x'"
-             " where bucket_id in (%s, %s)", (probe_bucket, BUCKET)),
-            ("uploads objects", "insert into storage.objects (bucket_id, name, version)"
-             " values (%s, %s, 'x')", (BUCKET, f"{uuid.uuid4()}/x.zip")),
-            ("deletes exports no complete import read",
-             "delete from storage.objects where bucket_id = %s and name = %s",
-             (BUCKET, pending_name)),
+            (
+                "reads objects of another bucket",
+                "select 1 from storage.objects where bucket_id = %s",
+                (probe_bucket,),
+            ),
+            ("sees another bucket", "select 1 from storage.buckets where id = %s", (probe_bucket,)),
+            (
+                "deletes objects of another bucket",
+                "delete from storage.objects where bucket_id = %s",
+                (probe_bucket,),
+            ),
+            (
+                "changes objects",
+                "update storage.objects set version = 'x' where bucket_id in (%s, %s)",
+                (probe_bucket, BUCKET),
+            ),
+            (
+                "uploads objects",
+                "insert into storage.objects (bucket_id, name, version) values (%s, %s, 'x')",
+                (BUCKET, f"{uuid.uuid4()}/x.zip"),
+            ),
+            (
+                "deletes exports no complete import read",
+                "delete from storage.objects where bucket_id = %s and name = %s",
+                (BUCKET, pending_name),
+            ),
         )
         for label, sql, params in attempts:
             with _acting_as(d, role, {"role": role}):
@@ -421,56 +529,80 @@ def check_storage_role(d: Deployment) -> Check:
     if powers is None:
         return fail(name, "the role does not exist", "supabase db push")
     if powers["rolsuper"] or powers["rolbypassrls"]:
-        return fail(name, "bypasses row level security",
-                    f"alter role {role} nosuperuser nobypassrls;")
+        return fail(
+            name, "bypasses row level security", f"alter role {role} nosuperuser nobypassrls;"
+        )
     member_of = _memberships(d, role)
     if member_of:
-        return fail(name, "member of " + ", ".join(member_of),
-                    "; ".join(f"revoke {r} from {role}" for r in member_of) + ";")
+        return fail(
+            name,
+            "member of " + ", ".join(member_of),
+            "; ".join(f"revoke {r} from {role}" for r in member_of) + ";",
+        )
     tables = sorted({r["relname"] for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": role})})
     if tables and role != WORKER_ROLE:
-        return fail(name, "granted tables of schema public: " + ", ".join(tables),
-                    f"revoke all on {', '.join('public.' + t for t in tables)} from {role};")
+        return fail(
+            name,
+            "granted tables of schema public: " + ", ".join(tables),
+            f"revoke all on {', '.join('public.' + t for t in tables)} from {role};",
+        )
     reach = _storage_role_reach(d, role)
     if reach:
-        return fail(name, "; ".join(reach),
-                    "drop the storage.objects/buckets policies that grant it, or scope them "
-                    "exactly to bucket_id = 'imports' (list them: "
-                    f"select * from pg_policies where '{role}' = any(roles) or 'public' = "
-                    f"any(roles)); re-apply {STORAGE_MIGRATION} for the right ones")
+        return fail(
+            name,
+            "; ".join(reach),
+            "drop the storage.objects/buckets policies that grant it, or scope them "
+            "exactly to bucket_id = 'imports' (list them: "
+            f"select * from pg_policies where '{role}' = any(roles) or 'public' = "
+            f"any(roles)); re-apply {STORAGE_MIGRATION} for the right ones",
+        )
     return ok(name, "probed: reads and deletes only imported exports of its bucket")
 
 
 # -- Storage ----------------------------------------------------------------------------
 
-EXISTING_POLICIES = ("select tablename, policyname from pg_policies"
-                     " where schemaname = 'storage' and policyname like 'imports:%'")
+EXISTING_POLICIES = (
+    "select tablename, policyname from pg_policies"
+    " where schemaname = 'storage' and policyname like 'imports:%'"
+)
 OBJECTS_RLS = "select relrowsecurity as rls from pg_class where oid = 'storage.objects'::regclass"
-TRIGGERS = ("select tgname, tgenabled from pg_trigger"
-            " where tgrelid = 'storage.objects'::regclass and tgname = any(%s::name[])")
+TRIGGERS = (
+    "select tgname, tgenabled from pg_trigger"
+    " where tgrelid = 'storage.objects'::regclass and tgname = any(%s::name[])"
+)
 BUCKET_ROW = "select to_jsonb(b) as bucket from storage.buckets b where b.id = %s"
 
 
 def check_storage_policies(d: Deployment) -> Check:
     name = f"Storage policies on bucket {BUCKET}"
     have = {(r["tablename"], r["policyname"]) for r in d.conn.execute(EXISTING_POLICIES)}
-    missing = [f'"{p}"' for tbl, names in STORAGE_POLICIES.items() for p in names
-               if (tbl, p) not in have]
+    missing = [
+        f'"{p}"' for tbl, names in STORAGE_POLICIES.items() for p in names if (tbl, p) not in have
+    ]
     if not d.one(OBJECTS_RLS)["rls"]:
-        return fail(name, "row level security is off on storage.objects",
-                    "alter table storage.objects enable row level security; (as its owner)")
+        return fail(
+            name,
+            "row level security is off on storage.objects",
+            "alter table storage.objects enable row level security; (as its owner)",
+        )
     if missing:
-        return fail(name, f"missing: {', '.join(missing)}",
-                    f"the NOTICEs of {STORAGE_MIGRATION} give each one's SQL: run it as the "
-                    "owner of storage.objects, or create it in the dashboard (Storage > "
-                    "Policies)")
+        return fail(
+            name,
+            f"missing: {', '.join(missing)}",
+            f"the NOTICEs of {STORAGE_MIGRATION} give each one's SQL: run it as the "
+            "owner of storage.objects, or create it in the dashboard (Storage > "
+            "Policies)",
+        )
     # A policy's name says nothing of its expression: try what they must allow and refuse.
     wrong = _people_reach(d)
     if wrong:
-        return fail(name, "; ".join(wrong),
-                    f"compare the imports policies with {STORAGE_MIGRATION} (and any other "
-                    "policy on storage.objects: select * from pg_policies where schemaname "
-                    "= 'storage'); re-apply it or fix them in the dashboard")
+        return fail(
+            name,
+            "; ".join(wrong),
+            f"compare the imports policies with {STORAGE_MIGRATION} (and any other "
+            "policy on storage.objects: select * from pg_policies where schemaname "
+            "= 'storage'); re-apply it or fix them in the dashboard",
+        )
     return ok(name, f"{len(have)} present, RLS on, probed as people and anon")
 
 
@@ -483,30 +615,43 @@ def _people_reach(d: Deployment) -> list[str]:
     wrong: list[str] = []
     with d.conn.transaction(force_rollback=True):
         for person in (a, b):
-            d.conn.execute("insert into auth.users (id, aud, role, email) values "
-                           "(%s, 'authenticated', 'authenticated', %s)",
-                           (person, f"doctor-{person}@invalid"))
-        d.conn.execute("insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-                       " values (%s, %s, %s, %s, 'probe')", (BUCKET, b_name, b, str(b)))
+            d.conn.execute(
+                "insert into auth.users (id, aud, role, email) values "
+                "(%s, 'authenticated', 'authenticated', %s)",
+                (person, f"doctor-{person}@invalid"),
+            )
+        d.conn.execute(
+            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
+            " values (%s, %s, %s, %s, 'probe')",
+            (BUCKET, b_name, b, str(b)),
+        )
         as_a = ("authenticated", {"role": "authenticated", "sub": str(a)})
-        upload = ("insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-                  " values (%s, %s, %s, %s, 'probe')")
+        upload = (
+            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
+            " values (%s, %s, %s, %s, 'probe')"
+        )
         allowed = False
         with _acting_as(d, *as_a):
             allowed = _rows(d, upload, (BUCKET, f"{a}/export.zip", a, str(a))) == 1
         if not allowed:
             wrong.append("a person cannot upload into their own folder")
         refused = (
-            ("a person reads another's export",
-             "select 1 from storage.objects where bucket_id = %s and name = %s",
-             (BUCKET, b_name)),
-            ("a person deletes another's export",
-             "delete from storage.objects where bucket_id = %s and name = %s",
-             (BUCKET, b_name)),
-            ("a person uploads into another's folder", upload,
-             (BUCKET, f"{b}/planted.zip", a, str(a))),
-            ("a person uploads a name with '..'", upload,
-             (BUCKET, f"{a}/../{b}/x.zip", a, str(a))),
+            (
+                "a person reads another's export",
+                "select 1 from storage.objects where bucket_id = %s and name = %s",
+                (BUCKET, b_name),
+            ),
+            (
+                "a person deletes another's export",
+                "delete from storage.objects where bucket_id = %s and name = %s",
+                (BUCKET, b_name),
+            ),
+            (
+                "a person uploads into another's folder",
+                upload,
+                (BUCKET, f"{b}/planted.zip", a, str(a)),
+            ),
+            ("a person uploads a name with '..'", upload, (BUCKET, f"{a}/../{b}/x.zip", a, str(a))),
         )
         for label, sql, params in refused:
             with _acting_as(d, *as_a):
@@ -534,13 +679,18 @@ def check_upload_triggers(d: Deployment) -> Check:
     # and restores: neither is what Storage's own writes get.
     disabled = [t for t, state in rows.items() if state != "O"]
     if missing:
-        return fail(name, f"missing: {', '.join(missing)}",
-                    f"re-apply {STORAGE_MIGRATION} (its NOTICE gives the SQL)")
+        return fail(
+            name,
+            f"missing: {', '.join(missing)}",
+            f"re-apply {STORAGE_MIGRATION} (its NOTICE gives the SQL)",
+        )
     if disabled:
         states = ", ".join(f"{t} ({_TRIGGER_STATES.get(rows[t], rows[t])})" for t in disabled)
-        return fail(name, f"disabled or not in the normal (origin) mode: {states}",
-                    "; ".join(f"alter table storage.objects enable trigger {t}"
-                              for t in disabled) + ";")
+        return fail(
+            name,
+            f"disabled or not in the normal (origin) mode: {states}",
+            "; ".join(f"alter table storage.objects enable trigger {t}" for t in disabled) + ";",
+        )
     return ok(name, "present and enabled")
 
 
@@ -551,20 +701,32 @@ def check_test_upload(d: Deployment) -> Check:
     person = uuid.uuid4()
     try:
         with d.conn.transaction(force_rollback=True):
-            d.conn.execute("insert into auth.users (id, aud, role, email) values "
-                           "(%s, 'authenticated', 'authenticated', %s)",
-                           (person, f"doctor-{person}@invalid"))
+            d.conn.execute(
+                "insert into auth.users (id, aud, role, email) values "
+                "(%s, 'authenticated', 'authenticated', %s)",
+                (person, f"doctor-{person}@invalid"),
+            )
             d.conn.execute(
                 "insert into storage.objects (bucket_id, name, owner, owner_id, metadata,"
                 " version) values (%s, %s, %s, %s, %s, %s)",
-                (BUCKET, f"{person}/doctor.zip", person, str(person),
-                 Jsonb({"size": 1, "mimetype": "application/zip"}), uuid.uuid4().hex))
-            row = d.one("select stage::text as stage from public.import_jobs"
-                        " where user_id = %s", (person,))
+                (
+                    BUCKET,
+                    f"{person}/doctor.zip",
+                    person,
+                    str(person),
+                    Jsonb({"size": 1, "mimetype": "application/zip"}),
+                    uuid.uuid4().hex,
+                ),
+            )
+            row = d.one(
+                "select stage::text as stage from public.import_jobs where user_id = %s", (person,)
+            )
     except psycopg.Error as exc:
-        return fail(name, f"the test upload failed: {type(exc).__name__}: "
-                    f"{str(exc).splitlines()[0]}",
-                    "run doctor with an admin URL (--database-url, the postgres role)")
+        return fail(
+            name,
+            f"the test upload failed: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            "run doctor with an admin URL (--database-url, the postgres role)",
+        )
     if row is None or row["stage"] != "queued":
         return fail(name, "no job was created", "see the upload trigger and policy checks")
     return ok(name, "queued, then rolled back")
@@ -577,29 +739,40 @@ def check_versioning(d: Deployment) -> Check:
         return fail(name, "the bucket does not exist", "supabase db push")
     bucket = row["bucket"]
     if bucket.get("public"):
-        return fail(name, "the bucket is public", f"update storage.buckets set public = false "
-                    f"where id = '{BUCKET}';")
+        return fail(
+            name,
+            "the bucket is public",
+            f"update storage.buckets set public = false where id = '{BUCKET}';",
+        )
     status = bucket.get("versioning_status", "DISABLED")
     if status != "DISABLED":
-        return fail(name, f"versioning is {status}: deleted exports would be kept",
-                    f"turn versioning off for bucket {BUCKET} (dashboard), or: update "
-                    f"storage.buckets set versioning_status = 'DISABLED' where id = '{BUCKET}';")
+        return fail(
+            name,
+            f"versioning is {status}: deleted exports would be kept",
+            f"turn versioning off for bucket {BUCKET} (dashboard), or: update "
+            f"storage.buckets set versioning_status = 'DISABLED' where id = '{BUCKET}';",
+        )
     return ok(name)
 
 
 # -- schema public ----------------------------------------------------------------------
 
-TABLES_WITHOUT_RLS = ("select c.relname from pg_class c"
-                      " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')"
-                      " and not c.relrowsecurity order by 1")
+TABLES_WITHOUT_RLS = (
+    "select c.relname from pg_class c"
+    " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')"
+    " and not c.relrowsecurity order by 1"
+)
 
 
 def check_public_rls(d: Deployment) -> Check:
     name = "row level security on every table of schema public"
     off = [r["relname"] for r in d.conn.execute(TABLES_WITHOUT_RLS)]
     if off:
-        return fail(name, "off on " + ", ".join(off),
-                    " ".join(f"alter table public.{t} enable row level security;" for t in off))
+        return fail(
+            name,
+            "off on " + ", ".join(off),
+            " ".join(f"alter table public.{t} enable row level security;" for t in off),
+        )
     return ok(name)
 
 
@@ -613,15 +786,29 @@ def check_public_rls(d: Deployment) -> Check:
 # only about the caller's own rows; the pure stage helpers are immutable and granted to
 # anyone on purpose. Everything else is the pipeline's (Supabase grants new functions to
 # both, so each migration revokes).
-PEOPLE_FUNCTIONS = frozenset({"import_next_stage", "import_stage_is_active",
-                              "import_status_for", "imports_object_name_is_safe"})
-CALLABLE_BY = {"anon": PEOPLE_FUNCTIONS,
-               "authenticated": PEOPLE_FUNCTIONS | {
-                   "request_import_cancel", "current_import_id", "match_memories",
-                   "cjk_bigrams", "memory_lexemes", "memory_search_query",
-                   # match_memories (invoker) calls it as the person; it filters by the
-                   # caller's auth.uid() and current import itself and returns ids/scores.
-                   "_memory_lexical_candidates"}}
+PEOPLE_FUNCTIONS = frozenset(
+    {
+        "import_next_stage",
+        "import_stage_is_active",
+        "import_status_for",
+        "imports_object_name_is_safe",
+    }
+)
+CALLABLE_BY = {
+    "anon": PEOPLE_FUNCTIONS,
+    "authenticated": PEOPLE_FUNCTIONS
+    | {
+        "request_import_cancel",
+        "current_import_id",
+        "match_memories",
+        "cjk_bigrams",
+        "memory_lexemes",
+        "memory_search_query",
+        # match_memories (invoker) calls it as the person; it filters by the
+        # caller's auth.uid() and current import itself and returns ids/scores.
+        "_memory_lexical_candidates",
+    },
+}
 EXECUTABLE_FUNCTIONS = """
     select p.proname, p.oid::regprocedure::text as signature
       from pg_proc p
@@ -633,13 +820,23 @@ EXECUTABLE_FUNCTIONS = """
 
 def check_api_functions(d: Deployment) -> Check:
     name = "functions anon and authenticated may call"
-    extra = sorted({r["signature"] for role, allowed in CALLABLE_BY.items()
-                    for r in d.conn.execute(EXECUTABLE_FUNCTIONS, (role,))
-                    if r["proname"] not in allowed})
+    extra = sorted(
+        {
+            r["signature"]
+            for role, allowed in CALLABLE_BY.items()
+            for r in d.conn.execute(EXECUTABLE_FUNCTIONS, (role,))
+            if r["proname"] not in allowed
+        }
+    )
     if extra:
-        return fail(name, "callable with the anon key or a person's JWT: " + ", ".join(extra),
-                    " ".join(f"revoke execute on function public.{f} from public, anon, "
-                             "authenticated;" for f in extra))
+        return fail(
+            name,
+            "callable with the anon key or a person's JWT: " + ", ".join(extra),
+            " ".join(
+                f"revoke execute on function public.{f} from public, anon, authenticated;"
+                for f in extra
+            ),
+        )
     return ok(name)
 
 
@@ -654,8 +851,11 @@ DEFINER_FUNCTIONS = """
 def _search_path(config: list[str] | None) -> list[str] | None:
     for item in config or []:
         if item.startswith("search_path="):
-            return [p.strip().strip('"') for p in item.removeprefix("search_path=").split(",")
-                    if p.strip().strip('"')]
+            return [
+                p.strip().strip('"')
+                for p in item.removeprefix("search_path=").split(",")
+                if p.strip().strip('"')
+            ]
     return None
 
 
@@ -669,9 +869,12 @@ def check_definer_search_path(d: Deployment) -> Check:
         if not path or path[-1] != "pg_temp" or path[0] == "pg_temp":
             bad.append(f"{r['signature']} ({', '.join(path) if path else 'not pinned'})")
     if bad:
-        return fail(name, "unsafe: " + "; ".join(bad),
-                    "alter function public.<f> set search_path = pg_catalog, pg_temp; "
-                    "(the signing function: extensions, pg_catalog, pg_temp)")
+        return fail(
+            name,
+            "unsafe: " + "; ".join(bad),
+            "alter function public.<f> set search_path = pg_catalog, pg_temp; "
+            "(the signing function: extensions, pg_catalog, pg_temp)",
+        )
     return ok(name)
 
 
@@ -695,15 +898,24 @@ CHECKS: tuple[Callable[[Deployment], Check], ...] = (
 )
 
 
-def run_checks(conninfo: str, settings: Settings, *, delivery: Delivery,
-               receiver_url: str | None = None) -> Iterator[Check]:
+def run_checks(
+    conninfo: str, settings: Settings, *, delivery: Delivery, receiver_url: str | None = None
+) -> Iterator[Check]:
     """Each check's verdict, in order. A database that cannot be reached is one FAIL."""
     try:
-        conn = psycopg.connect(conninfo, row_factory=dict_row, autocommit=True,
-                               connect_timeout=10, prepare_threshold=None)
+        conn = psycopg.connect(
+            conninfo,
+            row_factory=dict_row,
+            autocommit=True,
+            connect_timeout=10,
+            prepare_threshold=None,
+        )
     except psycopg.Error as exc:
-        yield fail("database reachable", type(exc).__name__,
-                   "check --database-url / DATABASE_URL (direct or session-mode connection)")
+        yield fail(
+            "database reachable",
+            type(exc).__name__,
+            "check --database-url / DATABASE_URL (direct or session-mode connection)",
+        )
         return
     with conn:
         yield ok("database reachable")
@@ -712,6 +924,8 @@ def run_checks(conninfo: str, settings: Settings, *, delivery: Delivery,
             try:
                 yield check(d)
             except psycopg.Error as exc:
-                yield fail(check.__name__.removeprefix("check_").replace("_", " "),
-                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
-                           "run doctor with an admin URL (--database-url, the postgres role)")
+                yield fail(
+                    check.__name__.removeprefix("check_").replace("_", " "),
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                    "run doctor with an admin URL (--database-url, the postgres role)",
+                )

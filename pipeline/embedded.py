@@ -146,8 +146,14 @@ def _initdb(pgdata: Path) -> None:
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
             user = "pgserver"
         initdb(
-            ["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres",
-             "--no-sync"],
+            [
+                "--auth=trust",
+                "--auth-local=trust",
+                "--encoding=utf8",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
             pgdata=pgdata,
             user=user,
         )
@@ -161,8 +167,7 @@ def _kill_orphans(pgdata: Path) -> None:
 
     for proc in psutil.process_iter(attrs=["name", "cmdline"]):
         if proc.info["name"] == "postgres" and str(pgdata) in (proc.info["cmdline"] or []):
-            log.warning("stopping a postgres left running on deleted %s (pid %s)",
-                        pgdata, proc.pid)
+            log.warning("stopping a postgres left running on deleted %s (pid %s)", pgdata, proc.pid)
             proc.terminate()
             try:
                 proc.wait(5)

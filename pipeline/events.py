@@ -17,9 +17,9 @@ class StageEventData(BaseModel):
     job_id: UUID
     user_id: UUID
     stage: str
-    reason: (
-        Literal["stage_changed", "sweep", "released", "transient", "retry", "replay"] | str
-    ) = "stage_changed"
+    reason: Literal["stage_changed", "sweep", "released", "transient", "retry", "replay"] | str = (
+        "stage_changed"
+    )
 
 
 class StageEvent(BaseModel):

@@ -26,8 +26,14 @@ from pipeline.models import Conversation, PersonNote, ReadStats
 from pipeline.text_safety import SafeJSONStream, clean_text
 from pipeline.timestamps import epoch_or_none
 
-__all__ = ["ExportReader", "NotAnExportError", "PersonNotes", "is_excluded",
-           "normalize_conversation", "open_export"]
+__all__ = [
+    "ExportReader",
+    "NotAnExportError",
+    "PersonNotes",
+    "is_excluded",
+    "normalize_conversation",
+    "open_export",
+]
 
 _BUF = 1 << 16
 
@@ -55,7 +61,10 @@ def _conversation_id(conv: dict[str, Any], index: int) -> tuple[str, bool]:
 
 
 def normalize_conversation(
-    conv: Any, index: int, *, max_message_chars: int = 200_000,
+    conv: Any,
+    index: int,
+    *,
+    max_message_chars: int = 200_000,
 ) -> Conversation | None:
     """One raw export conversation as a Conversation, or None when it must be skipped
     (not an object, or no object ``mapping``)."""
@@ -99,8 +108,9 @@ def normalize_conversation(
     if tally.canvas is not None and tally.canvas.timed_out:
         metadata["canvas_updates_timed_out"] = tally.canvas.timed_out
     notes = [
-        PersonNote(kind, text, when or create_time, when or update_time or create_time,
-                   index, ordinal)
+        PersonNote(
+            kind, text, when or create_time, when or update_time or create_time, index, ordinal
+        )
         for ordinal, (kind, text, when) in enumerate(tally.notes)
     ]
     return Conversation(
@@ -133,7 +143,7 @@ def _is_syntax_error(exc: BaseException) -> bool:
 
 
 def _where_broken(member: Member) -> str:
-    """"at line L, column C" of a member's syntax error; "here" when re-reading fails."""
+    """ "at line L, column C" of a member's syntax error; "here" when re-reading fails."""
     try:
         return json_break(member.open)
     except Exception:  # the member cannot be read again (a damaged zip): no position
@@ -155,14 +165,22 @@ class PersonNotes:
         key = (note.kind, note.text)
         have = self._seen.get(key)
         if have is None:
-            self._seen[key] = PersonNote(note.kind, note.text, note.first_time,
-                                         note.last_time, note.conversation_index, note.ordinal)
+            self._seen[key] = PersonNote(
+                note.kind,
+                note.text,
+                note.first_time,
+                note.last_time,
+                note.conversation_index,
+                note.ordinal,
+            )
             return
-        if note.first_time is not None and (have.first_time is None
-                                            or note.first_time < have.first_time):
+        if note.first_time is not None and (
+            have.first_time is None or note.first_time < have.first_time
+        ):
             have.first_time = note.first_time
-        if note.last_time is not None and (have.last_time is None
-                                           or note.last_time > have.last_time):
+        if note.last_time is not None and (
+            have.last_time is None or note.last_time > have.last_time
+        ):
             have.last_time = note.last_time
 
     def items(self, kind: str | None = None) -> list[PersonNote]:
@@ -182,8 +200,14 @@ class ExportReader:
     the value to resume from, even when the last items were not conversations.
     """
 
-    def __init__(self, path: str | Path, *, max_message_chars: int = 200_000,
-                 skip: int = 0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_message_chars: int = 200_000,
+        skip: int = 0,
+        name: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.name = name  # the person's file name, for messages (default: the path)
         self.max_message_chars = max_message_chars
@@ -223,8 +247,10 @@ class ExportReader:
                 why = _first_line(exc).replace(str(self.path), self.name or self.path.name)
                 if _is_syntax_error(exc):  # not cut short: broken where it stands
                     why = f"not valid JSON (it breaks {_where_broken(member)}: {why})"
-                self._warn(f"{member.name}: {why} (after {counter[0]:,} conversations "
-                           f"from the start, near byte {self._bytes_read:,} of this file)")
+                self._warn(
+                    f"{member.name}: {why} (after {counter[0]:,} conversations "
+                    f"from the start, near byte {self._bytes_read:,} of this file)"
+                )
                 if member.damaged:
                     return  # a salvaged zip: nothing after the break can be trusted
                 # Members of an intact zip (or folder) are separate files: one bad shard

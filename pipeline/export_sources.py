@@ -146,13 +146,16 @@ def _check_first(member: Member, where: str, label: str) -> None:
         prefix = json_prefix(member.open)
     except ijson.JSONError as exc:
         raise NotAnExportError(
-            where, f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
-            f"{json_break(member.open)}: {_first_line(exc)})") from exc
+            where,
+            f" is not a ChatGPT export: {what} is not valid JSON (it breaks "
+            f"{json_break(member.open)}: {_first_line(exc)})",
+        ) from exc
     except Exception as exc:  # zip and zlib raise a zoo of types for damaged archives
         # An OS error's text quotes a path on this machine: only its reason is said.
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
-        raise NotAnExportError(where, f": cannot read {member.name} ({why})",
-                               CORRUPT_EXPORT) from exc
+        raise NotAnExportError(
+            where, f": cannot read {member.name} ({why})", CORRUPT_EXPORT
+        ) from exc
     if prefix is not None:
         return
     with member.open() as stream:
@@ -161,7 +164,7 @@ def _check_first(member: Member, where: str, label: str) -> None:
     if not first:
         detail = f"{what} is empty"
     elif first == b"{":
-        detail = f"{what} is a JSON object without \"conversations\""
+        detail = f'{what} is a JSON object without "conversations"'
     else:
         try:
             with member.open() as stream:
@@ -169,8 +172,10 @@ def _check_first(member: Member, where: str, label: str) -> None:
                     pass
             detail = f"{what} does not hold a JSON array of conversations"
         except Exception as exc:  # a text file, an image, ...: not JSON at all
-            detail = (f"{what} is not valid JSON (it breaks "
-                      f"{json_break(member.open)}: {_first_line(exc)})")
+            detail = (
+                f"{what} is not valid JSON (it breaks "
+                f"{json_break(member.open)}: {_first_line(exc)})"
+            )
     raise NotAnExportError(where, f" is not a ChatGPT export: {detail}")
 
 
@@ -216,10 +221,9 @@ def _dir_members(p: Path, where: str) -> list[Member]:
     order = _member_order(names)
     if not order:
         raise NotAnExportError(
-            where, " is not a ChatGPT export: no conversations.json or "
-            "conversations-NNN.json in it")
-    return [Member(n, (lambda f=p / n: f.open("rb")), size=(p / n).stat().st_size)
-            for n in order]
+            where, " is not a ChatGPT export: no conversations.json or conversations-NNN.json in it"
+        )
+    return [Member(n, (lambda f=p / n: f.open("rb")), size=(p / n).stat().st_size) for n in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,19 +241,27 @@ def _zip_entries(p: Path, where: str) -> tuple[list[_Entry], str | None]:
     try:
         with zipfile.ZipFile(p) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir()]
-        return [_Entry(i.filename, _zip_opener(p, i.filename), i.file_size)
-                for i in infos], None
+        return [_Entry(i.filename, _zip_opener(p, i.filename), i.file_size) for i in infos], None
     except Exception as exc:  # BadZipFile mostly; damaged headers raise other types too
         try:
             found = zip_salvage.scan(p)
         except OSError as err:
-            raise NotAnExportError(where, f": cannot read ({err.strerror or 'I/O error'})",
-                                   ) from err
+            raise NotAnExportError(
+                where,
+                f": cannot read ({err.strerror or 'I/O error'})",
+            ) from err
         if not found:
-            raise NotAnExportError(where, f" is a damaged zip archive ({_first_line(exc)})",
-                                   CORRUPT_EXPORT) from exc
-        entries = [_Entry(e.name, (lambda e=e: zip_salvage.MemberStream(p, e)),
-                          e.size if e.method == 0 and e.size >= 0 else None) for e in found]
+            raise NotAnExportError(
+                where, f" is a damaged zip archive ({_first_line(exc)})", CORRUPT_EXPORT
+            ) from exc
+        entries = [
+            _Entry(
+                e.name,
+                (lambda e=e: zip_salvage.MemberStream(p, e)),
+                e.size if e.method == 0 and e.size >= 0 else None,
+            )
+            for e in found
+        ]
         return entries, "the zip archive is cut short or damaged (its directory is missing)"
 
 
@@ -258,17 +270,27 @@ def _zip_members(p: Path, where: str, label: str, *, nested_ok: bool) -> list[Me
     by_name = {e.name: e for e in entries}
     order = _member_order(list(by_name))
     if order:
-        return [Member(f"{label}:{n}", by_name[n].open, damaged=damaged,
-                       size=None if damaged else by_name[n].size) for n in order]
+        return [
+            Member(
+                f"{label}:{n}",
+                by_name[n].open,
+                damaged=damaged,
+                size=None if damaged else by_name[n].size,
+            )
+            for n in order
+        ]
     if nested_ok:
         nested = _nested_members(entries, where, label)
         if nested is not None:
             return nested
     if damaged:
-        raise NotAnExportError(where, f" is a damaged zip archive ({damaged}) and no "
-                               "conversations could be found in what is left", CORRUPT_EXPORT)
-    raise NotAnExportError(where, " is not a ChatGPT export: the zip holds no "
-                           "conversations.json")
+        raise NotAnExportError(
+            where,
+            f" is a damaged zip archive ({damaged}) and no "
+            "conversations could be found in what is left",
+            CORRUPT_EXPORT,
+        )
+    raise NotAnExportError(where, " is not a ChatGPT export: the zip holds no conversations.json")
 
 
 def _looks_like_export(name: str) -> bool:
@@ -280,8 +302,11 @@ def _looks_like_export(name: str) -> bool:
 
 def _natural_key(name: str) -> list[tuple[int, int | str]]:
     """Name order with numbers compared as numbers ("-2.zip" before "-10.zip")."""
-    return [(0, int(part)) if part.isdigit() else (1, part)
-            for part in re.split(r"(\d+)", name.lower()) if part]
+    return [
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", name.lower())
+        if part
+    ]
 
 
 def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Member] | None:
@@ -289,8 +314,11 @@ def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Membe
     privacy archive splits a large export into "...-chatgpt-0001.zip", "-0002.zip", ...,
     read in name order. One level only: a zip found in there is never opened further.
     None when no inner zip holds an export."""
-    zips = [e for e in entries if e.name.lower().endswith(".zip")
-            and "__MACOSX" not in PurePosixPath(e.name).parts]
+    zips = [
+        e
+        for e in entries
+        if e.name.lower().endswith(".zip") and "__MACOSX" not in PurePosixPath(e.name).parts
+    ]
     too_big: list[str] = []
     found: list[Member] = []
     for entry in sorted(zips, key=lambda e: _natural_key(e.name)):
@@ -305,21 +333,20 @@ def _nested_members(entries: list[_Entry], where: str, label: str) -> list[Membe
             with scratch.path.open("rb") as f:
                 if f.read(4) not in _ZIP_MAGIC:
                     continue
-            members = _zip_members(scratch.path, where, f"{label}:{entry.name}",
-                                   nested_ok=False)
+            members = _zip_members(scratch.path, where, f"{label}:{entry.name}", nested_ok=False)
         except NotAnExportError:
             continue
         except Exception:  # a damaged inner zip is just not the export
             continue
         # Each opener keeps the scratch copy alive; it is deleted once nobody holds one.
-        found.extend(Member(m.name, _keeping(scratch, m.open), m.damaged, m.size)
-                     for m in members)
+        found.extend(Member(m.name, _keeping(scratch, m.open), m.damaged, m.size) for m in members)
     # Refused when nothing else was found, or when the big one is named as part of the
     # export: importing the rest would leave part of it out without a word.
     refused = [n for n in too_big if _looks_like_export(n)] or (too_big if not found else [])
     if refused:
-        raise NotAnExportError(where, f": the zip inside it ({refused[0]}) is larger than "
-                               f"{NESTED_MAX_BYTES >> 30} GB")
+        raise NotAnExportError(
+            where, f": the zip inside it ({refused[0]}) is larger than {NESTED_MAX_BYTES >> 30} GB"
+        )
     return found or None
 
 

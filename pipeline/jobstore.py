@@ -328,9 +328,7 @@ class JobStore:
         vectors, or a newer import completed since: the completion guard's 55000)."""
         self._forget_progress(job_id)
         try:
-            return bool(
-                self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner))
-            )
+            return bool(self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner)))
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             raise StageError("not_completable", _refusal(exc)) from None
 

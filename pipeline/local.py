@@ -58,10 +58,12 @@ class LocalRuntime:
     """Context manager running receiver, relay and sweeper around local imports."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings.model_copy(update={
-            "webhook_secret": settings.webhook_secret or new_webhook_secret(),
-            "lease_seconds": min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
-        })
+        self.settings = settings.model_copy(
+            update={
+                "webhook_secret": settings.webhook_secret or new_webhook_secret(),
+                "lease_seconds": min(settings.lease_seconds, LOCAL_LEASE_SECONDS),
+            }
+        )
         self.admin_url = ""
         self.worker_url = ""
         self.bucket = LocalBucket(local_bucket_root(self.settings))
@@ -81,18 +83,29 @@ class LocalRuntime:
         self.admin_url = admin_url_for(self.settings)
         self.worker_url = worker_url(self.admin_url)
         self.store = JobStore(self.worker_url)
-        app = create_app(self.settings, conninfo=self.worker_url,
-                         runner=make_runner(self.settings, self.worker_url))
+        app = create_app(
+            self.settings,
+            conninfo=self.worker_url,
+            runner=make_runner(self.settings, self.worker_url),
+        )
         self._server = serve_in_thread(app, host="127.0.0.1", port=0)
-        self._relay = Relay(self.worker_url, self._server.url + "/webhooks/supabase",
-                            self.settings.webhook_secret or "")
+        self._relay = Relay(
+            self.worker_url,
+            self._server.url + "/webhooks/supabase",
+            self.settings.webhook_secret or "",
+        )
         self._relay.start()
-        self._sweeper = start_sweeper_loop(self.worker_url, self.settings,
-                                           SWEEP_INTERVAL_SECONDS, self._stop)
+        self._sweeper = start_sweeper_loop(
+            self.worker_url, self.settings, SWEEP_INTERVAL_SECONDS, self._stop
+        )
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         if self._relay is not None:
             self._relay.stop()
@@ -140,15 +153,18 @@ class LocalRuntime:
             ).fetchone()
             job = conn.execute(
                 "select id from public.import_jobs where object_id = %s and object_version = %s "
-                "order by created_at desc limit 1", (row[0], version)).fetchone()
+                "order by created_at desc limit 1",
+                (row[0], version),
+            ).fetchone()
         if job is None:
             raise RuntimeError("The upload created no import job: is the trigger installed?")
         return job[0]
 
     def soulprint_text(self, job_id: uuid.UUID) -> str | None:
         with psycopg.connect(self.admin_url) as conn:
-            row = conn.execute("select soulprint_text from public.soulprints where job_id = %s",
-                               (job_id,)).fetchone()
+            row = conn.execute(
+                "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
+            ).fetchone()
         return row[0] if row else None
 
 
@@ -161,7 +177,8 @@ class ImportAlreadyRunning(SoulprintError):
         super().__init__(
             f"an import is already running for this person: {job.id} ({job.stage}, from "
             f"{file}). Resume it with `soulprint-import run {file}` (same file name), or "
-            f"cancel it with `soulprint-import cancel {job.id}`.")
+            f"cancel it with `soulprint-import cancel {job.id}`."
+        )
 
 
 def upload_name(path: Path) -> str:

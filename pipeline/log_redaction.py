@@ -25,8 +25,16 @@ if TYPE_CHECKING:
 
 # Loggers that print request URLs. A logger's filters apply only to records created on that
 # very logger (not to its children), hence every httpcore logger by name.
-HTTP_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
-                "httpcore.http2", "httpcore.proxy", "httpcore.socks", "urllib3.connectionpool")
+HTTP_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+    "urllib3.connectionpool",
+)
 
 # scheme://host/path?query -> scheme://host/path?[redacted]; stops at whitespace and quotes.
 _URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>?]*)\?[^\s\"'<>]*")
@@ -83,7 +91,8 @@ def install_for(settings: Settings) -> None:
     from urllib.parse import urlsplit
 
     secrets: list[str | None] = [
-        value for name, info in type(settings).model_fields.items()
+        value
+        for name, info in type(settings).model_fields.items()
         if not info.repr and isinstance(value := getattr(settings, name), str)
     ]
     database_url = getattr(settings, "database_url", None)

@@ -85,7 +85,7 @@ def _fenced(text: str) -> str:
     last = text.rfind(_FENCE)
     if not text.lstrip().startswith(_PREAMBLE) or first < 0 or last <= first:
         return text.strip()
-    return text[first + len(_FENCE):last].strip()
+    return text[first + len(_FENCE) : last].strip()
 
 
 def _rendered_sections(text: str) -> list[tuple[str, str]]:
@@ -114,8 +114,10 @@ def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
     elif type(meta) is dict:
         data = meta.get("user_context_message_data")
         if type(data) is dict:
-            for key, kind in (("about_user_message", "about_user"),
-                              ("about_model_message", "about_model")):
+            for key, kind in (
+                ("about_user_message", "about_user"),
+                ("about_model_message", "about_model"),
+            ):
                 value = data.get(key)
                 if isinstance(value, str):
                     found.append((kind, value.strip()))
@@ -126,14 +128,16 @@ def _custom_instruction_texts(content: Any, meta: Any) -> list[tuple[str, str]]:
     return [(kind, clean_text(text)) for kind, text in found if text]
 
 
-def _uncounted(msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: ThreadTally
-               ) -> None:
+def _uncounted(
+    msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: ThreadTally
+) -> None:
     """Tally a node that is not a counted message (the rare path, kept out of the loop)."""
     meta = msg.get("metadata")
     recipient = msg.get("recipient")
     when = epoch_or_none(msg.get("create_time"))
     if ctype == "user_editable_context" or (
-            type(meta) is dict and meta.get("is_user_system_message") is True):
+        type(meta) is dict and meta.get("is_user_system_message") is True
+    ):
         tally.custom_instructions = True
         for kind, text in _custom_instruction_texts(msg.get("content"), meta):
             tally.notes.append((kind, text, when))
@@ -156,7 +160,9 @@ def _uncounted(msg: dict[str, Any], role: Any, ctype: Any, hidden: bool, tally: 
 
 
 def thread_messages(
-    thread: list[dict[str, Any]], max_chars: int, tally: ThreadTally,
+    thread: list[dict[str, Any]],
+    max_chars: int,
+    tally: ThreadTally,
 ) -> list[Message]:
     """Counted messages of ``thread`` (root to leaf), texts cleaned and cut at ``max_chars``.
 
@@ -174,13 +180,14 @@ def thread_messages(
         content = msg.get("content")
         ctype = content.get("content_type") if content.__class__ is dict else None
         meta = msg.get("metadata")
-        hidden = meta.__class__ is dict and \
-            meta.get("is_visually_hidden_from_conversation") is True
+        hidden = meta.__class__ is dict and meta.get("is_visually_hidden_from_conversation") is True
         if (
             hidden
             or ctype not in COUNTED_TYPES
-            or (role != "user" and (role != "assistant"
-                                    or msg.get("recipient") not in _ALL_RECIPIENTS))
+            or (
+                role != "user"
+                and (role != "assistant" or msg.get("recipient") not in _ALL_RECIPIENTS)
+            )
         ):
             _uncounted(msg, role, ctype, hidden, tally)
             continue

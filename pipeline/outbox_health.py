@@ -34,8 +34,10 @@ class OutboxLag:
 
     def as_json(self) -> dict[str, object]:
         age = None if self.oldest_age_s is None else round(self.oldest_age_s, 1)
-        return {"unacknowledged_events": self.unacknowledged,
-                "oldest_unacknowledged_event_age_s": age}
+        return {
+            "unacknowledged_events": self.unacknowledged,
+            "oldest_unacknowledged_event_age_s": age,
+        }
 
 
 def outbox_lag(row: tuple[int, float | None] | dict[str, object]) -> OutboxLag:

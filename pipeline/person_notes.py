@@ -54,21 +54,24 @@ def _epoch(value: float | None) -> float | None:
     return value if value is not None and 0.0 <= value <= MAX_EPOCH else None
 
 
-def store(conn: psycopg.Connection, job_id: Any, user_id: Any,
-          notes: Iterable[PersonNote]) -> None:
+def store(conn: psycopg.Connection, job_id: Any, user_id: Any, notes: Iterable[PersonNote]) -> None:
     """Upsert ``notes`` (de-duplicated already or not) for the job; no commit."""
     batch = list(notes)
     if not batch:
         return
-    conn.execute(UPSERT_NOTES, {
-        "job": job_id, "user": user_id,
-        "kinds": [n.kind for n in batch],
-        "notes": [n.text for n in batch],
-        "first_at": [_epoch(n.first_time) for n in batch],
-        "last_at": [_epoch(n.last_time) for n in batch],
-        "convs": [n.conversation_index for n in batch],
-        "ords": [n.ordinal for n in batch],
-    })
+    conn.execute(
+        UPSERT_NOTES,
+        {
+            "job": job_id,
+            "user": user_id,
+            "kinds": [n.kind for n in batch],
+            "notes": [n.text for n in batch],
+            "first_at": [_epoch(n.first_time) for n in batch],
+            "last_at": [_epoch(n.last_time) for n in batch],
+            "convs": [n.conversation_index for n in batch],
+            "ords": [n.ordinal for n in batch],
+        },
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -81,6 +84,7 @@ def load(conn: psycopg.Connection, job_id: Any) -> dict[str, list[dict[str, Any]
     out: dict[str, list[dict[str, Any]]] = {"self_description": [], "memory_notes": []}
     for kind, note, first, last in conn.execute(SELECT_NOTES, {"job": job_id}).fetchall():
         key = "memory_notes" if kind == MEMORY_KIND else "self_description"
-        out[key].append({"text": note, "kind": kind, "first_seen": _iso(first),
-                         "last_seen": _iso(last)})
+        out[key].append(
+            {"text": note, "kind": kind, "first_seen": _iso(first), "last_seen": _iso(last)}
+        )
     return out

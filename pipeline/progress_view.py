@@ -48,8 +48,11 @@ def _size(n: float) -> str:
 
 
 def _value(stage: str, job: Any) -> float:
-    return {"downloading": job.bytes_done, "parsing": job.conversations,
-            "embedding": job.embedded_chunks}.get(stage, 0) or 0
+    return {
+        "downloading": job.bytes_done,
+        "parsing": job.conversations,
+        "embedding": job.embedded_chunks,
+    }.get(stage, 0) or 0
 
 
 def _parse_bytes(job: Any) -> tuple[float, float]:
@@ -62,8 +65,9 @@ def _counts(stage: str, job: Any) -> str:
     if stage == "downloading":
         return _size(job.bytes_done)
     if stage == "parsing":
-        return (f"{job.conversations:,} conversations  {job.messages:,} messages  "
-                f"{job.chunks:,} chunks")
+        return (
+            f"{job.conversations:,} conversations  {job.messages:,} messages  {job.chunks:,} chunks"
+        )
     if stage == "embedding":
         return f"{job.embedded_chunks:,}/{job.chunks:,} chunks"
     return ""
@@ -88,12 +92,16 @@ class ProgressView:
         for done in ORDER:
             secs = _seconds(timings.get(done))
             if done not in self._printed and secs is not None:
-                self._write(f"{LABELS[done]:<24}{_counts(done, job):<52} done in {secs:,.1f}s",
-                            newline=True)
+                self._write(
+                    f"{LABELS[done]:<24}{_counts(done, job):<52} done in {secs:,.1f}s", newline=True
+                )
                 self._printed.add(done)
         if stage != self._stage:
-            self._stage, self._started, self._start_value = stage, time.monotonic(), _value(
-                stage, job)
+            self._stage, self._started, self._start_value = (
+                stage,
+                time.monotonic(),
+                _value(stage, job),
+            )
             self._start_bytes = _parse_bytes(job)[0] if stage == "parsing" else 0.0
             self._first_move = None
         if stage in LABELS and stage not in self._printed:
@@ -116,19 +124,29 @@ class ProgressView:
         label = f"{LABELS[stage]:<24}"
         if stage == "downloading":
             total = job.bytes_total or 0
-            return (label + f"{_bar(value, total)}  {_size(value)}/{_size(total)}"
-                    f"  {_size(rate)}/s" + _eta(value, total, rate))
+            return (
+                label + f"{_bar(value, total)}  {_size(value)}/{_size(total)}"
+                f"  {_size(rate)}/s" + _eta(value, total, rate)
+            )
         if stage == "parsing":
             read, total = _parse_bytes(job)
             if not total:
                 return label + _counts(stage, job) + f"  {rate:,.0f} conv/s"
             byte_rate = max(0.0, read - self._start_bytes) / elapsed
-            return (label + _bar(read, total) + "  " + _counts(stage, job)
-                    + _eta(read, total, byte_rate))
+            return (
+                label
+                + _bar(read, total)
+                + "  "
+                + _counts(stage, job)
+                + _eta(read, total, byte_rate)
+            )
         if stage == "embedding":
             total = job.chunks or 0
-            return (label + f"{_bar(value, total)}  {value:,}/{total:,} chunks"
-                    + self._moving_rate(value, total, "chunks/s"))
+            return (
+                label
+                + f"{_bar(value, total)}  {value:,}/{total:,} chunks"
+                + self._moving_rate(value, total, "chunks/s")
+            )
         return label + f"{elapsed:,.0f}s"
 
     def _moving_rate(self, value: float, total: float, unit: str) -> str:

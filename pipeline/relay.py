@@ -153,9 +153,7 @@ class HttpTransport:
             return Attempt(None, elapsed, f"{type(exc).__name__}: {exc}"[:500])
         elapsed = (time.perf_counter() - started) * 1000
         error = None if resp.is_success else f"HTTP {resp.status_code}: {resp.text[:300]}"
-        return Attempt(
-            resp.status_code, elapsed, error, retry_after_seconds(resp.headers)
-        )
+        return Attempt(resp.status_code, elapsed, error, retry_after_seconds(resp.headers))
 
     def close(self) -> None:
         self._client.close()

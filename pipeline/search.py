@@ -98,8 +98,9 @@ select id, conversation_id, conversation_title, content, first_message_at, last_
 def act_as(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> None:
     """For the rest of the current transaction, be ``user_id`` the way PostgREST makes a
     request be: claims in ``request.jwt.claims``, role ``authenticated``."""
-    claims = orjson.dumps({"sub": str(user_id), "role": "authenticated",
-                           "aud": "authenticated"}).decode()
+    claims = orjson.dumps(
+        {"sub": str(user_id), "role": "authenticated", "aud": "authenticated"}
+    ).decode()
     conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
     conn.execute("set local role authenticated")
 
@@ -110,8 +111,7 @@ def current_import(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Target:
         act_as(conn, user_id)
         row = conn.execute(CURRENT_IMPORT_SQL).fetchone()
     if row is None:
-        raise NoImport("There is nothing to search yet: no import of this person has "
-                       "completed.")
+        raise NoImport("There is nothing to search yet: no import of this person has completed.")
     values = list(row.values()) if isinstance(row, dict) else list(row)
     return Target(values[0], values[1], values[2])
 
@@ -125,13 +125,15 @@ def embed_query(embedder: Embedder, target: Target, text: str) -> np.ndarray:
     """
     if target.embedding_model is None:
         raise NoImport("This import has no embedded memories to search by meaning.")
-    if not comparable(embedder.model, embedder.dimensions,
-                      target.embedding_model, target.embedding_dim):
+    if not comparable(
+        embedder.model, embedder.dimensions, target.embedding_model, target.embedding_dim
+    ):
         raise ModelMismatch(
             f"This import was embedded with {target.embedding_model} "
             f"({target.embedding_dim} dimensions) but the configured embedder is "
             f"{embedder.model} ({embedder.dimensions}); "
-            f"{setting_hint(target.embedding_model, target.embedding_dim)}.")
+            f"{setting_hint(target.embedding_model, target.embedding_dim)}."
+        )
     return embedder.embed([text[:MAX_QUERY_CHARS]])[0]
 
 
@@ -162,7 +164,9 @@ def match_memories(
     params = {
         "embedding": vector_text(vector) if vector is not None and mode != "lexical" else None,
         "text": text[:MAX_QUERY_CHARS] if mode != "vector" else None,
-        "limit": limit, "model": model, "rrf_k": rrf_k,
+        "limit": limit,
+        "model": model,
+        "rrf_k": rrf_k,
     }
     try:
         with conn.transaction():
@@ -170,8 +174,9 @@ def match_memories(
             cur = conn.execute(MATCH_SQL, params)
             rows = cur.fetchall()
     except psycopg.errors.NoDataFound as exc:
-        raise NoImport("There is nothing to search yet: no import of this person has "
-                       "completed.") from exc
+        raise NoImport(
+            "There is nothing to search yet: no import of this person has completed."
+        ) from exc
     hits = []
     for row in rows:
         values = list(row.values()) if isinstance(row, dict) else list(row)

@@ -42,8 +42,9 @@ ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/chunker.
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir(
-        "soulprint-import"))
+    return Path(
+        os.environ.get("SOULPRINT_DATA_DIR") or platformdirs.user_data_dir("soulprint-import")
+    )
 
 
 def default_model_cache_dir() -> Path | None:
@@ -63,8 +64,7 @@ class Settings(BaseModel):
     # POST /v1/search and `search` log in as import_searcher, the one role that may become a
     # person (never the worker's DATABASE_URL). Local mode: derived from the embedded server.
     search_database_url: str | None = Field(default=None, repr=False)
-    data_dir: Path = Field(default_factory=default_data_dir,
-                           validation_alias="SOULPRINT_DATA_DIR")
+    data_dir: Path = Field(default_factory=default_data_dir, validation_alias="SOULPRINT_DATA_DIR")
 
     # Standard Webhooks secrets (whsec_...). The previous one is accepted during rotation.
     webhook_secret: str | None = Field(default=None, repr=False)
@@ -72,8 +72,7 @@ class Settings(BaseModel):
     receiver_url: str | None = None  # where the relay posts events
     # Real events are under 1 KB; every byte is held before the signature is checked, so an
     # unsigned caller must not get to park much memory here (security review finding 6).
-    max_body_bytes: int = Field(default=64 * 1024, gt=0,
-                                validation_alias="MAX_WEBHOOK_BODY_BYTES")
+    max_body_bytes: int = Field(default=64 * 1024, gt=0, validation_alias="MAX_WEBHOOK_BODY_BYTES")
     # A webhook body not fully sent within this many seconds is cut off (408): slow senders
     # would otherwise hold a connection and its buffer for as long as they like.
     webhook_body_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -91,8 +90,9 @@ class Settings(BaseModel):
     search_rate_per_minute: int = Field(default=30, ge=1)  # per person, per service instance
     search_max_body_bytes: int = Field(default=8192, gt=0)
     # Local mode: the "imports" bucket is a directory.
-    local_bucket_dir: Path | None = Field(default=None,
-                                          validation_alias="SOULPRINT_LOCAL_BUCKET_DIR")
+    local_bucket_dir: Path | None = Field(
+        default=None, validation_alias="SOULPRINT_LOCAL_BUCKET_DIR"
+    )
 
     # Svix mode: the relay hands events to Svix instead of posting them itself.
     svix_api_key: str | None = Field(default=None, repr=False)
@@ -107,8 +107,7 @@ class Settings(BaseModel):
     embedding_concurrency: int = Field(default=4, ge=1)  # openai: requests in flight at once
     minilm_precision: Literal["int8", "float32"] = "int8"  # int8 fast; float32 ~2x the CPU
     # Where minilm keeps the ONNX graph it builds once (None: <data_dir>/models).
-    model_cache_dir: Path | None = Field(default=None,
-                                         validation_alias="SOULPRINT_MODEL_CACHE_DIR")
+    model_cache_dir: Path | None = Field(default=None, validation_alias="SOULPRINT_MODEL_CACHE_DIR")
 
     llm_provider: LlmProvider | None = None  # None: offline soulprint
     llm_base_url: str | None = None
@@ -142,8 +141,10 @@ class Settings(BaseModel):
     def _no_wildcard_proxy(cls, value: str) -> str:
         """'*' would let any caller claim any client address in X-Forwarded-For."""
         if "*" in (part.strip() for part in value.split(",")):
-            raise ValueError("'*' trusts forwarded headers from anyone; list the proxy's "
-                             "addresses or CIDRs (e.g. Render's internal range) instead")
+            raise ValueError(
+                "'*' trusts forwarded headers from anyone; list the proxy's "
+                "addresses or CIDRs (e.g. Render's internal range) instead"
+            )
         return value
 
     @classmethod
@@ -160,7 +161,10 @@ class _FromEnvironment(BaseSettings, Settings):
     """``Settings`` whose values come from the environment (the same fields, read once)."""
 
     model_config = SettingsConfigDict(
-        frozen=True, populate_by_name=True, extra="ignore", env_ignore_empty=True,
+        frozen=True,
+        populate_by_name=True,
+        extra="ignore",
+        env_ignore_empty=True,
         case_sensitive=False,
     )
 

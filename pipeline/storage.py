@@ -36,8 +36,16 @@ class Fetched:
 
 
 class ObjectSource(Protocol):
-    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
-              progress: ProgressFn) -> Fetched: ...
+    def fetch(
+        self,
+        bucket: str,
+        name: str,
+        dest: Path,
+        *,
+        owner: UUID,
+        max_bytes: int,
+        progress: ProgressFn,
+    ) -> Fetched: ...
 
     def delete(self, bucket: str, name: str, *, owner: UUID) -> bool: ...
 
@@ -55,16 +63,19 @@ def check_object_name(name: str, owner: UUID) -> None:
     turns names into paths.
     """
     parts = name.split("/")
-    if ("\\" in name or len(parts) < 2 or parts[0].lower() != str(owner)
-            or any(p in ("", ".", "..") for p in parts)):
+    if (
+        "\\" in name
+        or len(parts) < 2
+        or parts[0].lower() != str(owner)
+        or any(p in ("", ".", "..") for p in parts)
+    ):
         raise bad_object()
 
 
 def too_large(size: int, limit: int) -> StageError:
     return StageError(
         "file_too_large",
-        f"The export is {human_bytes(size)}, over the {human_bytes(limit)} limit for one "
-        "import.",
+        f"The export is {human_bytes(size)}, over the {human_bytes(limit)} limit for one import.",
     )
 
 
@@ -104,8 +115,16 @@ class LocalBucket:
             raise bad_object()
         return path
 
-    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
-              progress: ProgressFn) -> Fetched:
+    def fetch(
+        self,
+        bucket: str,
+        name: str,
+        dest: Path,
+        *,
+        owner: UUID,
+        max_bytes: int,
+        progress: ProgressFn,
+    ) -> Fetched:
         src = self.object_path(bucket, name, owner)
         if not src.is_file():
             raise StageError("object_missing", "The uploaded file is no longer in storage.")
@@ -113,8 +132,9 @@ class LocalBucket:
         if size > max_bytes:
             raise too_large(size, max_bytes)
         with open(src, "rb") as f:
-            return _copy_stream(iter(lambda: f.read(COPY_BLOCK), b""), dest,
-                                max_bytes=max_bytes, progress=progress)
+            return _copy_stream(
+                iter(lambda: f.read(COPY_BLOCK), b""), dest, max_bytes=max_bytes, progress=progress
+            )
 
     def delete(self, bucket: str, name: str, *, owner: UUID) -> bool:
         """Remove the stored export; False when it was already gone."""
@@ -159,8 +179,11 @@ class SupabaseBucket:
         client = create_client(
             self.url,
             self.anon_key,
-            ClientOptions(headers={"Authorization": f"Bearer {self.worker_jwt}"},
-                          auto_refresh_token=False, persist_session=False),
+            ClientOptions(
+                headers={"Authorization": f"Bearer {self.worker_jwt}"},
+                auto_refresh_token=False,
+                persist_session=False,
+            ),
         )
         return client.storage.from_(bucket)
 
@@ -174,15 +197,24 @@ class SupabaseBucket:
             if status >= 500:
                 raise TransientError(f"Storage answered {status}") from exc
             # Storage answers "not found" for objects the worker's role may not read.
-            raise StageError("object_missing",
-                             "The uploaded file could not be found in storage.") from exc
+            raise StageError(
+                "object_missing", "The uploaded file could not be found in storage."
+            ) from exc
         url = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
             raise StageError("object_missing", "The uploaded file could not be found in storage.")
         return url
 
-    def fetch(self, bucket: str, name: str, dest: Path, *, owner: UUID, max_bytes: int,
-              progress: ProgressFn) -> Fetched:
+    def fetch(
+        self,
+        bucket: str,
+        name: str,
+        dest: Path,
+        *,
+        owner: UUID,
+        max_bytes: int,
+        progress: ProgressFn,
+    ) -> Fetched:
         check_object_name(name, owner)
         url = self.signed_url(bucket, name)
         timeout = httpx.Timeout(30.0, read=120.0)
@@ -194,8 +226,9 @@ class SupabaseBucket:
             length = int(resp.headers.get("content-length") or 0)
             if length > max_bytes:
                 raise too_large(length, max_bytes)
-            return _copy_stream(resp.iter_bytes(COPY_BLOCK), dest,
-                                max_bytes=max_bytes, progress=progress)
+            return _copy_stream(
+                resp.iter_bytes(COPY_BLOCK), dest, max_bytes=max_bytes, progress=progress
+            )
 
     def delete(self, bucket: str, name: str, *, owner: UUID) -> bool:
         """Delete through the Storage API as the worker's role (RLS: bucket `imports` only).
@@ -215,8 +248,9 @@ class SupabaseBucket:
 
 def object_source(settings: Settings) -> ObjectSource:
     if settings.supabase_url and settings.supabase_worker_jwt:
-        return SupabaseBucket(settings.supabase_url, settings.supabase_anon_key or "",
-                              settings.supabase_worker_jwt)
+        return SupabaseBucket(
+            settings.supabase_url, settings.supabase_anon_key or "", settings.supabase_worker_jwt
+        )
     return LocalBucket(local_bucket_root(settings))
 
 

@@ -51,7 +51,10 @@ def run_sweep(
             "sweep: %d event(s) undelivered, the oldest for %.0f s (over %.0f s): check "
             "delivery (pg_net and Vault on hosted Supabase, or the relay) and the receiver; "
             "`soulprint-import doctor` checks each piece",
-            lag.unacknowledged, lag.oldest_age_s, UNDELIVERED_WARN_SECONDS)
+            lag.unacknowledged,
+            lag.oldest_age_s,
+            UNDELIVERED_WARN_SECONDS,
+        )
     if pruned:
         log.info("sweep: pruned %d old webhook receipts", pruned)
     actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]

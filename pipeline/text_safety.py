@@ -29,8 +29,7 @@ _SURROGATE_HINT = re.compile(rb"\\u[dD]")
 _BOM = codecs.BOM_UTF8
 # The end of a block that may be the start of a CESU-8 surrogate pair: held back until
 # the next block says how it goes on.
-_CESU_OPEN_TAIL = re.compile(
-    rb"\xed(?:[\xa0-\xbf]|[\xa0-\xaf][\x80-\xbf](?:\xed[\xb0-\xbf]?)?)?\Z")
+_CESU_OPEN_TAIL = re.compile(rb"\xed(?:[\xa0-\xbf]|[\xa0-\xaf][\x80-\xbf](?:\xed[\xb0-\xbf]?)?)?\Z")
 _CESU_ERRORS = "soulprint-cesu8"
 _TAIL = 12  # longest escape we must see whole: a surrogate pair "\\ud83d\\ude00"
 
@@ -52,7 +51,7 @@ def _cesu8_or_replace(exc: UnicodeError) -> tuple[str, int]:
     up afterwards by :func:`_pair_surrogates`); any other invalid byte run one U+FFFD."""
     if not isinstance(exc, UnicodeDecodeError):
         raise exc
-    b = exc.object[exc.start:exc.start + 3]
+    b = exc.object[exc.start : exc.start + 3]
     if len(b) == 3 and b[0] == 0xED and 0xA0 <= b[1] <= 0xBF and 0x80 <= b[2] <= 0xBF:
         return chr(0xD000 | ((b[1] & 0x3F) << 6) | (b[2] & 0x3F)), exc.start + 3
     return "\ufffd", exc.end
@@ -115,7 +114,7 @@ class SafeJSONStream:
                 self.bytes_read = len(chunk)
                 self._started = True
                 if chunk.startswith(_BOM):
-                    chunk = chunk[len(_BOM):]
+                    chunk = chunk[len(_BOM) :]
                     if not chunk:
                         continue  # the BOM was all of this read, not the end of the file
             if not chunk:
@@ -124,8 +123,10 @@ class SafeJSONStream:
                 self._carry = self._repair_escapes(self._carry + tail)
                 continue
             chunk = self._repair_utf8(chunk)
-            if not self._carry and (b"\\" not in chunk or (
-                    b"\\" not in chunk[-_TAIL:] and not _SURROGATE_HINT.search(chunk))):
+            if not self._carry and (
+                b"\\" not in chunk
+                or (b"\\" not in chunk[-_TAIL:] and not _SURROGATE_HINT.search(chunk))
+            ):
                 if chunk:
                     return chunk  # nothing to repair and nothing can straddle: no copy
                 continue
@@ -146,7 +147,7 @@ class SafeJSONStream:
             consumed = codecs.utf_8_decode(chunk, "strict", False)[1]
         except UnicodeDecodeError:
             held = _CESU_OPEN_TAIL.search(chunk, max(0, len(chunk) - 5))
-            body = chunk[:held.start()] if held else chunk
+            body = chunk[: held.start()] if held else chunk
             text, consumed = codecs.utf_8_decode(body, _CESU_ERRORS, False)
             self._utf8_tail = chunk[consumed:]
             return _pair_surrogates(text).encode("utf-8")

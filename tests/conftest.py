@@ -49,8 +49,11 @@ def _create_db(server_url: str, name: str, template: str = "template0") -> None:
         if template != "template0":
             # A template gives its contents, not the database's own grants: carry those
             # over, so every clone has the migrated ACL (no TEMP for the worker, issue 8 F1).
-            conn.execute("update pg_database set datacl = (select datacl from pg_database"
-                         " where datname = %s) where datname = %s", (template, name))
+            conn.execute(
+                "update pg_database set datacl = (select datacl from pg_database"
+                " where datname = %s) where datname = %s",
+                (template, name),
+            )
 
 
 def _drop_db(server_url: str, name: str) -> None:

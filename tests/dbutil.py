@@ -59,8 +59,13 @@ def upload_object(
     version = version or str(uuid.uuid4())
     path = f"{user_id}/{name}"
     etag = hashlib.md5(f"{path}:{version}".encode()).hexdigest()
-    metadata = {"size": size, "mimetype": mimetype, "eTag": f'"{etag}"',
-                "contentLength": size, "cacheControl": "max-age=3600"}
+    metadata = {
+        "size": size,
+        "mimetype": mimetype,
+        "eTag": f'"{etag}"',
+        "contentLength": size,
+        "cacheControl": "max-age=3600",
+    }
     sql = """
         insert into storage.objects (bucket_id, name, owner, owner_id, metadata, version)
         values (%s, %s, %s, %s, %s, %s)
@@ -141,13 +146,12 @@ def walk_to(conninfo: str, job_id: uuid.UUID, target: str, owner: str = "test-wa
             ).fetchone()[0]
             if stage == target:
                 return
-            conn.execute(
-                "select public.claim_import_job(%s, %s, %s, 60)", (job_id, stage, owner)
-            )
+            conn.execute("select public.claim_import_job(%s, %s, %s, 60)", (job_id, stage, owner))
             if stage == "generating_soulprint":  # its own transition: the soulprint shows
                 nxt = conn.execute(
                     "select public.show_import_soulprint(%s, %s, '{}', %s)",
-                    (job_id, owner, SOULPRINT_OF_WALK_TO)).fetchone()[0]
+                    (job_id, owner, SOULPRINT_OF_WALK_TO),
+                ).fetchone()[0]
             else:
                 nxt = conn.execute(
                     "select public.advance_import_job(%s, %s, %s)", (job_id, owner, stage)
@@ -157,8 +161,14 @@ def walk_to(conninfo: str, job_id: uuid.UUID, target: str, owner: str = "test-wa
     raise AssertionError(f"job {job_id} never reached {target}")
 
 
-def finish_import(store: JobStore, conninfo: str, job_id: uuid.UUID, soulprint_text: str,
-                  profile: dict[str, object] | None = None, owner: str = "w") -> None:
+def finish_import(
+    store: JobStore,
+    conninfo: str,
+    job_id: uuid.UUID,
+    soulprint_text: str,
+    profile: dict[str, object] | None = None,
+    owner: str = "w",
+) -> None:
     """From wherever the job is to `complete` through the real transitions, showing
     ``soulprint_text`` when the soulprint stage ends (``conninfo``: an admin URL)."""
     walk_to(conninfo, job_id, "generating_soulprint")

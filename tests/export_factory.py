@@ -37,8 +37,12 @@ import orjson
 
 ERAS: tuple[str, ...] = ("2023", "2024", "2025", "2026")
 _NS = uuid.UUID("6f1c2b1e-5d0a-4c1e-9b7e-2f3a4b5c6d7e")
-_BASE_TIME = {"2023": 1_690_000_000.0, "2024": 1_720_000_000.0, "2025": 1_750_000_000.0,
-              "2026": 1_770_000_000.0}
+_BASE_TIME = {
+    "2023": 1_690_000_000.0,
+    "2024": 1_720_000_000.0,
+    "2025": 1_750_000_000.0,
+    "2026": 1_770_000_000.0,
+}
 _PROSE = (
     "the garden needs water before the heat comes back and I still have to fix the "
     "bike chain tomorrow morning maybe after coffee with Ana because she knows more "
@@ -125,21 +129,36 @@ def custom_instructions_message(era: str = "2024") -> dict[str, Any]:
     how = "Answer briefly, in plain words."
     if era == "2023":
         return make_message(
-            "system", f"User profile: {about}\nInstructions: {how}", era=era, hidden=True,
-            metadata={"is_user_system_message": True,
-                      "user_context_message_data": {"about_user_message": about,
-                                                    "about_model_message": how}},
+            "system",
+            f"User profile: {about}\nInstructions: {how}",
+            era=era,
+            hidden=True,
+            metadata={
+                "is_user_system_message": True,
+                "user_context_message_data": {
+                    "about_user_message": about,
+                    "about_model_message": how,
+                },
+            },
         )
     return make_message(
-        "user", era=era, hidden=True,
-        content={"content_type": "user_editable_context", "user_profile": about,
-                 "user_instructions": how},
+        "user",
+        era=era,
+        hidden=True,
+        content={
+            "content_type": "user_editable_context",
+            "user_profile": about,
+            "user_instructions": how,
+        },
     )
 
 
 def add_node(
-    conv: dict[str, Any], message: dict[str, Any] | None, parent: str | None,
-    *, node_id: str | None = None,
+    conv: dict[str, Any],
+    message: dict[str, Any] | None,
+    parent: str | None,
+    *,
+    node_id: str | None = None,
 ) -> str:
     """Add a node under ``parent`` (keeps ``children`` lists when the era has them).
 
@@ -194,24 +213,27 @@ def make_conversation(
         "id": conv_id,
     }
     if era != "2023":
-        conv.update(conversation_id=conv_id, default_model_slug="gpt-4o", gizmo_id=None,
-                    is_archived=False)
+        conv.update(
+            conversation_id=conv_id, default_model_slug="gpt-4o", gizmo_id=None, is_archived=False
+        )
     if era in ("2025", "2026"):
-        conv.update(conversation_template_id=None, safe_urls=[], async_status=None,
-                    disabled_tool_ids=[])
+        conv.update(
+            conversation_template_id=None, safe_urls=[], async_status=None, disabled_tool_ids=[]
+        )
     conv["_era"] = era  # read by add_node, removed below
     last = add_node(conv, None, None, node_id=_uuid("root", conv_id))
-    last = add_node(conv, make_message("system", "", era=era, hidden=True,
-                                       create_time=None), last)
+    last = add_node(conv, make_message("system", "", era=era, hidden=True, create_time=None), last)
     if custom_instructions:
         last = add_node(conv, custom_instructions_message(era), last)
     if messages is None:
         messages = [
             make_message(
                 role,
-                sample_text(user_chars if role == "user" else assistant_chars,
-                            seed=index * 7919 + k),
-                era=era, create_time=start + 30.0 * (k + 1),
+                sample_text(
+                    user_chars if role == "user" else assistant_chars, seed=index * 7919 + k
+                ),
+                era=era,
+                create_time=start + 30.0 * (k + 1),
             )
             for k, role in ((k, "user" if k % 2 == 0 else "assistant") for k in range(n_messages))
         ]
@@ -223,7 +245,10 @@ def make_conversation(
 
 
 def make_export(
-    n_conversations: int, messages_per_conversation: int = 4, *, era: str = "2024",
+    n_conversations: int,
+    messages_per_conversation: int = 4,
+    *,
+    era: str = "2024",
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """``n_conversations`` conversations of ``era`` (or ``"mixed"``: eras in turn).
@@ -241,13 +266,21 @@ def make_export(
 def dumps(conversations: Any, *, pretty: bool = False, ascii: bool = False) -> bytes:
     """Serialize like an export: minified one line by default, or indented, or ASCII-escaped."""
     if ascii:
-        return json.dumps(conversations, ensure_ascii=True, indent=2 if pretty else None,
-                          separators=None if pretty else (",", ":")).encode("ascii")
+        return json.dumps(
+            conversations,
+            ensure_ascii=True,
+            indent=2 if pretty else None,
+            separators=None if pretty else (",", ":"),
+        ).encode("ascii")
     return orjson.dumps(conversations, option=orjson.OPT_INDENT_2 if pretty else 0)
 
 
 def write_json(
-    path: str | Path, conversations: Any, *, pretty: bool = False, ascii: bool = False,
+    path: str | Path,
+    conversations: Any,
+    *,
+    pretty: bool = False,
+    ascii: bool = False,
     wrap: bool = False,
 ) -> Path:
     """Write ``conversations.json`` (any name); ``wrap`` gives ``{"conversations": [...]}``."""
@@ -258,7 +291,9 @@ def write_json(
 
 
 def _shards(conversations: Sequence[Any], per_shard: int) -> list[Sequence[Any]]:
-    return [conversations[i:i + per_shard] for i in range(0, len(conversations), per_shard)] or [[]]
+    return [conversations[i : i + per_shard] for i in range(0, len(conversations), per_shard)] or [
+        []
+    ]
 
 
 def _extras() -> dict[str, bytes]:
@@ -271,8 +306,13 @@ def _extras() -> dict[str, bytes]:
 
 
 def write_dir(
-    path: str | Path, conversations: Sequence[Any], *, split: bool = False,
-    per_shard: int = 2, pretty: bool = False, extras: bool = True,
+    path: str | Path,
+    conversations: Sequence[Any],
+    *,
+    split: bool = False,
+    per_shard: int = 2,
+    pretty: bool = False,
+    extras: bool = True,
 ) -> Path:
     """An extracted export directory: ``conversations.json`` or ``conversations-NNN.json``."""
     path = Path(path)
@@ -283,8 +323,14 @@ def write_dir(
 
 
 def write_zip(
-    path: str | Path, conversations: Sequence[Any], *, split: bool = False,
-    per_shard: int = 2, pretty: bool = False, extras: bool = True, folder: str = "",
+    path: str | Path,
+    conversations: Sequence[Any],
+    *,
+    split: bool = False,
+    per_shard: int = 2,
+    pretty: bool = False,
+    extras: bool = True,
+    folder: str = "",
 ) -> Path:
     """A zip export; ``split`` writes ``per_shard`` conversations per shard, in a shuffled
     member order (readers must sort by name). ``folder`` nests members in a directory."""
@@ -298,7 +344,11 @@ def write_zip(
 
 
 def _members(
-    conversations: Sequence[Any], split: bool, per_shard: int, pretty: bool, extras: bool,
+    conversations: Sequence[Any],
+    split: bool,
+    per_shard: int,
+    pretty: bool,
+    extras: bool,
 ) -> list[tuple[str, bytes]]:
     out: list[tuple[str, bytes]] = list(_extras().items()) if extras else []
     if split:
@@ -307,4 +357,3 @@ def _members(
     else:
         out.append(("conversations.json", dumps(list(conversations), pretty=pretty)))
     return out
-

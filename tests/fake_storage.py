@@ -49,8 +49,12 @@ def make_jwt(claims: dict[str, object]) -> str:
 
 def worker_settings(data_dir: Path, url: str, role: str = "import_storage_reader") -> Settings:
     """A worker's settings against the fake at ``url``: its own JWT, here for ``role``."""
-    return Settings(data_dir=data_dir, supabase_url=url, supabase_anon_key="anon-key",
-                    supabase_worker_jwt=make_jwt({"role": role, "exp": time.time() + 3600}))
+    return Settings(
+        data_dir=data_dir,
+        supabase_url=url,
+        supabase_anon_key="anon-key",
+        supabase_worker_jwt=make_jwt({"role": role, "exp": time.time() + 3600}),
+    )
 
 
 def read_jwt(token: str) -> dict[str, object] | None:
@@ -68,8 +72,9 @@ def read_jwt(token: str) -> dict[str, object] | None:
 
 
 def _error(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"statusCode": str(status), "error": error, "message": message},
-                        status_code=status)
+    return JSONResponse(
+        {"statusCode": str(status), "error": error, "message": message}, status_code=status
+    )
 
 
 @dataclass
@@ -109,8 +114,11 @@ class FakeStorage:
                     while block := f.read(256 * 1024):
                         yield block
 
-            return StreamingResponse(chunks(), media_type="application/octet-stream",
-                                     headers={"content-length": str(path.stat().st_size)})
+            return StreamingResponse(
+                chunks(),
+                media_type="application/octet-stream",
+                headers={"content-length": str(path.stat().st_size)},
+            )
 
         async def remove(request: Request) -> Response:
             bucket = request.path_params["bucket"]
@@ -132,11 +140,13 @@ class FakeStorage:
                     deleted.append({"bucket_id": bucket, "name": name})
             return JSONResponse(deleted)
 
-        return Starlette(routes=[
-            Route("/storage/v1/object/{bucket}", remove, methods=["DELETE"]),
-            Route("/storage/v1/object/sign/{bucket}/{name:path}", sign, methods=["POST"]),
-            Route("/storage/v1/object/sign/{bucket}/{name:path}", download, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/storage/v1/object/{bucket}", remove, methods=["DELETE"]),
+                Route("/storage/v1/object/sign/{bucket}/{name:path}", sign, methods=["POST"]),
+                Route("/storage/v1/object/sign/{bucket}/{name:path}", download, methods=["GET"]),
+            ]
+        )
 
 
 @contextmanager

@@ -63,9 +63,18 @@ def completed_import(
                     " embedding_dim) values (%s, %s, %s, %s, %s, %s, %s,"
                     " now() - interval '1 day', now() - interval '1 day', 2,"
                     " %s::extensions.vector, %s, %s)",
-                    (uuid.uuid4(), job, user_id, conv, title, index, content,
-                     vec_literal(vec) if vec is not None else None,
-                     model if vec is not None else None, dim if vec is not None else None),
+                    (
+                        uuid.uuid4(),
+                        job,
+                        user_id,
+                        conv,
+                        title,
+                        index,
+                        content,
+                        vec_literal(vec) if vec is not None else None,
+                        model if vec is not None else None,
+                        dim if vec is not None else None,
+                    ),
                 )
             conn.execute(
                 "update public.import_jobs set embedding_model = %s, embedding_dim = %s,"
@@ -73,7 +82,6 @@ def completed_import(
                 (model, dim, len(chunks), sum(1 for c in chunks if c[2] is not None), job),
             )
         conn.execute("select public.claim_import_job(%s, 'embedding', %s, 60)", (job, owner))
-        done = conn.execute("select public.complete_import_job(%s, %s)",
-                            (job, owner)).fetchone()[0]
+        done = conn.execute("select public.complete_import_job(%s, %s)", (job, owner)).fetchone()[0]
         assert done, "complete_import_job refused"
     return job

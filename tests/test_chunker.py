@@ -14,8 +14,10 @@ from pipeline.models import Conversation, Message
 
 def conv_of(texts: list[str], times: list[float | None] | None = None) -> Conversation:
     times = times or [1_700_000_000.0 + i for i in range(len(texts))]
-    msgs = [Message(f"m{i}", "user" if i % 2 == 0 else "assistant", t, times[i], "text")
-            for i, t in enumerate(texts)]
+    msgs = [
+        Message(f"m{i}", "user" if i % 2 == 0 else "assistant", t, times[i], "text")
+        for i, t in enumerate(texts)
+    ]
     return Conversation("conv-1", "Bread", None, None, msgs, 0)
 
 
@@ -83,8 +85,10 @@ def test_ids_are_deterministic_uuid5_and_distinct() -> None:
     so a repeated import upserts instead of duplicating; different chunks differ."""
     conv = conv_of(["hello " * 100, "world " * 150, "again " * 120])
     first = [c.id for c in chunk_conversation(conv, 500)]
-    again = [c.id for c in chunk_conversation(conv_of(["hello " * 100, "world " * 150,
-                                                       "again " * 120]), 500)]
+    again = [
+        c.id
+        for c in chunk_conversation(conv_of(["hello " * 100, "world " * 150, "again " * 120]), 500)
+    ]
     assert first == again and len(set(first)) == len(first)
     assert str(uuid.UUID(first[0])) == first[0] and uuid.UUID(first[0]).version == 5
     text = chunk_conversation(conv, 500)[0].text
@@ -96,8 +100,10 @@ def test_same_export_read_twice_gives_the_same_chunks(tmp_path: Path) -> None:
     """Guards pitfall 7 (idempotent re-runs): re-reading an export yields identical
     chunk ids and texts, so the parsing stage can be replayed safely."""
     path = write_zip(tmp_path / "e.zip", make_export(5, 6, era="mixed"))
-    runs = [[(c.id, c.text) for conv in ExportReader(path) for c in chunk_conversation(conv)]
-            for _ in range(2)]
+    runs = [
+        [(c.id, c.text) for conv in ExportReader(path) for c in chunk_conversation(conv)]
+        for _ in range(2)
+    ]
     assert runs[0] == runs[1] and runs[0]
 
 

@@ -34,8 +34,11 @@ PENDING = "20261128300000"
 def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """A clean environment for in-process CLI calls; returns a setter for DATABASE_URL."""
     for name in list(os.environ):
-        if name.startswith(("EMBEDDING_", "OPENAI_", "LLM_", "WEBHOOK_", "SUPABASE_")) \
-                or name in ("LEASE_SECONDS", "MAX_ATTEMPTS", "DATABASE_URL"):
+        if name.startswith(("EMBEDDING_", "OPENAI_", "LLM_", "WEBHOOK_", "SUPABASE_")) or name in (
+            "LEASE_SECONDS",
+            "MAX_ATTEMPTS",
+            "DATABASE_URL",
+        ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOULPRINT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SOULPRINT_LOCAL_BUCKET_DIR", str(tmp_path / "bucket"))
@@ -56,15 +59,21 @@ def _fail(db_url: str, job_id: uuid.UUID) -> None:
 
 def _history_has(db_url: str, version: str) -> bool:
     with psycopg.connect(db_url) as conn:
-        return conn.execute("select exists (select 1 from supabase_migrations.schema_migrations"
-                            " where version = %s)", (version,)).fetchone()[0]
+        return conn.execute(
+            "select exists (select 1 from supabase_migrations.schema_migrations"
+            " where version = %s)",
+            (version,),
+        ).fetchone()[0]
 
 
 # -- Defect 2: resolving a connection has no side effects --------------------------------
 
 
 def test_status_cancel_and_retry_no_wait_work_as_the_worker_role(
-    db_url: str, worker_db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    worker_db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Guards pitfall 3 (service key in the worker): production's DATABASE_URL is the
     least-privilege worker role, and the operator commands must work with it instead of
@@ -84,14 +93,17 @@ def test_status_cancel_and_retry_no_wait_work_as_the_worker_role(
 
 
 def test_a_read_only_command_never_migrates_and_migrate_does(
-    db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """With an admin URL, `status` used to apply pending migrations to the database it
     read (production, if pointed there). Now only `migrate` (or `db up`, or a local `run`)
     changes the schema."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("delete from supabase_migrations.schema_migrations where version = %s",
-                     (PENDING,))
+        conn.execute(
+            "delete from supabase_migrations.schema_migrations where version = %s", (PENDING,)
+        )
     env(db_url)
     assert main(["status"]) == 0
     assert not _history_has(db_url, PENDING)
@@ -103,7 +115,9 @@ def test_a_read_only_command_never_migrates_and_migrate_does(
 
 
 def test_migrating_as_the_worker_role_says_what_to_do(
-    worker_db_url: str, env, capsys: pytest.CaptureFixture[str],
+    worker_db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`migrate` and `db up` with the worker's URL end with a sentence naming the fix, not
     a psycopg traceback."""
@@ -118,7 +132,8 @@ def test_migrating_as_the_worker_role_says_what_to_do(
 
 
 def test_the_running_import_is_found_behind_a_refused_upload(
-    db_url: str, worker_db_url: str,
+    db_url: str,
+    worker_db_url: str,
 ) -> None:
     """Guards pitfall 9 (user stuck): an interrupted import sits unleased in `embedding`;
     an upload of another file is refused (`rejected`, newer). The running one is still
@@ -134,7 +149,10 @@ def test_the_running_import_is_found_behind_a_refused_upload(
 
 
 def test_run_of_another_file_names_the_running_import_and_how_to_go_on(
-    db_url: str, env, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Guards pitfall 7 (duplicate imports) without locking the person out: `run` of a
     different file while an import runs is refused with that import's id, how to resume it
@@ -154,7 +172,10 @@ def test_run_of_another_file_names_the_running_import_and_how_to_go_on(
 
 
 def test_retry_while_another_import_runs_names_it(
-    db_url: str, worker_db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    worker_db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Guards pitfall 7 (duplicate imports) without a dead end: retrying a failed import
     while a newer one runs is refused with the running one's id and how to resume or cancel
@@ -174,7 +195,9 @@ def test_retry_while_another_import_runs_names_it(
 
 
 def test_cancel_of_a_finished_import_says_so_and_exits_1(
-    db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Cancelling a failed import used to print "Cancel requested" and exit 0."""
     job_id = _job(db_url)
@@ -188,7 +211,10 @@ def test_cancel_of_a_finished_import_says_so_and_exits_1(
 
 
 def test_a_bad_setting_names_its_variable(
-    db_url: str, env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`LEASE_SECONDS=abc` used to raise a bare ValueError from int()."""
     env(db_url)
@@ -213,7 +239,9 @@ def test_a_secret_setting_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_status_shows_no_running_clock_on_a_finished_stage(
-    db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A failed import used to show "running" beside its `failed` stage."""
     job_id = _job(db_url)
@@ -228,7 +256,9 @@ def test_status_shows_no_running_clock_on_a_finished_stage(
 
 
 def test_status_json_carries_the_soulprint(
-    db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`status --json` always said `soulprint_text: null`, even for a complete import."""
     job_id = _job(db_url)
@@ -241,7 +271,9 @@ def test_status_json_carries_the_soulprint(
 
 
 def test_status_without_a_job_lists_the_recent_imports(
-    db_url: str, env, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`status` with no id lists imports (id, stage, when, counts), newest first, and
     `--user` narrows it to one person."""
@@ -256,8 +288,7 @@ def test_status_without_a_job_lists_the_recent_imports(
     user = jobs_for(db_url, create_user(db_url))  # nobody's imports: an empty list
     assert user == []
     with psycopg.connect(db_url) as conn:
-        owner = conn.execute("select user_id from import_jobs where id = %s",
-                             (mine,)).fetchone()[0]
+        owner = conn.execute("select user_id from import_jobs where id = %s", (mine,)).fetchone()[0]
     assert main(["status", "--user", str(owner), "--json"]) == 0
     listed = orjson.loads(capsys.readouterr().out)
     assert [row["import_id"] for row in listed] == [str(mine)]
@@ -270,9 +301,15 @@ def test_status_piped_into_head_ends_quietly(db_url: str, tmp_path: Path) -> Non
     os.close(read)  # the reader (head) has already gone
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_")}
     env.update(DATABASE_URL=db_url, SOULPRINT_DATA_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "status"], env=env,
-                          stdout=write, stderr=subprocess.PIPE, text=True, timeout=60,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "status"],
+        env=env,
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     os.close(write)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
     assert proc.returncode == 141
@@ -285,8 +322,14 @@ def test_sweep_prints_each_action_once(db_url: str, worker_db_url: str, tmp_path
         conn.execute("select public.claim_import_job(%s, 'queued', 'gone', 0)", (job_id,))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_")}
     env.update(DATABASE_URL=worker_db_url, SOULPRINT_DATA_DIR=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "sweep"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "sweep"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (proc.stdout + proc.stderr).count(str(job_id)) == 1
     assert proc.stdout.strip() == f"{job_id} reemitted"
@@ -320,7 +363,10 @@ def test_run_of_a_directory_uploads_it_as_the_zip_the_app_would_send(tmp_path: P
 
 
 def test_run_of_a_directory_without_conversations_says_so(
-    db_url: str, env, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    db_url: str,
+    env,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A directory that is no export ends with a sentence naming it (exit 2)."""
     empty = tmp_path / "photos"

@@ -33,29 +33,45 @@ def snapshot(db_url: str, job_id: uuid.UUID) -> dict[str, object]:
     with psycopg.connect(db_url) as conn:
         job = conn.execute(
             "select stage::text, conversations, messages, user_messages, assistant_messages, "
-            "chunks, embedded_chunks from import_jobs where id = %s", (job_id,)).fetchone()
+            "chunks, embedded_chunks from import_jobs where id = %s",
+            (job_id,),
+        ).fetchone()
         chunks = conn.execute(
-            "select id, content, embedding::text from memory_chunks where job_id = %s "
-            "order by id", (job_id,)).fetchall()
+            "select id, content, embedding::text from memory_chunks where job_id = %s order by id",
+            (job_id,),
+        ).fetchall()
         vectors = np.array([json.loads(v) for _, _, v in chunks], dtype=np.float32)
         chunks = [(i, content) for i, content, _ in chunks]
         conversations = conn.execute(
             "select conversation_id, message_count from import_conversations where job_id = %s "
-            "order by conversation_id", (job_id,)).fetchall()
-        soulprint = conn.execute("select soulprint_text from soulprints where job_id = %s",
-                                 (job_id,)).fetchone()
-    return {"job": job, "chunks": chunks, "vectors": vectors, "conversations": conversations,
-            "soulprint": soulprint[0] if soulprint else None}
+            "order by conversation_id",
+            (job_id,),
+        ).fetchall()
+        soulprint = conn.execute(
+            "select soulprint_text from soulprints where job_id = %s", (job_id,)
+        ).fetchone()
+    return {
+        "job": job,
+        "chunks": chunks,
+        "vectors": vectors,
+        "conversations": conversations,
+        "soulprint": soulprint[0] if soulprint else None,
+    }
 
 
 def import_with(db_url: str, tmp_path: Path, deliver) -> dict[str, object]:
     """Upload the sample for a new person and drive it with `deliver(events, post)`."""
     secret = new_webhook_secret()
-    settings = Settings(data_dir=tmp_path / "worker", local_bucket_dir=tmp_path / "bucket",
-                        webhook_secret=secret, lease_seconds=30)
+    settings = Settings(
+        data_dir=tmp_path / "worker",
+        local_bucket_dir=tmp_path / "bucket",
+        webhook_secret=secret,
+        lease_seconds=30,
+    )
     worker = worker_url(db_url)
-    server = serve_in_thread(create_app(settings, conninfo=worker,
-                                        runner=make_runner(settings, worker)))
+    server = serve_in_thread(
+        create_app(settings, conninfo=worker, runner=make_runner(settings, worker))
+    )
     user = create_user(db_url)
     LocalBucket(tmp_path / "bucket").put("imports", f"{user}/export.zip", SAMPLE)
     upload_object(db_url, user, name="export.zip", size=SAMPLE.stat().st_size)
@@ -63,22 +79,27 @@ def import_with(db_url: str, tmp_path: Path, deliver) -> dict[str, object]:
     sent: set[uuid.UUID] = set()
 
     def post(event_id: str, body: str) -> int:
-        return httpx.post(url, content=body, headers=signed(secret, body, msg_id=event_id),
-                          timeout=10).status_code
+        return httpx.post(
+            url, content=body, headers=signed(secret, body, msg_id=event_id), timeout=10
+        ).status_code
 
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:
-            job_id = conn.execute("select id from import_jobs where user_id = %s",
-                                  (user,)).fetchone()[0]
+            job_id = conn.execute(
+                "select id from import_jobs where user_id = %s", (user,)
+            ).fetchone()[0]
             deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
-                stage = conn.execute("select stage::text from import_jobs where id = %s",
-                                     (job_id,)).fetchone()[0]
+                stage = conn.execute(
+                    "select stage::text from import_jobs where id = %s", (job_id,)
+                ).fetchone()[0]
                 if stage in TERMINAL:
                     break
                 events = conn.execute(
                     "select id, payload::text from import_events where job_id = %s "
-                    "order by created_at", (job_id,)).fetchall()
+                    "order by created_at",
+                    (job_id,),
+                ).fetchall()
                 fresh = [(str(i), body) for i, body in events if i not in sent]
                 sent.update(i for i, _ in events)
                 deliver(fresh, [(str(i), body) for i, body in events], post)
@@ -88,8 +109,9 @@ def import_with(db_url: str, tmp_path: Path, deliver) -> dict[str, object]:
     return snapshot(db_url, job_id)
 
 
-def test_repeated_stale_and_shuffled_events_give_the_clean_result(db_url: str,
-                                                                  tmp_path: Path) -> None:
+def test_repeated_stale_and_shuffled_events_give_the_clean_result(
+    db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfalls 7 (duplicate imports) and 1 (work that vanishes): every event is
     delivered three times, every old event is re-sent under a new id (as a sweeper or a
     replay would), in shuffled order, with the real stages behind the receiver. The person

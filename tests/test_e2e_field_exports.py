@@ -22,11 +22,18 @@ from tests.dbutil import user_session
 from tests.test_e2e_local import cli, cli_env, parse_counts, run_import, scalar
 
 # parse --json key -> run --json key
-AGREED = {"conversations": "conversations", "skipped": "skipped_conversations",
-          "messages": "messages", "user_messages": "user_messages",
-          "assistant_messages": "assistant_messages", "chunks": "chunks",
-          "excluded": "excluded", "truncated": "truncated",
-          "custom_instructions": "custom_instructions", "memory_notes": "memory_notes"}
+AGREED = {
+    "conversations": "conversations",
+    "skipped": "skipped_conversations",
+    "messages": "messages",
+    "user_messages": "user_messages",
+    "assistant_messages": "assistant_messages",
+    "chunks": "chunks",
+    "excluded": "excluded",
+    "truncated": "truncated",
+    "custom_instructions": "custom_instructions",
+    "memory_notes": "memory_notes",
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +41,28 @@ def embedder() -> Iterator[dict[str, str]]:
     from tests.fake_openai import fake_openai
 
     with fake_openai() as srv:
-        yield dict(EMBEDDING_PROVIDER="openai", OPENAI_BASE_URL=srv.base_url,
-                   OPENAI_API_KEY=srv.api_key, EMBEDDING_MODEL="text-embedding-3-small",
-                   EMBEDDING_DIMENSIONS="32")
+        yield dict(
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_BASE_URL=srv.base_url,
+            OPENAI_API_KEY=srv.api_key,
+            EMBEDDING_MODEL="text-embedding-3-small",
+            EMBEDDING_DIMENSIONS="32",
+        )
 
 
 def _chunks(db_url: str, job_id: str) -> list[str]:
     with psycopg.connect(db_url) as conn:
-        return [r[0] for r in conn.execute(
-            "select content from memory_chunks where job_id = %s", (job_id,))]
+        return [
+            r[0]
+            for r in conn.execute("select content from memory_chunks where job_id = %s", (job_id,))
+        ]
 
 
 def _soulprint(db_url: str, job_id: str) -> dict:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        return conn.execute("select profile, soulprint_text from soulprints where job_id = %s",
-                            (job_id,)).fetchone()
+        return conn.execute(
+            "select profile, soulprint_text from soulprints where job_id = %s", (job_id,)
+        ).fetchone()
 
 
 def check_cut_zip(result: dict, db_url: str) -> None:
@@ -58,8 +72,12 @@ def check_cut_zip(result: dict, db_url: str) -> None:
     warning = result["export_warning"]
     assert warning.startswith("export.zip:conversations.json")
     assert "downloads" not in warning and ".export" not in warning
-    assert scalar(db_url, "select export_truncated from import_jobs where id = %s",
-                  result["import_id"]) is True
+    assert (
+        scalar(
+            db_url, "select export_truncated from import_jobs where id = %s", result["import_id"]
+        )
+        is True
+    )
 
 
 def check_nested_zip(result: dict, db_url: str) -> None:
@@ -74,8 +92,7 @@ def check_do_not_remember(result: dict, db_url: str) -> None:
     job = result["import_id"]
     assert result["excluded"] == 1 and result["conversations"] == 2
     assert scalar(db_url, "select excluded from import_jobs where id = %s", job) == 1
-    assert scalar(db_url, "select count(*) from import_conversations where job_id = %s",
-                  job) == 2
+    assert scalar(db_url, "select count(*) from import_conversations where job_id = %s", job) == 2
     assert not any(fx.SECRET in c for c in _chunks(db_url, job))
     soul = _soulprint(db_url, job)
     assert fx.SECRET not in soul["soulprint_text"] and fx.SECRET not in str(soul["profile"])
@@ -97,18 +114,28 @@ def check_person(result: dict, db_url: str) -> None:
     job = result["import_id"]
     user = uuid.UUID(result["user_id"])
     with user_session(db_url, user) as conn:
-        rows = conn.execute("select kind, note from import_person_notes where job_id = %s "
-                            "order by conversation_index, ordinal", (job,)).fetchall()
+        rows = conn.execute(
+            "select kind, note from import_person_notes where job_id = %s "
+            "order by conversation_index, ordinal",
+            (job,),
+        ).fetchall()
     assert [(r["kind"], r["note"]) for r in rows] == [
-        ("about_user", fx.ABOUT["2023"][0]), ("about_model", fx.ABOUT["2023"][1]),
-        ("about_user", fx.ABOUT["new"][0]), ("about_model", fx.ABOUT["new"][1]),
-        *(("memory_note", n) for n in fx.MEMORY_NOTES)]
+        ("about_user", fx.ABOUT["2023"][0]),
+        ("about_model", fx.ABOUT["2023"][1]),
+        ("about_user", fx.ABOUT["new"][0]),
+        ("about_model", fx.ABOUT["new"][1]),
+        *(("memory_note", n) for n in fx.MEMORY_NOTES),
+    ]
     with user_session(db_url, uuid.uuid4()) as conn:  # somebody else sees nothing
         assert conn.execute("select count(*) as n from import_person_notes").fetchone()["n"] == 0
     soul = _soulprint(db_url, job)
     profile = soul["profile"]
     assert [e["text"] for e in profile["self_description"]] == [
-        fx.ABOUT["2023"][0], fx.ABOUT["2023"][1], fx.ABOUT["new"][0], fx.ABOUT["new"][1]]
+        fx.ABOUT["2023"][0],
+        fx.ABOUT["2023"][1],
+        fx.ABOUT["new"][0],
+        fx.ABOUT["new"][1],
+    ]
     assert [e["text"] for e in profile["memory_notes"]] == list(fx.MEMORY_NOTES)
     assert "## What ChatGPT remembered about you" in soul["soulprint_text"]
     chunks = _chunks(db_url, job)
@@ -129,8 +156,9 @@ CHECKS: dict[str, Callable[[dict, str], None]] = {
 
 
 @pytest.mark.parametrize("shape", sorted(fx.SHAPES))
-def test_parse_and_run_agree_on_every_export_shape(shape: str, db_url: str, tmp_path: Path,
-                                                   embedder: dict[str, str]) -> None:
+def test_parse_and_run_agree_on_every_export_shape(
+    shape: str, db_url: str, tmp_path: Path, embedder: dict[str, str]
+) -> None:
     """Guards pitfall 4 (format variations; parse and run disagreeing): every export
     shape the tests use imports through `run` with the counts `parse --json` reports
     (excluded and truncated included); the field shapes then check their kind."""
@@ -145,8 +173,9 @@ def test_parse_and_run_agree_on_every_export_shape(shape: str, db_url: str, tmp_
         CHECKS[shape](result, db_url)
 
 
-def test_status_reports_excluded_conversations(db_url: str, tmp_path: Path,
-                                               embedder: dict[str, str]) -> None:
+def test_status_reports_excluded_conversations(
+    db_url: str, tmp_path: Path, embedder: dict[str, str]
+) -> None:
     """Kind 5: `status` (JSON and text) shows the excluded count of the import."""
     env = cli_env(db_url, tmp_path / "data", **embedder)
     code, result = run_import(fx.do_not_remember(tmp_path), env)
@@ -157,8 +186,9 @@ def test_status_reports_excluded_conversations(db_url: str, tmp_path: Path,
     assert "1 conversation left out" in text.stdout
 
 
-def test_not_an_export_message_names_the_uploaded_file(db_url: str, tmp_path: Path,
-                                                       embedder: dict[str, str]) -> None:
+def test_not_an_export_message_names_the_uploaded_file(
+    db_url: str, tmp_path: Path, embedder: dict[str, str]
+) -> None:
     """Guards the UX pitfall 'generic error messages', kind 3: the failed job's message
     names the person's file, never the worker's temp path."""
     path = tmp_path / "my notes.txt"

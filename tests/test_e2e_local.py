@@ -25,21 +25,35 @@ COUNTS = ("conversations", "messages", "user_messages", "assistant_messages", "c
 
 
 def cli_env(db_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("EMBEDDING_", "OPENAI_", "LLM_", "WEBHOOK_", "SUPABASE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EMBEDDING_", "OPENAI_", "LLM_", "WEBHOOK_", "SUPABASE_"))
+    }
     env.update(DATABASE_URL=db_url, SOULPRINT_DATA_DIR=str(data_dir), **extra)
     return env
 
 
 def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def parse_counts(path: Path, env: dict[str, str]) -> dict[str, int]:
@@ -90,13 +104,27 @@ def test_sample_export_imports_end_to_end(db_url: str, tmp_path: Path) -> None:
     assert result["soulprint_text"] and len(result["soulprint_text"]) > 200
 
     job_id = result["import_id"]
-    assert scalar(db_url, "select count(*) from memory_chunks where job_id = %s "
-                          "and embedding is not null and embedding_dim = 384", job_id) \
+    assert (
+        scalar(
+            db_url,
+            "select count(*) from memory_chunks where job_id = %s "
+            "and embedding is not null and embedding_dim = 384",
+            job_id,
+        )
         == result["chunks"]
-    assert scalar(db_url, "select import_status from user_profiles where current_import_id = %s",
-                  job_id) == "complete"
-    assert scalar(db_url, "select soulprint_text from user_profiles where current_import_id = %s",
-                  job_id) == result["soulprint_text"]
+    )
+    assert (
+        scalar(
+            db_url, "select import_status from user_profiles where current_import_id = %s", job_id
+        )
+        == "complete"
+    )
+    assert (
+        scalar(
+            db_url, "select soulprint_text from user_profiles where current_import_id = %s", job_id
+        )
+        == result["soulprint_text"]
+    )
     # Every stage the job went through was started by a delivered, acknowledged event.
     for stage in ("queued", "downloading", "parsing", "generating_soulprint", "embedding"):
         assert stage in result["stage_timings"], stage
@@ -104,16 +132,31 @@ def test_sample_export_imports_end_to_end(db_url: str, tmp_path: Path) -> None:
             db_url,
             "select count(*) from import_events e join event_deliveries d on d.event_id = e.id "
             "where e.job_id = %s and e.type = %s and d.status_code between 200 and 299 "
-            "and e.acknowledged_at is not null", job_id, f"import.{stage}")
+            "and e.acknowledged_at is not null",
+            job_id,
+            f"import.{stage}",
+        )
         assert delivered >= 1, stage
     # Nobody's history stays on the worker's disk after the import.
     assert not list((tmp_path / "downloads").glob("*.export"))
 
 
-@pytest.mark.parametrize("shape", ["minified", "pretty", "wrapped", "zip", "split_zip",
-                                   "directory", "era_2023", "era_2026_shards"])
-def test_every_export_shape_imports_with_parse_counts(shape: str, db_url: str,
-                                                      tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "minified",
+        "pretty",
+        "wrapped",
+        "zip",
+        "split_zip",
+        "directory",
+        "era_2023",
+        "era_2026_shards",
+    ],
+)
+def test_every_export_shape_imports_with_parse_counts(
+    shape: str, db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfall 4 (format variations): every export shape the reader knows imports
     completely, with the very counts `parse` reports."""
     convs = ef.make_export(6, 4, era="mixed")
@@ -136,6 +179,7 @@ def test_every_export_shape_imports_with_parse_counts(shape: str, db_url: str,
     if path.is_dir():
         # A directory is uploaded as the zip the app would send.
         import shutil
+
         path = Path(shutil.make_archive(str(tmp_path / "dir-export"), "zip", path))
     env = cli_env(db_url, tmp_path / "data")
     code, result = run_import(path, env)
@@ -147,12 +191,14 @@ def test_every_export_shape_imports_with_parse_counts(shape: str, db_url: str,
 
 def big_export(tmp_path: Path, n: int = 120) -> Path:
     """Enough chunks (about 2 per conversation) that embedding takes several batches."""
-    return ef.write_zip(tmp_path / "big-export.zip",
-                        ef.make_export(n, 4, era="mixed", assistant_chars=700))
+    return ef.write_zip(
+        tmp_path / "big-export.zip", ef.make_export(n, 4, era="mixed", assistant_chars=700)
+    )
 
 
 def test_killed_mid_embedding_then_run_again_completes_without_duplicates(
-        db_url: str, tmp_path: Path) -> None:
+    db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfalls 6 and 9 (a worker dies mid-import): SIGKILL during embedding, then
     `run` again: the job resumes from its last committed batch (after the lease expires)
     and completes with every chunk exactly once and every chunk embedded."""
@@ -160,8 +206,9 @@ def test_killed_mid_embedding_then_run_again_completes_without_duplicates(
     env = cli_env(db_url, tmp_path / "data")
     proc = start_cli("run", str(path), "--json", env=env)
     try:
-        wait_for(db_url, LATEST_JOB,
-                 lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64)
+        wait_for(
+            db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64
+        )
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -173,8 +220,11 @@ def test_killed_mid_embedding_then_run_again_completes_without_duplicates(
     total, distinct, embedded = (
         scalar(db_url, "select count(*) from memory_chunks where job_id = %s", job_id),
         scalar(db_url, "select count(distinct id) from memory_chunks where job_id = %s", job_id),
-        scalar(db_url, "select count(*) from memory_chunks where job_id = %s "
-                       "and embedding is not null", job_id),
+        scalar(
+            db_url,
+            "select count(*) from memory_chunks where job_id = %s and embedding is not null",
+            job_id,
+        ),
     )
     assert total == distinct == embedded == expected["chunks"]
     assert scalar(db_url, "select count(*) from import_jobs") == 1  # resumed, not re-imported
@@ -186,30 +236,36 @@ def test_cancel_mid_stage_removes_partial_data(db_url: str, tmp_path: Path) -> N
     path = big_export(tmp_path)
     env = cli_env(db_url, tmp_path / "data")
     proc = start_cli("run", str(path), "--json", env=env)
-    job = wait_for(db_url, LATEST_JOB,
-                   lambda j: j["stage"] == "embedding" and j["embedded_chunks"] > 0)
+    job = wait_for(
+        db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] > 0
+    )
     out = cli("cancel", str(job["id"]), env=env)
     assert out.returncode == 0, out.stderr
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert json.loads(stdout)["stage"] == "cancelled"
     for table in ("memory_chunks", "import_conversations"):
-        assert scalar(db_url, f"select count(*) from {table} where job_id = %s",
-                      job["id"]) == 0, table
+        assert scalar(db_url, f"select count(*) from {table} where job_id = %s", job["id"]) == 0, (
+            table
+        )
     # The person can start again right away.
     code, result = run_import(SAMPLE, env)
     assert code == 0 and result["stage"] == "complete"
 
 
-@pytest.mark.parametrize(("kind", "code"), [
-    ("corrupt_zip", "corrupt_export"),
-    ("not_an_export", "not_an_export"),
-    ("png", "not_an_export"),
-    ("oversized", "file_too_large"),
-    ("empty_array", "empty_export"),
-])
-def test_bad_uploads_end_failed_with_a_readable_message(kind: str, code: str, db_url: str,
-                                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("corrupt_zip", "corrupt_export"),
+        ("not_an_export", "not_an_export"),
+        ("png", "not_an_export"),
+        ("oversized", "file_too_large"),
+        ("empty_array", "empty_export"),
+    ],
+)
+def test_bad_uploads_end_failed_with_a_readable_message(
+    kind: str, code: str, db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfall 4 and the UX pitfall 'generic error messages': a bad upload ends
     `failed` with a code and a sentence a person understands, never a stuck job."""
     extra: dict[str, str] = {}
@@ -238,8 +294,14 @@ def test_bad_uploads_end_failed_with_a_readable_message(kind: str, code: str, db
     message = result["error_message"]
     assert message and message[0].isupper() and message.rstrip().endswith((".", ")"))
     assert "Traceback" not in message and "Error" not in message.split()[0]
-    assert scalar(db_url, "select import_status from user_profiles where user_id = %s",
-                  uuid.UUID(result["user_id"])) == "failed"
+    assert (
+        scalar(
+            db_url,
+            "select import_status from user_profiles where user_id = %s",
+            uuid.UUID(result["user_id"]),
+        )
+        == "failed"
+    )
 
 
 def test_openai_provider_end_to_end_through_a_429(db_url: str, tmp_path: Path) -> None:
@@ -249,9 +311,15 @@ def test_openai_provider_end_to_end_through_a_429(db_url: str, tmp_path: Path) -
     from tests.fake_openai import fake_openai
 
     with fake_openai(fail_first=1) as srv:
-        env = cli_env(db_url, tmp_path / "data", EMBEDDING_PROVIDER="openai",
-                      OPENAI_BASE_URL=srv.base_url, OPENAI_API_KEY=srv.api_key,
-                      EMBEDDING_MODEL="text-embedding-3-small", EMBEDDING_DIMENSIONS="64")
+        env = cli_env(
+            db_url,
+            tmp_path / "data",
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_BASE_URL=srv.base_url,
+            OPENAI_API_KEY=srv.api_key,
+            EMBEDDING_MODEL="text-embedding-3-small",
+            EMBEDDING_DIMENSIONS="64",
+        )
         code, result = run_import(SAMPLE, env)
     assert code == 0, result
     assert result["embedding_model"] == "text-embedding-3-small"
@@ -268,16 +336,20 @@ def test_failed_stage_is_retried_from_where_it_failed(db_url: str, tmp_path: Pat
     from tests.fake_openai import fake_openai
 
     with fake_openai(api_key="sk-right-key-0123456789") as srv:
-        base = dict(EMBEDDING_PROVIDER="openai", OPENAI_BASE_URL=srv.base_url,
-                    EMBEDDING_MODEL="text-embedding-3-small", EMBEDDING_DIMENSIONS="32")
-        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY="sk-wrong-key-9876543210",
-                      **base)
+        base = dict(
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_BASE_URL=srv.base_url,
+            EMBEDDING_MODEL="text-embedding-3-small",
+            EMBEDDING_DIMENSIONS="32",
+        )
+        env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY="sk-wrong-key-9876543210", **base)
         code, failed = run_import(SAMPLE, env)
         assert code == 1 and failed["stage"] == "failed"
         assert failed["error_code"] == "embedder_unavailable"
         assert "sk-wrong-key" not in (failed["error_message"] or "")
-        chunks_before = scalar(db_url, "select count(*) from memory_chunks where job_id = %s",
-                               failed["import_id"])
+        chunks_before = scalar(
+            db_url, "select count(*) from memory_chunks where job_id = %s", failed["import_id"]
+        )
         env = cli_env(db_url, tmp_path / "data", OPENAI_API_KEY=srv.api_key, **base)
         out = cli("retry", failed["import_id"], "--json", env=env)
     assert out.returncode == 0, out.stderr
@@ -299,8 +371,9 @@ def test_truncated_export_imports_what_it_can_and_says_so(db_url: str, tmp_path:
     expected = parse_counts(path, env)
     assert expected["truncated"] is True and 0 < expected["conversations"] < 12
     assert {k: result[k] for k in COUNTS} == {k: expected[k] for k in COUNTS}
-    record = scalar(db_url, "select profile -> 'import' from soulprints where job_id = %s",
-                    result["import_id"])
+    record = scalar(
+        db_url, "select profile -> 'import' from soulprints where job_id = %s", result["import_id"]
+    )
     assert record["export_truncated"] is True and record["export_error"]
 
 
@@ -311,19 +384,28 @@ def test_llm_narrates_the_soulprint_when_configured(db_url: str, tmp_path: Path)
     from tests.fake_llm import FakeLLM
 
     portrait = "# You\n\nYou bake, you run, and you argue kindly with compilers."
-    with FakeLLM(fail_times=1, fail_status=429, retry_after="0", reply=portrait,
-                 api_key="llm-key-123") as llm:
-        env = cli_env(db_url, tmp_path / "data", LLM_PROVIDER="openai",
-                      LLM_BASE_URL=llm.base_url, LLM_API_KEY="llm-key-123",
-                      LLM_MODEL="gpt-test")
+    with FakeLLM(
+        fail_times=1, fail_status=429, retry_after="0", reply=portrait, api_key="llm-key-123"
+    ) as llm:
+        env = cli_env(
+            db_url,
+            tmp_path / "data",
+            LLM_PROVIDER="openai",
+            LLM_BASE_URL=llm.base_url,
+            LLM_API_KEY="llm-key-123",
+            LLM_MODEL="gpt-test",
+        )
         code, result = run_import(SAMPLE, env)
     assert code == 0, result
     assert result["soulprint_text"].strip() == portrait
     assert len(llm.requests) == 2
     sent = json.dumps(llm.requests[-1]["json"])
     assert '"topics"' in sent.replace('\\"', '"')  # the structured profile went out
-    source = scalar(db_url, "select profile -> 'narration' ->> 'source' from soulprints "
-                            "where job_id = %s", result["import_id"])
+    source = scalar(
+        db_url,
+        "select profile -> 'narration' ->> 'source' from soulprints where job_id = %s",
+        result["import_id"],
+    )
     assert source == "llm"
 
 
@@ -334,8 +416,7 @@ def test_interrupted_run_releases_its_job_and_resumes(db_url: str, tmp_path: Pat
     path = big_export(tmp_path)
     env = cli_env(db_url, tmp_path / "data")
     proc = start_cli("run", str(path), env=env)
-    wait_for(db_url, LATEST_JOB,
-             lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64)
+    wait_for(db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
@@ -346,5 +427,11 @@ def test_interrupted_run_releases_its_job_and_resumes(db_url: str, tmp_path: Pat
     code, result = run_import(path, env)
     assert code == 0, result
     assert result["import_id"] == str(job["id"])
-    assert scalar(db_url, "select count(*) from memory_chunks where job_id = %s "
-                          "and embedding is not null", job["id"]) == result["chunks"]
+    assert (
+        scalar(
+            db_url,
+            "select count(*) from memory_chunks where job_id = %s and embedding is not null",
+            job["id"],
+        )
+        == result["chunks"]
+    )

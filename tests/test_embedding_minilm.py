@@ -148,8 +148,14 @@ def test_memory_bounded_by_worker_not_by_input_size():
     Runtime's buffers), and the whole embedder stays far inside the 500 MB worker budget.
     Measured in a fresh process, since ONNX Runtime's memory is invisible to tracemalloc."""
     code = _RSS_CHILD % (_PARAGRAPH * 12)  # ~256 tokens after truncation
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=os.environ.copy(), timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+        timeout=300,
+    )
     first_kib, last_kib = map(int, out.stdout.split())
     assert last_kib - first_kib < 24 * 1024, (first_kib, last_kib)
     assert last_kib < 300 * 1024, last_kib
@@ -221,8 +227,10 @@ def test_corrupt_weights_give_readable_error(tmp_path: Path):
         (Settings(embedding_dimensions=768), "384"),
         (Settings(embedding_model="text-embedding-3-small"), "EMBEDDING_PROVIDER=openai"),
         # Settings refuse these from the environment; a copy made in code still reaches here.
-        (Settings().model_copy(update={"embedding_provider": "cohere"}),
-         "Unknown EMBEDDING_PROVIDER"),
+        (
+            Settings().model_copy(update={"embedding_provider": "cohere"}),
+            "Unknown EMBEDDING_PROVIDER",
+        ),
         (Settings().model_copy(update={"minilm_precision": "int4"}), "MINILM_PRECISION=int4"),
     ],
 )
@@ -235,8 +243,8 @@ def test_misconfiguration_is_explained(settings: Settings, fragment: str):
 
 
 @pytest.mark.parametrize(
-    "model", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2",
-              "all-MiniLM-L6-v2/onnx-int8"]
+    "model",
+    ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2/onnx-int8"],
 )
 def test_minilm_names_are_accepted(model: str):
     """Guards upgrades: an EMBEDDING_MODEL naming all-MiniLM-L6-v2 the old way or the way
@@ -246,8 +254,9 @@ def test_minilm_names_are_accepted(model: str):
     clear_embedder_cache()
 
 
-def test_graph_built_once_per_weights_and_precision(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch):
+def test_graph_built_once_per_weights_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """Guards worker start-up time and offline runs: the ONNX graph is built from the
     packaged weights once, kept in the cache directory under a name carrying the weights
     hash, builder version and precision, and reused by later processes without building."""
@@ -255,9 +264,7 @@ def test_graph_built_once_per_weights_and_precision(tmp_path: Path,
     vectors = first.embed(["a sentence about sailing"])
     (built,) = [p for p in tmp_path.iterdir() if p.suffix == ".onnx"]
     digest = onnx_cache.weights_digest(minilm_module.find_model_dir() / "model.safetensors")
-    assert built.name == (
-        f"all-MiniLM-L6-v2-{digest[:16]}-b{onnx_cache.BUILDER_VERSION}-int8.onnx"
-    )
+    assert built.name == (f"all-MiniLM-L6-v2-{digest[:16]}-b{onnx_cache.BUILDER_VERSION}-int8.onnx")
 
     onnx.checker.check_model(str(built))  # a valid ONNX model, not just one ORT accepts
 
@@ -287,7 +294,7 @@ def test_cached_graph_damaged_in_place_is_rebuilt(tmp_path: Path):
     (cached,) = [p for p in tmp_path.iterdir() if p.suffix == ".onnx"]
     data = bytearray(cached.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 4096] = bytes(b ^ 0x5A for b in data[middle:middle + 4096])
+    data[middle : middle + 4096] = bytes(b ^ 0x5A for b in data[middle : middle + 4096])
     cached.write_bytes(bytes(data))
     assert cached.stat().st_size == len(data)
     np.testing.assert_array_equal(MiniLMEmbedder(cache_dir=tmp_path).embed(["hello there"]), good)
@@ -314,10 +321,18 @@ def test_models_build_command_prepares_the_cache(tmp_path: Path):
     in the deploy's build step, leaves the graph in SOULPRINT_MODEL_CACHE_DIR, so no worker
     has to build it (~440 MB for a few seconds) in the middle of an import."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDDING_")}
-    env.update(SOULPRINT_MODEL_CACHE_DIR=str(tmp_path / "models"),
-               SOULPRINT_DATA_DIR=str(tmp_path / "data"))
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "build"], env=env,
-                         capture_output=True, text=True, timeout=300, check=False)
+    env.update(
+        SOULPRINT_MODEL_CACHE_DIR=str(tmp_path / "models"),
+        SOULPRINT_DATA_DIR=str(tmp_path / "data"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "models", "build"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "all-MiniLM-L6-v2/onnx-int8 ready" in out.stdout
     assert sorted(p.suffix for p in (tmp_path / "models").iterdir()) == [".onnx", ".sha256"]

@@ -34,8 +34,7 @@ def _parse(path: Path) -> dict:
 # --- kind 1: a zip cut short -------------------------------------------------------------
 
 
-def test_cut_zip_passes_the_download_check_and_reads_three_conversations(tmp_path: Path
-                                                                          ) -> None:
+def test_cut_zip_passes_the_download_check_and_reads_three_conversations(tmp_path: Path) -> None:
     """Guards pitfall 4 (incomplete exports), field kind 1: a compressed export.zip cut in
     conversation 4 of 5 (no central directory) is an export to the downloading stage's
     check (the reader's own resolution), and reads its 3 whole conversations, truncated."""
@@ -74,7 +73,8 @@ def test_export_zip_nested_in_a_privacy_archive_is_found(tmp_path: Path) -> None
     assert summary["truncated"] is False
     members = open_export(path).members()
     assert members[0].name.startswith(
-        "archive.zip:User Online Activity/Conversations_abc-chatgpt-0001.zip:")
+        "archive.zip:User Online Activity/Conversations_abc-chatgpt-0001.zip:"
+    )
 
 
 def test_nesting_is_followed_one_level_only(tmp_path: Path) -> None:
@@ -92,9 +92,9 @@ def test_nesting_is_followed_one_level_only(tmp_path: Path) -> None:
     assert info.value.code == "not_an_export"
 
 
-def test_nested_zip_over_the_size_cap_is_refused_by_name(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch
-                                                        ) -> None:
+def test_nested_zip_over_the_size_cap_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Guards pitfall 6 (memory/disk exhaustion), kind 2: a nested zip is copied out
     streamed and size-capped; over the cap it is refused with its name, not extracted."""
     path = fx.nested_zip(tmp_path)
@@ -107,10 +107,12 @@ def test_nested_zip_over_the_size_cap_is_refused_by_name(tmp_path: Path,
 # --- kind 3: messages name the person's file ---------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"these are my notes, not an export\n",
-                                     b'{"id": "user-1"}', b"[1, 2", b""])
-def test_messages_name_the_persons_file_never_the_worker_path(tmp_path: Path,
-                                                              content: bytes) -> None:
+@pytest.mark.parametrize(
+    "content", [b"these are my notes, not an export\n", b'{"id": "user-1"}', b"[1, 2", b""]
+)
+def test_messages_name_the_persons_file_never_the_worker_path(
+    tmp_path: Path, content: bytes
+) -> None:
     """Guards the UX pitfall 'generic error messages', field kind 3: the downloading
     check's message names the person's file (the object name's last segment), never the
     worker's `downloads/<uuid>.export` copy."""
@@ -163,11 +165,10 @@ def test_cesu8_pair_decodes_to_the_emoji_and_a_lone_half_to_one_replacement(
     not six U+FFFD; a lone half is one U+FFFD, not three; through the whole reader too."""
     data = b'["a\xed\xa0\xbd\xed\xb8\x82b", "c\xed\xa0\xbdd", "e\xed\xb8\x82f"]'
     for size in (1, 2, 3, 4, 5, 7, 64):
-        assert json.loads(_through_stream(data, size)) == ["a\U0001F602b", "c\ufffdd",
-                                                           "e\ufffdf"]
+        assert json.loads(_through_stream(data, size)) == ["a\U0001f602b", "c\ufffdd", "e\ufffdf"]
     convs = list(ExportReader(fx.cesu_json(tmp_path)))
-    assert convs[0].title == "Jokes \U0001F602"
-    assert convs[0].messages[0].text == "I laughed so hard \U0001F602 today"
+    assert convs[0].title == "Jokes \U0001f602"
+    assert convs[0].messages[0].text == "I laughed so hard \U0001f602 today"
 
 
 @settings(max_examples=200, deadline=None)
@@ -211,8 +212,9 @@ def test_canvas_documents_in_all_three_shapes_keep_their_final_text(tmp_path: Pa
     reader = ExportReader(fx.canvas(tmp_path))
     conv = next(iter(reader))
     assert [d.name for d in conv.documents] == ["Letter to Ana", "Ode to bread", "Garden plan"]
-    assert [d.text for d in conv.documents] == [fx.CANVAS_FINAL[k]
-                                                for k in ("code", "string", "dict")]
+    assert [d.text for d in conv.documents] == [
+        fx.CANVAS_FINAL[k] for k in ("code", "string", "dict")
+    ]
     # 3 user + 2 plain assistant messages; the canvas tool calls are not messages.
     assert len(conv.messages) == 5
     chunks = chunk_conversation(conv)
@@ -238,8 +240,9 @@ def test_a_single_conversation_object_is_a_one_conversation_export(tmp_path: Pat
 
 
 @pytest.mark.parametrize("eras", [("2023", "2024"), ("2023", "2025"), ("2023", "2026")])
-def test_custom_instructions_and_memory_notes_are_kept_once(tmp_path: Path,
-                                                            eras: tuple[str, str]) -> None:
+def test_custom_instructions_and_memory_notes_are_kept_once(
+    tmp_path: Path, eras: tuple[str, str]
+) -> None:
     """Guards issue 14 (the person's own description thrown away): custom instructions of
     both eras (2023 metadata; 2024+ user_editable_context inside ChatGPT's fenced preamble)
     are kept once each with the dates they were in use, memory notes (assistant to `bio`)
@@ -248,14 +251,17 @@ def test_custom_instructions_and_memory_notes_are_kept_once(tmp_path: Path,
     reader = ExportReader(path)
     convs = list(reader)
     own = [(n.kind, n.text) for n in reader.notes.items() if n.kind != "memory_note"]
-    assert own == [("about_user", fx.ABOUT["2023"][0]), ("about_model", fx.ABOUT["2023"][1]),
-                   ("about_user", fx.ABOUT["new"][0]), ("about_model", fx.ABOUT["new"][1])]
+    assert own == [
+        ("about_user", fx.ABOUT["2023"][0]),
+        ("about_model", fx.ABOUT["2023"][1]),
+        ("about_user", fx.ABOUT["new"][0]),
+        ("about_model", fx.ABOUT["new"][1]),
+    ]
     first = reader.notes.items()[0]
     assert first.first_time < first.last_time  # seen in two conversations of its era
     assert [n.text for n in reader.notes.items("memory_note")] == list(fx.MEMORY_NOTES)
     texts = [m.text for c in convs for m in c.messages]
-    assert not any("Model set context updated" in t or "User is vegetarian" in t
-                   for t in texts)
+    assert not any("Model set context updated" in t or "User is vegetarian" in t for t in texts)
     assert not any("The user provided" in t for t in texts)
     summary = _parse(path)
     assert summary["custom_instructions"] == 4 and summary["memory_notes"] == 2
@@ -267,18 +273,23 @@ def test_citation_markup_is_stripped_from_assistant_text_only() -> None:
     assistant text, the sentence around them stays; user text is never altered."""
     assert strip_citations(fx.CITED) == fx.CITED_CLEAN
     user_text = "I typed 【1†source】 and \ue200 myself"
-    conv = ef.make_conversation(0, messages=[
-        ef.make_message("user", user_text, create_time=1.0e9),
-        ef.make_message("assistant", fx.CITED, create_time=1.0e9 + 5),
-        ef.make_message("assistant", "【3†source】", create_time=1.0e9 + 9)])
+    conv = ef.make_conversation(
+        0,
+        messages=[
+            ef.make_message("user", user_text, create_time=1.0e9),
+            ef.make_message("assistant", fx.CITED, create_time=1.0e9 + 5),
+            ef.make_message("assistant", "【3†source】", create_time=1.0e9 + 9),
+        ],
+    )
     from pipeline.export_reader import normalize_conversation
 
     got = normalize_conversation(conv, 0)
     assert [m.text for m in got.messages] == [user_text, fx.CITED_CLEAN, ""]
     chunks = chunk_conversation(got)
     assert "†" in chunks[0].text  # the person's own words, as typed
-    answers = [part for c in chunks for part in c.text.split("\n\n")
-               if part.startswith("Assistant:")]
+    answers = [
+        part for c in chunks for part in c.text.split("\n\n") if part.startswith("Assistant:")
+    ]
     assert answers == [f"Assistant: {fx.CITED_CLEAN}"]  # the bare citation left no chunk text
 
 

@@ -29,12 +29,15 @@ def _queued_job(db_url: str) -> tuple[uuid.UUID, uuid.UUID]:
 def _expire_lease(db_url: str, job_id: uuid.UUID) -> None:
     # Time passing, without waiting for it.
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set lease_expires_at = now() - interval '1 s'"
-                     " where id = %s", (job_id,))
+        conn.execute(
+            "update public.import_jobs set lease_expires_at = now() - interval '1 s' where id = %s",
+            (job_id,),
+        )
 
 
-def test_two_workers_claiming_one_job_exactly_one_wins(db_url: str, store: JobStore,
-                                                       worker_db_url: str) -> None:
+def test_two_workers_claiming_one_job_exactly_one_wins(
+    db_url: str, store: JobStore, worker_db_url: str
+) -> None:
     """Guards pitfall 7 (duplicate imports): a duplicated event reaching two workers at once
     runs the stage once."""
     for _ in range(5):
@@ -42,8 +45,12 @@ def test_two_workers_claiming_one_job_exactly_one_wins(db_url: str, store: JobSt
         other = JobStore(worker_db_url)
         barrier = threading.Barrier(2)
 
-        def claim(s: JobStore, owner: str, job_id: uuid.UUID = job_id,
-                  barrier: threading.Barrier = barrier) -> Job | None:
+        def claim(
+            s: JobStore,
+            owner: str,
+            job_id: uuid.UUID = job_id,
+            barrier: threading.Barrier = barrier,
+        ) -> Job | None:
             barrier.wait()
             return s.claim(job_id, "queued", owner, 60)
 
@@ -84,16 +91,21 @@ def test_an_expired_lease_can_be_reclaimed(db_url: str, store: JobStore) -> None
     assert store.advance(job_id, "alive", "queued") == "downloading"
 
 
-def test_progress_is_absolute_throttled_and_renews_the_lease(db_url: str,
-                                                             worker_db_url: str) -> None:
+def test_progress_is_absolute_throttled_and_renews_the_lease(
+    db_url: str, worker_db_url: str
+) -> None:
     """Guards pitfall 5 (no progress): counters land on the job row, about once a second at
     most, and each write keeps the lease alive."""
     _, job_id = _queued_job(db_url)
     store = JobStore(worker_db_url, progress_interval_s=3600, lease_seconds=600)
     store.claim(job_id, "queued", "w", 1)
     before = store.get(job_id).lease_expires_at
-    assert store.progress(job_id, "w", {"bytes_done": 10, "bytes_total": 100,
-                                        "sha256": "ab", "not_a_counter": 5}) == "ok"
+    assert (
+        store.progress(
+            job_id, "w", {"bytes_done": 10, "bytes_total": 100, "sha256": "ab", "not_a_counter": 5}
+        )
+        == "ok"
+    )
     after = store.get(job_id)
     assert (after.bytes_done, after.bytes_total, after.sha256) == (10, 100, "ab")
     assert after.lease_expires_at > before
@@ -108,8 +120,7 @@ def test_progress_is_absolute_throttled_and_renews_the_lease(db_url: str,
     store.close()
 
 
-def test_progress_renews_the_lease_by_the_length_claimed(db_url: str,
-                                                         worker_db_url: str) -> None:
+def test_progress_renews_the_lease_by_the_length_claimed(db_url: str, worker_db_url: str) -> None:
     """Guards pitfall 1 (work that vanishes): a lease claimed short (local mode, quick
     takeover after a crash) stays short when renewed, and a long one stays long."""
     _, job_id = _queued_job(db_url)
@@ -117,13 +128,15 @@ def test_progress_renews_the_lease_by_the_length_claimed(db_url: str,
         store.claim(job_id, "queued", "w", 3600)
         store.progress(job_id, "w", {}, force=True)
         with psycopg.connect(db_url) as conn:
-            left = conn.execute("select lease_expires_at - now() from public.import_jobs"
-                                " where id = %s", (job_id,)).fetchone()[0]
+            left = conn.execute(
+                "select lease_expires_at - now() from public.import_jobs where id = %s", (job_id,)
+            ).fetchone()[0]
     assert left.total_seconds() > 1800
 
 
-def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
-                                                               store: JobStore) -> None:
+def test_advance_walks_the_pipeline_and_resets_the_stage_state(
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 9 (status never written): each advance moves one stage on, conditional
     on the stage and the lease, soulprint before embedding; the soulprint is shown through
     show_soulprint() and the import finished through complete()."""
@@ -145,8 +158,10 @@ def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
     store.claim(job_id, stage, "w")
     with pytest.raises(psycopg.errors.RaiseException):
         store.advance(job_id, "w", "generating_soulprint")  # a bug, not a race
-    assert store.show_soulprint(job_id, "w", {"traits": ["curious"]}, "You are curious."
-                                ) == "embedding"
+    assert (
+        store.show_soulprint(job_id, "w", {"traits": ["curious"]}, "You are curious.")
+        == "embedding"
+    )
     assert store.show_soulprint(job_id, "w", {}, "again") is None  # repeated: no effect
     job = store.get(job_id)
     assert (job.stage, job.lease_owner, job.attempts) == ("embedding", None, 0)
@@ -159,8 +174,13 @@ def test_advance_walks_the_pipeline_and_resets_the_stage_state(db_url: str,
     assert job.stage == "complete" and job.completed_at is not None
     assert not store.complete(job_id, "w")  # repeated delivery: no effect
     assert [e["type"] for e in events_for(db_url, job_id)] == [
-        "import.queued", "import.downloading", "import.parsing",
-        "import.generating_soulprint", "import.embedding", "import.complete"]
+        "import.queued",
+        "import.downloading",
+        "import.parsing",
+        "import.generating_soulprint",
+        "import.embedding",
+        "import.complete",
+    ]
 
 
 def test_cancel_unheld_is_immediate_held_is_honoured_at_next_report(
@@ -178,9 +198,11 @@ def test_cancel_unheld_is_immediate_held_is_honoured_at_next_report(
     walk_to(db_url, job_id, "parsing")
     store.claim(job_id, "parsing", "w")
     with psycopg.connect(worker_db_url) as conn:
-        conn.execute("insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
-                     " chunk_index, content) values (%s, %s, %s, 'c', 0, 'partial')",
-                     (uuid.uuid4(), job_id, user))
+        conn.execute(
+            "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
+            " chunk_index, content) values (%s, %s, %s, 'c', 0, 'partial')",
+            (uuid.uuid4(), job_id, user),
+        )
         conn.commit()
     assert store.request_cancel(job_id) == "parsing"
     assert store.claim(job_id, "parsing", "other") is None
@@ -189,8 +211,12 @@ def test_cancel_unheld_is_immediate_held_is_honoured_at_next_report(
     job = store.get(job_id)
     assert job.stage == "cancelled" and job.error_message == "The import was cancelled."
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("select count(*) from public.memory_chunks where job_id = %s",
-                            (job_id,)).fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "select count(*) from public.memory_chunks where job_id = %s", (job_id,)
+            ).fetchone()[0]
+            == 0
+        )
 
     # A pending cancel also wins over advance.
     _, job_id = _queued_job(db_url)
@@ -208,8 +234,7 @@ def test_fail_then_retry_resumes_the_failed_stage(db_url: str, store: JobStore) 
     store.progress(job_id, "w", {"embedded_chunks": 5}, {"after": "x"}, force=True)
     assert store.fail(job_id, "w", "embedder_down", "We could not reach the embedding service.")
     job = store.get(job_id)
-    assert (job.stage, job.failed_stage, job.error_code) == ("failed", "embedding",
-                                                             "embedder_down")
+    assert (job.stage, job.failed_stage, job.error_code) == ("failed", "embedding", "embedder_down")
     assert job.checkpoint == {"after": "x"}  # kept for the retry
 
     assert store.retry(job_id) == "embedding"
@@ -225,8 +250,7 @@ def test_fail_then_retry_resumes_the_failed_stage(db_url: str, store: JobStore) 
     assert store.get(job_id).stage == "failed"
 
 
-def test_release_frees_the_lease_and_invites_another_worker(db_url: str,
-                                                            store: JobStore) -> None:
+def test_release_frees_the_lease_and_invites_another_worker(db_url: str, store: JobStore) -> None:
     """Guards pitfall 1 (work that vanishes): on SIGTERM a worker gives the job back at once
     (a 'released' event) instead of leaving it until the lease expires."""
     _, job_id = _queued_job(db_url)
@@ -240,8 +264,7 @@ def test_release_frees_the_lease_and_invites_another_worker(db_url: str,
     assert store.claim(job_id, "queued", "w2") is not None
 
 
-def test_sweep_reemits_stalled_jobs_and_fails_hopeless_ones(db_url: str,
-                                                            store: JobStore) -> None:
+def test_sweep_reemits_stalled_jobs_and_fails_hopeless_ones(db_url: str, store: JobStore) -> None:
     """Guards pitfall 1 (work that vanishes): a job whose worker died is announced again once,
     and after too many attempts fails with a sentence instead of hanging forever."""
     _, stalled = _queued_job(db_url)
@@ -295,7 +318,8 @@ def test_calls_survive_the_database_dropping_connections(db_url: str, store: Job
         with psycopg.connect(db_url, autocommit=True) as conn:
             killed = conn.execute(
                 "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity"
-                " where usename = 'import_worker') t").fetchone()[0]
+                " where usename = 'import_worker') t"
+            ).fetchone()[0]
         assert killed >= 1
         assert store.claim(job_id, "queued", "w") is not None
     assert store.latest_for_user(user).id == job_id

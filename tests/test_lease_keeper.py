@@ -15,8 +15,9 @@ def test_a_stage_making_progress_keeps_its_job(db_url, worker_db_url):
     job_id, _ = upload_job(db_url)
     store = JobStore(worker_db_url)
     assert store.claim(job_id, "queued", "alive", 2) is not None
-    with LeaseKeeper(store, job_id, "alive", 2, progressed=time.monotonic,
-                     stall_seconds=1.5) as keeper:
+    with LeaseKeeper(
+        store, job_id, "alive", 2, progressed=time.monotonic, stall_seconds=1.5
+    ) as keeper:
         time.sleep(4)  # twice the lease: only renewals keep it
         assert store.claim(job_id, "queued", "rival", 30) is None
         assert not keeper.stalled
@@ -31,8 +32,9 @@ def test_a_hung_stage_lets_its_lease_lapse_for_another_worker(db_url, worker_db_
     store = JobStore(worker_db_url)
     assert store.claim(job_id, "queued", "hung", 1) is not None
     last_sign_of_life = time.monotonic()
-    with LeaseKeeper(store, job_id, "hung", 1, progressed=lambda: last_sign_of_life,
-                     stall_seconds=1.5) as keeper:
+    with LeaseKeeper(
+        store, job_id, "hung", 1, progressed=lambda: last_sign_of_life, stall_seconds=1.5
+    ) as keeper:
         wait_for(lambda: keeper.stalled, timeout=10)
         wait_for(lambda: store.claim(job_id, "queued", "rescuer", 30) is not None, timeout=10)
         assert store.get(job_id).lease_owner == "rescuer"

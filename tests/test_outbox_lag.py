@@ -23,22 +23,30 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 def _age_events(db_url: str, minutes: int) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_events set created_at = now() - make_interval("
-                     "mins => %s) where acknowledged_at is null", (minutes,))
+        conn.execute(
+            "update public.import_events set created_at = now() - make_interval("
+            "mins => %s) where acknowledged_at is null",
+            (minutes,),
+        )
 
 
-def test_healthz_reports_the_oldest_unacknowledged_event(db_url: str,
-                                                         worker_db_url: str) -> None:
+def test_healthz_reports_the_oldest_unacknowledged_event(db_url: str, worker_db_url: str) -> None:
     """Guards pitfall 1 (work that vanishes): with pg_net missing every job sat in `queued`
     and nothing said so. /healthz now shows how many events wait and for how long."""
     lifecycle.reset()
-    app = create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url,
-                     runner=lambda event: None, shutdown_grace_s=5)
+    app = create_app(
+        Settings(webhook_secret=SECRET),
+        conninfo=worker_db_url,
+        runner=lambda event: None,
+        shutdown_grace_s=5,
+    )
     handle = serve_in_thread(app)
     try:
         body = httpx.get(handle.url + "/healthz").json()
-        assert body["outbox"] == {"unacknowledged_events": 0,
-                                  "oldest_unacknowledged_event_age_s": None}
+        assert body["outbox"] == {
+            "unacknowledged_events": 0,
+            "oldest_unacknowledged_event_age_s": None,
+        }
         upload_object(db_url, create_user(db_url))
         _age_events(db_url, 25)
         resp = httpx.get(handle.url + "/healthz")
@@ -52,8 +60,8 @@ def test_healthz_reports_the_oldest_unacknowledged_event(db_url: str,
 
 
 def test_sweeper_warns_when_events_go_undelivered_for_ten_minutes(
-        db_url: str, worker_db_url: str, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    db_url: str, worker_db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Guards pitfall 1 (work that vanishes): the sweeper re-emitted into the same void
     without a word. Past 10 minutes undelivered it now logs a warning naming `doctor`;
     a fresh backlog is no alarm."""

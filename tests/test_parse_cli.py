@@ -23,18 +23,24 @@ def parse_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
 
 
 def test_json_summary_counts_follow_the_contract(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Guards pitfall 4 (format variations) and 5 (progress counts): the JSON summary
     reports conversations, skipped, messages by role and chunks exactly."""
     convs: list = make_export(4, 3, era="mixed", custom_instructions=True)
     convs.append("not a conversation")
-    convs.append(make_conversation(messages=[
-        make_message("user", "run this"),
-        make_message("assistant", "print(1)", content_type="code", recipient="python"),
-        make_message("tool", content={"content_type": "execution_output", "text": "1"}),
-        make_message("assistant", "It printed 1."),
-    ], index=9))
+    convs.append(
+        make_conversation(
+            messages=[
+                make_message("user", "run this"),
+                make_message("assistant", "print(1)", content_type="code", recipient="python"),
+                make_message("tool", content={"content_type": "execution_output", "text": "1"}),
+                make_message("assistant", "It printed 1."),
+            ],
+            index=9,
+        )
+    )
     summary = parse_json(write_zip(tmp_path / "e.zip", convs, split=True), capsys)
     assert summary["conversations"] == 5 and summary["skipped"] == 1
     assert summary["messages"] == 14
@@ -45,7 +51,8 @@ def test_json_summary_counts_follow_the_contract(
 
 
 def test_truncated_file_exits_zero_with_truncated_true(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Guards pitfall 4 (incomplete exports): a broken file is still parsed up to the
     break; exit 0, truncated true and the error in the summary."""
@@ -58,15 +65,21 @@ def test_truncated_file_exits_zero_with_truncated_true(
 
 
 @pytest.mark.parametrize("content", [None, b"just text", b'{"a": 1}'])
-def test_not_an_export_exits_2_with_one_line_on_stderr(tmp_path: Path, content: bytes | None
-                                                      ) -> None:
+def test_not_an_export_exits_2_with_one_line_on_stderr(
+    tmp_path: Path, content: bytes | None
+) -> None:
     """Guards pitfall 4 (clear errors): a missing path or a file that is not an export
     exits 2 with exactly one line on stderr and nothing on stdout."""
     path = tmp_path / "upload.bin"
     if content is not None:
         path.write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "parse", str(path), "--json"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "parse", str(path), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and str(path) in proc.stderr

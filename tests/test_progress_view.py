@@ -11,8 +11,17 @@ MB = 1_000_000
 
 
 def job(stage: str, **fields: object) -> SimpleNamespace:
-    base = dict(stage=stage, stage_timings={}, bytes_done=0, bytes_total=0, conversations=0,
-                messages=0, chunks=0, embedded_chunks=0, checkpoint={})
+    base = dict(
+        stage=stage,
+        stage_timings={},
+        bytes_done=0,
+        bytes_total=0,
+        conversations=0,
+        messages=0,
+        chunks=0,
+        embedded_chunks=0,
+        checkpoint={},
+    )
     base.update(fields)
     return SimpleNamespace(**base)
 
@@ -27,16 +36,36 @@ def test_parsing_shows_a_bar_of_bytes_read_with_an_eta():
     long is left, not only a growing count."""
     out = io.StringIO()
     view = ProgressView(out=out)
-    timings = {"queued": {"started_at": "2026-11-28T10:00:00+00:00",
-                          "ended_at": "2026-11-28T10:00:01+00:00"},
-               "downloading": {"started_at": "2026-11-28T10:00:01+00:00",
-                               "ended_at": "2026-11-28T10:00:03+00:00"}}
-    view.update(job("parsing", stage_timings=timings, bytes_done=80 * MB, bytes_total=80 * MB,
-                    conversations=100, checkpoint={"read_bytes": 25 * MB,
-                                                   "total_bytes": 400 * MB}))
-    view.update(job("parsing", stage_timings=timings, conversations=900, messages=7200,
-                    chunks=10_000, checkpoint={"read_bytes": 200 * MB,
-                                               "total_bytes": 400 * MB}))
+    timings = {
+        "queued": {
+            "started_at": "2026-11-28T10:00:00+00:00",
+            "ended_at": "2026-11-28T10:00:01+00:00",
+        },
+        "downloading": {
+            "started_at": "2026-11-28T10:00:01+00:00",
+            "ended_at": "2026-11-28T10:00:03+00:00",
+        },
+    }
+    view.update(
+        job(
+            "parsing",
+            stage_timings=timings,
+            bytes_done=80 * MB,
+            bytes_total=80 * MB,
+            conversations=100,
+            checkpoint={"read_bytes": 25 * MB, "total_bytes": 400 * MB},
+        )
+    )
+    view.update(
+        job(
+            "parsing",
+            stage_timings=timings,
+            conversations=900,
+            messages=7200,
+            chunks=10_000,
+            checkpoint={"read_bytes": 200 * MB, "total_bytes": 400 * MB},
+        )
+    )
     view.close()
     shown = [line for line in lines(out) if line]
     assert shown[0].startswith("Waiting for the worker") and "done in 1.0s" in shown[0]
@@ -51,8 +80,9 @@ def test_parsing_without_a_known_size_shows_counts_and_rate():
     the line still moves."""
     out = io.StringIO()
     view = ProgressView(out=out)
-    view.update(job("parsing", conversations=40, checkpoint={"read_bytes": 5 * MB,
-                                                             "total_bytes": None}))
+    view.update(
+        job("parsing", conversations=40, checkpoint={"read_bytes": 5 * MB, "total_bytes": None})
+    )
     view.close()
     live = [line for line in lines(out) if line][-1]
     assert "40 conversations" in live and "conv/s" in live and "%" not in live

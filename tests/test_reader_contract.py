@@ -17,8 +17,9 @@ from pipeline.export_reader import ExportReader
 from pipeline.models import Conversation, ReadStats
 
 
-def read_msgs(tmp_path: Path, msgs: list[dict[str, Any]], **kwargs: Any
-              ) -> tuple[Conversation, ReadStats]:
+def read_msgs(
+    tmp_path: Path, msgs: list[dict[str, Any]], **kwargs: Any
+) -> tuple[Conversation, ReadStats]:
     conv = make_conversation(messages=msgs, era=kwargs.pop("era", "2025"))
     reader = ExportReader(write_json(tmp_path / "conversations.json", [conv]), **kwargs)
     got = list(reader)
@@ -41,8 +42,14 @@ def test_custom_instructions_of_every_era_are_not_messages(tmp_path: Path, era: 
 def test_user_editable_context_not_hidden_is_still_not_counted(tmp_path: Path) -> None:
     """Guards pitfall 4 (format variations): user_editable_context is not a counted
     content type even when the hidden flag is missing."""
-    ctx = make_message("user", content={"content_type": "user_editable_context",
-                                        "user_profile": "p", "user_instructions": "i"})
+    ctx = make_message(
+        "user",
+        content={
+            "content_type": "user_editable_context",
+            "user_profile": "p",
+            "user_instructions": "i",
+        },
+    )
     conv, stats = read_msgs(tmp_path, [ctx])
     assert conv.messages == [] and stats.messages == 0
 
@@ -63,8 +70,12 @@ def test_tool_calls_and_tool_output_are_not_counted(tmp_path: Path) -> None:
         make_message("assistant", "no recipient key", recipient=None),
     ]
     conv, stats = read_msgs(tmp_path, msgs)
-    assert [m.text for m in conv.messages] == ["plot my runs", "Here is the plot.", "x = 1",
-                                               "no recipient key"]
+    assert [m.text for m in conv.messages] == [
+        "plot my runs",
+        "Here is the plot.",
+        "x = 1",
+        "no recipient key",
+    ]
     assert [m.content_type for m in conv.messages] == ["text", "text", "code", "text"]
     assert (stats.user_messages, stats.assistant_messages) == (1, 3)
     assert conv.metadata["tool_nodes"] == 5
@@ -83,14 +94,19 @@ def test_thoughts_reasoning_system_and_hidden_are_not_counted(tmp_path: Path) ->
     visually hidden messages and model_editable_context never count."""
     msgs = [
         make_message("user", "why is the sky blue"),
-        make_message("assistant", content={"content_type": "thoughts",
-                                           "thoughts": [{"summary": "s", "content": "c"}]}),
-        make_message("assistant", content={"content_type": "reasoning_recap",
-                                           "content": "Thought for 4s"}),
+        make_message(
+            "assistant",
+            content={"content_type": "thoughts", "thoughts": [{"summary": "s", "content": "c"}]},
+        ),
+        make_message(
+            "assistant", content={"content_type": "reasoning_recap", "content": "Thought for 4s"}
+        ),
         make_message("system", "You are ChatGPT"),
         make_message("assistant", "secret", hidden=True),
-        make_message("assistant", content={"content_type": "model_editable_context",
-                                           "model_set_context": "memory"}),
+        make_message(
+            "assistant",
+            content={"content_type": "model_editable_context", "model_set_context": "memory"},
+        ),
         make_message("assistant", "Rayleigh scattering."),
     ]
     conv, stats = read_msgs(tmp_path, msgs)
@@ -116,8 +132,12 @@ def test_blank_messages_are_not_counted(tmp_path: Path) -> None:
 def test_image_only_message_is_not_counted_but_image_with_text_is(tmp_path: Path) -> None:
     """Guards pitfall 4 (format variations): multimodal parts mix dicts and strings; an
     image without words has no text, an image with a caption counts with the caption."""
-    image = {"content_type": "image_asset_pointer", "asset_pointer": "file-service://f1",
-             "width": 512, "height": 512}
+    image = {
+        "content_type": "image_asset_pointer",
+        "asset_pointer": "file-service://f1",
+        "width": 512,
+        "height": 512,
+    }
     msgs = [
         make_message("user", content_type="multimodal_text", parts=[image]),
         make_message("user", content_type="multimodal_text", parts=[image, "What is this?"]),
@@ -133,12 +153,26 @@ def test_voice_messages_count_with_their_transcription(tmp_path: Path) -> None:
     dicts; their `text` is the message, joined with any string parts by newlines."""
     audio = {"content_type": "audio_asset_pointer", "asset_pointer": "sediment://a1"}
     msgs = [
-        make_message("user", content_type="multimodal_text", parts=[
-            {"content_type": "audio_transcription", "text": "remind me to water the basil",
-             "direction": "in"}, audio]),
-        make_message("assistant", content_type="multimodal_text", parts=[
-            {"content_type": "audio_transcription", "text": "Sure.", "direction": "out"},
-            "Done."]),
+        make_message(
+            "user",
+            content_type="multimodal_text",
+            parts=[
+                {
+                    "content_type": "audio_transcription",
+                    "text": "remind me to water the basil",
+                    "direction": "in",
+                },
+                audio,
+            ],
+        ),
+        make_message(
+            "assistant",
+            content_type="multimodal_text",
+            parts=[
+                {"content_type": "audio_transcription", "text": "Sure.", "direction": "out"},
+                "Done.",
+            ],
+        ),
         make_message("user", content_type="multimodal_text", parts=[audio]),
     ]
     conv, stats = read_msgs(tmp_path, msgs)
@@ -168,15 +202,33 @@ def test_unknown_roles_and_bad_nodes_skip_only_themselves(tmp_path: Path) -> Non
 def test_timestamps_float_iso_null_and_garbage(tmp_path: Path) -> None:
     """Guards pitfall 4 (malformed timestamps): float epochs pass, ISO-8601 strings are
     parsed, anything else becomes null, and no message is dropped for it."""
-    values: list[Any] = [1_700_000_000.5, 1_700_000_000, "2024-03-01T12:00:00Z",
-                         "2024-03-01T12:00:00.250+02:00", "2024-03-01 12:00:00", None,
-                         "yesterday", "", True, {"t": 1}, [1], 1e300, -1e20, "9" * 400]
+    values: list[Any] = [
+        1_700_000_000.5,
+        1_700_000_000,
+        "2024-03-01T12:00:00Z",
+        "2024-03-01T12:00:00.250+02:00",
+        "2024-03-01 12:00:00",
+        None,
+        "yesterday",
+        "",
+        True,
+        {"t": 1},
+        [1],
+        1e300,
+        -1e20,
+        "9" * 400,
+    ]
     msgs = [make_message("user", f"m{i}", create_time=v) for i, v in enumerate(values)]
     conv, stats = read_msgs(tmp_path, msgs)
     assert stats.messages == len(values)
     times = [m.create_time for m in conv.messages]
-    assert times[:5] == [1_700_000_000.5, 1_700_000_000.0, 1_709_294_400.0,
-                         1_709_287_200.25, 1_709_294_400.0]
+    assert times[:5] == [
+        1_700_000_000.5,
+        1_700_000_000.0,
+        1_709_294_400.0,
+        1_709_287_200.25,
+        1_709_294_400.0,
+    ]
     assert times[5:] == [None] * (len(values) - 5)
 
 
@@ -196,8 +248,9 @@ def test_nul_and_escaped_lone_surrogates_are_made_safe(tmp_path: Path) -> None:
     """Guards pitfall 4 (non-UTF8 characters): NUL is removed and escaped lone
     surrogates become U+FFFD, in texts, titles and ids, so PostgreSQL accepts them; a
     valid escaped pair stays an emoji."""
-    conv = make_conversation(messages=[make_message("user", "PLACEHOLDER_A"),
-                                       make_message("assistant", "PLACEHOLDER_B")])
+    conv = make_conversation(
+        messages=[make_message("user", "PLACEHOLDER_A"), make_message("assistant", "PLACEHOLDER_B")]
+    )
     conv["title"] = "PLACEHOLDER_T"
     path = write_json(tmp_path / "c.json", [conv])
     data = path.read_bytes()
@@ -219,8 +272,10 @@ def test_raw_invalid_utf8_bytes_become_replacement_characters(tmp_path: Path) ->
     """Guards pitfall 4 (non-UTF8 characters): raw invalid bytes (Latin-1, a cut
     multi-byte sequence, an encoded surrogate) are replaced by U+FFFD instead of ending
     the stream; later conversations are still read."""
-    convs = [make_conversation(messages=[make_message("user", "PLACEHOLDER")], index=0),
-             make_conversation(2, index=1)]
+    convs = [
+        make_conversation(messages=[make_message("user", "PLACEHOLDER")], index=0),
+        make_conversation(2, index=1),
+    ]
     path = write_json(tmp_path / "c.json", convs)
     path.write_bytes(path.read_bytes().replace(b"PLACEHOLDER", b"caf\xe9 \xe2\x82 \xed\xa0\x80!"))
     reader = ExportReader(path)
@@ -252,7 +307,9 @@ def test_long_message_is_cut_at_the_cap_and_counted(tmp_path: Path) -> None:
 
 def test_model_slug_kept_as_metadata(tmp_path: Path) -> None:
     """Guards pitfall 4 (format variations): useful extras survive as metadata."""
-    conv, _ = read_msgs(tmp_path, [make_message("user", "q"),
-                                   make_message("assistant", "a", metadata={"model_slug": "o3"})])
+    conv, _ = read_msgs(
+        tmp_path,
+        [make_message("user", "q"), make_message("assistant", "a", metadata={"model_slug": "o3"})],
+    )
     assert conv.metadata["model_slug"] == "o3"
     assert conv.metadata["hidden_nodes"] == 1  # the hidden system root message

@@ -24,8 +24,18 @@ def test_non_object_conversations_and_missing_mapping_are_skipped_and_counted(
     del no_mapping["mapping"]
     bad_mapping = make_conversation(2, index=10)
     bad_mapping["mapping"] = ["not", "an", "object"]
-    items: list[Any] = [good[0], None, 17, "text", [1, 2], no_mapping, good[1], bad_mapping,
-                        good[2], {}]
+    items: list[Any] = [
+        good[0],
+        None,
+        17,
+        "text",
+        [1, 2],
+        no_mapping,
+        good[1],
+        bad_mapping,
+        good[2],
+        {},
+    ]
     reader = ExportReader(write_json(tmp_path / "c.json", items))
     got = list(reader)
     assert [c.id for c in got] == [g["id"] for g in good]
@@ -80,7 +90,7 @@ def test_truncated_zip_member_and_corrupt_shard(tmp_path: Path) -> None:
     split = tmp_path / "split.zip"
     with zipfile.ZipFile(split, "w") as zf:
         zf.writestr("conversations-000.json", dumps(convs[:3]))
-        zf.writestr("conversations-001.json", b"[{\"mapping\": ")
+        zf.writestr("conversations-001.json", b'[{"mapping": ')
         zf.writestr("conversations-002.json", dumps(convs[3:]))
     reader = ExportReader(split)
     got = list(reader)
@@ -88,8 +98,9 @@ def test_truncated_zip_member_and_corrupt_shard(tmp_path: Path) -> None:
     assert reader.stats.truncated and "conversations-001.json" in (reader.stats.error or "")
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty-dir", "text", "empty", "object",
-                                  "zip-without", "not-zip", "number"])
+@pytest.mark.parametrize(
+    "kind", ["missing", "empty-dir", "text", "empty", "object", "zip-without", "not-zip", "number"]
+)
 def test_not_an_export_raises_one_human_line(tmp_path: Path, kind: str) -> None:
     """Guards pitfall 4 (format variations): unreadable paths and files that are not an
     export raise NotAnExportError (a ValueError) with one line, from open_export and on
@@ -171,6 +182,7 @@ def test_zip_cut_short_is_read_up_to_the_cut(tmp_path: Path, streamed: bool) -> 
     convs = make_export(40, 4, era="2026")
     full = tmp_path / "full.zip"
     if streamed:
+
         class Unseekable:
             def __init__(self, f: Any) -> None:
                 self.f = f
@@ -181,8 +193,10 @@ def test_zip_cut_short_is_read_up_to_the_cut(tmp_path: Path, streamed: bool) -> 
             def flush(self) -> None:
                 self.f.flush()
 
-        with full.open("wb") as raw, zipfile.ZipFile(Unseekable(raw), "w",
-                                                     zipfile.ZIP_DEFLATED) as zf:
+        with (
+            full.open("wb") as raw,
+            zipfile.ZipFile(Unseekable(raw), "w", zipfile.ZIP_DEFLATED) as zf,
+        ):
             zf.writestr("chat.html", b"<html>" + b"x" * 50_000 + b"</html>")
             zf.writestr("conversations.json", dumps(convs))
     else:

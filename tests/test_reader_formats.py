@@ -27,7 +27,9 @@ def read_all(path: Path, **kwargs: object) -> tuple[list[Conversation], ReadStat
 @pytest.mark.parametrize("era", ERAS)
 @pytest.mark.parametrize("pretty", [False, True], ids=["minified", "pretty"])
 def test_each_era_minified_or_pretty_counts_every_message(
-    tmp_path: Path, era: str, pretty: bool,
+    tmp_path: Path,
+    era: str,
+    pretty: bool,
 ) -> None:
     """Guards pitfall 4 (format variations): one-line minified and pretty-printed files of
     every era (2023 `id` only, 2024/2025 `conversation_id`, 2026 no `children`) give the
@@ -72,7 +74,8 @@ def test_zip_export_with_extra_members_and_nested_folder(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("container", ["zip", "dir"])
 def test_split_shards_read_in_name_order_with_global_index(
-    tmp_path: Path, container: str,
+    tmp_path: Path,
+    container: str,
 ) -> None:
     """Guards pitfall 4 (format variations): 2026 split exports (conversations-000.json,
     -001, ... stored out of order in the zip) are read in name order, and `index` runs
@@ -116,14 +119,18 @@ def test_ascii_escaped_export_decodes_non_english_text(tmp_path: Path) -> None:
     (\\u00e9, surrogate pairs for emoji) reads to the same text as a raw UTF-8 one."""
     from export_factory import make_message
 
-    msgs = [make_message("user", "Olá, ¿qué tal? Grüße 😀 日本語"),
-            make_message("assistant", "Très bien 👍")]
+    msgs = [
+        make_message("user", "Olá, ¿qué tal? Grüße 😀 日本語"),
+        make_message("assistant", "Très bien 👍"),
+    ]
     conv = make_conversation(messages=msgs)
     escaped, _ = read_all(write_json(tmp_path / "a.json", [conv], ascii=True))
     raw, _ = read_all(write_json(tmp_path / "b.json", [conv]))
     assert b"\\ud83d\\ude00" in (tmp_path / "a.json").read_bytes()
-    assert [m.text for m in escaped[0].messages] == ["Olá, ¿qué tal? Grüße 😀 日本語",
-                                                     "Très bien 👍"]
+    assert [m.text for m in escaped[0].messages] == [
+        "Olá, ¿qué tal? Grüße 😀 日本語",
+        "Très bien 👍",
+    ]
     assert [m.text for m in raw[0].messages] == [m.text for m in escaped[0].messages]
 
 
@@ -137,8 +144,7 @@ def test_mixed_eras_in_one_export(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("container", ["json", "zip", "shards", "dir"])
-def test_bytes_progress_climbs_to_the_uncompressed_total(tmp_path: Path,
-                                                          container: str) -> None:
+def test_bytes_progress_climbs_to_the_uncompressed_total(tmp_path: Path, container: str) -> None:
     """Guards pitfall 5 (no progress): the parsing stage's bar needs to know how far the
     reader is; it counts JSON bytes, so a zip and its extracted files read alike."""
     convs = make_export(300, 4, era="mixed")
@@ -147,8 +153,7 @@ def test_bytes_progress_climbs_to_the_uncompressed_total(tmp_path: Path,
     elif container == "dir":
         path = write_dir(tmp_path / "export", convs)
     else:
-        path = write_zip(tmp_path / "export.zip", convs, split=container == "shards",
-                         per_shard=100)
+        path = write_zip(tmp_path / "export.zip", convs, split=container == "shards", per_shard=100)
     reader = ExportReader(path)
     total = reader.bytes_progress()[1]
     assert total is not None and total > 1_000_000

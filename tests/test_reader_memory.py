@@ -32,8 +32,11 @@ def _big_export(path: Path, target_bytes: int) -> int:
     with path.open("wb") as f:
         f.write(b"[")
         while size < target_bytes:
-            data = dumps(make_conversation(12, era="2026" if n % 2 else "2024", index=n,
-                                           assistant_chars=1500))
+            data = dumps(
+                make_conversation(
+                    12, era="2026" if n % 2 else "2024", index=n, assistant_chars=1500
+                )
+            )
             f.write((b"," if n else b"") + data)
             size += len(data) + 1
             n += 1
@@ -54,8 +57,14 @@ def test_peak_memory_stays_far_below_file_size(tmp_path: Path, container: str) -
             zf.write(path, "conversations.json")
         path.unlink()
         path = zipped
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     conversations, chunks, grew_mb = (int(x) for x in out.stdout.split())
     assert conversations == n and chunks > n * 12
     assert grew_mb < 15, json.dumps({"grew_mb": grew_mb})

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from pipeline.chunker import chunk_conversation
 from pipeline.export_reader import ExportReader, NotAnExportError
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 _weird_text = st.text(
     alphabet=st.sampled_from(["\x00", "\ud800", "\udfff", "a", " ", "\n", "é", "😀"])
@@ -28,10 +29,25 @@ _weird_text = st.text(
     max_size=20,
 )
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | _weird_text
-    | st.sampled_from(["user", "assistant", "tool", "system", "all", "text", "code",
-                       "multimodal_text", "2024-01-01T00:00:00Z", ""]),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _weird_text
+    | st.sampled_from(
+        [
+            "user",
+            "assistant",
+            "tool",
+            "system",
+            "all",
+            "text",
+            "code",
+            "multimodal_text",
+            "2024-01-01T00:00:00Z",
+            "",
+        ]
+    ),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_weird_text, inner, max_size=3),
     max_leaves=6,
 )
@@ -39,8 +55,9 @@ _json_values = st.recursive(
 
 def _base_export() -> list[Any]:
     convs: list[Any] = make_export(3, 3, era="mixed", user_chars=20, assistant_chars=30)
-    convs.append(make_conversation(messages=[custom_instructions_message("2023")], index=7,
-                                   era="2023"))
+    convs.append(
+        make_conversation(messages=[custom_instructions_message("2023")], index=7, era="2023")
+    )
     return convs
 
 
@@ -49,8 +66,13 @@ def _slots(value: Any, out: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
     stack = [value]
     while stack:
         node = stack.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node) \
-            if isinstance(node, list) else ()
+        items = (
+            node.items()
+            if isinstance(node, dict)
+            else enumerate(node)
+            if isinstance(node, list)
+            else ()
+        )
         for key, child in items:
             out.append((node, key))
             stack.append(child)
@@ -69,8 +91,7 @@ def _check(path: Path) -> None:
             for text in [conv.id, conv.title or ""] + [m.text for m in conv.messages]:
                 assert "\x00" not in text
                 text.encode("utf-8")  # no lone surrogates
-            assert all(m.role in ("user", "assistant") and m.text.strip()
-                       for m in conv.messages)
+            assert all(m.role in ("user", "assistant") and m.text.strip() for m in conv.messages)
     except NotAnExportError:
         assert not yielded  # only ever at the start: the mutation made it unrecognizable
         return
@@ -101,8 +122,9 @@ def test_structural_mutations_never_raise(tmp_path: Path, data: st.DataObject) -
             container[key] = data.draw(_json_values)
     path = tmp_path / "conversations.json"
     ascii_only = data.draw(st.booleans())
-    path.write_text(json.dumps(convs, ensure_ascii=ascii_only), encoding="utf-8",
-                    errors="surrogatepass")
+    path.write_text(
+        json.dumps(convs, ensure_ascii=ascii_only), encoding="utf-8", errors="surrogatepass"
+    )
     _check(path)
 
 
@@ -112,8 +134,9 @@ def test_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None
     """Guards pitfall 4 (corrupt/truncated files, invalid UTF-8) and 6 (memory): cutting,
     flipping, inserting or deleting raw bytes anywhere never raises out of the reader;
     at worst the stream ends with truncated=True."""
-    raw = bytearray(json.dumps(_base_export(), ensure_ascii=data.draw(st.booleans()))
-                    .encode("utf-8"))
+    raw = bytearray(
+        json.dumps(_base_export(), ensure_ascii=data.draw(st.booleans())).encode("utf-8")
+    )
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(raw)))
         op = data.draw(st.sampled_from(["cut", "flip", "insert", "delete"]))
@@ -124,14 +147,15 @@ def test_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None
         elif op == "insert":
             raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
         else:
-            del raw[pos:pos + data.draw(st.integers(1, 40))]
+            del raw[pos : pos + data.draw(st.integers(1, 40))]
     path = tmp_path / "conversations.json"
     path.write_bytes(bytes(raw))
     _check(path)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_zip_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None:
     """Guards pitfall 4 (corrupt/incomplete exports): a zip export with bytes cut,
@@ -147,6 +171,6 @@ def test_zip_byte_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> 
         elif op == "flip" and pos < len(raw):
             raw[pos] = data.draw(st.integers(0, 255))
         else:
-            del raw[pos:pos + data.draw(st.integers(1, 40))]
+            del raw[pos : pos + data.draw(st.integers(1, 40))]
     path.write_bytes(bytes(raw))
     _check(path)

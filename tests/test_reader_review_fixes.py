@@ -26,13 +26,27 @@ def _parse(path: Path) -> dict[str, Any]:
 def _canvas_conversation(updates: list[dict[str, Any]], content: str) -> dict[str, Any]:
     """A conversation whose assistant creates one canvas and then sends ``updates``."""
     create = {"name": "Notes", "type": "document", "content": content}
-    return ef.make_conversation(0, messages=[
-        ef.make_message("user", "Start a document.", create_time=1.0e9),
-        ef.make_message("assistant", json.dumps(create), content_type="code",
-                        recipient="canmore.create_textdoc", create_time=1.0e9 + 1),
-        ef.make_message("assistant", json.dumps({"updates": updates}), content_type="code",
-                        recipient="canmore.update_textdoc", create_time=1.0e9 + 2),
-        ef.make_message("assistant", "Done.", create_time=1.0e9 + 3)])
+    return ef.make_conversation(
+        0,
+        messages=[
+            ef.make_message("user", "Start a document.", create_time=1.0e9),
+            ef.make_message(
+                "assistant",
+                json.dumps(create),
+                content_type="code",
+                recipient="canmore.create_textdoc",
+                create_time=1.0e9 + 1,
+            ),
+            ef.make_message(
+                "assistant",
+                json.dumps({"updates": updates}),
+                content_type="code",
+                recipient="canmore.update_textdoc",
+                create_time=1.0e9 + 2,
+            ),
+            ef.make_message("assistant", "Done.", create_time=1.0e9 + 3),
+        ],
+    )
 
 
 # --- finding 2: catastrophic canvas patterns ---------------------------------------------
@@ -45,7 +59,8 @@ def test_a_catastrophic_canvas_pattern_times_out_and_keeps_the_last_good_text() 
     text it had, and the timeout is counted in the conversation's metadata."""
     text = "a" * 60 + "!"
     conv = _canvas_conversation(
-        [{"pattern": "(a|aa)+$", "multiple": False, "replacement": "gone"}], text)
+        [{"pattern": "(a|aa)+$", "multiple": False, "replacement": "gone"}], text
+    )
     started = time.monotonic()
     got = normalize_conversation(conv, 0)
     assert time.monotonic() - started < 5.0
@@ -56,9 +71,12 @@ def test_a_catastrophic_canvas_pattern_times_out_and_keeps_the_last_good_text() 
 def test_ordinary_canvas_patterns_still_apply_with_re_syntax() -> None:
     """The bounded matcher speaks Python's `re` syntax: groups, classes, DOTALL, multiple."""
     conv = _canvas_conversation(
-        [{"pattern": r"\bcat(s?)\b", "multiple": True, "replacement": "dog"},
-         {"pattern": "First.*line", "multiple": False, "replacement": "One line"}],
-        "First\nline: cats and a cat.")
+        [
+            {"pattern": r"\bcat(s?)\b", "multiple": True, "replacement": "dog"},
+            {"pattern": "First.*line", "multiple": False, "replacement": "One line"},
+        ],
+        "First\nline: cats and a cat.",
+    )
     got = normalize_conversation(conv, 0)
     assert [d.text for d in got.documents] == ["One line: dog and a dog."]
     assert "canvas_updates_timed_out" not in got.metadata
@@ -71,23 +89,27 @@ def test_citation_markup_in_a_canvas_document_does_not_reach_memory() -> None:
     """Guards issue 14 (citation noise embedded): a canvas the assistant wrote with web
     results carries the same 【…†…】 and private-use cite markers as its answers; the
     document chunk holds the words without them."""
-    cited = ("Oslo has long winters 【4†source】 and bright summers "
-             "\ue200cite\ue202turn0search3\ue201.")
+    cited = (
+        "Oslo has long winters 【4†source】 and bright summers \ue200cite\ue202turn0search3\ue201."
+    )
     conv = _canvas_conversation([], cited)
     got = normalize_conversation(conv, 0)
     assert [d.text for d in got.documents] == ["Oslo has long winters and bright summers."]
     doc_chunks = [c.text for c in chunk_conversation(got) if c.text.startswith("Document")]
-    assert doc_chunks and not any("†" in t or "\ue200" in t or "turn0" in t
-                                  for t in doc_chunks)
+    assert doc_chunks and not any("†" in t or "\ue200" in t or "turn0" in t for t in doc_chunks)
 
 
 def test_an_unclosed_cite_marker_leaves_no_citeturn_word() -> None:
     """Guards issue 14 (citation noise embedded): an answer cut before the closing U+E201
     used to keep "citeturn9search9" once the private-use characters were removed."""
-    assert strip_citations("Oslo is cold \ue200cite\ue202turn9search9. Bring a coat.") \
+    assert (
+        strip_citations("Oslo is cold \ue200cite\ue202turn9search9. Bring a coat.")
         == "Oslo is cold. Bring a coat."
-    assert strip_citations("Oslo is cold \ue200cite\ue202turn9search9\ue202turn1news2") \
+    )
+    assert (
+        strip_citations("Oslo is cold \ue200cite\ue202turn9search9\ue202turn1news2")
         == "Oslo is cold"
+    )
 
 
 # --- finding 4: 2023 custom instructions without user_context_message_data ---------------
@@ -96,23 +118,35 @@ _RENDERED_2023 = (
     "The user provided the following information about themselves. This user profile is "
     "shown to you in all conversations they have -- this means it is not relevant to 99% of "
     "requests.\nBefore answering, quietly think about whether the user's request is "
-    "\"directly related\", \"related\", \"tangentially related\", or \"not related\" to the "
+    '"directly related", "related", "tangentially related", or "not related" to the '
     "user profile provided.\nUser profile:\n```I am a marine biologist in Oslo.```\n"
     "The user provided the additional info about how they would like you to respond:\n"
-    "```Answer briefly.```")
+    "```Answer briefly.```"
+)
 
 
 def test_2023_rendered_custom_instructions_yield_the_persons_two_texts() -> None:
     """Guards issue 14 (the person's description kept in ChatGPT's words): a 2023 system
     message with is_user_system_message but no user_context_message_data kept ChatGPT's
     whole preamble as one 'about_user' text. It gives the person's two texts."""
-    conv = ef.make_conversation(0, messages=[
-        ef.make_message("system", _RENDERED_2023, era="2023", hidden=True,
-                        metadata={"is_user_system_message": True}),
-        ef.make_message("user", "Hello", era="2023", create_time=1.0e9)])
+    conv = ef.make_conversation(
+        0,
+        messages=[
+            ef.make_message(
+                "system",
+                _RENDERED_2023,
+                era="2023",
+                hidden=True,
+                metadata={"is_user_system_message": True},
+            ),
+            ef.make_message("user", "Hello", era="2023", create_time=1.0e9),
+        ],
+    )
     got = normalize_conversation(conv, 0)
     assert [(n.kind, n.text) for n in got.notes] == [
-        ("about_user", "I am a marine biologist in Oslo."), ("about_model", "Answer briefly.")]
+        ("about_user", "I am a marine biologist in Oslo."),
+        ("about_model", "Answer briefly."),
+    ]
 
 
 def test_sample_export_self_description_is_kept_once() -> None:
@@ -218,7 +252,8 @@ def test_a_syntax_error_in_an_array_is_invalid_json_with_its_place(tmp_path: Pat
 
 
 def test_parse_and_run_agree_on_exit_status_for_a_broken_empty_export(
-        db_url: str, tmp_path: Path) -> None:
+    db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfall 4 (parse and run disagreeing): on an export of which no conversation
     can be read, `run` ends `failed` (exit 1) while `parse` said exit 0. Both exit 1; run's
     message names the place the JSON breaks."""

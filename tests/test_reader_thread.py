@@ -65,7 +65,8 @@ def test_stale_children_lists_are_ignored(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("current", [None, "missing", "dangling-id", 42])
 def test_missing_or_dangling_current_node_picks_newest_leaf(
-    tmp_path: Path, current: Any,
+    tmp_path: Path,
+    current: Any,
 ) -> None:
     """Guards pitfall 4 (no valid root/leaf): without a usable current_node the thread
     ends at the leaf with the greatest create_time (A3 at t=201)."""
@@ -98,9 +99,13 @@ def test_leaf_tie_or_no_times_takes_last_leaf_in_mapping_order(tmp_path: Path) -
 def test_cycle_in_parent_pointers_ends_the_walk(tmp_path: Path) -> None:
     """Guards pitfall 10 (DAG traversal, cycle detection): a parent loop neither hangs nor
     raises; every node is visited once and the messages in the loop are read once."""
-    conv = make_conversation(messages=[make_message("user", "one"),
-                                       make_message("assistant", "two"),
-                                       make_message("user", "three")])
+    conv = make_conversation(
+        messages=[
+            make_message("user", "one"),
+            make_message("assistant", "two"),
+            make_message("user", "three"),
+        ]
+    )
     ids = list(conv["mapping"])
     conv["mapping"][ids[0]]["parent"] = conv["current_node"]  # root -> leaf: a full loop
     got = read_one(tmp_path, conv)
@@ -127,8 +132,10 @@ def test_fifty_thousand_deep_thread(tmp_path: Path) -> None:
     """Guards pitfall 10 (recursion limit): a 50,000-message thread is walked iteratively,
     root to leaf, with every message counted."""
     n = 50_000
-    msgs = [make_message("user" if i % 2 == 0 else "assistant", f"m{i}", message_id=f"id{i}")
-            for i in range(n)]
+    msgs = [
+        make_message("user" if i % 2 == 0 else "assistant", f"m{i}", message_id=f"id{i}")
+        for i in range(n)
+    ]
     conv = make_conversation(messages=msgs, era="2026")
     got = read_one(tmp_path, conv)
     assert len(got.messages) == n

@@ -30,8 +30,9 @@ def receiver(worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
 
     def start(**overrides: object) -> ServerHandle:
         settings = Settings(**{"webhook_secret": SECRET, **overrides})
-        app = create_app(settings, conninfo=worker_db_url, runner=lambda event: None,
-                         shutdown_grace_s=5)
+        app = create_app(
+            settings, conninfo=worker_db_url, runner=lambda event: None, shutdown_grace_s=5
+        )
         handle = serve_in_thread(app, **server_limits(settings))
         handles.append(handle)
         return handle
@@ -47,9 +48,12 @@ def _open_slow_request(url: str, declared: int = 500) -> socket.socket:
     """A connection that declares a body, sends a few bytes of it and then stalls."""
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=15)
-    sock.sendall(b"POST /webhooks/supabase HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Type: application/json\r\n"
-                 + f"Content-Length: {declared}\r\n\r\n".encode() + b'{"type":')
+    sock.sendall(
+        b"POST /webhooks/supabase HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\n"
+        + f"Content-Length: {declared}\r\n\r\n".encode()
+        + b'{"type":'
+    )
     return sock
 
 

@@ -77,7 +77,6 @@ def snapshot(db_url: str, job_id: uuid.UUID) -> dict[str, object]:
     }
 
 
-
 def pending(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
         return conn.execute(

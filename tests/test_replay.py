@@ -18,8 +18,6 @@ from tests.delivery_helpers import StepRunner, Switch, stage_of, upload_job, wai
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-
-
 def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys, monkeypatch):
     """Guards pitfall 2 (cold start) and pitfall 1 (fire-and-forget): what failed while the
     receiver was down is delivered by `replay --since`; what had arrived is a harmless

@@ -31,8 +31,10 @@ def _queued_job(db_url: str) -> uuid.UUID:
 def _end_backoff(db_url: str, job_id: uuid.UUID) -> None:
     """Time passing, without waiting for it: the backoff is over."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set retry_at = now() - interval '1 s'"
-                     " where id = %s", (job_id,))
+        conn.execute(
+            "update public.import_jobs set retry_at = now() - interval '1 s' where id = %s",
+            (job_id,),
+        )
 
 
 def _outage(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +48,10 @@ def _outage(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_dependency_outage_fails_the_job_readably_after_max_attempts(
-    db_url: str, worker_db_url: str, store: JobStore, monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    worker_db_url: str,
+    store: JobStore,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path,
 ) -> None:
     """Guards pitfall 9 (user stuck): a stage raising TransientError on every attempt used to
@@ -79,7 +84,8 @@ def test_a_dependency_outage_fails_the_job_readably_after_max_attempts(
 
 
 def test_a_shutdown_release_does_not_count_and_is_due_at_once(
-    db_url: str, store: JobStore,
+    db_url: str,
+    store: JobStore,
 ) -> None:
     """Guards pitfall 9: Ctrl-C or SIGTERM is not the stage's fault. However often a worker is
     stopped, the attempt is given back and the next worker is invited immediately."""
@@ -95,7 +101,9 @@ def test_a_shutdown_release_does_not_count_and_is_due_at_once(
 
 
 def test_the_sweeper_and_a_transient_release_share_one_attempt_count(
-    db_url: str, worker_db_url: str, store: JobStore,
+    db_url: str,
+    worker_db_url: str,
+    store: JobStore,
 ) -> None:
     """Guards pitfall 9: a worker that died (lease lapsed, found by the sweeper) and a
     dependency that failed count against the same MAX_ATTEMPTS, through one SQL policy."""
@@ -103,8 +111,10 @@ def test_the_sweeper_and_a_transient_release_share_one_attempt_count(
     settings = Settings(max_attempts=2, lease_seconds=60)
     assert store.claim(job_id, "queued", "dies", lease_seconds=0) is not None
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set lease_expires_at = now() - interval '1 s'"
-                     " where id = %s", (job_id,))
+        conn.execute(
+            "update public.import_jobs set lease_expires_at = now() - interval '1 s' where id = %s",
+            (job_id,),
+        )
     assert [a.action for a in run_sweep(worker_db_url, settings)] == ["reemitted"]
     assert store.claim(job_id, "queued", "flaky") is not None
     assert store.release(job_id, "flaky", "transient", max_attempts=2, backoff_s=1) == "failed"
@@ -112,20 +122,20 @@ def test_the_sweeper_and_a_transient_release_share_one_attempt_count(
 
 
 def test_the_sweeper_leaves_a_job_in_backoff_alone_then_announces_it(
-    db_url: str, worker_db_url: str, store: JobStore,
+    db_url: str,
+    worker_db_url: str,
+    store: JobStore,
 ) -> None:
     """Guards pitfall 1 (work vanishes): where events are posted at commit (pg_net) the
     re-announcement arrives during the backoff and finds nothing to claim; the sweeper
     announces the job again once the backoff (and the usual grace) has passed."""
     job_id = _queued_job(db_url)
     assert store.claim(job_id, "queued", "flaky") is not None
-    assert store.release(job_id, "flaky", "transient", max_attempts=5, backoff_s=600) == \
-        "retrying"
+    assert store.release(job_id, "flaky", "transient", max_attempts=5, backoff_s=600) == "retrying"
     settings = Settings(lease_seconds=60)
     assert run_sweep(worker_db_url, settings, stale_after=0) == []
     _end_backoff(db_url, job_id)
-    assert [a.action for a in run_sweep(worker_db_url, settings, stale_after=0)] == \
-        ["reemitted"]
+    assert [a.action for a in run_sweep(worker_db_url, settings, stale_after=0)] == ["reemitted"]
     assert store.claim(job_id, "queued", "next") is not None
 
 

@@ -28,18 +28,21 @@ def _add_chunks(db_url: str, job_id: uuid.UUID, user_id: uuid.UUID, n: int) -> N
             conn.execute(
                 "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
                 " chunk_index, content) values (gen_random_uuid(), %s, %s, 'c1', %s, %s)",
-                (job_id, user_id, k, f"chunk {k} of {job_id}"))
+                (job_id, user_id, k, f"chunk {k} of {job_id}"),
+            )
 
 
-def _to_last_stage(store: JobStore, job_id: uuid.UUID, db_url: str, chunks: int,
-                   embedded: int, soulprint: str) -> None:
+def _to_last_stage(
+    store: JobStore, job_id: uuid.UUID, db_url: str, chunks: int, embedded: int, soulprint: str
+) -> None:
     """Walk a job through parsing (``chunks`` counted, ``embedded`` vectors) and its
     soulprint stage (``soulprint`` shown) to embedding, the last stage, claimed as "w"."""
     walk_to(db_url, job_id, "parsing")
     assert store.claim(job_id, "parsing", "w") is not None
-    assert store.advance(job_id, "w", "parsing",
-                         {"chunks": chunks, "embedded_chunks": embedded}) \
+    assert (
+        store.advance(job_id, "w", "parsing", {"chunks": chunks, "embedded_chunks": embedded})
         == "generating_soulprint"
+    )
     assert store.claim(job_id, "generating_soulprint", "w") is not None
     assert store.show_soulprint(job_id, "w", {}, soulprint) == "embedding"
     assert store.claim(job_id, "embedding", "w") is not None
@@ -47,18 +50,24 @@ def _to_last_stage(store: JobStore, job_id: uuid.UUID, db_url: str, chunks: int,
 
 def _profile(db_url: str, user_id: uuid.UUID) -> dict:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        return conn.execute("select * from public.user_profiles where user_id = %s",
-                            (user_id,)).fetchone()
+        return conn.execute(
+            "select * from public.user_profiles where user_id = %s", (user_id,)
+        ).fetchone()
 
 
 def _chunk_jobs(db_url: str, user_id: uuid.UUID) -> set[uuid.UUID]:
     with psycopg.connect(db_url) as conn:
-        return {r[0] for r in conn.execute(
-            "select distinct job_id from public.memory_chunks where user_id = %s", (user_id,))}
+        return {
+            r[0]
+            for r in conn.execute(
+                "select distinct job_id from public.memory_chunks where user_id = %s", (user_id,)
+            )
+        }
 
 
-def _failed_then_newer_complete(db_url: str, store: JobStore
-                                ) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+def _failed_then_newer_complete(
+    db_url: str, store: JobStore
+) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """Import A fails in embedding; import B (a later upload) completes with 2 chunks."""
     user = create_user(db_url)
     upload_object(db_url, user, name="a.zip")
@@ -76,7 +85,8 @@ def _failed_then_newer_complete(db_url: str, store: JobStore
 
 
 def test_retrying_an_older_failed_import_is_refused_and_the_memory_stays(
-    db_url: str, store: JobStore,
+    db_url: str,
+    store: JobStore,
 ) -> None:
     """Guards pitfall 9 (a person loses their data to an operation): `retry A` after a newer
     import B completed used to finish A over nothing (B's completion had deleted A's
@@ -125,14 +135,15 @@ def test_completion_is_refused_while_chunks_lack_vectors(db_url: str, store: Job
     assert _profile(db_url, user)["soulprint_text"] == "You are B."
 
 
-def test_an_import_older_than_the_current_one_never_completes(db_url: str,
-                                                              store: JobStore) -> None:
+def test_an_import_older_than_the_current_one_never_completes(db_url: str, store: JobStore) -> None:
     """Guards pitfall 9: whatever path brings an older import to its last stage (a retry
     from before this guard, a hand edit), completing it must not replace the newer memory."""
     user, a, b = _failed_then_newer_complete(db_url, store)
     with psycopg.connect(db_url, autocommit=True) as conn:  # reopened by hand, as before
-        conn.execute("update public.import_jobs set stage = 'embedding',"
-                     " failed_stage = null where id = %s", (a,))
+        conn.execute(
+            "update public.import_jobs set stage = 'embedding', failed_stage = null where id = %s",
+            (a,),
+        )
     assert store.claim(a, "embedding", "w") is not None
     with pytest.raises(StageError) as info:
         store.complete(a, "w")

@@ -172,8 +172,13 @@ def test_stage_timings_and_status_follow_the_stage(db_url: str) -> None:
     walk_to(db_url, job_id, "embedding")
     job = JobStore(db_url).get(job_id)
     assert job is not None
-    assert set(job.stage_timings) == {"queued", "downloading", "parsing",
-                                      "generating_soulprint", "embedding"}
+    assert set(job.stage_timings) == {
+        "queued",
+        "downloading",
+        "parsing",
+        "generating_soulprint",
+        "embedding",
+    }
     assert "ended_at" in job.stage_timings["parsing"]
     assert "ended_at" not in job.stage_timings["embedding"]
     assert "chunking" not in job.stage_timings  # never entered
@@ -203,14 +208,12 @@ def _write_import_data(worker_url: str, job_id: uuid.UUID, user: uuid.UUID, tag:
         conn.commit()
 
 
-def _finish(store: JobStore, worker_url: str, job_id: uuid.UUID, user: uuid.UUID,
-            tag: str) -> None:
+def _finish(store: JobStore, worker_url: str, job_id: uuid.UUID, user: uuid.UUID, tag: str) -> None:
     admin = store.conninfo
     walk_to(admin, job_id, "parsing")
     assert store.claim(job_id, "parsing", "w") is not None
     _write_import_data(worker_url, job_id, user, tag)
-    store.advance(job_id, "w", "parsing", {"conversations": 1, "chunks": 1,
-                                             "embedded_chunks": 1})
+    store.advance(job_id, "w", "parsing", {"conversations": 1, "chunks": 1, "embedded_chunks": 1})
     finish_import(store, admin, job_id, f"soulprint {tag}", {"tag": tag})
 
 
@@ -218,16 +221,25 @@ def _what_the_person_sees(url: str, user: uuid.UUID) -> dict[str, object]:
     with user_session(url, user) as conn:
         profile = conn.execute(
             "select import_status, soulprint_text, total_conversations"
-            " from public.user_profiles where user_id = %s", (user,)
+            " from public.user_profiles where user_id = %s",
+            (user,),
         ).fetchone()
         return {
             "profile": profile,
-            "conversations": [r["title"] for r in conn.execute(
-                "select title from public.import_conversations order by title")],
-            "chunks": [r["content"] for r in conn.execute(
-                "select content from public.memory_chunks order by content")],
-            "soulprints": [r["soulprint_text"] for r in conn.execute(
-                "select soulprint_text from public.soulprints")],
+            "conversations": [
+                r["title"]
+                for r in conn.execute(
+                    "select title from public.import_conversations order by title"
+                )
+            ],
+            "chunks": [
+                r["content"]
+                for r in conn.execute("select content from public.memory_chunks order by content")
+            ],
+            "soulprints": [
+                r["soulprint_text"]
+                for r in conn.execute("select soulprint_text from public.soulprints")
+            ],
         }
 
 
@@ -241,9 +253,14 @@ def test_reimport_swaps_data_atomically_at_completion(db_url: str, worker_db_url
     first = jobs_for(db_url, user)[0]["id"]
     _finish(store, worker_db_url, first, user, "old")
     old_view = {
-        "profile": {"import_status": "complete", "soulprint_text": "soulprint old",
-                    "total_conversations": 1},
-        "conversations": ["title old"], "chunks": ["chunk old"], "soulprints": ["soulprint old"],
+        "profile": {
+            "import_status": "complete",
+            "soulprint_text": "soulprint old",
+            "total_conversations": 1,
+        },
+        "conversations": ["title old"],
+        "chunks": ["chunk old"],
+        "soulprints": ["soulprint old"],
     }
     assert _what_the_person_sees(db_url, user) == old_view
 
@@ -263,8 +280,7 @@ def test_reimport_swaps_data_atomically_at_completion(db_url: str, worker_db_url
 
     store2 = JobStore(worker_db_url)
     assert store2.claim(second, "parsing", "w") is not None
-    store2.advance(second, "w", "parsing",
-                   {"conversations": 1, "chunks": 1, "embedded_chunks": 1})
+    store2.advance(second, "w", "parsing", {"conversations": 1, "chunks": 1, "embedded_chunks": 1})
     walk_to(db_url, second, "generating_soulprint")
     assert store2.claim(second, "generating_soulprint", "w") is not None
     assert store2.show_soulprint(second, "w", {"tag": "new"}, "soulprint new") == "embedding"
@@ -277,9 +293,14 @@ def test_reimport_swaps_data_atomically_at_completion(db_url: str, worker_db_url
     assert store2.complete(second, "w")
 
     assert _what_the_person_sees(db_url, user) == {
-        "profile": {"import_status": "complete", "soulprint_text": "soulprint new",
-                    "total_conversations": 1},
-        "conversations": ["title new"], "chunks": ["chunk new"], "soulprints": ["soulprint new"],
+        "profile": {
+            "import_status": "complete",
+            "soulprint_text": "soulprint new",
+            "total_conversations": 1,
+        },
+        "conversations": ["title new"],
+        "chunks": ["chunk new"],
+        "soulprints": ["soulprint new"],
     }
     with psycopg.connect(db_url) as conn:
         left = conn.execute(
@@ -371,8 +392,10 @@ def test_bootstrap_is_skipped_where_supabase_is_present(pg_server_url: str) -> N
             conn.execute("drop function storage.filename(text)")
         assert len(apply_migrations(url)) == len(list_migrations())
         with psycopg.connect(url) as conn:
-            assert conn.execute("select to_regprocedure('storage.filename(text)')"
-                                ).fetchone()[0] is None
+            assert (
+                conn.execute("select to_regprocedure('storage.filename(text)')").fetchone()[0]
+                is None
+            )
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f'drop database "{name}" with (force)')
@@ -395,4 +418,5 @@ def test_a_first_import_in_progress_is_invisible_until_complete(
     assert seen["profile"]["import_status"] == "processing"
     with user_session(db_url, user) as conn:
         assert conn.execute("select stage from public.import_jobs").fetchone()["stage"] == (
-            "parsing")
+            "parsing"
+        )

@@ -20,8 +20,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
 
 @pytest.fixture
@@ -31,8 +38,12 @@ def data_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "down", "--data-dir",
-                        str(path)], cwd=REPO, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "db", "down", "--data-dir", str(path)],
+            cwd=REPO,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -46,8 +57,12 @@ def test_db_up_prints_a_working_url_and_reuses_the_server(data_dir: Path) -> Non
     assert first.stdout == url + "\n"
     assert url.startswith("postgresql://")
     with psycopg.connect(url) as conn:
-        versions = [r[0] for r in conn.execute(
-            "select version from supabase_migrations.schema_migrations order by 1")]
+        versions = [
+            r[0]
+            for r in conn.execute(
+                "select version from supabase_migrations.schema_migrations order by 1"
+            )
+        ]
         started = conn.execute("select pg_postmaster_start_time()").fetchone()[0]
     assert versions == [m.version for m in list_migrations()]
 
@@ -66,5 +81,6 @@ def test_db_up_prints_a_working_url_and_reuses_the_server(data_dir: Path) -> Non
     # And up again: same data directory, same data.
     assert _cli("db", "up", "--data-dir", str(data_dir)).stdout == first.stdout
     with psycopg.connect(url) as conn:
-        assert conn.execute("select count(*) from supabase_migrations.schema_migrations"
-                            ).fetchone()[0] == len(versions)
+        assert conn.execute(
+            "select count(*) from supabase_migrations.schema_migrations"
+        ).fetchone()[0] == len(versions)

@@ -34,11 +34,14 @@ def _two_people_with_imports(db_url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UU
         with psycopg.connect(db_url) as conn:
             conn.execute(
                 "insert into public.import_conversations (job_id, conversation_id, user_id,"
-                " title) values (%s, 'c1', %s, %s)", (job_id, user, f"conv {tag}"))
+                " title) values (%s, 'c1', %s, %s)",
+                (job_id, user, f"conv {tag}"),
+            )
             conn.execute(
                 "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
                 " chunk_index, content) values (%s, %s, %s, 'c1', 0, %s)",
-                (uuid.uuid4(), job_id, user, f"chunk {tag}"))
+                (uuid.uuid4(), job_id, user, f"chunk {tag}"),
+            )
             conn.commit()
         store.advance(job_id, "w", "parsing")
         finish_import(store, db_url, job_id, f"soulprint {tag}")
@@ -52,19 +55,28 @@ def test_a_person_sees_only_their_own_jobs_and_data(db_url: str) -> None:
     a, job_a, b, job_b = _two_people_with_imports(db_url)
     with user_session(db_url, a) as conn:
         assert [r["id"] for r in conn.execute("select id from public.import_jobs")] == [job_a]
-        assert [r["content"] for r in conn.execute("select content from public.memory_chunks")
-                ] == ["chunk a"]
-        assert [r["title"] for r in conn.execute("select title from public.import_conversations")
-                ] == ["conv a"]
-        assert [r["soulprint_text"] for r in conn.execute(
-            "select soulprint_text from public.soulprints")] == ["soulprint a"]
-        assert [r["user_id"] for r in conn.execute("select user_id from public.user_profiles")
-                ] == [a]
+        assert [r["content"] for r in conn.execute("select content from public.memory_chunks")] == [
+            "chunk a"
+        ]
+        assert [
+            r["title"] for r in conn.execute("select title from public.import_conversations")
+        ] == ["conv a"]
+        assert [
+            r["soulprint_text"]
+            for r in conn.execute("select soulprint_text from public.soulprints")
+        ] == ["soulprint a"]
+        assert [r["user_id"] for r in conn.execute("select user_id from public.user_profiles")] == [
+            a
+        ]
         # Asking for B's rows by id finds nothing.
-        assert conn.execute("select id from public.import_jobs where id = %s", (job_b,)
-                            ).fetchone() is None
-        assert conn.execute("select * from public.memory_chunks where user_id = %s", (b,)
-                            ).fetchone() is None
+        assert (
+            conn.execute("select id from public.import_jobs where id = %s", (job_b,)).fetchone()
+            is None
+        )
+        assert (
+            conn.execute("select * from public.memory_chunks where user_id = %s", (b,)).fetchone()
+            is None
+        )
 
 
 def test_a_person_can_cancel_only_their_own_job_and_change_nothing_else(db_url: str) -> None:
@@ -76,8 +88,10 @@ def test_a_person_can_cancel_only_their_own_job_and_change_nothing_else(db_url: 
     job_a, job_b = jobs_for(db_url, a)[0]["id"], jobs_for(db_url, b)[0]["id"]
 
     with user_session(db_url, a) as conn:
-        assert conn.execute("select public.request_import_cancel(%s) as s", (job_b,)
-                            ).fetchone()["s"] is None
+        assert (
+            conn.execute("select public.request_import_cancel(%s) as s", (job_b,)).fetchone()["s"]
+            is None
+        )
         conn.commit()
     assert jobs_for(db_url, b)[0]["stage"] == "queued"
     assert jobs_for(db_url, b)[0]["cancel_requested_at"] is None
@@ -94,18 +108,23 @@ def test_a_person_can_cancel_only_their_own_job_and_change_nothing_else(db_url: 
     # The app may let people edit their own profile row; even then the import columns stay
     # the pipeline's.
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("create policy app_edits_own_profile on public.user_profiles for update"
-                     " to authenticated using (user_id = auth.uid())")
+        conn.execute(
+            "create policy app_edits_own_profile on public.user_profiles for update"
+            " to authenticated using (user_id = auth.uid())"
+        )
     with user_session(db_url, a) as conn, pytest.raises(DENIED):
-        conn.execute("update public.user_profiles set soulprint_text = 'forged'"
-                     " where user_id = %s", (a,))
+        conn.execute(
+            "update public.user_profiles set soulprint_text = 'forged' where user_id = %s", (a,)
+        )
 
     # A held job: the request is recorded for the worker to honour.
     store = JobStore(db_url)
     assert store.claim(job_a, "queued", "w") is not None
     with user_session(db_url, a) as conn:
-        assert conn.execute("select public.request_import_cancel(%s) as s", (job_a,)
-                            ).fetchone()["s"] == "queued"
+        assert (
+            conn.execute("select public.request_import_cancel(%s) as s", (job_a,)).fetchone()["s"]
+            == "queued"
+        )
         conn.commit()
     assert store.progress(job_a, "w", {}, force=True) == "cancel_requested"
     assert store.finish_cancel(job_a, "w")
@@ -116,8 +135,16 @@ def test_anon_reads_nothing(db_url: str) -> None:
     """Guards pitfall 3 (service key in the worker): without a signed-in person the API
     exposes no import data at all."""
     _two_people_with_imports(db_url)
-    for table in ("import_jobs", "import_conversations", "memory_chunks", "soulprints",
-                  "import_events", "event_deliveries", "webhook_receipts", "user_profiles"):
+    for table in (
+        "import_jobs",
+        "import_conversations",
+        "memory_chunks",
+        "soulprints",
+        "import_events",
+        "event_deliveries",
+        "webhook_receipts",
+        "user_profiles",
+    ):
         with user_session(db_url, None) as conn, pytest.raises(DENIED):
             conn.execute(f"select * from public.{table}")
     with user_session(db_url, None) as conn:
@@ -152,19 +179,31 @@ def test_worker_role_has_exactly_what_the_stages_need(db_url: str, worker_db_url
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("insert into storage.buckets (id, name) values ('avatars', 'avatars')")
-        conn.execute("insert into storage.objects (bucket_id, name, version)"
-                     " values ('avatars', %s, 'v1')", (f"{user}/face.png",))
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, version) values ('avatars', %s, 'v1')",
+            (f"{user}/face.png",),
+        )
 
     with psycopg.connect(worker_db_url, row_factory=dict_row) as w:
         assert w.execute("select current_user as u").fetchone()["u"] == "import_worker"
-        assert w.execute("select stage from public.import_jobs where id = %s", (job_id,)
-                         ).fetchone()["stage"] == "queued"
+        assert (
+            w.execute("select stage from public.import_jobs where id = %s", (job_id,)).fetchone()[
+                "stage"
+            ]
+            == "queued"
+        )
         event = w.execute("select id from public.import_events").fetchone()["id"]
-        w.execute("update public.import_events set attempts = attempts + 1,"
-                  " next_attempt_at = now() where id = %s", (event,))
+        w.execute(
+            "update public.import_events set attempts = attempts + 1,"
+            " next_attempt_at = now() where id = %s",
+            (event,),
+        )
         assert w.execute("select public.ack_import_event(%s) as ok", (event,)).fetchone()["ok"]
-        w.execute("insert into public.event_deliveries (event_id, status_code, via)"
-                  " values (%s, 200, 'relay')", (event,))
+        w.execute(
+            "insert into public.event_deliveries (event_id, status_code, via)"
+            " values (%s, 200, 'relay')",
+            (event,),
+        )
         w.execute("insert into public.webhook_receipts (webhook_id) values (%s)", (str(event),))
         w.commit()
 
@@ -194,16 +233,23 @@ def test_worker_cannot_rewrite_a_finished_import(db_url: str, worker_db_url: str
             w.execute(
                 "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
                 " chunk_index, content) values (%s, %s, %s, 'c2', 0, 'late')",
-                (uuid.uuid4(), job_a, a))
+                (uuid.uuid4(), job_a, a),
+            )
         w.rollback()
         # No stage deletes data or edits a conversation: the worker may not at all.
-        for sql in ("delete from public.memory_chunks where job_id = %s",
-                    "update public.import_conversations set title = 'x' where job_id = %s"):
+        for sql in (
+            "delete from public.memory_chunks where job_id = %s",
+            "update public.import_conversations set title = 'x' where job_id = %s",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 w.execute(sql, (job_a,))
             w.rollback()
-        assert w.execute("update public.memory_chunks set content = 'x' where job_id = %s",
-                         (job_a,)).rowcount == 0
+        assert (
+            w.execute(
+                "update public.memory_chunks set content = 'x' where job_id = %s", (job_a,)
+            ).rowcount
+            == 0
+        )
         w.commit()
     with user_session(db_url, a) as conn:
         assert conn.execute("select count(*) as n from public.memory_chunks").fetchone()["n"] == 1
@@ -217,7 +263,9 @@ def test_an_api_caller_without_identity_cancels_nothing(db_url: str) -> None:
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
         conn.execute("set local role authenticated")
-        assert conn.execute("select public.request_import_cancel(%s) as s", (job_id,)
-                            ).fetchone()["s"] is None
+        assert (
+            conn.execute("select public.request_import_cancel(%s) as s", (job_id,)).fetchone()["s"]
+            is None
+        )
         conn.commit()
     assert jobs_for(db_url, user)[0]["stage"] == "queued"

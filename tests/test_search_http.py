@@ -30,12 +30,24 @@ JWT_SECRET = "test-legacy-jwt-secret-with-at-least-32-characters"
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-def token(user: uuid.UUID, *, key: object = JWT_SECRET, alg: str = "HS256",
-          kid: str | None = None, **claims: object) -> str:
+def token(
+    user: uuid.UUID,
+    *,
+    key: object = JWT_SECRET,
+    alg: str = "HS256",
+    kid: str | None = None,
+    **claims: object,
+) -> str:
     """A Supabase-shaped access token for ``user``; ``claims`` override the defaults."""
-    body = {"sub": str(user), "aud": "authenticated", "role": "authenticated",
-            "exp": int(time.time()) + 3600, "iat": int(time.time()),
-            "iss": "http://127.0.0.1/auth/v1", **claims}
+    body = {
+        "sub": str(user),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "exp": int(time.time()) + 3600,
+        "iat": int(time.time()),
+        "iss": "http://127.0.0.1/auth/v1",
+        **claims,
+    }
     headers = {"kid": kid} if kid else None
     return jwt.encode(body, key, algorithm=alg, headers=headers)
 
@@ -52,11 +64,16 @@ def start_service(db_url: str, worker_db_url: str) -> Iterator[Callable[..., Ser
     handles: list[ServerHandle] = []
 
     def start(search: bool = True, **overrides: object) -> ServerHandle:
-        settings = Settings(**{"webhook_secret": WEBHOOK_SECRET,
-                               "supabase_jwt_secret": JWT_SECRET, **overrides})
-        app = create_app(settings, conninfo=worker_db_url, runner=lambda event: None,
-                         shutdown_grace_s=5,
-                         search_conninfo=searcher_url(db_url) if search else None)
+        settings = Settings(
+            **{"webhook_secret": WEBHOOK_SECRET, "supabase_jwt_secret": JWT_SECRET, **overrides}
+        )
+        app = create_app(
+            settings,
+            conninfo=worker_db_url,
+            runner=lambda event: None,
+            shutdown_grace_s=5,
+            search_conninfo=searcher_url(db_url) if search else None,
+        )
         handles.append(serve_in_thread(app))
         return handles[-1]
 
@@ -69,10 +86,16 @@ def start_service(db_url: str, worker_db_url: str) -> Iterator[Callable[..., Ser
 
 def _import(db_url: str, embedder, user: uuid.UUID, texts: dict[str, str]) -> None:
     vectors = embedder.embed(list(texts.values()))
-    completed_import(db_url, user, [(cid, text, list(map(float, vec)))
-                                    for (cid, text), vec in zip(texts.items(), vectors,
-                                                                strict=True)],
-                     model=embedder.model, dim=embedder.dimensions)
+    completed_import(
+        db_url,
+        user,
+        [
+            (cid, text, list(map(float, vec)))
+            for (cid, text), vec in zip(texts.items(), vectors, strict=True)
+        ],
+        model=embedder.model,
+        dim=embedder.dimensions,
+    )
 
 
 ALICE = {
@@ -83,12 +106,17 @@ ALICE = {
 BOB = {"bob-dog": "User: My dog Rex, a husky, keeps howling at night."}
 
 
-def search(handle: ServerHandle, tok: str | None, body: object = None,
-           raw: bytes | None = None) -> httpx.Response:
+def search(
+    handle: ServerHandle, tok: str | None, body: object = None, raw: bytes | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
     content = raw if raw is not None else json.dumps(body or {"query": "x"}).encode()
-    return httpx.post(handle.url + "/v1/search", content=content,
-                      headers={**headers, "content-type": "application/json"}, timeout=30)
+    return httpx.post(
+        handle.url + "/v1/search",
+        content=content,
+        headers={**headers, "content-type": "application/json"},
+        timeout=30,
+    )
 
 
 def test_a_person_searches_their_own_memory_with_their_token(db_url, start_service, embedder):
@@ -106,8 +134,14 @@ def test_a_person_searches_their_own_memory_with_their_token(db_url, start_servi
     ids = [hit["conversation_id"] for hit in data["results"]]
     assert ids[0] == "dog" and set(ids) <= set(ALICE)
     top = data["results"][0]
-    assert {"content", "conversation_title", "score", "vector_rank", "lexical_rank",
-            "first_message_at"} <= set(top)
+    assert {
+        "content",
+        "conversation_title",
+        "score",
+        "vector_rank",
+        "lexical_rank",
+        "first_message_at",
+    } <= set(top)
     r = search(svc, token(bob), {"query": "what is my dog called?"})
     assert [h["conversation_id"] for h in r.json()["results"]] == ["bob-dog"]
 
@@ -125,8 +159,11 @@ def test_tokens_that_are_not_a_signed_in_person_are_refused(db_url, start_servic
         token(alice, key="another-secret-that-is-also-32-characters-long"),
         token(alice, exp=now - 120),
         token(alice, aud="someone-else"),
-        jwt.encode({"sub": str(alice), "aud": "authenticated", "role": "authenticated",
-                    "exp": now + 60}, None, algorithm="none"),
+        jwt.encode(
+            {"sub": str(alice), "aud": "authenticated", "role": "authenticated", "exp": now + 60},
+            None,
+            algorithm="none",
+        ),
         token(alice, role="anon"),
         token(alice, sub="not-a-uuid"),
     ]
@@ -182,13 +219,16 @@ def test_asymmetric_signing_keys_through_the_projects_jwks(db_url, start_service
     _import(db_url, embedder, alice, ALICE)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwks = _Jwks([_jwk(ec_key.public_key(), "ec-1", "ES256"),
-                  _jwk(rsa_key.public_key(), "rsa-1", "RS256")])
+    jwks = _Jwks(
+        [_jwk(ec_key.public_key(), "ec-1", "ES256"), _jwk(rsa_key.public_key(), "rsa-1", "RS256")]
+    )
     try:
         svc = start_service(supabase_jwt_secret=None, supabase_url=jwks.url)
-        for tok in (token(alice, key=ec_key, alg="ES256", kid="ec-1"),
-                    token(alice, key=rsa_key, alg="RS256", kid="rsa-1"),
-                    token(alice, key=ec_key, alg="ES256", kid="ec-1")):
+        for tok in (
+            token(alice, key=ec_key, alg="ES256", kid="ec-1"),
+            token(alice, key=rsa_key, alg="RS256", kid="rsa-1"),
+            token(alice, key=ec_key, alg="ES256", kid="ec-1"),
+        ):
             r = search(svc, tok, {"query": "where am I travelling?", "limit": 2})
             assert r.status_code == 200, r.text
             assert r.json()["results"][0]["conversation_id"] == "trip"
@@ -231,8 +271,12 @@ def test_bodies_are_capped_and_checked(db_url, start_service, embedder):
             yield b"b" * 100
         yield b'"}'
 
-    r = httpx.post(svc.url + "/v1/search", content=stream(),
-                   headers={"Authorization": f"Bearer {tok}"}, timeout=30)
+    r = httpx.post(
+        svc.url + "/v1/search",
+        content=stream(),
+        headers={"Authorization": f"Bearer {tok}"},
+        timeout=30,
+    )
     assert r.status_code == 413
     assert search(svc, tok, raw=b"{not json").status_code == 400
     assert search(svc, tok, {"query": "  "}).status_code == 400
@@ -243,7 +287,8 @@ def test_bodies_are_capped_and_checked(db_url, start_service, embedder):
 
 
 def test_without_a_search_database_url_search_is_off_not_run_as_the_worker(
-        db_url, start_service, embedder):
+    db_url, start_service, embedder
+):
     """Pitfall 3 / issue 8 F5: a service given only the worker's DATABASE_URL does not fall
     back to it to act as a person (the worker may not become `authenticated`); it answers
     503 naming SEARCH_DATABASE_URL, while the webhook side keeps working."""

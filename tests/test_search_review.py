@@ -18,20 +18,30 @@ embedder = http.embedder
 start_service = http.start_service
 
 
-@pytest.mark.parametrize("recorded", ["sentence-transformers/all-MiniLM-L6-v2",
-                                      "all-MiniLM-L6-v2/onnx-float32",
-                                      "all-MiniLM-L6-v2/onnx-int8"])
-def test_imports_of_any_minilm_precision_stay_searchable(db_url, start_service, embedder,
-                                                         recorded):
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2/onnx-float32",
+        "all-MiniLM-L6-v2/onnx-int8",
+    ],
+)
+def test_imports_of_any_minilm_precision_stay_searchable(db_url, start_service, embedder, recorded):
     """Imports embedded before the ONNX switch (recorded as sentence-transformers' name) or
     under the other MINILM_PRECISION are searched, not refused with a 409: all of them are
     MiniLM vectors in one 384-d space (review of issue 13)."""
     alice = create_user(db_url)
     vectors = embedder.embed(list(ALICE.values()))
-    completed_import(db_url, alice, [(cid, text, list(map(float, vec)))
-                                     for (cid, text), vec in zip(ALICE.items(), vectors,
-                                                                 strict=True)],
-                     model=recorded, dim=384)
+    completed_import(
+        db_url,
+        alice,
+        [
+            (cid, text, list(map(float, vec)))
+            for (cid, text), vec in zip(ALICE.items(), vectors, strict=True)
+        ],
+        model=recorded,
+        dim=384,
+    )
     svc = start_service()
     r = search(svc, token(alice), {"query": "what is my dog called?", "limit": 3})
     assert r.status_code == 200, r.text
@@ -49,7 +59,8 @@ def test_a_different_model_is_refused_naming_the_setting_to_change(embedder):
     assert not comparable("text-embedding-3-small", 256, "text-embedding-3-small", 1536)
     assert not comparable("text-embedding-3-small", 1536, "text-embedding-3-large", 1536)
     assert model_family("sentence-transformers/all-MiniLM-L6-v2") == model_family(
-        "all-MiniLM-L6-v2/onnx-int8")
+        "all-MiniLM-L6-v2/onnx-int8"
+    )
 
 
 def test_an_empty_jwks_refuses_asymmetric_tokens_with_401(db_url, start_service):

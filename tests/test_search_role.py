@@ -37,15 +37,18 @@ def test_the_worker_can_no_longer_become_a_person(db_url: str, worker_db_url: st
     person's completed import."""
     alice, _ = _two_people(db_url)
     with psycopg.connect(worker_db_url) as w:
-        assert not w.execute("select pg_has_role('import_worker', 'authenticated', 'MEMBER')"
-                             ).fetchone()[0]
+        assert not w.execute(
+            "select pg_has_role('import_worker', 'authenticated', 'MEMBER')"
+        ).fetchone()[0]
         with pytest.raises(DENIED):
             as_user(w, alice)
         w.rollback()
         # Claims alone, without the role switch: still none of Alice's current chunks
         # (the worker sees data of ACTIVE imports only).
-        w.execute("select set_config('request.jwt.claims', %s, true)",
-                  (f'{{"sub": "{alice}", "role": "authenticated"}}',))
+        w.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            (f'{{"sub": "{alice}", "role": "authenticated"}}',),
+        )
         assert _count(w, "memory_chunks") == 0
         with pytest.raises(DENIED):
             w.execute("select * from public.match_memories(null, 'pottery', 5)")
@@ -66,8 +69,13 @@ def test_the_search_role_alone_reads_nothing(db_url: str) -> None:
         s.rollback()
         s.execute("set local role authenticated")
         assert s.execute("select auth.uid()").fetchone()[0] is None
-        for table in ("memory_chunks", "import_jobs", "user_profiles", "soulprints",
-                      "import_conversations"):
+        for table in (
+            "memory_chunks",
+            "import_jobs",
+            "user_profiles",
+            "soulprints",
+            "import_conversations",
+        ):
             assert _count(s, table) == 0, table
         with pytest.raises(psycopg.errors.NoDataFound):
             s.execute("select * from public.match_memories(null, 'pottery', 5)")
@@ -81,17 +89,20 @@ def test_the_search_role_reaches_only_what_the_claims_it_sets_allow(db_url: str)
     alice, bob = _two_people(db_url)
     with psycopg.connect(searcher_url(db_url)) as s:
         as_user(s, alice)
-        rows = s.execute("select user_id, conversation_id from public.memory_chunks"
-                         ).fetchall()
+        rows = s.execute("select user_id, conversation_id from public.memory_chunks").fetchall()
         assert rows == [(alice, "a1")]
-        assert s.execute("select count(*) from public.memory_chunks where user_id = %s",
-                         (bob,)).fetchone()[0] == 0
-        hits = s.execute("select conversation_id from public.match_memories(null, "
-                         "'pottery', 5)").fetchall()
+        assert (
+            s.execute(
+                "select count(*) from public.memory_chunks where user_id = %s", (bob,)
+            ).fetchone()[0]
+            == 0
+        )
+        hits = s.execute(
+            "select conversation_id from public.match_memories(null, 'pottery', 5)"
+        ).fetchall()
         assert hits == [("a1",)]
         s.rollback()
-        for role in ("import_worker", "service_role", "anon", "postgres",
-                     "import_storage_reader"):
+        for role in ("import_worker", "service_role", "anon", "postgres", "import_storage_reader"):
             with pytest.raises(DENIED):
                 s.execute(f"set local role {role}")
             s.rollback()
@@ -104,15 +115,24 @@ def test_the_search_role_is_a_member_of_authenticated_only(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
             "select rolcanlogin, rolinherit, rolsuper, rolbypassrls, rolcreaterole, "
-            "rolcreatedb from pg_roles where rolname = 'import_searcher'").fetchone()
+            "rolcreatedb from pg_roles where rolname = 'import_searcher'"
+        ).fetchone()
         assert row == (True, False, False, False, False, False)
-        member_of = {r[0] for r in conn.execute(
-            "select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid "
-            "join pg_roles u on u.oid = m.member where u.rolname = 'import_searcher'")}
+        member_of = {
+            r[0]
+            for r in conn.execute(
+                "select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid "
+                "join pg_roles u on u.oid = m.member where u.rolname = 'import_searcher'"
+            )
+        }
         assert member_of == {"authenticated"}
-        members = {r[0] for r in conn.execute(
-            "select u.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid "
-            "join pg_roles u on u.oid = m.member where g.rolname = 'import_searcher'")}
+        members = {
+            r[0]
+            for r in conn.execute(
+                "select u.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid "
+                "join pg_roles u on u.oid = m.member where g.rolname = 'import_searcher'"
+            )
+        }
         assert members == set()
 
 
@@ -146,13 +166,15 @@ def test_the_search_role_has_no_privilege_of_its_own(db_url: str) -> None:
             "and exists (select 1 from unnest(array['SELECT','INSERT','UPDATE','DELETE',"
             "'TRUNCATE','REFERENCES','TRIGGER']) p(priv) "
             "where has_table_privilege('import_searcher', c.oid, p.priv) "
-            "and not has_table_privilege('public', c.oid, p.priv))").fetchall()
+            "and not has_table_privilege('public', c.oid, p.priv))"
+        ).fetchall()
         assert tables == []
         functions = conn.execute(
             "select p.oid::regprocedure::text from pg_proc p join pg_namespace n "
             "on n.oid = p.pronamespace where n.nspname in ('public', 'auth', 'storage', "
             "'extensions') and has_function_privilege('import_searcher', p.oid, 'EXECUTE') "
-            "and not has_function_privilege('public', p.oid, 'EXECUTE')").fetchall()
+            "and not has_function_privilege('public', p.oid, 'EXECUTE')"
+        ).fetchall()
         assert functions == []
         # ...and in particular not the search function itself.
         assert not conn.execute(

@@ -20,8 +20,13 @@ select * from public.match_memories(%s::extensions.vector, %s, %s, %s)
 """
 
 
-def _search(conn: psycopg.Connection, vec: list[float] | None, text: str | None,
-            k: int = 10, model: str | None = None) -> list[dict]:
+def _search(
+    conn: psycopg.Connection,
+    vec: list[float] | None,
+    text: str | None,
+    k: int = 10,
+    model: str | None = None,
+) -> list[dict]:
     return conn.execute(MATCH, (vec_literal(vec) if vec else None, text, k, model)).fetchall()
 
 
@@ -41,7 +46,8 @@ def test_person_searches_only_their_own_current_import(db_url: str) -> None:
             "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
             " chunk_index, content, embedding, embedding_model, embedding_dim)"
             " values (%s, %s, %s, 'a2', 0, 'half-done beagle', %s::extensions.vector, %s, %s)",
-            (uuid.uuid4(), new_job, alice, vec_literal(unit_vector(DIM, 1)), MODEL, DIM))
+            (uuid.uuid4(), new_job, alice, vec_literal(unit_vector(DIM, 1)), MODEL, DIM),
+        )
 
     with user_session(db_url, alice) as conn:
         rows = _search(conn, unit_vector(DIM, 1), "beagle")
@@ -57,8 +63,10 @@ def test_no_completed_import_is_a_clear_error(db_url: str) -> None:
     """A person who has not finished an import gets a sentence, not an empty list that
     looks like 'nothing matched'."""
     carol = create_user(db_url)
-    with user_session(db_url, carol) as conn, pytest.raises(psycopg.errors.NoDataFound,
-                                                            match="no completed import"):
+    with (
+        user_session(db_url, carol) as conn,
+        pytest.raises(psycopg.errors.NoDataFound, match="no completed import"),
+    ):
         _search(conn, unit_vector(DIM, 1), "anything")
 
 
@@ -67,12 +75,14 @@ def test_query_from_another_model_is_refused(db_url: str) -> None:
     import's vectors: a clear error names both, instead of nonsense results."""
     dave = create_user(db_url)
     completed_import(db_url, dave, [("d1", "text", unit_vector(DIM, 1))])
-    wrong_dim = pytest.raises(psycopg.errors.InvalidParameterValue,
-                              match="1536 dimensions but this import's model")
+    wrong_dim = pytest.raises(
+        psycopg.errors.InvalidParameterValue, match="1536 dimensions but this import's model"
+    )
     with user_session(db_url, dave) as conn, wrong_dim:
         _search(conn, unit_vector(1536, 1), "text")
-    wrong_model = pytest.raises(psycopg.errors.InvalidParameterValue,
-                                match="embedded with text-embedding-3-small")
+    wrong_model = pytest.raises(
+        psycopg.errors.InvalidParameterValue, match="embedded with text-embedding-3-small"
+    )
     with user_session(db_url, dave) as conn, wrong_model:
         _search(conn, unit_vector(DIM, 1), "text", model="text-embedding-3-small")
     with user_session(db_url, dave) as conn:
@@ -83,11 +93,15 @@ def test_fusion_ranks_agreement_first_and_reports_its_parts(db_url: str) -> None
     """Reciprocal rank fusion (k = 60): a chunk both lists put near the top beats one that
     only one list likes; each row says which lists ranked it and how."""
     erin = create_user(db_url)
-    completed_import(db_url, erin, [
-        ("near-only", "we talked about the weather", unit_vector(DIM, 1)),
-        ("both", "saxophone lessons: my saxophone teacher", unit_vector(DIM, 1, 2)),
-        ("words-only", "a saxophone shop downtown", unit_vector(DIM, 9)),
-    ])
+    completed_import(
+        db_url,
+        erin,
+        [
+            ("near-only", "we talked about the weather", unit_vector(DIM, 1)),
+            ("both", "saxophone lessons: my saxophone teacher", unit_vector(DIM, 1, 2)),
+            ("words-only", "a saxophone shop downtown", unit_vector(DIM, 9)),
+        ],
+    )
     with user_session(db_url, erin) as conn:
         rows = _search(conn, unit_vector(DIM, 1), "saxophone lessons")
     assert rows[0]["conversation_id"] == "both"
@@ -98,24 +112,37 @@ def test_fusion_ranks_agreement_first_and_reports_its_parts(db_url: str) -> None
     assert near["lexical_rank"] is None and near["similarity"] == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize(("query", "wanted"), [
-    ("我家狗叫什么名字", "zh-dog"),
-    ("¿Cuándo es la boda de mi hermana?", "es-wedding"),
-])
+@pytest.mark.parametrize(
+    ("query", "wanted"),
+    [
+        ("我家狗叫什么名字", "zh-dog"),
+        ("¿Cuándo es la boda de mi hermana?", "es-wedding"),
+    ],
+)
 def test_lexical_side_finds_chinese_and_spanish(db_url: str, query: str, wanted: str) -> None:
     """Exports are often not English: a Chinese question finds the Chinese chunk (text
     without spaces, matched by character bigrams) and a Spanish one the Spanish chunk,
     by words alone (no vector), among English and other-language chunks."""
     fay = create_user(db_url)
-    completed_import(db_url, fay, [
-        ("zh-dog", "我家的狗叫豆豆，它昨天把拖鞋咬坏了。", unit_vector(DIM, 3)),
-        ("zh-other", "今天天气很好，我们去公园散步。", unit_vector(DIM, 4)),
-        ("es-wedding", "La boda de mi hermana Lucía será en junio en Sevilla.",
-         unit_vector(DIM, 5)),
-        ("es-other", "Mi código de Python falla con un KeyError en la función.",
-         unit_vector(DIM, 6)),
-        ("en", "My sister's wedding and my dog's name are on my mind.", unit_vector(DIM, 7)),
-    ])
+    completed_import(
+        db_url,
+        fay,
+        [
+            ("zh-dog", "我家的狗叫豆豆，它昨天把拖鞋咬坏了。", unit_vector(DIM, 3)),
+            ("zh-other", "今天天气很好，我们去公园散步。", unit_vector(DIM, 4)),
+            (
+                "es-wedding",
+                "La boda de mi hermana Lucía será en junio en Sevilla.",
+                unit_vector(DIM, 5),
+            ),
+            (
+                "es-other",
+                "Mi código de Python falla con un KeyError en la función.",
+                unit_vector(DIM, 6),
+            ),
+            ("en", "My sister's wedding and my dog's name are on my mind.", unit_vector(DIM, 7)),
+        ],
+    )
     with user_session(db_url, fay) as conn:
         rows = _search(conn, None, query)
     assert rows and rows[0]["conversation_id"] == wanted
@@ -127,8 +154,9 @@ def test_small_import_is_found_when_others_crowd_the_index(db_url: str) -> None:
     import must still get all of its own chunks back (an exact scan of its own vectors,
     chosen by the planner or by the function's fallback) instead of an empty answer."""
     hal, ivy = create_user(db_url), create_user(db_url)
-    completed_import(db_url, hal, [(f"h{i}", f"hal note {i}", unit_vector(DIM, 2, 10 + i))
-                                   for i in range(3)])
+    completed_import(
+        db_url, hal, [(f"h{i}", f"hal note {i}", unit_vector(DIM, 2, 10 + i)) for i in range(3)]
+    )
     job = completed_import(db_url, ivy, [("seed", "seed", unit_vector(DIM, 1))])
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -140,7 +168,9 @@ def test_small_import_is_found_when_others_crowd_the_index(db_url: str) -> None:
                       from generate_series(1, 384) d where s > 0)::extensions.vector,
                    %s, 384
               from generate_series(1, 2000) s
-            """, (job, ivy, MODEL))
+            """,
+            (job, ivy, MODEL),
+        )
         conn.execute("analyze public.memory_chunks")
     with user_session(db_url, hal) as conn:
         rows = _search(conn, unit_vector(DIM, 1), None)
@@ -152,12 +182,16 @@ def _fill_100k(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, n: int
     and each text joins two of 1,000 random sentences (distinct pairs, cheap to make). Both
     indexes are dropped for the load and rebuilt from their own definitions (a bulk build
     is far faster than n inserts into them)."""
-    defs = [conn.execute("select pg_get_indexdef(%s::regclass)", (name,)).fetchone()[0]
-            for name in ("public.memory_chunks_embedding_384", "public.memory_chunks_lexemes")]
+    defs = [
+        conn.execute("select pg_get_indexdef(%s::regclass)", (name,)).fetchone()[0]
+        for name in ("public.memory_chunks_embedding_384", "public.memory_chunks_lexemes")
+    ]
     conn.execute("drop index public.memory_chunks_embedding_384, public.memory_chunks_lexemes")
-    conn.execute("create temp table words as"
-                 " select array_agg(substr(md5(g::text), 1, 4 + g % 5)) as w"
-                 " from generate_series(1, 3000) g")
+    conn.execute(
+        "create temp table words as"
+        " select array_agg(substr(md5(g::text), 1, 4 + g % 5)) as w"
+        " from generate_series(1, 3000) g"
+    )
     conn.execute(
         """
         create temp table base as
@@ -167,7 +201,8 @@ def _fill_100k(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, n: int
                (select string_agg(w[1 + (random() * 2999)::int], ' ')
                   from words, generate_series(1, 12) where i >= 0) as t
           from generate_series(0, 999) i
-        """)
+        """
+    )
     conn.execute(
         """
         insert into public.memory_chunks (id, job_id, user_id, conversation_id, chunk_index,
@@ -177,16 +212,23 @@ def _fill_100k(conn: psycopg.Connection, job: uuid.UUID, user: uuid.UUID, n: int
           from generate_series(0, %(n)s - 1) s
           join base a on a.i = s %% 1000
           join base b on b.i = (s / 1000 + 7 * (s %% 13)) %% 1000
-        """, {"job": job, "user": user, "model": MODEL, "n": n})
+        """,
+        {"job": job, "user": user, "model": MODEL, "n": n},
+    )
     # A rare word in a handful of chunks: what a name or an identifier in a question is.
-    conn.execute("update public.memory_chunks set content = content || ' zanzibarite'"
-                 " where job_id = %s and chunk_index = 0 and conversation_id like 'c1%%7'",
-                 (job,))
+    conn.execute(
+        "update public.memory_chunks set content = content || ' zanzibarite'"
+        " where job_id = %s and chunk_index = 0 and conversation_id like 'c1%%7'",
+        (job,),
+    )
     conn.execute("set maintenance_work_mem = '256MB'")
     for definition in defs:
         conn.execute(definition)
-    conn.execute("update public.import_jobs set embedded_chunks = chunks + %s,"
-                 " chunks = chunks + %s where id = %s", (n, n, job))
+    conn.execute(
+        "update public.import_jobs set embedded_chunks = chunks + %s,"
+        " chunks = chunks + %s where id = %s",
+        (n, n, job),
+    )
     conn.execute("analyze public.memory_chunks")
 
 
@@ -205,11 +247,16 @@ def test_plans_use_hnsw_and_gin_at_100k_chunks(db_url: str) -> None:
         conn.row_factory = dict_row
         conn.execute("set local hnsw.ef_search = 40")
         # The same statements match_memories runs (its dynamic vector query, its lexical one).
-        vplan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "explain select m.id from public.memory_chunks m"
-            " where m.job_id = %s and m.embedding_dim = 384"
-            " order by m.embedding::extensions.vector(384) operator(extensions.<=>)"
-            " %s::extensions.vector(384) limit 40", (job, probe)).fetchall())
+        vplan = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "explain select m.id from public.memory_chunks m"
+                " where m.job_id = %s and m.embedding_dim = 384"
+                " order by m.embedding::extensions.vector(384) operator(extensions.<=>)"
+                " %s::extensions.vector(384) limit 40",
+                (job, probe),
+            ).fetchall()
+        )
         assert "memory_chunks_embedding_384" in vplan, vplan
         times = []
         for _ in range(5):
@@ -222,15 +269,22 @@ def test_plans_use_hnsw_and_gin_at_100k_chunks(db_url: str) -> None:
     # The lexical candidates come from a SECURITY DEFINER helper (RLS would forbid the GIN
     # index: @@ is not leakproof); its statement, for this person's claims:
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        conn.execute("select set_config('request.jwt.claims', %s, true)",
-                     (f'{{"sub": "{gus}", "role": "authenticated"}}',))
-        tsq = conn.execute("select public.memory_search_query(%s)::text as q",
-                           (word,)).fetchone()["q"]
-        lplan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "explain select m.id, ts_rank(m.lexemes, %s::tsquery) from public.memory_chunks m"
-            " where m.job_id = public.current_import_id() and m.user_id = auth.uid()"
-            " and m.lexemes @@ %s::tsquery order by 2 desc, m.id limit 40",
-            (tsq, tsq)).fetchall())
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            (f'{{"sub": "{gus}", "role": "authenticated"}}',),
+        )
+        tsq = conn.execute("select public.memory_search_query(%s)::text as q", (word,)).fetchone()[
+            "q"
+        ]
+        lplan = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "explain select m.id, ts_rank(m.lexemes, %s::tsquery) from public.memory_chunks m"
+                " where m.job_id = public.current_import_id() and m.user_id = auth.uid()"
+                " and m.lexemes @@ %s::tsquery order by 2 desc, m.id limit 40",
+                (tsq, tsq),
+            ).fetchall()
+        )
         assert "memory_chunks_lexemes" in lplan, lplan
 
 
@@ -243,8 +297,10 @@ def test_minilm_query_of_any_precision_searches_an_older_import(db_url: str) -> 
     for model in ("all-MiniLM-L6-v2/onnx-int8", "all-MiniLM-L6-v2/onnx-float32"):
         with user_session(db_url, gil) as conn:
             assert len(_search(conn, unit_vector(DIM, 1), "text", model=model)) == 1
-    with user_session(db_url, gil) as conn, pytest.raises(
-            psycopg.errors.InvalidParameterValue, match="embedded with text-embedding"):
+    with (
+        user_session(db_url, gil) as conn,
+        pytest.raises(psycopg.errors.InvalidParameterValue, match="embedded with text-embedding"),
+    ):
         _search(conn, unit_vector(DIM, 1), "text", model="text-embedding-3-small")
 
 
@@ -254,11 +310,15 @@ def test_short_chinese_question_matches_on_one_shared_bigram(db_url: str, query:
     bigram (结婚) with the memory; two shared lexemes were required, so it found nothing
     by words. CJK-only questions of up to four characters match on one bigram."""
     hal = create_user(db_url)
-    completed_import(db_url, hal, [
-        ("zh-wedding", "我姐姐下个月结婚，婚礼在杭州。", unit_vector(DIM, 3)),
-        ("zh-dog", "我家的狗叫豆豆，它昨天把拖鞋咬坏了。", unit_vector(DIM, 4)),
-        ("zh-other", "今天天气很好，我们去公园散步。", unit_vector(DIM, 5)),
-    ])
+    completed_import(
+        db_url,
+        hal,
+        [
+            ("zh-wedding", "我姐姐下个月结婚，婚礼在杭州。", unit_vector(DIM, 3)),
+            ("zh-dog", "我家的狗叫豆豆，它昨天把拖鞋咬坏了。", unit_vector(DIM, 4)),
+            ("zh-other", "今天天气很好，我们去公园散步。", unit_vector(DIM, 5)),
+        ],
+    )
     with user_session(db_url, hal) as conn:
         rows = _search(conn, None, query)
     wanted = "zh-wedding" if "婚" in query else "zh-dog"

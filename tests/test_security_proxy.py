@@ -29,8 +29,11 @@ def _client_seen(settings: Settings, headers: dict[str, str]) -> str:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/", who)]),
-                                           log_level="warning", **proxy_options(settings)))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/", who)]), log_level="warning", **proxy_options(settings)
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -45,7 +48,8 @@ def _client_seen(settings: Settings, headers: dict[str, str]) -> str:
 
 
 def test_a_forged_forwarded_for_from_an_untrusted_peer_is_ignored(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Issue 8 F10 (no seed pitfall: the receiver authenticates by signature, but logs and
     any future per-address limit must not be steerable): with FORWARDED_ALLOW_IPS naming the
     proxy's network, a direct caller's X-Forwarded-For is ignored; the default is never "*"."""

@@ -27,33 +27,36 @@ def _storage_role_delete(url: str, bucket: str, name: str) -> int:
     carrying SUPABASE_WORKER_JWT: as authenticator, switched to the JWT's role, claims set.
     Returns how many rows RLS let it delete (the transaction commits)."""
     with psycopg.connect(make_conninfo(url, user="authenticator", password=None)) as conn:
-        conn.execute("select set_config('request.jwt.claims',"
-                     " '{\"role\": \"import_storage_reader\"}', true)")
+        conn.execute(
+            "select set_config('request.jwt.claims', '{\"role\": \"import_storage_reader\"}', true)"
+        )
         conn.execute("set local role import_storage_reader")
         # Storage's API sets this before its DELETE (direct deletes are refused otherwise).
         conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
-        cur = conn.execute("delete from storage.objects where bucket_id = %s and name = %s",
-                           (bucket, name))
+        cur = conn.execute(
+            "delete from storage.objects where bucket_id = %s and name = %s", (bucket, name)
+        )
         return cur.rowcount
 
 
 def _object_exists(url: str, bucket: str, name: str) -> bool:
     with psycopg.connect(url) as conn:
-        return conn.execute("select exists (select 1 from storage.objects"
-                            " where bucket_id = %s and name = %s)",
-                            (bucket, name)).fetchone()[0]
+        return conn.execute(
+            "select exists (select 1 from storage.objects where bucket_id = %s and name = %s)",
+            (bucket, name),
+        ).fetchone()[0]
 
 
 def _complete(url: str, job_id: uuid.UUID) -> None:
     """Mark a job complete as the migrations' owner would at the end of an import."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set stage = 'complete' where id = %s",
-                     (job_id,))
+        conn.execute("update public.import_jobs set stage = 'complete' where id = %s", (job_id,))
 
 
 # ---------------------------------------------------------------------------------------
 # Finding 2: functions people can call
 # ---------------------------------------------------------------------------------------
+
 
 def test_people_and_anon_may_execute_only_the_allowed_public_functions(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), review finding 2: Supabase's
@@ -80,9 +83,11 @@ def test_anon_cannot_ask_whether_an_export_was_replaced(db_url: str) -> None:
     job_id = jobs_for(db_url, user)[0]["id"]
     for role in ("anon", "authenticated", "service_role"):
         with psycopg.connect(db_url) as conn:
-            assert not conn.execute("select has_function_privilege(%s,"
-                                    " 'public.import_export_replaced(uuid)', 'EXECUTE')",
-                                    (role,)).fetchone()[0]
+            assert not conn.execute(
+                "select has_function_privilege(%s,"
+                " 'public.import_export_replaced(uuid)', 'EXECUTE')",
+                (role,),
+            ).fetchone()[0]
     with psycopg.connect(db_url) as conn:
         conn.execute("set role anon")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -93,6 +98,7 @@ def test_anon_cannot_ask_whether_an_export_was_replaced(db_url: str) -> None:
 # Findings 3 and 8: what the worker's JWT may delete in Storage
 # ---------------------------------------------------------------------------------------
 
+
 def test_worker_jwt_cannot_delete_a_pending_import_or_other_peoples_files(db_url: str) -> None:
     """Guards pitfall 3, review finding 3: with the old policy (bucket_id = 'imports') a
     leaked SUPABASE_WORKER_JWT deleted any export, including one still being imported and
@@ -102,11 +108,17 @@ def test_worker_jwt_cannot_delete_a_pending_import_or_other_peoples_files(db_url
     upload_object(db_url, pending)
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("insert into storage.buckets (id, name) values ('avatars', 'avatars')")
-        conn.execute("insert into storage.objects (bucket_id, name, version, owner_id)"
-                     " values ('avatars', %s, 'v1', %s)", (f"{other}/face.png", str(other)))
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, version, owner_id)"
+            " values ('avatars', %s, 'v1', %s)",
+            (f"{other}/face.png", str(other)),
+        )
         # A file in imports that no job ever read (e.g. uploaded before the trigger).
-        conn.execute("insert into storage.objects (bucket_id, name, version, owner_id)"
-                     " values ('imports', %s, 'v1', %s)", (f"{other}/notes.txt", str(other)))
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, version, owner_id)"
+            " values ('imports', %s, 'v1', %s)",
+            (f"{other}/notes.txt", str(other)),
+        )
     assert _storage_role_delete(db_url, "imports", f"{pending}/export.zip") == 0
     assert _storage_role_delete(db_url, "avatars", f"{other}/face.png") == 0
     assert _storage_role_delete(db_url, "imports", f"{other}/notes.txt") == 0
@@ -125,8 +137,7 @@ def test_worker_jwt_deletes_the_export_of_a_complete_import(db_url: str) -> None
     assert not _object_exists(db_url, "imports", f"{user}/export.zip")
 
 
-def test_a_newer_upload_at_the_same_path_is_not_deleted_by_the_finished_import(
-        db_url: str) -> None:
+def test_a_newer_upload_at_the_same_path_is_not_deleted_by_the_finished_import(db_url: str) -> None:
     """Guards pitfall 7 (an import acting on the wrong file), review finding 8: the worker
     checked "replaced since?" and then deleted, so an upsert landing in between was deleted
     with the old export's job. Storage now refuses it by itself: the delete names the row,
@@ -147,15 +158,20 @@ def test_only_the_storage_role_may_ask_which_exports_are_imported(db_url: str) -
     object; nobody but the Storage role (whose policy calls it) may execute it, and it
     pins pg_catalog, pg_temp (issue 8 F1)."""
     with psycopg.connect(db_url) as conn:
-        who = {r[0] for r in conn.execute("""
+        who = {
+            r[0]
+            for r in conn.execute("""
             select r.rolname from pg_roles r
              where has_function_privilege(r.oid,
                      'public.imports_export_is_imported(text, text, text)', 'EXECUTE')
                and not r.rolsuper
-        """)}
-        config = conn.execute("select proconfig from pg_proc where oid ="
-                              " 'public.imports_export_is_imported(text, text, text)'"
-                              "::regprocedure").fetchone()[0]
+        """)
+        }
+        config = conn.execute(
+            "select proconfig from pg_proc where oid ="
+            " 'public.imports_export_is_imported(text, text, text)'"
+            "::regprocedure"
+        ).fetchone()[0]
     assert who == {"import_storage_reader"}
     assert config == ["search_path=pg_catalog, pg_temp"]
 
@@ -163,6 +179,7 @@ def test_only_the_storage_role_may_ask_which_exports_are_imported(db_url: str) -
 # ---------------------------------------------------------------------------------------
 # Finding 5: the upload cap counts every job
 # ---------------------------------------------------------------------------------------
+
 
 @contextmanager
 def _person(url: str, user: uuid.UUID) -> Iterator[psycopg.Connection[Any]]:
@@ -186,14 +203,19 @@ def test_upload_cancel_upload_loop_is_capped(db_url: str) -> None:
                 conn.execute("select public.request_import_cancel(%s)", (job["id"],))
             with psycopg.connect(db_url, autocommit=True) as conn:
                 # What the worker does when it sees the request on a queued job.
-                conn.execute("update public.import_jobs set stage = 'cancelled'"
-                             " where id = %s and stage = 'queued'", (job["id"],))
+                conn.execute(
+                    "update public.import_jobs set stage = 'cancelled'"
+                    " where id = %s and stage = 'queued'",
+                    (job["id"],),
+                )
     jobs = jobs_for(db_url, user)
     assert len(jobs) == 20
     with psycopg.connect(db_url) as conn:
-        events = conn.execute("select count(*) from public.import_events e join"
-                              " public.import_jobs j on j.id = e.job_id where j.user_id = %s",
-                              (user,)).fetchone()[0]
+        events = conn.execute(
+            "select count(*) from public.import_events e join"
+            " public.import_jobs j on j.id = e.job_id where j.user_id = %s",
+            (user,),
+        ).fetchone()[0]
     assert events <= 20 * 2
 
 
@@ -207,13 +229,15 @@ def test_a_few_uploads_an_hour_still_import(db_url: str) -> None:
         assert job["stage"] == "queued"
         if round_ < 4:
             with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("update public.import_jobs set stage = 'cancelled' where id = %s",
-                             (job["id"],))
+                conn.execute(
+                    "update public.import_jobs set stage = 'cancelled' where id = %s", (job["id"],)
+                )
 
 
 # ---------------------------------------------------------------------------------------
 # Finding 7: the receipts-pruning guard and month arithmetic
 # ---------------------------------------------------------------------------------------
+
 
 def test_pruning_with_a_month_arithmetic_interval_is_refused(worker_db_url: str) -> None:
     """Guards pitfall 7 (duplicate imports through replayed webhooks), review finding 7:

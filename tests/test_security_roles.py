@@ -20,8 +20,16 @@ from tests.dbutil import create_user, jobs_for, upload_object, user_session, wit
 DENIED = psycopg.errors.InsufficientPrivilege
 
 # The tables the migrations create or alter, and every role an outside caller can be.
-OUR_TABLES = ("import_jobs", "import_events", "event_deliveries", "webhook_receipts",
-              "import_conversations", "memory_chunks", "soulprints", "user_profiles")
+OUR_TABLES = (
+    "import_jobs",
+    "import_events",
+    "event_deliveries",
+    "webhook_receipts",
+    "import_conversations",
+    "memory_chunks",
+    "soulprints",
+    "user_profiles",
+)
 API_ROLES = ("anon", "authenticated", "import_worker", "import_storage_reader")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
@@ -56,8 +64,9 @@ def as_storage_jwt(url: str) -> Iterator[psycopg.Connection[Any]]:
     """A transaction acting as a request carrying SUPABASE_WORKER_JWT, the way PostgREST,
     GraphQL and Storage run it: logged in as authenticator, claims set, role switched."""
     with psycopg.connect(as_role(url, "authenticator"), row_factory=dict_row) as conn:
-        conn.execute("select set_config('request.jwt.claims',"
-                     " '{\"role\": \"import_storage_reader\"}', true)")
+        conn.execute(
+            "select set_config('request.jwt.claims', '{\"role\": \"import_storage_reader\"}', true)"
+        )
         conn.execute("set local role import_storage_reader")
         try:
             yield conn
@@ -88,8 +97,9 @@ $$
 def _plant_domain(conn: psycopg.Connection[Any], type_name: str) -> None:
     """A temporary domain named like a built-in type whose check runs pg_temp.evil."""
     conn.execute(EVIL)
-    conn.execute(f"create domain pg_temp.{type_name} as pg_catalog.{type_name}"
-                 " check (pg_temp.evil(value))")
+    conn.execute(
+        f"create domain pg_temp.{type_name} as pg_catalog.{type_name} check (pg_temp.evil(value))"
+    )
 
 
 def _evil_ran_as(conn: psycopg.Connection[Any]) -> str | None:
@@ -108,7 +118,8 @@ def worker_with_temp(db_url: str, worker_db_url: str) -> str:
 
 
 def test_worker_temp_jsonb_domain_does_not_run_as_owner_via_report_progress(
-        db_url: str, worker_with_temp: str) -> None:
+    db_url: str, worker_with_temp: str
+) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F1: a pg_temp.jsonb
     domain whose check is the worker's own function must not run inside
     report_import_progress (SECURITY DEFINER) as the owner."""
@@ -120,13 +131,16 @@ def test_worker_temp_jsonb_domain_does_not_run_as_owner_via_report_progress(
         w.execute("select public.claim_import_job(%s, 'queued', 'w', 60)", (job_id,))
         status = w.execute(
             "select public.report_import_progress(%s, 'w', '{}'::pg_catalog.jsonb,"
-            " '{}'::pg_catalog.jsonb, 60)", (job_id,)).fetchone()[0]
+            " '{}'::pg_catalog.jsonb, 60)",
+            (job_id,),
+        ).fetchone()[0]
         assert status == "ok"
         assert _evil_ran_as(w) is None
 
 
 def test_worker_temp_text_domain_does_not_run_as_owner_via_before_trigger(
-        db_url: str, worker_with_temp: str) -> None:
+    db_url: str, worker_with_temp: str
+) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F1: a pg_temp.text
     domain must not run inside the import_jobs BEFORE trigger, which a definer function
     (claim_import_job) fires as the owner."""
@@ -135,11 +149,13 @@ def test_worker_temp_text_domain_does_not_run_as_owner_via_before_trigger(
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(worker_with_temp, autocommit=True) as w:
         _plant_domain(w, "text")
-        claimed = w.execute("select (public.claim_import_job(%s, 'queued', 'w', 60)).id",
-                            (job_id,)).fetchone()[0]
+        claimed = w.execute(
+            "select (public.claim_import_job(%s, 'queued', 'w', 60)).id", (job_id,)
+        ).fetchone()[0]
         assert claimed == job_id
-        nxt = w.execute("select public.advance_import_job(%s, 'w', 'queued')",
-                        (job_id,)).fetchone()[0]
+        nxt = w.execute(
+            "select public.advance_import_job(%s, 'w', 'queued')", (job_id,)
+        ).fetchone()[0]
         assert nxt == "downloading"
         assert _evil_ran_as(w) is None
 
@@ -208,6 +224,7 @@ def test_worker_may_not_create_temporary_objects(pg_server_url: str) -> None:
 # F5: the worker's JWT is good for Storage only
 # ---------------------------------------------------------------------------------------
 
+
 def test_worker_jwt_reads_no_tables_and_changes_no_jobs(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F5: a request carrying
     SUPABASE_WORKER_JWT (role import_storage_reader) cannot read anyone's chunks, soulprints
@@ -217,11 +234,14 @@ def test_worker_jwt_reads_no_tables_and_changes_no_jobs(db_url: str) -> None:
     upload_object(db_url, user)
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        event_id = conn.execute("select id from public.import_events where job_id = %s",
-                                (job_id,)).fetchone()[0]
+        event_id = conn.execute(
+            "select id from public.import_events where job_id = %s", (job_id,)
+        ).fetchone()[0]
         conn.execute("insert into storage.buckets (id, name) values ('avatars', 'avatars')")
-        conn.execute("insert into storage.objects (bucket_id, name, version)"
-                     " values ('avatars', %s, 'v1')", (f"{user}/face.png",))
+        conn.execute(
+            "insert into storage.objects (bucket_id, name, version) values ('avatars', %s, 'v1')",
+            (f"{user}/face.png",),
+        )
 
     attacks = [
         ("select * from public.memory_chunks", ()),
@@ -242,8 +262,12 @@ def test_worker_jwt_reads_no_tables_and_changes_no_jobs(db_url: str) -> None:
         assert names == [f"{user}/export.zip"]
     assert jobs_for(db_url, user)[0]["stage"] == "queued"
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("select acknowledged_at from public.import_events where id = %s",
-                            (event_id,)).fetchone()[0] is None
+        assert (
+            conn.execute(
+                "select acknowledged_at from public.import_events where id = %s", (event_id,)
+            ).fetchone()[0]
+            is None
+        )
 
 
 def test_a_jwt_naming_the_worker_db_role_is_refused(db_url: str) -> None:
@@ -261,11 +285,14 @@ def test_worker_jwt_role_may_execute_no_public_function(db_url: str) -> None:
     default EXECUTE), except the yes/no its own delete policy asks (security review
     findings 3 and 8: may this exact object of a complete import be deleted)."""
     with psycopg.connect(db_url) as conn:
-        callable_ = [r[0] for r in conn.execute("""
+        callable_ = [
+            r[0]
+            for r in conn.execute("""
             select p.oid::regprocedure::text from pg_proc p
              where p.pronamespace = 'public'::regnamespace
                and has_function_privilege('import_storage_reader', p.oid, 'EXECUTE')
-        """)]
+        """)
+        ]
     assert callable_ == ["imports_export_is_imported(text,text,text)"]
 
 
@@ -278,20 +305,27 @@ def test_worker_reads_only_data_of_active_imports(db_url: str, worker_db_url: st
     upload_object(db_url, user)
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("insert into public.import_conversations (job_id, conversation_id,"
-                     " user_id, title) values (%s, 'c1', %s, 'private')", (job_id, user))
-        conn.execute("insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
-                     " chunk_index, content) values (%s, %s, %s, 'c1', 0, 'secret')",
-                     (uuid.uuid4(), job_id, user))
-        conn.execute("insert into public.import_person_notes (job_id, user_id, kind, note,"
-                     " conversation_index, ordinal) values (%s, %s, 'about_user', 'private',"
-                     " 0, 0)", (job_id, user))
+        conn.execute(
+            "insert into public.import_conversations (job_id, conversation_id,"
+            " user_id, title) values (%s, 'c1', %s, 'private')",
+            (job_id, user),
+        )
+        conn.execute(
+            "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
+            " chunk_index, content) values (%s, %s, %s, 'c1', 0, 'secret')",
+            (uuid.uuid4(), job_id, user),
+        )
+        conn.execute(
+            "insert into public.import_person_notes (job_id, user_id, kind, note,"
+            " conversation_index, ordinal) values (%s, %s, 'about_user', 'private',"
+            " 0, 0)",
+            (job_id, user),
+        )
     with psycopg.connect(worker_db_url) as w:
         assert w.execute("select count(*) from public.memory_chunks").fetchone()[0] == 1
         assert w.execute("select count(*) from public.import_person_notes").fetchone()[0] == 1
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set stage = 'complete' where id = %s",
-                     (job_id,))
+        conn.execute("update public.import_jobs set stage = 'complete' where id = %s", (job_id,))
     with psycopg.connect(worker_db_url) as w:
         assert w.execute("select count(*) from public.memory_chunks").fetchone()[0] == 0
         assert w.execute("select count(*) from public.import_conversations").fetchone()[0] == 0
@@ -303,6 +337,7 @@ def test_worker_reads_only_data_of_active_imports(db_url: str, worker_db_url: st
 # ---------------------------------------------------------------------------------------
 # F6: no TRUNCATE / REFERENCES / TRIGGER for API roles; the whole matrix
 # ---------------------------------------------------------------------------------------
+
 
 def test_truncate_of_user_profiles_is_refused_to_people_and_anon(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F6: TRUNCATE skips RLS;
@@ -327,11 +362,15 @@ def test_privilege_matrix_of_every_table_and_role(db_url: str) -> None:
         for role in API_ROLES:
             for table in OUR_TABLES:
                 got[(role, table)] = {
-                    priv for priv in PRIVILEGES
-                    if conn.execute("select has_table_privilege(%s, %s, %s)",
-                                    (role, f"public.{table}", priv)).fetchone()[0]}
-        wrong = {k: (got[k], EXPECTED.get(k, set())) for k in got
-                 if got[k] != EXPECTED.get(k, set())}
+                    priv
+                    for priv in PRIVILEGES
+                    if conn.execute(
+                        "select has_table_privilege(%s, %s, %s)", (role, f"public.{table}", priv)
+                    ).fetchone()[0]
+                }
+        wrong = {
+            k: (got[k], EXPECTED.get(k, set())) for k in got if got[k] != EXPECTED.get(k, set())
+        }
         assert wrong == {}
 
         dangerous = conn.execute("""
@@ -357,8 +396,10 @@ def test_privilege_matrix_of_every_table_and_role(db_url: str) -> None:
 # F9: receipts are kept at least as long as a signature is valid
 # ---------------------------------------------------------------------------------------
 
+
 def test_pruning_receipts_younger_than_the_signature_tolerance_is_refused(
-        db_url: str, worker_db_url: str) -> None:
+    db_url: str, worker_db_url: str
+) -> None:
     """Guards pitfall 7 (duplicate imports), issue 8 F9: pruning with a negative or short
     interval would forget webhook-ids a replayed request may still carry a valid signature
     for (5 minutes); the function refuses it and the receipts stay."""
@@ -375,6 +416,7 @@ def test_pruning_receipts_younger_than_the_signature_tolerance_is_refused(
 # F10: lease and checkpoint are the pipeline's, not the person's
 # ---------------------------------------------------------------------------------------
 
+
 def test_a_person_cannot_read_lease_or_checkpoint_of_their_job(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F10: a person reads their
     job's stage, counters and timings (what the app shows, and what Realtime sends, since
@@ -382,24 +424,32 @@ def test_a_person_cannot_read_lease_or_checkpoint_of_their_job(db_url: str) -> N
     user = create_user(db_url)
     upload_object(db_url, user)
     with user_session(db_url, user) as conn:
-        row = conn.execute("select id, stage, bytes_total, stage_timings, error_message,"
-                           " created_at from public.import_jobs").fetchone()
+        row = conn.execute(
+            "select id, stage, bytes_total, stage_timings, error_message,"
+            " created_at from public.import_jobs"
+        ).fetchone()
         assert row["stage"] == "queued"
     for column in HIDDEN_JOB_COLUMNS:
         with user_session(db_url, user) as conn, pytest.raises(DENIED):
             conn.execute(f"select {column} from public.import_jobs")
     with psycopg.connect(db_url) as conn:
-        visible = {r[0] for r in conn.execute("""
+        visible = {
+            r[0]
+            for r in conn.execute("""
             select a.attname from pg_attribute a
              where a.attrelid = 'public.import_jobs'::regclass and a.attnum > 0
                and not a.attisdropped
                and has_column_privilege('authenticated', a.attrelid, a.attnum, 'SELECT')
-        """)}
-        every = {r[0] for r in conn.execute("""
+        """)
+        }
+        every = {
+            r[0]
+            for r in conn.execute("""
             select a.attname from pg_attribute a
              where a.attrelid = 'public.import_jobs'::regclass and a.attnum > 0
                and not a.attisdropped
-        """)}
+        """)
+        }
     assert visible == every - set(HIDDEN_JOB_COLUMNS)
 
 
@@ -407,36 +457,54 @@ def test_a_person_cannot_read_lease_or_checkpoint_of_their_job(db_url: str) -> N
 # F11: the import columns are the pipeline's, whatever the app's roles
 # ---------------------------------------------------------------------------------------
 
+
 def test_an_app_role_cannot_forge_the_soulprint_column(db_url: str) -> None:
     """Guards pitfall 3 (a worker that can read everything), issue 8 F11: an app's own role
     with UPDATE on user_profiles (not anon, not authenticated) still cannot write the import
     columns; only the pipeline's functions do."""
     user = create_user(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("insert into public.user_profiles (user_id, soulprint_text)"
-                     " values (%s, 'real')", (user,))
-        conn.execute("do $$ begin create role app_editor nologin; exception when"
-                     " duplicate_object then null; end $$")
+        conn.execute(
+            "insert into public.user_profiles (user_id, soulprint_text) values (%s, 'real')",
+            (user,),
+        )
+        conn.execute(
+            "do $$ begin create role app_editor nologin; exception when"
+            " duplicate_object then null; end $$"
+        )
         conn.execute("grant usage on schema public to app_editor")
         conn.execute("grant select, insert, update on public.user_profiles to app_editor")
-        conn.execute("create policy app_editor_all on public.user_profiles for all"
-                     " to app_editor using (true) with check (true)")
+        conn.execute(
+            "create policy app_editor_all on public.user_profiles for all"
+            " to app_editor using (true) with check (true)"
+        )
     with psycopg.connect(db_url) as conn:
         conn.execute("set local role app_editor")
         with pytest.raises(DENIED):
-            conn.execute("update public.user_profiles set soulprint_text = 'forged'"
-                         " where user_id = %s", (user,))
+            conn.execute(
+                "update public.user_profiles set soulprint_text = 'forged' where user_id = %s",
+                (user,),
+            )
         conn.rollback()
         conn.execute("set local role app_editor")
         other = create_user(db_url)
-        conn.execute("insert into public.user_profiles (user_id, soulprint_text,"
-                     " current_import_id) values (%s, 'forged', gen_random_uuid())", (other,))
+        conn.execute(
+            "insert into public.user_profiles (user_id, soulprint_text,"
+            " current_import_id) values (%s, 'forged', gen_random_uuid())",
+            (other,),
+        )
         conn.commit()
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("select soulprint_text from public.user_profiles where user_id = %s",
-                            (user,)).fetchone()[0] == "real"
-        assert conn.execute("select soulprint_text, current_import_id from public.user_profiles"
-                            " where user_id = %s", (other,)).fetchone() == (None, None)
+        assert (
+            conn.execute(
+                "select soulprint_text from public.user_profiles where user_id = %s", (user,)
+            ).fetchone()[0]
+            == "real"
+        )
+        assert conn.execute(
+            "select soulprint_text, current_import_id from public.user_profiles where user_id = %s",
+            (other,),
+        ).fetchone() == (None, None)
 
 
 def test_pinning_keeps_every_path_but_moves_pg_temp_last(db_url: str) -> None:
@@ -450,14 +518,24 @@ def test_pinning_keeps_every_path_but_moves_pg_temp_last(db_url: str) -> None:
     migration = next(m for m in list_migrations() if m.name == "security_roles")
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("create schema if not exists extensions")
-        for name, path in (("t_sig", "extensions, pg_catalog"), ("t_app", "public"),
-                           ("t_user", '"$user", public'), ("t_temp_first", "pg_temp, public")):
-            conn.execute(f"create function public.{name}() returns int language sql"
-                         f" security definer set search_path = {path} as $$ select 1 $$")
+        for name, path in (
+            ("t_sig", "extensions, pg_catalog"),
+            ("t_app", "public"),
+            ("t_user", '"$user", public'),
+            ("t_temp_first", "pg_temp, public"),
+        ):
+            conn.execute(
+                f"create function public.{name}() returns int language sql"
+                f" security definer set search_path = {path} as $$ select 1 $$"
+            )
         conn.execute(migration.path.read_text())
-        got = {r[0]: search_path_of(r[1]) for r in conn.execute(
-            "select proname, proconfig from pg_proc"
-            " where proname in ('t_sig', 't_app', 't_user', 't_temp_first')")}
+        got = {
+            r[0]: search_path_of(r[1])
+            for r in conn.execute(
+                "select proname, proconfig from pg_proc"
+                " where proname in ('t_sig', 't_app', 't_user', 't_temp_first')"
+            )
+        }
     assert got == {
         "t_sig": ["extensions", "pg_catalog", "pg_temp"],
         "t_app": ["pg_catalog", "public", "pg_temp"],

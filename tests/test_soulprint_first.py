@@ -45,10 +45,15 @@ def _seen(db_url: str, user: uuid.UUID) -> tuple[str | None, list[str]]:
     """What the person reads: their profile's soulprint and the soulprint rows RLS lets
     through."""
     with user_session(db_url, user) as conn:
-        row = conn.execute("select soulprint_text from public.user_profiles"
-                           " where user_id = %s", (user,)).fetchone()
-        rows = [r["soulprint_text"] for r in conn.execute(
-            "select soulprint_text from public.soulprints order by created_at")]
+        row = conn.execute(
+            "select soulprint_text from public.user_profiles where user_id = %s", (user,)
+        ).fetchone()
+        rows = [
+            r["soulprint_text"]
+            for r in conn.execute(
+                "select soulprint_text from public.soulprints order by created_at"
+            )
+        ]
     return (row["soulprint_text"] if row else None), rows
 
 
@@ -59,11 +64,13 @@ def _traces(db_url: str, job_id: uuid.UUID) -> int:
             " + (select count(*) from public.import_profile_states where job_id = %(j)s)"
             " + (select count(*) from public.memory_chunks where job_id = %(j)s)"
             " + (select count(*) from public.import_conversations where job_id = %(j)s)",
-            {"j": job_id}).fetchone()[0]
+            {"j": job_id},
+        ).fetchone()[0]
 
 
 def test_soulprint_shows_before_memory_and_memory_swaps_at_complete(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 5 (no progress): the person reads their soulprint as soon as its stage
     ends, with soulprint_at on the job row the app watches, while their memory is still the
     previous import's until `complete`."""
@@ -77,8 +84,9 @@ def test_soulprint_shows_before_memory_and_memory_swaps_at_complete(
     assert job.stage == "embedding" and job.soulprint_at is not None
     assert _seen(db_url, user) == ("new soulprint", ["old soulprint", "new soulprint"])
     with user_session(db_url, user) as conn:
-        current = conn.execute("select current_import_id from public.user_profiles"
-                               " where user_id = %s", (user,)).fetchone()["current_import_id"]
+        current = conn.execute(
+            "select current_import_id from public.user_profiles where user_id = %s", (user,)
+        ).fetchone()["current_import_id"]
     assert current == first  # memory has not swapped yet
 
     assert store.claim(second, "embedding", "w") is not None
@@ -89,7 +97,8 @@ def test_soulprint_shows_before_memory_and_memory_swaps_at_complete(
 
 @pytest.mark.parametrize("held", [False, True])
 def test_cancel_after_the_soulprint_showed_restores_the_previous_one(
-        db_url: str, store: JobStore, held: bool) -> None:
+    db_url: str, store: JobStore, held: bool
+) -> None:
     """Guards pitfall 7 (duplicate imports / half-swapped data): a cancelled import leaves
     no trace, even after its soulprint was shown: the person's previous soulprint is back,
     word for word, whether nobody held the job (cancelled at once) or the embedding stage
@@ -114,7 +123,8 @@ def test_cancel_after_the_soulprint_showed_restores_the_previous_one(
 
 
 def test_cancel_of_a_first_import_after_its_soulprint_showed_leaves_none(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 7: with no earlier import, cancelling takes the shown soulprint away
     (there was none before), and a cancel at complete time does the same."""
     user = create_user(db_url)
@@ -130,7 +140,8 @@ def test_cancel_of_a_first_import_after_its_soulprint_showed_leaves_none(
 
 
 def test_a_cancel_pending_when_the_soulprint_is_ready_shows_nothing(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 7: a cancel that arrived while the soulprint was being written wins:
     nothing is shown, the import is cancelled."""
     user = create_user(db_url)
@@ -144,7 +155,8 @@ def test_a_cancel_pending_when_the_soulprint_is_ready_shows_nothing(
 
 
 def test_failure_restores_the_previous_soulprint_and_retry_shows_the_new_one_again(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 9 (status never written) and 7: an import that fails after its
     soulprint showed gives the previous one back (a failed import is not who they are yet);
     a retry resumes embedding with the new soulprint shown again, and completes."""
@@ -167,7 +179,8 @@ def test_failure_restores_the_previous_soulprint_and_retry_shows_the_new_one_aga
 
 
 def test_sweeper_failing_a_stalled_embedding_restores_the_previous_soulprint(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 1 (work that vanishes): a worker that died in embedding after the
     soulprint showed is failed by the sweeper, and that failure takes the soulprint back
     like any other."""
@@ -179,15 +192,19 @@ def test_sweeper_failing_a_stalled_embedding_restores_the_previous_soulprint(
     for n in range(3):
         assert store.claim(second, "embedding", f"dead-{n}", 1) is not None
         with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute("update public.import_jobs set lease_expires_at = now() - interval"
-                         " '1 s' where id = %s", (second,))
+            conn.execute(
+                "update public.import_jobs set lease_expires_at = now() - interval"
+                " '1 s' where id = %s",
+                (second,),
+            )
         actions = dict(store.sweep(3600, 3))
     assert actions[second] == "failed"
     assert _seen(db_url, user)[0] == "old soulprint"
 
 
 def test_retry_of_a_failed_soulprint_stage_shows_nothing_until_it_ends(
-        db_url: str, store: JobStore) -> None:
+    db_url: str, store: JobStore
+) -> None:
     """Guards pitfall 9: a soulprint stage that failed is retried in that stage; nothing is
     shown until the retried stage writes its soulprint."""
     user = create_user(db_url)

@@ -21,15 +21,20 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-export.zip"
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC).timestamp()
 
 
-def _conv(index: int, title: str | None, *user_texts: str, hour: int | None = None
-          ) -> Conversation:
+def _conv(index: int, title: str | None, *user_texts: str, hour: int | None = None) -> Conversation:
     start = T0 + index * 86400 + (hour or 0) * 3600
     messages = []
     for i, text in enumerate(user_texts):
         messages.append(Message(f"u{index}-{i}", "user", text, start + 60 * i, "text"))
-        messages.append(Message(f"a{index}-{i}", "assistant",
-                                "Here is a careful answer about node columns and uid values.",
-                                start + 60 * i + 5, "text"))
+        messages.append(
+            Message(
+                f"a{index}-{i}",
+                "assistant",
+                "Here is a careful answer about node columns and uid values.",
+                start + 60 * i + 5,
+                "text",
+            )
+        )
     return Conversation(f"c{index}", title, start, start + 600, messages, index)
 
 
@@ -40,39 +45,75 @@ def _outside_quotes(text: str) -> str:
 
 
 def _topic_words(profile: dict) -> set[str]:
-    return {w for t in profile["topics"] for k in [t["name"], *t["keyphrases"]]
-            for w in re.split(r"\s+", k)}
+    return {
+        w
+        for t in profile["topics"]
+        for k in [t["name"], *t["keyphrases"]]
+        for w in re.split(r"\s+", k)
+    }
 
 
 def _coder_with_a_dog() -> list[Conversation]:
     """Twelve code conversations (fenced code, bare pasted code, traces, logs, inline code,
     URLs) around three about a dog called Biscuit and two about a sister's wedding."""
     code = [
-        _conv(0, "uid negative in node column",
-              "Why is uid negative here?\n```python\nrow = {'uid': -1, 'name': node.name}\n```",
-              "Still broken: `node.uid` is -1 and `fetch_rows()` returns nothing"),
-        _conv(1, "KeyError in build_index",
-              "Traceback (most recent call last):\n  File \"app/index.py\", line 40, in "
-              "build_index\n    result = cache_key[user_id]\nKeyError: 'user_id'\n"
-              "How do I fix it?"),
-        _conv(2, None, "ERROR 2024-03-01 12:00:01 worker crashed\nINFO retrying job 42\n"
-                       "WARN queue depth 900\nwhat does this log mean?"),
-        _conv(3, "Docs link", "see https://docs.python.org/3/library/asyncio.html and "
-                              "os.path.join, does handleSubmit need useEffect?"),
-        _conv(4, None, "def count_events(node):\n    return len(node.events)\n"
-                       "count_events(root) gives 0, why"),
+        _conv(
+            0,
+            "uid negative in node column",
+            "Why is uid negative here?\n```python\nrow = {'uid': -1, 'name': node.name}\n```",
+            "Still broken: `node.uid` is -1 and `fetch_rows()` returns nothing",
+        ),
+        _conv(
+            1,
+            "KeyError in build_index",
+            'Traceback (most recent call last):\n  File "app/index.py", line 40, in '
+            "build_index\n    result = cache_key[user_id]\nKeyError: 'user_id'\n"
+            "How do I fix it?",
+        ),
+        _conv(
+            2,
+            None,
+            "ERROR 2024-03-01 12:00:01 worker crashed\nINFO retrying job 42\n"
+            "WARN queue depth 900\nwhat does this log mean?",
+        ),
+        _conv(
+            3,
+            "Docs link",
+            "see https://docs.python.org/3/library/asyncio.html and "
+            "os.path.join, does handleSubmit need useEffect?",
+        ),
+        _conv(
+            4,
+            None,
+            "def count_events(node):\n    return len(node.events)\ncount_events(root) gives 0, why",
+        ),
     ]
-    code += [_conv(5 + i, "uid_map", f"the uid_map for node_{i} has a negative uid again, "
-                                     f"name_column is empty") for i in range(7)]
+    code += [
+        _conv(
+            5 + i,
+            "uid_map",
+            f"the uid_map for node_{i} has a negative uid again, name_column is empty",
+        )
+        for i in range(7)
+    ]
     life = [
-        _conv(20, "Beagle chewing", "My beagle Biscuit chewed through my sneakers again. "
-                                    "Is there a bitter spray that is safe?"),
-        _conv(21, None, "The vet says Biscuit needs to lose a kilo. I feel bad cutting his "
-                        "food."),
-        _conv(22, "Dog sitter", "I'm away next week. What should I tell the sitter about "
-                                "Biscuit, my beagle?"),
-        _conv(23, "Speech", "My sister Maya is getting married in June and I'm giving the "
-                            "wedding speech."),
+        _conv(
+            20,
+            "Beagle chewing",
+            "My beagle Biscuit chewed through my sneakers again. "
+            "Is there a bitter spray that is safe?",
+        ),
+        _conv(21, None, "The vet says Biscuit needs to lose a kilo. I feel bad cutting his food."),
+        _conv(
+            22,
+            "Dog sitter",
+            "I'm away next week. What should I tell the sitter about Biscuit, my beagle?",
+        ),
+        _conv(
+            23,
+            "Speech",
+            "My sister Maya is getting married in June and I'm giving the wedding speech.",
+        ),
         _conv(24, None, "What do I wear to Maya's wedding? It's at a vineyard."),
     ]
     return code + life
@@ -85,8 +126,22 @@ def test_code_identifiers_traces_logs_and_urls_never_become_topics() -> None:
     profile, text = build_soulprint(_coder_with_a_dog())
     words = _topic_words(profile)
     assert not [w for w in words if is_identifier(w)], words
-    for junk in ("uid", "node", "name", "column", "count", "events", "negative", "https",
-                 "docs", "worker", "queue", "keyerror", "traceback", "fetch"):
+    for junk in (
+        "uid",
+        "node",
+        "name",
+        "column",
+        "count",
+        "events",
+        "negative",
+        "https",
+        "docs",
+        "worker",
+        "queue",
+        "keyerror",
+        "traceback",
+        "fetch",
+    ):
         assert junk not in {w.lower() for w in words}, (junk, profile["topics"])
     said = _outside_quotes(text)
     assert "Biscuit" in said and "wedding" in said and "Maya" in said
@@ -132,10 +187,14 @@ def test_plurals_and_inflections_merge_and_topics_rank_by_conversations_spanned(
 def test_a_message_repeated_word_for_word_counts_once() -> None:
     """Pitfall: pasted templates (the same question in many conversations) pass for an
     interest the person keeps returning to."""
-    convs = [_conv(i, None, "Can you explain the history of the printing press in detail?")
-             for i in range(8)]
-    convs += [_conv(10 + i, None, f"My pottery class made me {w} today.")
-              for i, w in enumerate(("happy", "tired", "proud"))]
+    convs = [
+        _conv(i, None, "Can you explain the history of the printing press in detail?")
+        for i in range(8)
+    ]
+    convs += [
+        _conv(10 + i, None, f"My pottery class made me {w} today.")
+        for i, w in enumerate(("happy", "tired", "proud"))
+    ]
     topics = build_soulprint(convs)[0]["topics"]
     assert topics[0]["label"] == "pottery" and topics[0]["conversations"] == 3
     assert all("printing" not in t["label"] for t in topics)
@@ -152,9 +211,16 @@ def test_chinese_topics_are_the_persons_words_and_skip_pasted_code() -> None:
         _conv(4, None, "打羽毛球用什么球拍比较好？"),
         _conv(5, None, "下个月有羽毛球比赛，我太紧张了。"),
     ]
-    convs += [_conv(10 + i, None, f"我的代码报错了：\nTraceback (most recent call last):\n"
-                                  f"  File \"app.py\", line {i}, in main\nKeyError: 'uid'\n"
-                                  f"node_list 里的 uid 是负数") for i in range(6)]
+    convs += [
+        _conv(
+            10 + i,
+            None,
+            f"我的代码报错了：\nTraceback (most recent call last):\n"
+            f"  File \"app.py\", line {i}, in main\nKeyError: 'uid'\n"
+            f"node_list 里的 uid 是负数",
+        )
+        for i in range(6)
+    ]
     profile, text = build_soulprint(convs)
     names = [t["name"] for t in profile["topics"]]
     assert {"豆豆", "羽毛球"} <= set(names), names
@@ -201,8 +267,12 @@ def test_a_flat_day_is_not_called_late_at_night() -> None:
 def test_the_period_named_holds_the_peak_it_quotes() -> None:
     """Pitfall: the sentence contradicted its own peak. Whatever the shape, the hour quoted
     lies in the period named."""
-    periods = {"late at night": range(0, 6), "in the morning": range(6, 12),
-               "in the afternoon": range(12, 18), "in the evening": range(18, 24)}
+    periods = {
+        "late at night": range(0, 6),
+        "in the morning": range(6, 12),
+        "in the afternoon": range(12, 18),
+        "in the evening": range(18, 24),
+    }
     shapes = []
     evening = [1] * 24
     for h in (19, 20, 21, 22):

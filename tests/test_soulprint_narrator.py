@@ -20,8 +20,9 @@ KEY = "sk-test-never-print-me-0123456789"
 
 
 def llm_settings(base_url: str, **kw: object) -> Settings:
-    return Settings(llm_provider="openai", llm_base_url=base_url, llm_api_key=KEY,
-                    llm_model="gpt-test", **kw)
+    return Settings(
+        llm_provider="openai", llm_base_url=base_url, llm_api_key=KEY, llm_model="gpt-test", **kw
+    )
 
 
 def maya_profile() -> dict:

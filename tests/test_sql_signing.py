@@ -56,8 +56,10 @@ def system_pg_url() -> Iterator[str]:
     """A throwaway cluster of the system PostgreSQL on a unix socket in a temp dir."""
     bin_dir = _system_pg_bin()
     if bin_dir is None:
-        pytest.skip("no system PostgreSQL with pgcrypto (.ci/run installs the `postgresql` "
-                    "package); the SQL signature cannot be checked here")
+        pytest.skip(
+            "no system PostgreSQL with pgcrypto (.ci/run installs the `postgresql` "
+            "package); the SQL signature cannot be checked here"
+        )
     user = None
     if os.geteuid() == 0:  # initdb refuses root: run it as an unprivileged system user
         for name in ("postgres", "pgserver"):
@@ -68,8 +70,10 @@ def system_pg_url() -> Iterator[str]:
             except KeyError:
                 continue
         if user is None:
-            pytest.skip("running as root and no `postgres`/`pgserver` system user to run "
-                        "the system PostgreSQL as")
+            pytest.skip(
+                "running as root and no `postgres`/`pgserver` system user to run "
+                "the system PostgreSQL as"
+            )
     root = Path(tempfile.mkdtemp(prefix="soulprint-syspg-"))
     root.chmod(0o755)
     data = root / "data"
@@ -79,15 +83,35 @@ def system_pg_url() -> Iterator[str]:
         os.chown(data, entry.pw_uid, entry.pw_gid)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     try:
-        _run_as(user, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U",
-                "postgres", "-E", "UTF8", "--no-sync")
-        _run_as(user, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l",
-                str(root / "log"), "-o", f"-k {root} -c listen_addresses=''", "start")
+        _run_as(
+            user,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        _run_as(
+            user,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-k {root} -c listen_addresses=''",
+            "start",
+        )
         yield f"postgresql://postgres@/postgres?host={root}"
     finally:
         if (data / "postmaster.pid").exists():
-            _run_as(user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                    "stop")
+            _run_as(user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -105,8 +129,9 @@ def _apply_signing_migration(url: str) -> None:
 
 def _sql_signature(url: str, msg_id: str, ts: int, body: str, secret: str) -> str:
     with psycopg.connect(url) as conn:
-        return conn.execute("select public.standard_webhook_signature(%s, %s, %s, %s)",
-                            (msg_id, ts, body, secret)).fetchone()[0]
+        return conn.execute(
+            "select public.standard_webhook_signature(%s, %s, %s, %s)", (msg_id, ts, body, secret)
+        ).fetchone()[0]
 
 
 @pytest.mark.parametrize("where", ["public", "extensions"])
@@ -124,8 +149,9 @@ def test_sql_signature_verifies_with_svix(system_pg_url: str, where: str) -> Non
     _apply_signing_migration(url)
     _apply_signing_migration(url)  # idempotent
     with psycopg.connect(url) as conn:
-        schema = conn.execute("select extnamespace::regnamespace::text from pg_extension"
-                              " where extname = 'pgcrypto'").fetchone()[0]
+        schema = conn.execute(
+            "select extnamespace::regnamespace::text from pg_extension where extname = 'pgcrypto'"
+        ).fetchone()[0]
     assert schema == where
 
     secret = new_webhook_secret()
@@ -136,13 +162,19 @@ def test_sql_signature_verifies_with_svix(system_pg_url: str, where: str) -> Non
         body = conn.execute(
             "select jsonb_build_object('type', 'import.parsing', 'data',"
             " jsonb_build_object('job_id', %s::text, 'note', 'café ☕ 東京'))::text",
-            (msg_id,)).fetchone()[0]
+            (msg_id,),
+        ).fetchone()[0]
     signature = _sql_signature(url, msg_id, ts, body, secret)
-    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts),
-               "webhook-signature": f"v1,{signature}"}
+    headers = {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": f"v1,{signature}",
+    }
     Webhook(secret).verify(body.encode(), headers)  # raises when it does not match
-    assert signature == Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, UTC),
-                                             body).split(",", 1)[1]
+    assert (
+        signature
+        == Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, UTC), body).split(",", 1)[1]
+    )
 
     with pytest.raises(WebhookVerificationError):
         Webhook(new_webhook_secret()).verify(body.encode(), headers)
@@ -195,21 +227,27 @@ def test_events_are_posted_by_pg_net_when_configured(db_url: str) -> None:
     upload_object(db_url, user, name="before-config.zip")
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
         assert conn.execute("select count(*) as n from net.requests").fetchone()["n"] == 0
-        conn.execute("insert into vault.secrets values ('soulprint_webhook_url',"
-                     " 'https://receiver.example/webhooks/supabase'),"
-                     " ('soulprint_webhook_secret', %s)", (new_webhook_secret(),))
+        conn.execute(
+            "insert into vault.secrets values ('soulprint_webhook_url',"
+            " 'https://receiver.example/webhooks/supabase'),"
+            " ('soulprint_webhook_secret', %s)",
+            (new_webhook_secret(),),
+        )
         conn.execute("update public.import_jobs set stage = 'cancelled'")
         conn.commit()
         upload_object(db_url, user, name="after-config.zip")
         job_id = jobs_for(db_url, user)[-1]["id"]
-        [ev] = conn.execute("select * from public.import_events where job_id = %s",
-                            (job_id,)).fetchall()
+        [ev] = conn.execute(
+            "select * from public.import_events where job_id = %s", (job_id,)
+        ).fetchall()
         # Two posts since configuration: the first import's cancel, then this upload.
         assert conn.execute("select count(*) as n from net.requests").fetchone()["n"] == 2
-        [req] = conn.execute("select * from net.requests where headers->>'webhook-id' = %s",
-                             (str(ev["id"]),)).fetchall()
-        [delivery] = conn.execute("select * from public.event_deliveries where event_id = %s",
-                                  (ev["id"],)).fetchall()
+        [req] = conn.execute(
+            "select * from net.requests where headers->>'webhook-id' = %s", (str(ev["id"]),)
+        ).fetchall()
+        [delivery] = conn.execute(
+            "select * from public.event_deliveries where event_id = %s", (ev["id"],)
+        ).fetchall()
     assert req["url"] == "https://receiver.example/webhooks/supabase"
     assert req["body"] == ev["payload"]
     ts = req["headers"]["webhook-timestamp"]

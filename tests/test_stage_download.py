@@ -22,8 +22,10 @@ SAMPLE = ROOT / "examples" / "sample-export.zip"
 
 def latest_job_id(db_url: str, user_id: object) -> object:
     with psycopg.connect(db_url) as conn:
-        return conn.execute("select id from import_jobs where user_id = %s "
-                            "order by created_at desc limit 1", (user_id,)).fetchone()[0]
+        return conn.execute(
+            "select id from import_jobs where user_id = %s order by created_at desc limit 1",
+            (user_id,),
+        ).fetchone()[0]
 
 
 @pytest.fixture
@@ -39,15 +41,18 @@ def uploaded(db_url: str, tmp_path: Path):
 
 
 def test_download_mints_its_own_signed_url_as_the_worker_role(
-        uploaded, db_url: str, worker_db_url: str, tmp_path: Path) -> None:
+    uploaded, db_url: str, worker_db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfalls 8 (expired links) and 3 (service key in the worker): the job waits
     90 minutes in the queue, then the worker makes a fresh signed URL at the moment of
     download, authenticated as the Storage-only `import_storage_reader` (not service_role),
     and streams it to disk; the job records size and sha256 and moves on to parsing."""
     _, job_id, bucket_root = uploaded
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update import_jobs set created_at = now() - interval '90 minutes' "
-                     "where id = %s", (job_id,))
+        conn.execute(
+            "update import_jobs set created_at = now() - interval '90 minutes' where id = %s",
+            (job_id,),
+        )
     store = JobStore(worker_db_url)
     with fake_storage(bucket_root) as storage:
         settings = worker_settings(tmp_path / "worker", storage.url)
@@ -57,14 +62,17 @@ def test_download_mints_its_own_signed_url_as_the_worker_role(
     assert str(job.stage) == "parsing"
     assert job.bytes_total == job.bytes_done == SAMPLE.stat().st_size
     assert job.sha256 == hashlib.sha256(SAMPLE.read_bytes()).hexdigest()
-    assert [(m, role) for m, _, role in storage.requests] == [("POST", "import_storage_reader"),
-                                                              ("GET", None)]
+    assert [(m, role) for m, _, role in storage.requests] == [
+        ("POST", "import_storage_reader"),
+        ("GET", None),
+    ]
     local = settings.data_dir / "downloads" / f"{job_id}.export"
     assert local.read_bytes() == SAMPLE.read_bytes()
 
 
 def test_a_role_storage_does_not_serve_fails_readably(
-        uploaded, worker_db_url: str, tmp_path: Path) -> None:
+    uploaded, worker_db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfall 3: the worker has no key that reads other people's buckets; when
     Storage refuses, the job fails with a sentence instead of hanging."""
     _, job_id, bucket_root = uploaded
@@ -78,8 +86,9 @@ def test_a_role_storage_does_not_serve_fails_readably(
     assert job.error_message.endswith(".")
 
 
-def test_a_stale_or_repeated_event_changes_nothing(uploaded, worker_db_url: str,
-                                                   tmp_path: Path) -> None:
+def test_a_stale_or_repeated_event_changes_nothing(
+    uploaded, worker_db_url: str, tmp_path: Path
+) -> None:
     """Guards pitfall 7 (duplicate work): an event for a stage the job already left, or a
     second delivery of the current one while it runs elsewhere, is not claimed."""
     _, job_id, bucket_root = uploaded

@@ -31,8 +31,9 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[ob
     user = create_user(db_url)
     folder = tmp_path / "bucket" / "imports" / str(user)
     folder.mkdir(parents=True)
-    export = ef.write_zip(folder / "export.zip",
-                          ef.make_export(120, 4, era="mixed", assistant_chars=700))
+    export = ef.write_zip(
+        folder / "export.zip", ef.make_export(120, 4, era="mixed", assistant_chars=700)
+    )
     upload_object(db_url, user, name="export.zip", size=export.stat().st_size)
     store = JobStore(worker_db_url)
     job_id = store.latest_for_user(user).id
@@ -48,16 +49,22 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[ob
 
 def embedding_settings(srv: FakeOpenAI, tmp_path: Path, concurrency: int) -> Settings:
     clear_embedder_cache()
-    return Settings(data_dir=tmp_path / "worker", embedding_provider="openai",
-                    openai_base_url=srv.base_url, openai_api_key=srv.api_key,
-                    embedding_model="text-embedding-3-small", embedding_dimensions=DIMS,
-                    embedding_concurrency=concurrency)
+    return Settings(
+        data_dir=tmp_path / "worker",
+        embedding_provider="openai",
+        openai_base_url=srv.base_url,
+        openai_api_key=srv.api_key,
+        embedding_model="text-embedding-3-small",
+        embedding_dimensions=DIMS,
+        embedding_concurrency=concurrency,
+    )
 
 
 def stored(db_url: str, job_id: object) -> list[tuple[str, str | None]]:
     with psycopg.connect(db_url) as conn:
-        return conn.execute("select content, embedding::text from memory_chunks "
-                            "where job_id = %s", (job_id,)).fetchall()
+        return conn.execute(
+            "select content, embedding::text from memory_chunks where job_id = %s", (job_id,)
+        ).fetchall()
 
 
 def embedded_texts(srv: FakeOpenAI, ok_requests: int) -> Counter[str]:
@@ -65,8 +72,9 @@ def embedded_texts(srv: FakeOpenAI, ok_requests: int) -> Counter[str]:
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
-def test_every_chunk_gets_the_vector_of_its_own_text(parsed, db_url, worker_db_url, tmp_path,
-                                                     concurrency):
+def test_every_chunk_gets_the_vector_of_its_own_text(
+    parsed, db_url, worker_db_url, tmp_path, concurrency
+):
     """Guards pitfall 9 (a job marked done with wrong data): while one batch is written and
     the next is embedded, and while requests run side by side, no vector lands on another
     chunk's row, and every chunk has one."""
@@ -87,7 +95,8 @@ def test_every_chunk_gets_the_vector_of_its_own_text(parsed, db_url, worker_db_u
 
 
 def test_a_failing_service_keeps_the_written_batches_and_retry_finishes_the_rest(
-        parsed, db_url, worker_db_url, tmp_path):
+    parsed, db_url, worker_db_url, tmp_path
+):
     """Guards pitfall 9 (a failing stage must say so and be retryable) and pitfall 6 (no
     work repeated): the service refuses the third batch while the second is being written;
     the job fails with a readable message, keeps the two written batches, and a retry
@@ -111,5 +120,6 @@ def test_a_failing_service_keeps_the_written_batches_and_retry_finishes_the_rest
     assert job.embedded_chunks == chunks
     assert all(v is not None for _, v in stored(db_url, job_id))
     done = embedded_texts(srv, 2) + Counter(
-        t for r in srv.embedding_requests[first_run:] for t in r.body["input"])
+        t for r in srv.embedding_requests[first_run:] for t in r.body["input"]
+    )
     assert sum(done.values()) == chunks  # nothing embedded twice, nothing skipped

@@ -40,11 +40,16 @@ def _notes(db_url: str, job_id: object) -> list[tuple[str, str, float, float]]:
         return conn.execute(
             "select kind, note, extract(epoch from first_seen_at)::float8, "
             "extract(epoch from last_seen_at)::float8 from import_person_notes "
-            "where job_id = %s order by conversation_index, ordinal", (job_id,)).fetchall()
+            "where job_id = %s order by conversation_index, ordinal",
+            (job_id,),
+        ).fetchall()
 
 
 def test_resumed_parsing_keeps_excluded_count_and_notes_once(
-    db_url: str, worker_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    db_url: str,
+    worker_db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     stop_after_first_batch: None,
 ) -> None:
     """Guards pitfall 9 (restartable batches) for kind 5 and issue 14: parsing stopped after
@@ -74,30 +79,42 @@ def test_resumed_parsing_keeps_excluded_count_and_notes_once(
     assert (job.conversations, job.excluded, job.export_truncated) == (4, 1, False)
     notes = _notes(db_url, job_id)
     assert [(k, n) for k, n, _, _ in notes] == [
-        ("about_user", fx.ABOUT["2023"][0]), ("about_model", fx.ABOUT["2023"][1]),
-        ("about_user", fx.ABOUT["new"][0]), ("about_model", fx.ABOUT["new"][1]),
-        *(("memory_note", n) for n in fx.MEMORY_NOTES)]
+        ("about_user", fx.ABOUT["2023"][0]),
+        ("about_model", fx.ABOUT["2023"][1]),
+        ("about_user", fx.ABOUT["new"][0]),
+        ("about_model", fx.ABOUT["new"][1]),
+        *(("memory_note", n) for n in fx.MEMORY_NOTES),
+    ]
     # The 2023 instructions were seen in item 1 (batch 1) and item 2 (after the resume):
     # their message has no time, so their conversations' times bound their use.
-    assert notes[0][2:] == (pytest.approx(convs[1]["create_time"]),
-                            pytest.approx(convs[2]["update_time"]))
+    assert notes[0][2:] == (
+        pytest.approx(convs[1]["create_time"]),
+        pytest.approx(convs[2]["update_time"]),
+    )
 
 
 def _add_note(db_url: str, job_id: object, user: object, text: str) -> None:
     with psycopg.connect(db_url) as conn:
-        conn.execute("insert into import_person_notes (job_id, user_id, kind, note, "
-                     "conversation_index, ordinal) values (%s, %s, 'memory_note', %s, 0, 0)",
-                     (job_id, user, text))
+        conn.execute(
+            "insert into import_person_notes (job_id, user_id, kind, note, "
+            "conversation_index, ordinal) values (%s, %s, 'memory_note', %s, 0, 0)",
+            (job_id, user, text),
+        )
 
 
 def _notes_of(db_url: str, user: object) -> set[str]:
     with psycopg.connect(db_url) as conn:
-        return {r[0] for r in conn.execute(
-            "select note from import_person_notes where user_id = %s", (user,))}
+        return {
+            r[0]
+            for r in conn.execute(
+                "select note from import_person_notes where user_id = %s", (user,)
+            )
+        }
 
 
 def test_notes_follow_their_import_replaced_on_reimport_gone_on_cancel(
-    db_url: str, worker_db_url: str,
+    db_url: str,
+    worker_db_url: str,
 ) -> None:
     """Guards pitfall 9 / the swap contract: a completed re-import replaces the person's
     older notes (as it does chunks), and a cancelled import leaves no notes behind."""

@@ -49,12 +49,15 @@ def uploaded(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple]
 
 
 def _comparable(profile: dict) -> str:
-    return json.dumps({k: v for k, v in profile.items() if k not in ("import", "narration")},
-                      sort_keys=True, ensure_ascii=False)
+    return json.dumps(
+        {k: v for k, v in profile.items() if k not in ("import", "narration")},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
 
 
 def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
-        uploaded: tuple, db_url: str, worker_db_url: str, monkeypatch: pytest.MonkeyPatch
+    uploaded: tuple, db_url: str, worker_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Guards pitfall 1 (work that vanishes) and 6 (a 500 MB export read twice): a worker
     killed halfway through parsing leaves rows, counters and the profile committed together;
@@ -82,8 +85,10 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
     assert job.stage == "parsing" and job.checkpoint["next_index"] == 20
     assert job.conversations == 20  # counters are the committed batches' totals
     with psycopg.connect(db_url, autocommit=True) as conn:  # the dead worker's lease runs out
-        conn.execute("update public.import_jobs set lease_expires_at = now() - interval '1 s'"
-                     " where id = %s", (job_id,))
+        conn.execute(
+            "update public.import_jobs set lease_expires_at = now() - interval '1 s' where id = %s",
+            (job_id,),
+        )
 
     seen.clear()
     assert run_stage(job_id, "parsing", settings, store, worker_db_url) == "done"
@@ -95,10 +100,12 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
     monkeypatch.setattr(ProfileBuilder, "add", lambda *_: pytest.fail("export read again"))
     assert run_stage(job_id, "generating_soulprint", settings, store, worker_db_url) == "done"
     with psycopg.connect(db_url) as conn:
-        profile, text = conn.execute("select profile, soulprint_text from public.soulprints"
-                                     " where job_id = %s", (job_id,)).fetchone()
-        states = conn.execute("select count(*) from public.import_profile_states"
-                              " where job_id = %s", (job_id,)).fetchone()[0]
+        profile, text = conn.execute(
+            "select profile, soulprint_text from public.soulprints where job_id = %s", (job_id,)
+        ).fetchone()
+        states = conn.execute(
+            "select count(*) from public.import_profile_states where job_id = %s", (job_id,)
+        ).fetchone()[0]
         # The person's own notes (custom instructions, memory notes), as parsing stored them.
         about = person_notes.load(conn, job_id)
     monkeypatch.undo()  # an uninterrupted pass, for comparison, may read the export
@@ -108,6 +115,7 @@ def test_a_kill_mid_parse_resumes_the_profile_and_gives_the_same_soulprint(
     assert states == 0  # the checkpoint goes once the soulprint exists
     assert store.get(job_id).stage == "embedding"
     # The same event delivered again (a replay, a sweep) finds the job moved on: no effect.
-    assert run_stage(job_id, "generating_soulprint", settings, store, worker_db_url) \
-        == "not_claimed"
+    assert (
+        run_stage(job_id, "generating_soulprint", settings, store, worker_db_url) == "not_claimed"
+    )
     assert run_stage(job_id, "parsing", settings, store, worker_db_url) == "not_claimed"

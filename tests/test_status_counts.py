@@ -22,20 +22,29 @@ def _job_with_facts(db_url: str) -> uuid.UUID:
     upload_object(db_url, user)
     job = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set conversations = 1, messages = 1,"
-                     " chunks = 1 where id = %s", (job,))
-        for k, (kind, note) in enumerate([("about_user", "I sail."),
-                                          ("about_model", "Be brief."),
-                                          ("memory_note", "User sails.")]):
-            conn.execute("insert into public.import_person_notes (job_id, user_id, kind,"
-                         " note, conversation_index, ordinal) values (%s, %s, %s, %s, 0, %s)",
-                         (job, user, kind, note, k))
+        conn.execute(
+            "update public.import_jobs set conversations = 1, messages = 1,"
+            " chunks = 1 where id = %s",
+            (job,),
+        )
+        for k, (kind, note) in enumerate(
+            [
+                ("about_user", "I sail."),
+                ("about_model", "Be brief."),
+                ("memory_note", "User sails."),
+            ]
+        ):
+            conn.execute(
+                "insert into public.import_person_notes (job_id, user_id, kind,"
+                " note, conversation_index, ordinal) values (%s, %s, %s, %s, 0, %s)",
+                (job, user, kind, note, k),
+            )
     return job
 
 
 def test_status_counts_agree_with_their_nouns_and_report_export_facts(
-        db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Guards pitfall 5 (progress a person can read): status said "1 conversations"; and
     status --json did not say how many custom-instruction texts and memory notes the import
     kept (parse --json does). Read as the worker role."""

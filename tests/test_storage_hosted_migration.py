@@ -41,8 +41,9 @@ def hosted_like_db(pg_server_url: str) -> Iterator[str]:
     name = f"sp_hosted_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         _ensure_role(conn, f"create role {STORAGE_OWNER} nologin", STORAGE_OWNER)
-        _ensure_role(conn, f"create role {HOSTED_POSTGRES} login createrole bypassrls",
-                     HOSTED_POSTGRES)
+        _ensure_role(
+            conn, f"create role {HOSTED_POSTGRES} login createrole bypassrls", HOSTED_POSTGRES
+        )
         conn.execute(f'create database "{name}" owner {HOSTED_POSTGRES}')
     admin = with_dbname(pg_server_url, name)
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -57,14 +58,17 @@ def hosted_like_db(pg_server_url: str) -> Iterator[str]:
         conn.execute(f"grant all on auth.users to {HOSTED_POSTGRES}")
         conn.execute(f"alter schema extensions owner to {HOSTED_POSTGRES}")
         conn.execute(f"alter publication supabase_realtime owner to {HOSTED_POSTGRES}")
-        conn.execute(f"grant anon, authenticated, service_role, authenticator"
-                     f" to {HOSTED_POSTGRES} with admin option")
+        conn.execute(
+            f"grant anon, authenticated, service_role, authenticator"
+            f" to {HOSTED_POSTGRES} with admin option"
+        )
         # Our own roles: on a real project `postgres` creates them (and so administers
         # them); in this shared test cluster an earlier database already did.
         for role in ("import_worker", "import_storage_reader"):
             if conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone():
-                conn.execute(f"grant {role} to {HOSTED_POSTGRES}"
-                             " with admin true, inherit false, set false")
+                conn.execute(
+                    f"grant {role} to {HOSTED_POSTGRES} with admin true, inherit false, set false"
+                )
     try:
         yield admin
     finally:
@@ -82,7 +86,8 @@ def _as_role_url(url: str, role: str) -> str:
 
 
 def test_push_as_a_role_that_does_not_own_storage_objects_completes_with_notices(
-        hosted_like_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    hosted_like_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 16: as a non-owner `postgres` with the grants hosted projects give, every
     migration applies; each Storage policy it may not create is a NOTICE naming the SQL and
     the dashboard's policy editor; the upload trigger exists and starts imports; and the
@@ -90,27 +95,39 @@ def test_push_as_a_role_that_does_not_own_storage_objects_completes_with_notices
     admin = hosted_like_db
     migrator = _as_role_url(admin, HOSTED_POSTGRES)
     with psycopg.connect(migrator) as conn:
-        assert conn.execute("select rolsuper from pg_roles where rolname = current_user"
-                            ).fetchone()[0] is False
+        assert (
+            conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()[0]
+            is False
+        )
 
     with caplog.at_level(logging.WARNING, logger="pipeline.migrate"):
         applied = apply_migrations(migrator)
     assert any(label.endswith("_storage_hosted") for label in applied)
 
-    notices = [r.getMessage() for r in caplog.records
-               if r.getMessage().startswith("soulprint-import:")]
+    notices = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("soulprint-import:")
+    ]
     policy_notices = [n for n in notices if "Storage policy" in n]
     assert len(policy_notices) == 8, notices
     for n in policy_notices:
         assert "Storage > Policies" in n and "create policy" in n
 
     with psycopg.connect(admin, autocommit=True) as conn:
-        triggers = {r[0] for r in conn.execute(
-            "select tgname from pg_trigger where tgrelid = 'storage.objects'::regclass"
-            " and not tgisinternal")}
+        triggers = {
+            r[0]
+            for r in conn.execute(
+                "select tgname from pg_trigger where tgrelid = 'storage.objects'::regclass"
+                " and not tgisinternal"
+            )
+        }
         assert {"import_job_on_upload", "import_job_on_reupload"} <= triggers
-        assert conn.execute("select count(*) from pg_policies where schemaname = 'storage'"
-                            " and policyname like 'imports:%'").fetchone()[0] == 0
+        assert (
+            conn.execute(
+                "select count(*) from pg_policies where schemaname = 'storage'"
+                " and policyname like 'imports:%'"
+            ).fetchone()[0]
+            == 0
+        )
 
     user = create_user(admin)
     upload_object(admin, user)
@@ -124,18 +141,26 @@ def test_push_as_a_role_that_does_not_own_storage_objects_completes_with_notices
             assert sql is not None, n
             conn.execute(sql.group(1))
         conn.execute("reset role")
-        assert conn.execute("select count(*) from pg_policies where schemaname = 'storage'"
-                            " and policyname like 'imports:%'").fetchone()[0] == 8
+        assert (
+            conn.execute(
+                "select count(*) from pg_policies where schemaname = 'storage'"
+                " and policyname like 'imports:%'"
+            ).fetchone()[0]
+            == 8
+        )
 
 
 def test_the_storage_migration_reapplied_by_the_owner_replaces_without_dropping_triggers(
-        db_url: str) -> None:
+    db_url: str,
+) -> None:
     """Issue 16: the Storage migration is idempotent and never drops the upload trigger:
     applied again, the triggers keep their identity (CREATE OR REPLACE) and uploads still
     start exactly one import."""
     sql = next((sql_dir() / "migrations").glob("*_storage_hosted.sql")).read_text()
-    trig = ("select tgname, oid from pg_trigger where tgrelid = 'storage.objects'::regclass"
-            " and tgname like 'import_job_%' order by 1")
+    trig = (
+        "select tgname, oid from pg_trigger where tgrelid = 'storage.objects'::regclass"
+        " and tgname like 'import_job_%' order by 1"
+    )
     with psycopg.connect(db_url, autocommit=True) as conn:
         before = conn.execute(trig).fetchall()
         conn.execute(sql)

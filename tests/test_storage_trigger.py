@@ -41,19 +41,30 @@ def storage_db(request: pytest.FixtureRequest, db_url: str) -> Iterator[str]:
     yield db_url
 
 
-def insert_object(conn: psycopg.Connection[Any], name: str, *, owner: uuid.UUID | None,
-                  version: str | None = None, **columns: Any) -> uuid.UUID:
+def insert_object(
+    conn: psycopg.Connection[Any],
+    name: str,
+    *,
+    owner: uuid.UUID | None,
+    version: str | None = None,
+    **columns: Any,
+) -> uuid.UUID:
     """One storage.objects row in bucket `imports`, as Storage writes it (extra columns as
     given, e.g. the versioning ones)."""
     values: dict[str, Any] = {
-        "bucket_id": "imports", "name": name, "owner_id": str(owner) if owner else None,
-        "owner": owner, "version": version or str(uuid.uuid4()),
-        "metadata": Jsonb({"size": 1234, "mimetype": "application/zip"}), **columns,
+        "bucket_id": "imports",
+        "name": name,
+        "owner_id": str(owner) if owner else None,
+        "owner": owner,
+        "version": version or str(uuid.uuid4()),
+        "metadata": Jsonb({"size": 1234, "mimetype": "application/zip"}),
+        **columns,
     }
     cols = ", ".join(values)
     marks = ", ".join(["%s"] * len(values))
-    row = conn.execute(f"insert into storage.objects ({cols}) values ({marks}) returning id",
-                       list(values.values())).fetchone()
+    row = conn.execute(
+        f"insert into storage.objects ({cols}) values ({marks}) returning id", list(values.values())
+    ).fetchone()
     assert row is not None
     return row[0] if not isinstance(row, dict) else row["id"]
 
@@ -80,8 +91,9 @@ def test_a_delete_marker_starts_no_import(db_url: str) -> None:
     delete-marker row; that is not an upload and must start nothing."""
     user = create_user(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        insert_object(conn, f"{user}/export.zip", owner=user, is_delete_marker=True,
-                      is_versioned=True)
+        insert_object(
+            conn, f"{user}/export.zip", owner=user, is_delete_marker=True, is_versioned=True
+        )
     assert stages(db_url, user) == []
 
 
@@ -90,13 +102,21 @@ def test_an_archived_row_starts_no_import(db_url: str) -> None:
     updated with a new version string starts nothing."""
     user = create_user(db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        insert_object(conn, f"{user}/old.zip", owner=user, archived_at="2026-01-01T00:00:00Z",
-                      is_versioned=True)
+        insert_object(
+            conn,
+            f"{user}/old.zip",
+            owner=user,
+            archived_at="2026-01-01T00:00:00Z",
+            is_versioned=True,
+        )
         oid = insert_object(conn, f"{user}/live.zip", owner=user, is_versioned=True)
-        conn.execute("update public.import_jobs set stage = 'cancelled' where user_id = %s",
-                      (user,))
-        conn.execute("update storage.objects set archived_at = now(), version = 'archived'"
-                     " where id = %s", (oid,))
+        conn.execute(
+            "update public.import_jobs set stage = 'cancelled' where user_id = %s", (user,)
+        )
+        conn.execute(
+            "update storage.objects set archived_at = now(), version = 'archived' where id = %s",
+            (oid,),
+        )
     assert stages(db_url, user) == ["cancelled"]
 
 
@@ -110,16 +130,22 @@ def test_a_versioned_overwrite_starts_exactly_one_import(db_url: str, shape: str
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("drop index storage.bucketid_objname")  # versioned: one name, many rows
         first = insert_object(conn, name, owner=user, version="v1", is_versioned=True)
-        conn.execute("update public.import_jobs set stage = 'cancelled' where user_id = %s",
-                     (user,))
+        conn.execute(
+            "update public.import_jobs set stage = 'cancelled' where user_id = %s", (user,)
+        )
     with psycopg.connect(db_url) as conn:
         if shape == "archive-then-insert":
-            conn.execute("update storage.objects set archived_at = now() where id = %s",
-                         (first,))
+            conn.execute("update storage.objects set archived_at = now() where id = %s", (first,))
             insert_object(conn, name, owner=user, version="v2", is_versioned=True)
         else:
-            insert_object(conn, name, owner=user, version="v1", is_versioned=True,
-                          archived_at="2026-11-30T00:00:00Z")
+            insert_object(
+                conn,
+                name,
+                owner=user,
+                version="v1",
+                is_versioned=True,
+                archived_at="2026-11-30T00:00:00Z",
+            )
             conn.execute("update storage.objects set version = 'v2' where id = %s", (first,))
         conn.commit()
     jobs = jobs_for(db_url, user)
@@ -130,10 +156,19 @@ def test_a_versioned_overwrite_starts_exactly_one_import(db_url: str, shape: str
 # -- F2: path traversal --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tail", ["../{other}/export.zip", "./export.zip", "a//export.zip",
-                                  "..\\{other}\\export.zip", "export.zip/"])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        "../{other}/export.zip",
+        "./export.zip",
+        "a//export.zip",
+        "..\\{other}\\export.zip",
+        "export.zip/",
+    ],
+)
 def test_path_traversal_into_another_folder_is_refused_and_rejected(
-        storage_db: str, tail: str) -> None:
+    storage_db: str, tail: str
+) -> None:
     """F2: `{own id}/../{other id}/x.zip` passed the folder check. The Storage policy now
     refuses such a name for a person, and an object written with it anyway (a service
     upload) becomes a rejected job with a message, never an import."""
@@ -161,8 +196,10 @@ def test_upload_into_a_victims_folder_never_imports_for_the_victim(storage_db: s
     person (written past RLS) is a rejected job, not an import."""
     victim, mallory = create_user(storage_db), create_user(storage_db)
     with psycopg.connect(storage_db, autocommit=True) as conn:
-        conn.execute("create policy \"tutorial: authenticated uploads\" on storage.objects"
-                     " for insert to authenticated with check (true)")
+        conn.execute(
+            'create policy "tutorial: authenticated uploads" on storage.objects'
+            " for insert to authenticated with check (true)"
+        )
     with user_session(storage_db, mallory) as conn, pytest.raises(DENIED):
         insert_object(conn, f"{victim}/x.zip", owner=mallory)
 
@@ -181,8 +218,7 @@ def test_upload_into_a_victims_folder_never_imports_for_the_victim(storage_db: s
 # -- F8: rejected-job cap ------------------------------------------------------------
 
 
-def test_fifty_reuploads_during_an_import_make_at_most_ten_rejected_jobs(
-        storage_db: str) -> None:
+def test_fifty_reuploads_during_an_import_make_at_most_ten_rejected_jobs(storage_db: str) -> None:
     """F8: 50 version changes during one import made 50 rejected jobs and 51 events. Now at
     most 10 rejected jobs per person per hour; further uploads get no job and no event."""
     user = create_user(storage_db)
@@ -191,16 +227,22 @@ def test_fifty_reuploads_during_an_import_make_at_most_ten_rejected_jobs(
     jobs = jobs_for(storage_db, user)
     assert [str(j["stage"]) for j in jobs] == ["queued"] + ["rejected"] * 10
     with psycopg.connect(storage_db) as conn:
-        n_events = conn.execute("select count(*) from public.import_events e"
-                                " join public.import_jobs j on j.id = e.job_id"
-                                " where j.user_id = %s", (user,)).fetchone()[0]
+        n_events = conn.execute(
+            "select count(*) from public.import_events e"
+            " join public.import_jobs j on j.id = e.job_id"
+            " where j.user_id = %s",
+            (user,),
+        ).fetchone()[0]
     assert n_events == 11
     assert len(events_for(storage_db, jobs[0]["id"])) == 1
 
     # Older rejections age out of the window; the queued import was never disturbed.
     with psycopg.connect(storage_db, autocommit=True) as conn:
-        conn.execute("update public.import_jobs set created_at = now() - interval '2 hours'"
-                     " where user_id = %s and stage = 'rejected'", (user,))
+        conn.execute(
+            "update public.import_jobs set created_at = now() - interval '2 hours'"
+            " where user_id = %s and stage = 'rejected'",
+            (user,),
+        )
     upload_object(storage_db, user, version="later")
     assert stages(storage_db, user).count("rejected") == 11
 
@@ -211,8 +253,9 @@ def test_fifty_reuploads_during_an_import_make_at_most_ten_rejected_jobs(
 def _delete_as(conn: psycopg.Connection[Any], name: str) -> int:
     # The Storage API deletes rows itself, with this flag set (direct deletes are refused).
     conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
-    return conn.execute("delete from storage.objects where bucket_id = 'imports' and name = %s",
-                        (name,)).rowcount
+    return conn.execute(
+        "delete from storage.objects where bucket_id = 'imports' and name = %s", (name,)
+    ).rowcount
 
 
 def test_a_person_can_delete_their_own_export_and_no_one_elses(storage_db: str) -> None:

@@ -27,7 +27,6 @@ TOKEN = "testsk_" + secrets.token_hex(8)
 APP_UID = "soulprint-import"
 
 
-
 @dataclass
 class SvixWorld:
     fake: FakeSvix
@@ -63,7 +62,6 @@ def world(worker_db_url: str) -> Iterator[SvixWorld]:
     fake.close()
     runner.close()
     lifecycle.reset()
-
 
 
 def settle(world: SvixWorld, relay: Relay) -> bool:

@@ -131,8 +131,10 @@ def test_sweep_prunes_week_old_webhook_receipts(db_url, worker_db_url):
     """Guards pitfall 6 (unbounded growth): the receiver's dedupe receipts are kept a week,
     longer than any sender retries, and the sweeper (as the worker role) prunes the rest."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("insert into webhook_receipts (webhook_id, received_at) values "
-                     "('old', now() - interval '8 days'), ('recent', now() - interval '2 days')")
+        conn.execute(
+            "insert into webhook_receipts (webhook_id, received_at) values "
+            "('old', now() - interval '8 days'), ('recent', now() - interval '2 days')"
+        )
     run_sweep(worker_db_url, Settings())
     with psycopg.connect(db_url) as conn:
         left = [r[0] for r in conn.execute("select webhook_id from webhook_receipts")]

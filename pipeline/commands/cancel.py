@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"soulprint-import: no import {args.job}", file=sys.stderr)
             return 1
         if not before.active:
-            print(f"soulprint-import: import {args.job} is not running (it is "
-                  f"{before.stage}); nothing to cancel", file=sys.stderr)
+            print(
+                f"soulprint-import: import {args.job} is not running (it is "
+                f"{before.stage}); nothing to cancel",
+                file=sys.stderr,
+            )
             return 1
         stage = store.request_cancel(args.job)
     if stage is None:
@@ -41,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if str(stage) in ("complete", "failed", "rejected"):
         # It ended between our look and the request.
-        print(f"soulprint-import: import {args.job} is not running (it is {stage}); "
-              "nothing to cancel", file=sys.stderr)
+        print(
+            f"soulprint-import: import {args.job} is not running (it is {stage}); "
+            "nothing to cancel",
+            file=sys.stderr,
+        )
         return 1
     print(f"Cancel requested: import {args.job} stops at its next batch.")
     return 0

@@ -19,10 +19,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = p.add_subparsers(dest="db_action", required=True, metavar="ACTION")
 
     up = actions.add_parser("up", help="start and migrate as needed; print the URL")
-    up.add_argument("--data-dir", type=Path, default=None,
-                    help="where the cluster lives (default: the user data dir)")
-    up.add_argument("--worker", action="store_true",
-                    help="print the least-privilege worker URL instead of the admin URL")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the cluster lives (default: the user data dir)",
+    )
+    up.add_argument(
+        "--worker",
+        action="store_true",
+        help="print the least-privilege worker URL instead of the admin URL",
+    )
     up.set_defaults(func=run_up)
 
     down = actions.add_parser("down", help="stop the embedded PostgreSQL")

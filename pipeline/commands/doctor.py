@@ -8,17 +8,25 @@ from pipeline.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check a deployment: delivery, roles, Storage; "
-                                      "exit 1 on any FAIL")
-    p.add_argument("--database-url", default=None,
-                   help="an admin URL (the postgres role); default DATABASE_URL, else the "
-                        "embedded database")
-    p.add_argument("--delivery", choices=("pg_net", "relay"), default=None,
-                   help="how events leave the database (default: pg_net when SUPABASE_URL "
-                        "is set, else relay)")
-    p.add_argument("--receiver-url", default=None,
-                   help="the receiver's URL (default: RECEIVER_URL, or the webhook URL in "
-                        "Vault)")
+    p = sub.add_parser(
+        "doctor", help="check a deployment: delivery, roles, Storage; exit 1 on any FAIL"
+    )
+    p.add_argument(
+        "--database-url",
+        default=None,
+        help="an admin URL (the postgres role); default DATABASE_URL, else the embedded database",
+    )
+    p.add_argument(
+        "--delivery",
+        choices=("pg_net", "relay"),
+        default=None,
+        help="how events leave the database (default: pg_net when SUPABASE_URL is set, else relay)",
+    )
+    p.add_argument(
+        "--receiver-url",
+        default=None,
+        help="the receiver's URL (default: RECEIVER_URL, or the webhook URL in Vault)",
+    )
     p.set_defaults(func=run)
 
 

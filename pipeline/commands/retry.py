@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("retry", help="resume a failed import from its failed stage")
     p.add_argument("job", type=uuid.UUID)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--no-wait", action="store_true",
-                   help="only re-open the job; a deployed worker picks it up")
+    p.add_argument(
+        "--no-wait", action="store_true", help="only re-open the job; a deployed worker picks it up"
+    )
     p.set_defaults(func=run)
 
 
@@ -66,11 +67,11 @@ def _retry(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     with LocalRuntime(settings) as runtime:
         if runtime.store.retry(args.job) is None:
-            print(f"soulprint-import: {why_not_retried(runtime.store, args.job)}",
-                  file=sys.stderr)
+            print(f"soulprint-import: {why_not_retried(runtime.store, args.job)}", file=sys.stderr)
             return 1
         job = watch(runtime, args.job, show_progress=not args.json and sys.stderr.isatty())
-        summary = job_summary(job, runtime.soulprint_text(job.id)) \
-            | runtime.store.export_facts(job.id)
+        summary = job_summary(job, runtime.soulprint_text(job.id)) | runtime.store.export_facts(
+            job.id
+        )
     print_result(summary, args.json)
     return 0 if summary["stage"] == "complete" else 1

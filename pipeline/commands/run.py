@@ -16,8 +16,12 @@ from pipeline.settings import Settings
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="import an export end to end on this machine")
     p.add_argument("path", type=Path, help="export .zip, conversations.json, shard or directory")
-    p.add_argument("--user", type=uuid.UUID, default=None,
-                   help="the person's id (default: this machine's local user)")
+    p.add_argument(
+        "--user",
+        type=uuid.UUID,
+        default=None,
+        help="the person's id (default: this machine's local user)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)
 
@@ -28,16 +32,19 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
         return
     print(f"Import {summary['import_id']}: {summary['stage']}")
     if summary["stage"] == "complete":
-        print(f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
-              f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
-              f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}")
+        print(
+            f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
+            f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
+            f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}"
+        )
         if summary.get("excluded"):
             n = int(summary["excluded"])  # type: ignore[call-overload]
-            print(f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
-                  "remember left out")
+            print(
+                f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
+                "remember left out"
+            )
         if summary.get("truncated"):
-            print(f"  the export broke off; imported up to the break: "
-                  f"{summary['export_warning']}")
+            print(f"  the export broke off; imported up to the break: {summary['export_warning']}")
         print()
         print(summary["soulprint_text"] or "")
     elif summary.get("error_message"):
@@ -58,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         summary = _import(path, user, settings, args.json)
     except KeyboardInterrupt:
         # The running stage committed its batch and released its lease on the way out.
-        print("\nInterrupted. Run the same command again to resume where it stopped.",
-              file=sys.stderr)
+        print(
+            "\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr
+        )
         return 130
     except ImportAlreadyRunning as exc:
         print(f"soulprint-import: {exc}", file=sys.stderr)
@@ -105,5 +113,4 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
             running = runtime.active_job(user)
             if running is not None:
                 raise ImportAlreadyRunning(running)
-        return job_summary(job, runtime.soulprint_text(job.id)) \
-            | runtime.store.export_facts(job.id)
+        return job_summary(job, runtime.soulprint_text(job.id)) | runtime.store.export_facts(job.id)

@@ -35,11 +35,16 @@ select p.user_id from public.user_profiles p
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search a person's memory (hybrid: meaning + words)")
     p.add_argument("query", help="the question, in any language")
-    p.add_argument("--user", type=uuid.UUID, default=None,
-                   help="whose memory (default: the only person with a completed import)")
+    p.add_argument(
+        "--user",
+        type=uuid.UUID,
+        default=None,
+        help="whose memory (default: the only person with a completed import)",
+    )
     p.add_argument("--limit", type=int, default=10, help="results, 1-100 (default 10)")
-    p.add_argument("--mode", choices=("hybrid", "vector", "lexical"), default="hybrid",
-                   help=argparse.SUPPRESS)
+    p.add_argument(
+        "--mode", choices=("hybrid", "vector", "lexical"), default="hybrid", help=argparse.SUPPRESS
+    )
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=run)
 
@@ -56,7 +61,7 @@ def _snippet(content: str, query: str) -> str:
             if at >= 0:
                 break
     start = max(0, at - SNIPPET_CHARS // 3) if at >= 0 else 0
-    piece = flat[start:start + SNIPPET_CHARS]
+    piece = flat[start : start + SNIPPET_CHARS]
     return ("…" if start else "") + piece + ("…" if start + SNIPPET_CHARS < len(flat) else "")
 
 
@@ -81,16 +86,22 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     search_url = search_database_url(settings)
     if search_url is None:
-        print("soulprint-import: set SEARCH_DATABASE_URL (the import_searcher role) to "
-              "search; the worker's DATABASE_URL may not act as a person", file=sys.stderr)
+        print(
+            "soulprint-import: set SEARCH_DATABASE_URL (the import_searcher role) to "
+            "search; the worker's DATABASE_URL may not act as a person",
+            file=sys.stderr,
+        )
         return 2
     user = args.user
     if user is None:
         with connect(admin_url_for(settings)) as conn:
             user = _pick_user(conn)
     if user is None:
-        print("soulprint-import: several people (or nobody) have a completed import; "
-              "say whose memory to search with --user UUID", file=sys.stderr)
+        print(
+            "soulprint-import: several people (or nobody) have a completed import; "
+            "say whose memory to search with --user UUID",
+            file=sys.stderr,
+        )
         return 2
     with connect(search_url) as conn:
         try:
@@ -98,8 +109,15 @@ def run(args: argparse.Namespace) -> int:
             vector = None
             if args.mode != "lexical":
                 vector = embed_query(get_embedder(settings), target, args.query)
-            hits = match_memories(conn, user, args.query, vector, limit=args.limit,
-                                  mode=args.mode, model=target.embedding_model)
+            hits = match_memories(
+                conn,
+                user,
+                args.query,
+                vector,
+                limit=args.limit,
+                mode=args.mode,
+                model=target.embedding_model,
+            )
         except (SearchError, EmbedderError) as exc:
             print(f"soulprint-import: {exc}", file=sys.stderr)
             return 1

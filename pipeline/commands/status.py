@@ -20,10 +20,14 @@ from pipeline.wording import counted
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="show an import, or list the recent ones")
-    p.add_argument("job", type=uuid.UUID, nargs="?", default=None,
-                   help="an import id (default: list the recent imports)")
-    p.add_argument("--user", type=uuid.UUID, default=None,
-                   help="list only this person's imports")
+    p.add_argument(
+        "job",
+        type=uuid.UUID,
+        nargs="?",
+        default=None,
+        help="an import id (default: list the recent imports)",
+    )
+    p.add_argument("--user", type=uuid.UUID, default=None, help="list only this person's imports")
     p.add_argument("--limit", type=int, default=10, help="how many imports to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -36,8 +40,9 @@ def _parse(ts: str | None) -> datetime | None:
         return None
 
 
-def stage_duration(stage: str, timing: dict[str, str], *, active: bool,
-                   now: datetime | None = None) -> str:
+def stage_duration(
+    stage: str, timing: dict[str, str], *, active: bool, now: datetime | None = None
+) -> str:
     """What the duration column says for one stage of the timings: seconds for a stage
     that ended, "running Ns" for the stage a live job is in, nothing for the terminal stage
     a finished job rests in (it has no end)."""
@@ -80,16 +85,18 @@ def _print_list(jobs: list[Any], as_json: bool) -> int:
         return 0
     print(f"{'import':<36}  {'stage':<20}  {'created (UTC)':<19}  counts")
     for job in jobs:
-        when = job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") \
-            if job.created_at else ""
-        print(f"{job.id!s:<36}  {job.stage!s:<20}  {when:<19}  "
-              f"{counted(job.conversations, 'conversation')}, "
-              f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded")
+        when = (
+            job.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
+        )
+        print(
+            f"{job.id!s:<36}  {job.stage!s:<20}  {when:<19}  "
+            f"{counted(job.conversations, 'conversation')}, "
+            f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded"
+        )
     return 0
 
 
-def _print_one(job: Any, soulprint_text: str | None, as_json: bool,
-               facts: dict[str, int]) -> int:
+def _print_one(job: Any, soulprint_text: str | None, as_json: bool, facts: dict[str, int]) -> int:
     from pipeline.local import job_summary
 
     if as_json:
@@ -98,16 +105,21 @@ def _print_one(job: Any, soulprint_text: str | None, as_json: bool,
         return 0
     print(f"Import {job.id}  user {job.user_id}")
     print(f"  stage: {job.stage}")
-    print(f"  {counted(job.conversations, 'conversation')} "
-          f"({job.skipped_conversations:,} skipped), {counted(job.messages, 'message')}, "
-          f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded")
+    print(
+        f"  {counted(job.conversations, 'conversation')} "
+        f"({job.skipped_conversations:,} skipped), {counted(job.messages, 'message')}, "
+        f"{counted(job.chunks, 'chunk')}, {job.embedded_chunks:,} embedded"
+    )
     if job.excluded:
-        print(f"  {job.excluded:,} conversation{'s' if job.excluded != 1 else ''} left out "
-              "(you asked ChatGPT not to remember them)")
+        print(
+            f"  {job.excluded:,} conversation{'s' if job.excluded != 1 else ''} left out "
+            "(you asked ChatGPT not to remember them)"
+        )
     if job.export_truncated:
         print(f"  the export broke off; imported up to the break: {job.export_warning}")
-    timings = sorted((job.stage_timings or {}).items(),
-                     key=lambda item: item[1].get("started_at") or "")
+    timings = sorted(
+        (job.stage_timings or {}).items(), key=lambda item: item[1].get("started_at") or ""
+    )
     for stage, timing in timings:
         duration = stage_duration(stage, timing, active=job.active and stage == job.stage)
         print(f"  {stage:<22} {timing.get('started_at', '')}  {duration}".rstrip())

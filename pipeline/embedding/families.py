@@ -36,8 +36,9 @@ def comparable(model_a: str, dim_a: int | None, model_b: str, dim_b: int | None)
 def setting_hint(import_model: str, import_dim: int | None) -> str:
     """The settings that make the configured embedder match ``import_model`` (a sentence)."""
     if model_family(import_model) == MINILM_FAMILY:
-        return ("set EMBEDDING_PROVIDER=minilm (any MINILM_PRECISION works) and unset "
-                "EMBEDDING_MODEL / EMBEDDING_DIMENSIONS to search it")
+        return (
+            "set EMBEDDING_PROVIDER=minilm (any MINILM_PRECISION works) and unset "
+            "EMBEDDING_MODEL / EMBEDDING_DIMENSIONS to search it"
+        )
     dims = f" and EMBEDDING_DIMENSIONS={import_dim}" if import_dim else ""
-    return (f"set EMBEDDING_PROVIDER=openai, EMBEDDING_MODEL={import_model}{dims} "
-            "to search it")
+    return f"set EMBEDDING_PROVIDER=openai, EMBEDDING_MODEL={import_model}{dims} to search it"

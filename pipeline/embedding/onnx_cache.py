@@ -71,10 +71,12 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     if path.is_file():
         if _intact(path):
             return path
-        log.warning("the cached %s ONNX graph %s does not match its sha256; building it "
-                    "again", precision, path)
-    log.info("building the %s ONNX graph of all-MiniLM-L6-v2 (once per data directory)",
-             precision)
+        log.warning(
+            "the cached %s ONNX graph %s does not match its sha256; building it again",
+            precision,
+            path,
+        )
+    log.info("building the %s ONNX graph of all-MiniLM-L6-v2 (once per data directory)", precision)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-")
@@ -211,8 +213,7 @@ def _tensors(weights: Path) -> Iterator[_LazyTensors]:
         yield _LazyTensors(handle)
 
 
-def _calibrate(float_path: Path, names: list[str], tokenizer: Tokenizer
-               ) -> dict[str, np.ndarray]:
+def _calibrate(float_path: Path, names: list[str], tokenizer: Tokenizer) -> dict[str, np.ndarray]:
     """Per-channel max |value| of the input of each matmul in ``names`` (by input tensor
     name) over the calibration texts, run through the float32 graph at ``float_path``."""
     import onnxruntime as ort

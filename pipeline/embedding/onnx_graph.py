@@ -145,9 +145,9 @@ def build_bert_graph(
 
     # Embeddings. Token type is always 0 for single sentences: fold it into positions.
     word = g.const("word_embeddings", t("embeddings.word_embeddings.weight"))
-    pos_table = t("embeddings.position_embeddings.weight") + t(
-        "embeddings.token_type_embeddings.weight"
-    )[0]
+    pos_table = (
+        t("embeddings.position_embeddings.weight") + t("embeddings.token_type_embeddings.weight")[0]
+    )
     pos = g.const("position_embeddings", pos_table)
     g.const("axis0", np.array([0], dtype=np.int64))
     g.const("axis1", np.array([1], dtype=np.int64))
@@ -252,18 +252,21 @@ def build_bert_graph(
     # Mean pooling over real tokens, as sentence-transformers' Pooling(mean) does.
     mask3 = g.op("Unsqueeze", [mask_f, "axis_last"], "mask_3d")
     g.const("axis_last", np.array([-1], dtype=np.int64))
-    summed = g.op("ReduceSum", [g.op("Mul", [x, mask3], "masked_hidden"), "axis1"], "summed",
-                  keepdims=0)
+    summed = g.op(
+        "ReduceSum", [g.op("Mul", [x, mask3], "masked_hidden"), "axis1"], "summed", keepdims=0
+    )
     counts = g.op("ReduceSum", [mask3, "axis1"], "token_counts", keepdims=0)
     g.nodes.append(helper.make_node("Div", [summed, counts], ["pooled"], name="mean_pool"))
 
     graph = g.graph
     graph.name = "all-MiniLM-L6-v2"
     graph.node.extend(g.nodes)
-    graph.input.extend([
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
-    ])
+    graph.input.extend(
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
+        ]
+    )
     graph.output.append(helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", h]))
     model = g.model
     model.opset_import.append(helper.make_opsetid("", OPSET))

@@ -170,8 +170,9 @@ class OpenAIEmbedder:
     def _requests(self) -> ThreadPoolExecutor:
         with self._client_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.concurrency,
-                                                thread_name_prefix="embeddings-api")
+                self._pool = ThreadPoolExecutor(
+                    self.concurrency, thread_name_prefix="embeddings-api"
+                )
             return self._pool
 
     def _http(self) -> httpx.Client:

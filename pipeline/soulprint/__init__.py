@@ -17,15 +17,23 @@ from .narrator import NarrationError, narrate
 from .portrait import render_portrait
 from .profile import ProfileBuilder
 
-__all__ = ["NarrationError", "ProfileBuilder", "build_soulprint", "narrate", "render_portrait",
-           "write_soulprint"]
+__all__ = [
+    "NarrationError",
+    "ProfileBuilder",
+    "build_soulprint",
+    "narrate",
+    "render_portrait",
+    "write_soulprint",
+]
 
 log = logging.getLogger(__name__)
 
 
 def build_soulprint(
-    conversations: Iterable[Conversation], settings: Settings | None = None,
-    *, about: dict[str, list[dict[str, Any]]] | None = None,
+    conversations: Iterable[Conversation],
+    settings: Settings | None = None,
+    *,
+    about: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Profile and soulprint_text; the profile's "narration" says which text was used.
 

@@ -46,10 +46,15 @@ class Activity:
         self.last = ts if self.last is None else max(self.last, ts)
 
     def to_state(self) -> dict[str, Any]:
-        return {"by_hour": self.by_hour, "by_weekday": self.by_weekday,
-                "by_month": dict(self.by_month), "first": self.first, "last": self.last,
-                "untimed": self.untimed,
-                "days": [i for i, on in enumerate(self._days) if on]}
+        return {
+            "by_hour": self.by_hour,
+            "by_weekday": self.by_weekday,
+            "by_month": dict(self.by_month),
+            "first": self.first,
+            "last": self.last,
+            "untimed": self.untimed,
+            "days": [i for i, on in enumerate(self._days) if on],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Activity:

@@ -16,8 +16,9 @@ from .text import word_set as _set
 MIN_N, MAX_N = 2, 8
 
 # Common multi-character function words and request framings: never part of a topic.
-_STOP_WORDS = sorted(_set(
-    """可以 什么 怎么 怎么办 怎样 为什么 一下 时候 觉得 应该 需要 比较 非常 知道 现在 已经
+_STOP_WORDS = sorted(
+    _set(
+        """可以 什么 怎么 怎么办 怎样 为什么 一下 时候 觉得 应该 需要 比较 非常 知道 现在 已经
     然后 如果 因为 所以 但是 还是 就是 这个 那个 这些 那些 这样 那样 大家 自己 有没有 问题
     帮忙 谢谢 请问 推荐 介绍 一些 东西 事情 方法 办法 建议 比如 例如 不是 没有 一个 多少
     合适 正常 开始 最近 今天 明天 昨天 每天 每周 每次 下次 一定 可能 其实 真的 感觉 告诉
@@ -25,7 +26,9 @@ _STOP_WORDS = sorted(_set(
     不要 能不能 要不要 会不会 是不是 好的 好吗 行吗 多久 几天 几个 哪里 哪些 哪个 谁的
     这里 那里 这么 那么 特别 一样 起来 出来 下去 上去 意思 区别 例子 举个 如何 可是 可惜
     里面 那里 哪里"""
-), key=lambda w: (-len(w), w))
+    ),
+    key=lambda w: (-len(w), w),
+)
 _STOP_CHARS = frozenset(
     "的了是在我你他她它们吗呢吧啊呀哦嗯和与及或就都也还又很太要会能把被给让对从到说有"
     "没不这那个些一么怎样哪为上下去来过着得地之而但所以其该每再才已将并且用"
@@ -47,7 +50,7 @@ def candidates(text: str) -> set[str]:
         for ch in run + "的":  # a sentinel stop character flushes the last piece
             if ch in _STOP_CHARS:
                 for n in range(MIN_N, min(MAX_N, len(piece)) + 1):
-                    out.update(piece[i:i + n] for i in range(len(piece) - n + 1))
+                    out.update(piece[i : i + n] for i in range(len(piece) - n + 1))
                 piece = ""
             else:
                 piece += ch

@@ -38,9 +38,9 @@ _CAP = re.compile(r"(?<![\w'’])([A-Z][a-z]{2,})(?:['’]s)?\b")
 # "my" in any case; the relation in lower case; the name capitalized.
 _MY_REL_NAME = re.compile(
     r"\b(?i:my)\s+(?:(?:little|older|younger|big|baby|new|old|sweet|best|lovely)\s+)?"
-    r"((?:[a-z-]+\s+)?[a-z-]+)\s*,?\s+([A-Z][a-z]{2,})\b")
-_NAME_MY_REL = re.compile(
-    r"\b([A-Z][a-z]{2,})(?:['’]s)?\s*,\s*my\s+((?:[a-z-]+\s+)?[a-z-]+)\b")
+    r"((?:[a-z-]+\s+)?[a-z-]+)\s*,?\s+([A-Z][a-z]{2,})\b"
+)
+_NAME_MY_REL = re.compile(r"\b([A-Z][a-z]{2,})(?:['’]s)?\s*,\s*my\s+((?:[a-z-]+\s+)?[a-z-]+)\b")
 
 
 # Chinese: "我家柯基豆豆", "我表姐小雅", "我的猫团子": a relation word, then a two-character
@@ -51,8 +51,10 @@ ZH_RELATIONS = _set(
     奶奶 爷爷 外婆 外公 男朋友 女朋友 闺蜜 同事 老板"""
 )
 _ZH_REL_NAME = re.compile(
-    r"我(?:家的|家|的)?(" + "|".join(sorted(ZH_RELATIONS, key=len, reverse=True))
-    + r")([\u4e00-\u9fff]{2})")
+    r"我(?:家的|家|的)?("
+    + "|".join(sorted(ZH_RELATIONS, key=len, reverse=True))
+    + r")([\u4e00-\u9fff]{2})"
+)
 # A "name" starting with one of these is the sentence going on ("我妈妈说今天").
 _ZH_NOT_NAME_START = frozenset(
     "的了是在我你他她它们吗呢吧和与就都也还又很太要会能把被给让对从到说有"
@@ -77,14 +79,17 @@ class Names:
         """One conversation's sentences (the person's prose) and the words it writes in lower
         case."""
         for sentence in sentences:
-            relations = [(m.group(2), _relation(m.group(1)))
-                         for m in _MY_REL_NAME.finditer(sentence)]
-            relations += [(m.group(1), _relation(m.group(2)))
-                          for m in _NAME_MY_REL.finditer(sentence)]
+            relations = [
+                (m.group(2), _relation(m.group(1))) for m in _MY_REL_NAME.finditer(sentence)
+            ]
+            relations += [
+                (m.group(1), _relation(m.group(2))) for m in _NAME_MY_REL.finditer(sentence)
+            ]
             for m in _CAP.finditer(sentence):
                 name = m.group(1)
                 if m.start() == len(sentence) - len(sentence.lstrip()) and not any(
-                        name == n for n, _ in relations):
+                    name == n for n, _ in relations
+                ):
                     continue  # sentence-initial: capitalized anyway
                 if name in _NOT_NAMES or name.lower() in ALL_STOPWORDS:
                     continue
@@ -102,7 +107,7 @@ class Names:
                 entry[1] += 1
         if len(self.names) > MAX_NAMES:
             ranked = sorted(self.names, key=lambda n: (-self.names[n][0], n))
-            for name in ranked[MAX_NAMES // 2:]:
+            for name in ranked[MAX_NAMES // 2 :]:
                 del self.names[name]
 
     def _add_chinese(self, index: int, text: str) -> None:
@@ -117,8 +122,7 @@ class Names:
             votes = self.names.setdefault(name, [0, 0, -1, {}])[3]
             votes[rel] = votes.get(rel, 0) + 1
         for name, entry in self.names.items():
-            if entry[2] != index and entry[3] and "\u4e00" <= name[0] <= "\u9fff" \
-                    and name in text:
+            if entry[2] != index and entry[3] and "\u4e00" <= name[0] <= "\u9fff" and name in text:
                 entry[0] += 1
                 entry[2] = index
 
@@ -128,7 +132,8 @@ class Names:
         it is left to the topics."""
         out = []
         for name, (convs, lower, _, votes) in sorted(
-                self.names.items(), key=lambda kv: (-kv[1][0], kv[0])):
+            self.names.items(), key=lambda kv: (-kv[1][0], kv[0])
+        ):
             if convs < 2 or lower or not votes:
                 continue
             relation = min(votes, key=lambda r: (-votes[r], r))

@@ -122,7 +122,8 @@ def narrate(
         sleep=sleep,
         before_sleep=lambda s: log.warning(
             "LLM narration attempt %d failed (%s); retrying",
-            s.attempt_number, s.outcome.exception() if s.outcome else "?",
+            s.attempt_number,
+            s.outcome.exception() if s.outcome else "?",
         ),
         reraise=True,
     )

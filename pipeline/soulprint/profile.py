@@ -22,8 +22,12 @@ from .topics import Topics
 _LOWER_WORD = re.compile(r"(?<![\w'’])[a-z]{3,}\b")  # written in lower case
 PROFILE_VERSION = 2
 STATE_VERSION = 1
-_COUNTS = ("conversations", "conversations_with_user_messages", "user_messages",
-           "assistant_messages")
+_COUNTS = (
+    "conversations",
+    "conversations_with_user_messages",
+    "user_messages",
+    "assistant_messages",
+)
 
 
 class ProfileBuilder:
@@ -95,8 +99,9 @@ class ProfileBuilder:
     def profile(self) -> dict[str, Any]:
         """The structured profile: JSON-serializable, same input gives the same output."""
         topics = self.topics.summary()
-        topic_words = {w.lower() for t in topics for phrase in t["keyphrases"]
-                       for w in phrase.split()}
+        topic_words = {
+            w.lower() for t in topics for phrase in t["keyphrases"] for w in phrase.split()
+        }
         return {
             "version": PROFILE_VERSION,
             "source": "user messages only",
@@ -133,8 +138,9 @@ class ProfileBuilder:
         """A builder that continues exactly where the one that wrote `state` stopped.
         ValueError for a state written by an incompatible version."""
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"profile state version {state.get('version')!r} is not "
-                             f"{STATE_VERSION}")
+            raise ValueError(
+                f"profile state version {state.get('version')!r} is not {STATE_VERSION}"
+            )
         builder = cls()
         for key in _COUNTS:
             setattr(builder, key, int(state["counts"][key]))

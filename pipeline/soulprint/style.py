@@ -52,11 +52,16 @@ class Style:
                 self.code_languages[code_lang] += 1
 
     def to_state(self) -> dict[str, Any]:
-        return {"messages": self.messages, "words": self.words,
-                "lengths": {str(k): v for k, v in self.lengths.items()},
-                "questions": self.questions, "with_code": self.with_code,
-                "courteous": self.courteous, "languages": dict(self.languages),
-                "code_languages": dict(self.code_languages)}
+        return {
+            "messages": self.messages,
+            "words": self.words,
+            "lengths": {str(k): v for k, v in self.lengths.items()},
+            "questions": self.questions,
+            "with_code": self.with_code,
+            "courteous": self.courteous,
+            "languages": dict(self.languages),
+            "code_languages": dict(self.code_languages),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Style:

@@ -44,9 +44,13 @@ _TRACE_OR_LOG = re.compile(
 
 
 # One pass for all of it; URLs and e-mails first, so their dots are not read as names.
-_MACHINERY = re.compile(r"(?i:https?://|www\.|file://)\S+|" + "|".join(
-    f"(?:{p.pattern})" for p in (_EMAIL, _PATH)) + "|" + _IDENTIFIER.pattern.replace("(?x)", ""),
-    re.VERBOSE)
+_MACHINERY = re.compile(
+    r"(?i:https?://|www\.|file://)\S+|"
+    + "|".join(f"(?:{p.pattern})" for p in (_EMAIL, _PATH))
+    + "|"
+    + _IDENTIFIER.pattern.replace("(?x)", ""),
+    re.VERBOSE,
+)
 
 
 def is_technical(prose: str) -> bool:

@@ -93,6 +93,4 @@ def sentences(text: str) -> list[str]:
 
 def looks_secret(text: str) -> bool:
     """True when a sentence holds something that must never be quoted back."""
-    return any(
-        p.search(text) for p in (_EMAIL, _URL, _TOKEN, _KEY_PREFIX, _PHONE, _SECRET_WORDS)
-    )
+    return any(p.search(text) for p in (_EMAIL, _URL, _TOKEN, _KEY_PREFIX, _PHONE, _SECRET_WORDS))

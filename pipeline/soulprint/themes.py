@@ -81,8 +81,11 @@ class Themes:
                 self.hits[theme] += 1
 
     def to_state(self) -> dict[str, Any]:
-        return {"documents": self.documents, "hits": dict(self.hits),
-                "evidence": dict(self.evidence)}
+        return {
+            "documents": self.documents,
+            "hits": dict(self.hits),
+            "evidence": dict(self.evidence),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Themes:
@@ -101,10 +104,12 @@ class Themes:
                 continue
             used = LEXICON[theme] & self.evidence.keys()
             words = sorted(used, key=lambda w: (-self.evidence[w], w))
-            themes.append({
-                "name": theme,
-                "conversations": count,
-                "share": round(count / self.documents, 3),
-                "evidence": words[:4],
-            })
+            themes.append(
+                {
+                    "name": theme,
+                    "conversations": count,
+                    "share": round(count / self.documents, 3),
+                    "evidence": words[:4],
+                }
+            )
         return themes[:MAX_THEMES]

@@ -86,9 +86,10 @@ def _content(word: str) -> bool:
 
 def _initial(text: str, start: int) -> bool:
     """Whether the word at `start` opens a sentence (so its capital says nothing)."""
-    before = text[max(0, start - 8):start]
-    return start == 0 or (bool(_SENTENCE_START.search(before[-3:]))
-                          and not _TITLE_BEFORE.search(before))
+    before = text[max(0, start - 8) : start]
+    return start == 0 or (
+        bool(_SENTENCE_START.search(before[-3:])) and not _TITLE_BEFORE.search(before)
+    )
 
 
 class _Bloom:
@@ -101,8 +102,10 @@ class _Bloom:
 
     def _positions(self, key: str) -> list[int]:
         digest = hashlib.blake2b(key.encode(), digest_size=4 * BLOOM_HASHES).digest()
-        return [int.from_bytes(digest[4 * i:4 * i + 4], "little") % self.size
-                for i in range(BLOOM_HASHES)]
+        return [
+            int.from_bytes(digest[4 * i : 4 * i + 4], "little") % self.size
+            for i in range(BLOOM_HASHES)
+        ]
 
     def add(self, key: str) -> bool:
         """Record `key`; True when it was (probably) there already."""
@@ -150,8 +153,10 @@ def _latin_candidates(text: str) -> dict[str, tuple[str, bool | None]]:
             for n in range(2, len(run) + 1):
                 words = run[-n:]
                 if len({k for k, _, _ in words}) == n and not all(w for _, _, w in words):
-                    out[" ".join(k for k, _, _ in words)] = (" ".join(f for _, f, _ in words),
-                                                             False)
+                    out[" ".join(k for k, _, _ in words)] = (
+                        " ".join(f for _, f, _ in words),
+                        False,
+                    )
     return out
 
 
@@ -201,7 +206,7 @@ class Topics:
                 entry[6].append(index)
         if len(self.terms) > MAX_TERMS:
             ranked = sorted(self.terms, key=lambda k: (-self.terms[k][0], -self.terms[k][1], k))
-            for key in ranked[MAX_TERMS // 2:]:
+            for key in ranked[MAX_TERMS // 2 :]:
                 del self.terms[key]
         return counted
 
@@ -217,8 +222,10 @@ class Topics:
             forms[lower] = forms.get(lower, 0) + 1
 
     def state_size(self) -> dict[str, int]:
-        return {"terms": len(self.terms),
-                "term_conversations": sum(len(e[6]) for e in self.terms.values())}
+        return {
+            "terms": len(self.terms),
+            "term_conversations": sum(len(e[6]) for e in self.terms.values()),
+        }
 
     # -- the summary ----------------------------------------------------------------------
 
@@ -228,8 +235,10 @@ class Topics:
         entry = self.terms[key]
         form = min(entry[2], key=lambda f: (-entry[2][f], len(f), f)) if entry[2] else key
         if " " in key:  # each word as it shows alone ("Machu Picchu", "tabby cat")
-            return " ".join(self._display(k) if k in self.terms else f
-                            for k, f in zip(key.split(), form.split(), strict=False))
+            return " ".join(
+                self._display(k) if k in self.terms else f
+                for k, f in zip(key.split(), form.split(), strict=False)
+            )
         return form[:1].upper() + form[1:] if entry[3] and entry[3] >= entry[4] else form
 
     def _contains(self, longer: str, shorter: str) -> bool:
@@ -256,17 +265,21 @@ class Topics:
         )[: MAX_TOPICS * 12]
         # A phrase always found inside a longer candidate gives way to it.
         kept = [
-            k for k in ranked
-            if not any(self._contains(o, k) and self.terms[o][0] >= MIN_SUBSUME * self.terms[k][0]
-                       for o in ranked)
+            k
+            for k in ranked
+            if not any(
+                self._contains(o, k) and self.terms[o][0] >= MIN_SUBSUME * self.terms[k][0]
+                for o in ranked
+            )
         ]
         groups: list[tuple[int, int, str, list[str]]] = []
         taken: set[str] = set()
         for head in kept:
             if head in taken:
                 continue
-            members = [head] + [k for k in kept
-                                if k not in taken and k != head and self._together(head, k)]
+            members = [head] + [
+                k for k in kept if k not in taken and k != head and self._together(head, k)
+            ]
             taken.update(members)
             spanned = set().union(*(self.terms[m][6] for m in members))
             groups.append((max(len(spanned), self.terms[head][0]), len(members), head, members))
@@ -276,20 +289,26 @@ class Topics:
         # Next to a subject of thousands of conversations, one of two is noise.
         floor = MIN_RELATIVE * groups[0][0] if groups else 0
         groups = [g for g in groups if g[0] >= floor]
-        return [{
-            "label": head,
-            "name": self._display(head),
-            "keyphrases": [self._display(m) for m in members[:MAX_KEYPHRASES]],
-            "conversations": conversations,
-            "share": round(min(1.0, conversations / self.documents), 3),
-        } for conversations, _, head, members in groups[:MAX_TOPICS]]
+        return [
+            {
+                "label": head,
+                "name": self._display(head),
+                "keyphrases": [self._display(m) for m in members[:MAX_KEYPHRASES]],
+                "conversations": conversations,
+                "share": round(min(1.0, conversations / self.documents), 3),
+            }
+            for conversations, _, head, members in groups[:MAX_TOPICS]
+        ]
 
     # -- checkpoint -----------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        return {"documents": self.documents, "terms": self.terms,
-                "seen": base64.b64encode(bytes(self._seen.bits)).decode(),
-                "once": base64.b64encode(bytes(self._once.bits)).decode()}
+        return {
+            "documents": self.documents,
+            "terms": self.terms,
+            "seen": base64.b64encode(bytes(self._seen.bits)).decode(),
+            "once": base64.b64encode(bytes(self._once.bits)).decode(),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Topics:

@@ -51,8 +51,7 @@ STAGE_LABELS: dict[str, str] = {
 TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 
-def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
-              conninfo: str) -> str:
+def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
     """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
     module_name = STAGE_MODULES.get(stage)
     if module_name is None:
@@ -64,9 +63,14 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
     module = importlib.import_module(f"pipeline.stages.{module_name}")
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
-        with LeaseKeeper(store, job_id, owner, settings.lease_seconds,
-                         progressed=lambda: ctx.last_progress,
-                         stall_seconds=settings.stage_stall_seconds):
+        with LeaseKeeper(
+            store,
+            job_id,
+            owner,
+            settings.lease_seconds,
+            progressed=lambda: ctx.last_progress,
+            stall_seconds=settings.stage_stall_seconds,
+        ):
             module.run(ctx)
         return "done"
     except CancelRequested:
@@ -85,17 +89,26 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore,
     except TRANSIENT as exc:
         # The policy (count, back off, fail readably at MAX_ATTEMPTS) is SQL's, shared with
         # the sweeper: see release_import_job.
-        outcome = store.release(job_id, owner, "transient",
-                                max_attempts=settings.max_attempts,
-                                backoff_s=settings.retry_backoff_seconds)
-        log.warning("job %s: transient error in %s (%s): %s", job_id, stage,
-                    type(exc).__name__, outcome)
+        outcome = store.release(
+            job_id,
+            owner,
+            "transient",
+            max_attempts=settings.max_attempts,
+            backoff_s=settings.retry_backoff_seconds,
+        )
+        log.warning(
+            "job %s: transient error in %s (%s): %s", job_id, stage, type(exc).__name__, outcome
+        )
         return "failed" if outcome == "failed" else "released"
     except Exception:
         log.exception("job %s: unexpected error in %s", job_id, stage)
-        store.fail(job_id, owner, "internal_error",
-                   f"Something went wrong while {STAGE_LABELS[stage]}. "
-                   f"You can retry the import; your data so far is kept.")
+        store.fail(
+            job_id,
+            owner,
+            "internal_error",
+            f"Something went wrong while {STAGE_LABELS[stage]}. "
+            f"You can retry the import; your data so far is kept.",
+        )
         return "failed"
 
 

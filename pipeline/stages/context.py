@@ -60,9 +60,12 @@ class StageContext:
 
     def connect(self) -> psycopg.Connection:
         # pgvector lives in schema `extensions` on Supabase and in the bootstrap.
-        return psycopg.connect(self.conninfo, autocommit=False,
-                               application_name=f"soulprint-stage-{self.job.stage}",
-                               options="-c search_path=public,extensions")
+        return psycopg.connect(
+            self.conninfo,
+            autocommit=False,
+            application_name=f"soulprint-stage-{self.job.stage}",
+            options="-c search_path=public,extensions",
+        )
 
     # -- progress and stopping -------------------------------------------------------
 
@@ -70,8 +73,7 @@ class StageContext:
         """Publish counters (throttled by the store); stop here if cancelled or shutting down."""
         self.last_progress = now = time.monotonic()
         due = force or now - self._last_report >= HEARTBEAT_SECONDS
-        outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint,
-                                      force=due)
+        outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint, force=due)
         if due:
             self._last_report = time.monotonic()
         self._obey(outcome)
@@ -84,8 +86,13 @@ class StageContext:
         """
         outcome = conn.execute(
             "select public.report_import_progress(%s, %s, %s, %s, %s)",
-            (self.job.id, self.owner, Jsonb(self.counters), Jsonb(checkpoint),
-             self.settings.lease_seconds),
+            (
+                self.job.id,
+                self.owner,
+                Jsonb(self.counters),
+                Jsonb(checkpoint),
+                self.settings.lease_seconds,
+            ),
         ).fetchone()[0]
         if outcome == "not_yours":
             conn.rollback()

@@ -68,7 +68,9 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
             # Resuming: whatever earlier attempts committed is already counted here.
             done = conn.execute(
                 "select count(*) from public.memory_chunks where job_id = %s "
-                "and embedding is not null", (ctx.job.id,)).fetchone()[0]
+                "and embedding is not null",
+                (ctx.job.id,),
+            ).fetchone()[0]
             ctx.counters["embedded_chunks"] = done
             ctx.commit_batch(conn, {})
             size = embedder.stage_batch_size
@@ -93,8 +95,7 @@ def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID, size: int)
     return rows
 
 
-def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
-           ) -> Future[np.ndarray]:
+def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows) -> Future[np.ndarray]:
     """The vectors of ``rows``: embedding in ``ahead``, or already done when there is none."""
     texts = [r[1] for r in rows]
     if ahead is not None:
@@ -107,12 +108,18 @@ def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows
     return done
 
 
-def _write(ctx: StageContext, conn: psycopg.Connection, embedder: Embedder, rows: Rows,
-           vectors: np.ndarray) -> None:
-    result = conn.execute(UPDATE_VECTORS, {
-        "model": embedder.model, "dim": embedder.dimensions, "job": ctx.job.id,
-        "ids": [r[0] for r in rows],
-        "vecs": [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors],
-    })
+def _write(
+    ctx: StageContext, conn: psycopg.Connection, embedder: Embedder, rows: Rows, vectors: np.ndarray
+) -> None:
+    result = conn.execute(
+        UPDATE_VECTORS,
+        {
+            "model": embedder.model,
+            "dim": embedder.dimensions,
+            "job": ctx.job.id,
+            "ids": [r[0] for r in rows],
+            "vecs": [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors],
+        },
+    )
     ctx.counters["embedded_chunks"] += result.rowcount
     ctx.commit_batch(conn, {})

@@ -17,9 +17,14 @@ log = logging.getLogger("soulprint.stages.export_file")
 
 def fetch_export(ctx: StageContext, *, on_progress=None) -> Fetched:
     source = object_source(ctx.settings)
-    return source.fetch(ctx.job.bucket_id, ctx.job.object_name, ctx.export_path(),
-                        owner=ctx.job.user_id, max_bytes=ctx.settings.max_upload_bytes,
-                        progress=on_progress or (lambda _n: None))
+    return source.fetch(
+        ctx.job.bucket_id,
+        ctx.job.object_name,
+        ctx.export_path(),
+        owner=ctx.job.user_id,
+        max_bytes=ctx.settings.max_upload_bytes,
+        progress=on_progress or (lambda _n: None),
+    )
 
 
 def delete_uploaded_export(ctx: StageContext) -> bool:
@@ -50,20 +55,28 @@ def delete_raw_export(ctx: StageContext) -> None:
     person can still delete the file, and KEEP_EXPORT_AFTER_IMPORT keeps it on purpose)."""
     try:
         if _replaced_since(ctx):
-            log.info("job %s: a newer upload replaced the export; it is left for its own "
-                     "import", ctx.job.id)
+            log.info(
+                "job %s: a newer upload replaced the export; it is left for its own import",
+                ctx.job.id,
+            )
             return
         deleted = delete_uploaded_export(ctx)
     except Exception as exc:  # the job is complete whatever happens here
-        log.warning("job %s: the raw export could not be deleted from Storage (%s)",
-                    ctx.job.id, type(exc).__name__)
+        log.warning(
+            "job %s: the raw export could not be deleted from Storage (%s)",
+            ctx.job.id,
+            type(exc).__name__,
+        )
         return
     if deleted:
         log.info("job %s: raw export deleted from Storage", ctx.job.id)
     else:
-        log.warning("job %s: Storage did not delete the raw export (already gone, replaced "
-                    "by a newer upload, or the worker's Storage role lacks delete on bucket "
-                    "imports)", ctx.job.id)
+        log.warning(
+            "job %s: Storage did not delete the raw export (already gone, replaced "
+            "by a newer upload, or the worker's Storage role lacks delete on bucket "
+            "imports)",
+            ctx.job.id,
+        )
 
 
 def ensure_export(ctx: StageContext) -> Path:
@@ -73,8 +86,9 @@ def ensure_export(ctx: StageContext) -> Path:
         return path
     fetched = fetch_export(ctx)
     if ctx.job.sha256 and fetched.sha256 != ctx.job.sha256:
-        raise StageError("object_changed",
-                         "The uploaded file changed during the import. Please upload it again.")
+        raise StageError(
+            "object_changed", "The uploaded file changed during the import. Please upload it again."
+        )
     return fetched.path
 
 
@@ -86,7 +100,7 @@ def person_file_name(job: Job) -> str:
 
 _ADVICE = {
     NOT_AN_EXPORT: "Upload the .zip you got from ChatGPT (Settings > Data controls > Export "
-                   "data) or its conversations.json.",
+    "data) or its conversations.json.",
     CORRUPT_EXPORT: "Download the export from ChatGPT again and upload it.",
 }
 
@@ -99,5 +113,4 @@ def check_is_export(path: Path, name: str) -> None:
         open_export(path, name=name)
     except NotAnExportError as exc:
         detail = exc.detail.rstrip(".")
-        raise StageError(exc.code, f"The file “{exc.where}”{detail}. {_ADVICE[exc.code]}") \
-            from exc
+        raise StageError(exc.code, f"The file “{exc.where}”{detail}. {_ADVICE[exc.code]}") from exc

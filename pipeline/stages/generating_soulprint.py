@@ -26,15 +26,21 @@ def _profile_from_export(ctx: StageContext) -> tuple[ProfileBuilder, dict[str, o
     """A job parsed by a worker that did not checkpoint profiles (an upgrade mid-import):
     read the export once more."""
     log.warning("job %s: no profile checkpoint; reading the export again", ctx.job.id)
-    reader = ExportReader(ensure_export(ctx), max_message_chars=ctx.settings.max_message_chars,
-                          name=person_file_name(ctx.job))
+    reader = ExportReader(
+        ensure_export(ctx),
+        max_message_chars=ctx.settings.max_message_chars,
+        name=person_file_name(ctx.job),
+    )
     builder = ProfileBuilder()
     for conv in reader:
         builder.add(conv)
         ctx.report()  # throttled; raises on cancel or shutdown
     ctx.export_path().unlink(missing_ok=True)
-    return builder, {"cut_messages": reader.stats.cut_messages,
-                     "truncated": reader.stats.truncated, "error": reader.stats.error}
+    return builder, {
+        "cut_messages": reader.stats.cut_messages,
+        "truncated": reader.stats.truncated,
+        "error": reader.stats.error,
+    }
 
 
 def run(ctx: StageContext) -> None:
@@ -61,5 +67,8 @@ def run(ctx: StageContext) -> None:
     shown = ctx.store.show_soulprint(ctx.job.id, ctx.owner, profile, text)
     if shown is None:
         raise LeaseLost()
-    log.info("job %s: soulprint %s", ctx.job.id,
-             "shown" if shown != "cancelled" else "dropped: cancelled")
+    log.info(
+        "job %s: soulprint %s",
+        ctx.job.id,
+        "shown" if shown != "cancelled" else "dropped: cancelled",
+    )

@@ -25,9 +25,16 @@ log = logging.getLogger("soulprint.stages")
 
 
 class LeaseKeeper:
-    def __init__(self, store: JobStore, job_id: UUID, owner: str, lease_seconds: int, *,
-                 progressed: Callable[[], float] | None = None,
-                 stall_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: UUID,
+        owner: str,
+        lease_seconds: int,
+        *,
+        progressed: Callable[[], float] | None = None,
+        stall_seconds: float | None = None,
+    ) -> None:
         self.store = store
         self.job_id = job_id
         self.owner = owner
@@ -42,8 +49,12 @@ class LeaseKeeper:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             if self._stage_hung():
-                log.error("job %s: no progress for %.0f s; letting the lease lapse so the "
-                          "sweeper can hand the job on", self.job_id, self.stall_seconds)
+                log.error(
+                    "job %s: no progress for %.0f s; letting the lease lapse so the "
+                    "sweeper can hand the job on",
+                    self.job_id,
+                    self.stall_seconds,
+                )
                 self.stalled = True
                 return
             try:
@@ -64,7 +75,11 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         self._thread.join(timeout=5)

@@ -31,8 +31,14 @@ log = logging.getLogger("soulprint.stages.parsing")
 
 BATCH_CONVERSATIONS = 250
 BATCH_CHUNKS = 2000
-COUNTERS = ("conversations", "skipped_conversations", "messages", "user_messages",
-            "assistant_messages", "chunks")
+COUNTERS = (
+    "conversations",
+    "skipped_conversations",
+    "messages",
+    "user_messages",
+    "assistant_messages",
+    "chunks",
+)
 # to_timestamp() rejects absurd values; a garbage time must never fail a batch.
 MAX_EPOCH = 32_503_680_000.0  # year 3000
 
@@ -70,33 +76,46 @@ def _epoch(value: float | None) -> float | None:
     return value
 
 
-def _write(conn: psycopg.Connection, job_id: Any, user_id: Any,
-           conversations: list[Conversation], chunks: list[Chunk]) -> None:
+def _write(
+    conn: psycopg.Connection,
+    job_id: Any,
+    user_id: Any,
+    conversations: list[Conversation],
+    chunks: list[Chunk],
+) -> None:
     import orjson
 
-    conn.execute(INSERT_CONVERSATIONS, {
-        "job": job_id, "user": user_id,
-        "ids": [c.id for c in conversations],
-        "titles": [c.title for c in conversations],
-        "created": [_epoch(c.create_time) for c in conversations],
-        "updated": [_epoch(c.update_time) for c in conversations],
-        "n": [len(c.messages) for c in conversations],
-        "n_user": [c.user_message_count for c in conversations],
-        "n_assistant": [c.assistant_message_count for c in conversations],
-        "meta": [orjson.dumps(c.metadata, default=str).decode() for c in conversations],
-    })
+    conn.execute(
+        INSERT_CONVERSATIONS,
+        {
+            "job": job_id,
+            "user": user_id,
+            "ids": [c.id for c in conversations],
+            "titles": [c.title for c in conversations],
+            "created": [_epoch(c.create_time) for c in conversations],
+            "updated": [_epoch(c.update_time) for c in conversations],
+            "n": [len(c.messages) for c in conversations],
+            "n_user": [c.user_message_count for c in conversations],
+            "n_assistant": [c.assistant_message_count for c in conversations],
+            "meta": [orjson.dumps(c.metadata, default=str).decode() for c in conversations],
+        },
+    )
     if chunks:
-        conn.execute(INSERT_CHUNKS, {
-            "job": job_id, "user": user_id,
-            "ids": [c.id for c in chunks],
-            "conversation_ids": [c.conversation_id for c in chunks],
-            "titles": [c.conversation_title for c in chunks],
-            "idx": [c.index for c in chunks],
-            "contents": [c.text for c in chunks],
-            "first_at": [_epoch(c.first_time) for c in chunks],
-            "last_at": [_epoch(c.last_time) for c in chunks],
-            "n": [c.message_count for c in chunks],
-        })
+        conn.execute(
+            INSERT_CHUNKS,
+            {
+                "job": job_id,
+                "user": user_id,
+                "ids": [c.id for c in chunks],
+                "conversation_ids": [c.conversation_id for c in chunks],
+                "titles": [c.conversation_title for c in chunks],
+                "idx": [c.index for c in chunks],
+                "contents": [c.text for c in chunks],
+                "first_at": [_epoch(c.first_time) for c in chunks],
+                "last_at": [_epoch(c.last_time) for c in chunks],
+                "n": [c.message_count for c in chunks],
+            },
+        )
 
 
 def _totals(base: dict[str, int], stats: ReadStats, chunks: int) -> dict[str, int]:
@@ -110,8 +129,9 @@ def _totals(base: dict[str, int], stats: ReadStats, chunks: int) -> dict[str, in
     }
 
 
-def _resume(ctx: StageContext, conn: psycopg.Connection, next_index: int
-            ) -> tuple[int, ProfileBuilder, int]:
+def _resume(
+    ctx: StageContext, conn: psycopg.Connection, next_index: int
+) -> tuple[int, ProfileBuilder, int]:
     """(next_index, profile builder, cut messages so far) to go on from. A checkpoint
     without a usable profile state (written before profiles were checkpointed) starts the
     pass over: rows are inserted idempotently, so re-reading costs time, not correctness."""
@@ -134,38 +154,60 @@ def run(ctx: StageContext) -> None:
     chunk_total = 0
 
     with ctx.connect() as conn:
-        next_index, builder, cut_before = _resume(ctx, conn,
-                                                  int(ctx.checkpoint.get("next_index", 0)))
+        next_index, builder, cut_before = _resume(
+            ctx, conn, int(ctx.checkpoint.get("next_index", 0))
+        )
         # The job's counters were committed together with the checkpoint: they are the
         # totals up to next_index, so a resumed run adds to them.
         base = {k: int(getattr(ctx.job, k) or 0) if next_index else 0 for k in COUNTERS}
         excluded_base = int(ctx.job.excluded or 0) if next_index else 0
-        reader = ExportReader(path, max_message_chars=ctx.settings.max_message_chars,
-                              skip=next_index, name=person_file_name(ctx.job))
+        reader = ExportReader(
+            path,
+            max_message_chars=ctx.settings.max_message_chars,
+            skip=next_index,
+            name=person_file_name(ctx.job),
+        )
 
         def flush() -> None:
             nonlocal notes
             _write(conn, ctx.job.id, ctx.job.user_id, conversations, chunks)
             person_notes.store(conn, ctx.job.id, ctx.job.user_id, notes.items())
             stats = reader.stats
-            conn.execute(REPORT_EXPORT_FACTS, (ctx.job.id, ctx.owner,
-                                               excluded_base + stats.excluded,
-                                               stats.truncated, stats.error))
-            profile_state.save(conn, ctx.job.id, ctx.job.user_id, builder, {
-                "cut_messages": cut_before + stats.cut_messages,
-                "truncated": stats.truncated, "error": stats.error})
+            conn.execute(
+                REPORT_EXPORT_FACTS,
+                (
+                    ctx.job.id,
+                    ctx.owner,
+                    excluded_base + stats.excluded,
+                    stats.truncated,
+                    stats.error,
+                ),
+            )
+            profile_state.save(
+                conn,
+                ctx.job.id,
+                ctx.job.user_id,
+                builder,
+                {
+                    "cut_messages": cut_before + stats.cut_messages,
+                    "truncated": stats.truncated,
+                    "error": stats.error,
+                },
+            )
             ctx.counters.update(_totals(base, stats, chunk_total))
             read, total = reader.bytes_progress()
             # Bytes are for the progress bar only; a resume goes by next_index.
-            ctx.commit_batch(conn, {"next_index": next_index, "read_bytes": read,
-                                    "total_bytes": total})
+            ctx.commit_batch(
+                conn, {"next_index": next_index, "read_bytes": read, "total_bytes": total}
+            )
             conversations.clear()
             chunks.clear()
             notes = PersonNotes()
 
         for conv in reader:
-            conv_chunks = chunk_conversation(conv, target_chars=target,
-                                             policy=ctx.settings.chunk_policy)
+            conv_chunks = chunk_conversation(
+                conv, target_chars=target, policy=ctx.settings.chunk_policy
+            )
             builder.add(conv)
             conversations.append(conv)
             chunks.extend(conv_chunks)
@@ -183,13 +225,16 @@ def run(ctx: StageContext) -> None:
         log.warning("job %s: export broke off: %s", ctx.job.id, stats.error)
     if ctx.counters["conversations"] == 0:
         if stats.excluded and not stats.truncated:
-            raise StageError("empty_export",
-                             "Every conversation in this export is one you asked ChatGPT not "
-                             "to remember, so there is nothing to import.")
+            raise StageError(
+                "empty_export",
+                "Every conversation in this export is one you asked ChatGPT not "
+                "to remember, so there is nothing to import.",
+            )
         if stats.truncated:
-            raise StageError("corrupt_export",
-                             f"The export is damaged and no conversation could be read "
-                             f"({stats.error}).")
+            raise StageError(
+                "corrupt_export",
+                f"The export is damaged and no conversation could be read ({stats.error}).",
+            )
         raise StageError("empty_export", "This export holds no conversations to import.")
     ctx.advance()
     # Committed: everything later stages need is in the database. Nobody's history stays

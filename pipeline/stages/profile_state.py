@@ -29,13 +29,19 @@ select state::text from public.import_profile_states where job_id = %s
 """
 
 
-def save(conn: psycopg.Connection, job_id: Any, user_id: Any, builder: ProfileBuilder,
-         export: dict[str, Any]) -> None:
+def save(
+    conn: psycopg.Connection,
+    job_id: Any,
+    user_id: Any,
+    builder: ProfileBuilder,
+    export: dict[str, Any],
+) -> None:
     """Write the builder's state (and what the reader said about the file) in `conn`'s
     open transaction; the caller commits it with the batch."""
     state = {"builder": builder.to_state(), "export": export}
-    conn.execute(SAVE_PROFILE_STATE, {"job": job_id, "user": user_id,
-                                      "state": orjson.dumps(state).decode()})
+    conn.execute(
+        SAVE_PROFILE_STATE, {"job": job_id, "user": user_id, "state": orjson.dumps(state).decode()}
+    )
 
 
 def load(conn: psycopg.Connection, job_id: Any) -> tuple[ProfileBuilder, dict[str, Any]] | None:
