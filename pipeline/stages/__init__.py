@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 import httpx
@@ -21,8 +21,7 @@ from pipeline.errors import (
     StageError,
     TransientError,
 )
-from pipeline.events import StageEvent
-from pipeline.jobstore import JobStore
+from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
 from pipeline.stages.context import StageContext, worker_identity
 from pipeline.stages.lease import LeaseKeeper
@@ -53,14 +52,20 @@ TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
     """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
-    module_name = STAGE_MODULES.get(stage)
-    if module_name is None:
+    if stage not in STAGE_MODULES:
         return "ignored"
     owner = worker_identity()
     job = store.claim(job_id, stage, owner, settings.lease_seconds)
     if job is None:
         return "not_claimed"  # stale or duplicate event, or another worker has it
-    module = importlib.import_module(f"pipeline.stages.{module_name}")
+    return run_claimed(job, owner, settings, store, conninfo)
+
+
+def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conninfo: str) -> str:
+    """Run the stage of a job ``owner`` has just claimed, keeping its lease alive, and end
+    the attempt (advance, fail, release, cancel); returns what happened."""
+    job_id, stage = job.id, job.stage
+    module = importlib.import_module(f"pipeline.stages.{STAGE_MODULES[stage]}")
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
         with LeaseKeeper(
@@ -70,7 +75,7 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, con
             settings.lease_seconds,
             progressed=lambda: ctx.last_progress,
             stall_seconds=settings.stage_stall_seconds,
-        ):
+        ) as ctx.lease:
             module.run(ctx)
         return "done"
     except CancelRequested:
@@ -116,12 +121,35 @@ def _forget_download(ctx: StageContext) -> None:
     ctx.export_path().unlink(missing_ok=True)
 
 
-def make_runner(settings: Settings, conninfo: str) -> Callable[[StageEvent], None]:
-    """The receiver's runner: one call per verified event, in a pool thread."""
+def import_work(
+    settings: Settings,
+    store: JobStore,
+    conninfo: str,
+    stages: Iterable[str] = STAGE_MODULES,
+) -> Callable[[], bool]:
+    """A work source for the stage pool: claim the import job that has waited longest in
+    one of ``stages`` (default: every stage with a handler; any instance may, SKIP LOCKED)
+    and run that stage. True when one ran, False when nothing is runnable."""
+    handled = [stage for stage in stages if stage in STAGE_MODULES]
+
+    def pull() -> bool:
+        owner = worker_identity()
+        job = store.claim_next(
+            owner,
+            handled,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
+        )
+        if job is None:
+            return False
+        outcome = run_claimed(job, owner, settings, store, conninfo)
+        log.info("job %s: %s %s", job.id, job.stage, outcome)
+        return True
+
+    return pull
+
+
+def make_work_sources(settings: Settings, conninfo: str) -> list[Callable[[], bool]]:
+    """What the receiver's stage pool pulls from, in turn (handlers.pool.WorkSource)."""
     store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
-
-    def runner(event: StageEvent) -> None:
-        outcome = run_stage(event.data.job_id, event.data.stage, settings, store, conninfo)
-        log.info("event %s for job %s: %s", event.type, event.data.job_id, outcome)
-
-    return runner
+    return [import_work(settings, store, conninfo)]
