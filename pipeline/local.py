@@ -192,7 +192,7 @@ def directory_as_zip(directory: Path, dest: Path) -> Path:
     NotAnExportError when the directory holds no conversations."""
     import zipfile
 
-    from pipeline.export_sources import resolve
+    from pipeline.exports.sources import resolve
 
     names = [m.name for m in resolve(directory)]
     dest.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ def _lowered(value: Any) -> Any:
 _Lower = BeforeValidator(_lowered)
 EmbeddingProvider = Annotated[Literal["minilm", "openai"], _Lower]
 LlmProvider = Annotated[Literal["openai"], _Lower]
-ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/chunker.py POLICIES
+ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/exports/chunker.py POLICIES
 
 
 def default_data_dir() -> Path:
@@ -118,7 +118,7 @@ class Settings(BaseModel):
     max_message_chars: int = Field(default=200_000, ge=1)
     # Below ~100 characters a chunk holds less than a sentence: nothing to search by.
     chunk_target_chars: int = Field(default=1000, ge=100)
-    # pipeline/chunker.py POLICIES; README "Search".
+    # pipeline/exports/chunker.py POLICIES; README "Search".
     chunk_policy: ChunkPolicy = "person"
     stage_pool_size: int = Field(default=2, ge=1)
     lease_seconds: int = Field(default=60, gt=0)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.chunker import chunk_conversation
-from pipeline.models import Conversation, Message
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.models import Conversation, Message
 
 
 def conv(*turns: tuple[str, str]) -> Conversation:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from export_factory import make_conversation, make_export, write_json, write_zip
 
-from pipeline.chunker import CHUNK_NAMESPACE, chunk_conversation, chunk_id, split_text
-from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation, Message
+from pipeline.exports.chunker import CHUNK_NAMESPACE, chunk_conversation, chunk_id, split_text
+from pipeline.exports.models import Conversation, Message
+from pipeline.exports.reader import ExportReader
 
 
 def conv_of(texts: list[str], times: list[float | None] | None = None) -> Conversation:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from pipeline.cli import main
-from pipeline.export_reader import ExportReader
+from pipeline.exports.reader import ExportReader
 from pipeline.jobstore import JobStore
 from pipeline.local import directory_as_zip
 from pipeline.settings import Settings

@@ -15,14 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import export_sources
-from pipeline.chunker import chunk_conversation
-from pipeline.citations import strip_citations
 from pipeline.commands.parse import summarize
 from pipeline.errors import StageError
-from pipeline.export_reader import ExportReader, NotAnExportError, open_export
+from pipeline.exports import sources as export_sources
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.citations import strip_citations
+from pipeline.exports.reader import ExportReader, NotAnExportError, open_export
+from pipeline.exports.text_safety import SafeJSONStream
 from pipeline.stages.export_file import check_is_export
-from pipeline.text_safety import SafeJSONStream
 from tests import export_factory as ef
 from tests import field_exports as fx
 
@@ -281,7 +281,7 @@ def test_citation_markup_is_stripped_from_assistant_text_only() -> None:
             ef.make_message("assistant", "【3†source】", create_time=1.0e9 + 9),
         ],
     )
-    from pipeline.export_reader import normalize_conversation
+    from pipeline.exports.reader import normalize_conversation
 
     got = normalize_conversation(conv, 0)
     assert [m.text for m in got.messages] == [user_text, fx.CITED_CLEAN, ""]

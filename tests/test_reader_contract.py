@@ -13,8 +13,8 @@ from export_factory import (
     write_json,
 )
 
-from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation, ReadStats
+from pipeline.exports.models import Conversation, ReadStats
+from pipeline.exports.reader import ExportReader
 
 
 def read_msgs(

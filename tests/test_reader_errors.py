@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from export_factory import dumps, make_conversation, make_export, write_json, write_zip
 
-from pipeline.export_reader import ExportReader, NotAnExportError, open_export
+from pipeline.exports.reader import ExportReader, NotAnExportError, open_export
 
 
 def test_non_object_conversations_and_missing_mapping_are_skipped_and_counted(

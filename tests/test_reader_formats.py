@@ -15,8 +15,8 @@ from export_factory import (
     write_zip,
 )
 
-from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation, ReadStats
+from pipeline.exports.models import Conversation, ReadStats
+from pipeline.exports.reader import ExportReader
 
 
 def read_all(path: Path, **kwargs: object) -> tuple[list[Conversation], ReadStats]:

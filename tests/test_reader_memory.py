@@ -14,8 +14,8 @@ from export_factory import dumps, make_conversation
 ROOT = Path(__file__).resolve().parent.parent
 _CHILD = """
 import resource, sys
-from pipeline.chunker import chunk_conversation
-from pipeline.export_reader import ExportReader
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.reader import ExportReader
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 reader = ExportReader(sys.argv[1])
 chunks = sum(len(chunk_conversation(c)) for c in reader)

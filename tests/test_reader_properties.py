@@ -16,8 +16,8 @@ from export_factory import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.chunker import chunk_conversation
-from pipeline.export_reader import ExportReader, NotAnExportError
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.reader import ExportReader, NotAnExportError
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

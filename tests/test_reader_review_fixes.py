@@ -10,10 +10,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.chunker import chunk_conversation
-from pipeline.citations import strip_citations
 from pipeline.commands.parse import summarize
-from pipeline.export_reader import ExportReader, normalize_conversation
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.citations import strip_citations
+from pipeline.exports.reader import ExportReader, normalize_conversation
 from tests import export_factory as ef
 
 ROOT = Path(__file__).resolve().parent.parent

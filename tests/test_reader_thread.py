@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from export_factory import add_node, make_conversation, make_message, write_json
 
-from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation
+from pipeline.exports.models import Conversation
+from pipeline.exports.reader import ExportReader
 
 
 def read_one(tmp_path: Path, conv: dict[str, Any]) -> Conversation:

@@ -7,8 +7,8 @@ import typing
 
 import pytest
 
-from pipeline.chunker import POLICIES
 from pipeline.cli import main
+from pipeline.exports.chunker import POLICIES
 from pipeline.settings import ChunkPolicy, Settings, SettingsError
 
 _BAD = {

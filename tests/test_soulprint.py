@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 
-from pipeline.models import Conversation, Message
+from pipeline.exports.models import Conversation, Message
 from pipeline.soulprint import ProfileBuilder, build_soulprint, render_portrait
 from pipeline.soulprint import names as names_mod
 from pipeline.soulprint import quotes as quotes_mod

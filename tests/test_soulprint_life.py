@@ -12,8 +12,8 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.export_reader import ExportReader
-from pipeline.models import Conversation, Message
+from pipeline.exports.models import Conversation, Message
+from pipeline.exports.reader import ExportReader
 from pipeline.soulprint import ProfileBuilder, build_soulprint, render_portrait
 from pipeline.soulprint.technical import is_identifier
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pipeline import person_notes
-from pipeline.export_reader import ExportReader
+from pipeline.exports import person_notes
+from pipeline.exports.reader import ExportReader
 from pipeline.jobstore import JobStore
 from pipeline.soulprint import build_soulprint
 from pipeline.soulprint.profile import ProfileBuilder

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from pipeline.models import PersonNote
+from pipeline.exports.models import PersonNote
 
 SELF_KINDS = ("about_user", "about_model")
 MEMORY_KIND = "memory_note"

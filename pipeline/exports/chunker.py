@@ -27,7 +27,7 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 
-from pipeline.models import Chunk, Conversation, Message
+from pipeline.exports.models import Chunk, Conversation, Message
 
 DEFAULT_TARGET_CHARS = 1000
 POLICIES = ("turns", "person")

@@ -25,8 +25,8 @@ from typing import BinaryIO
 
 import ijson
 
-from pipeline import zip_salvage
-from pipeline.text_safety import SafeJSONStream
+from pipeline.exports import zip_salvage
+from pipeline.exports.text_safety import SafeJSONStream
 
 _MEMBER = re.compile(r"conversations(?:-(\d+))?\.json", re.IGNORECASE)
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip, or an empty one

@@ -2,8 +2,8 @@
 
 ``ExportReader(path)`` accepts a ``.zip`` export, a ``conversations.json``, one shard
 ``conversations-NNN.json``, or an extracted export directory; iterating it yields
-:class:`pipeline.models.Conversation` objects holding only counted messages of the
-active thread (see :mod:`pipeline.message_text`), their canvas documents and what the
+:class:`pipeline.exports.models.Conversation` objects holding only counted messages of the
+active thread (see :mod:`pipeline.exports.message_text`), their canvas documents and what the
 export says about the person (custom instructions, memory notes; see ``.notes``).
 Conversations the person marked "do not remember" are passed over unread and counted in
 ``stats.excluded``. A broken file ends the stream with everything read before the
@@ -19,12 +19,12 @@ from typing import Any
 
 import ijson
 
-from pipeline.active_thread import active_thread
-from pipeline.export_sources import Member, NotAnExportError, json_break, json_prefix, resolve
-from pipeline.message_text import ThreadTally, thread_messages
-from pipeline.models import Conversation, PersonNote, ReadStats
-from pipeline.text_safety import SafeJSONStream, clean_text
-from pipeline.timestamps import epoch_or_none
+from pipeline.exports.active_thread import active_thread
+from pipeline.exports.message_text import ThreadTally, thread_messages
+from pipeline.exports.models import Conversation, PersonNote, ReadStats
+from pipeline.exports.sources import Member, NotAnExportError, json_break, json_prefix, resolve
+from pipeline.exports.text_safety import SafeJSONStream, clean_text
+from pipeline.exports.timestamps import epoch_or_none
 
 __all__ = [
     "ExportReader",

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.canvas import CanvasReplay, is_canvas_recipient
-from pipeline.citations import has_markup, strip_citations
-from pipeline.models import Message
-from pipeline.text_safety import clean_text
-from pipeline.timestamps import epoch_or_none
+from pipeline.exports.canvas import CanvasReplay, is_canvas_recipient
+from pipeline.exports.citations import has_markup, strip_citations
+from pipeline.exports.models import Message
+from pipeline.exports.text_safety import clean_text
+from pipeline.exports.timestamps import epoch_or_none
 
 COUNTED_TYPES = frozenset({"text", "multimodal_text", "code"})
 # Plain epoch floats in this range skip epoch_or_none (which accepts the same and more).

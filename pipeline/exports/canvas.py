@@ -24,9 +24,9 @@ from typing import Any
 
 import regex
 
-from pipeline.citations import has_markup, strip_citations
-from pipeline.models import Document
-from pipeline.text_safety import clean_text
+from pipeline.exports.citations import has_markup, strip_citations
+from pipeline.exports.models import Document
+from pipeline.exports.text_safety import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.timestamps import epoch_or_none
+from pipeline.exports.timestamps import epoch_or_none
 
 
 def derived_parents(mapping: dict[Any, Any]) -> dict[Any, Any] | None:
