@@ -16,7 +16,7 @@ from pipeline.stages import run_stage
 from tests.dbutil import create_user, upload_object
 from tests.fake_storage import fake_storage, worker_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
 
 

@@ -18,8 +18,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests import field_exports as fx
+from tests.cli_helpers import cli, cli_env, parse_counts, run_import, scalar
 from tests.dbutil import user_session
-from tests.test_e2e_local import cli, cli_env, parse_counts, run_import, scalar
 
 # parse --json key -> run --json key
 AGREED = {

@@ -21,7 +21,7 @@ from pipeline.local import LocalRuntime, local_bucket_root, new_webhook_secret, 
 from pipeline.log_redaction import redact
 from tests.fake_storage import fake_storage, worker_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
 
 

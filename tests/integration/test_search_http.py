@@ -5,118 +5,23 @@ receiver connected as the least-privilege worker role and searching as the searc
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import httpx
 import jwt
-import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from handlers.app import create_app
-from handlers.server import ServerHandle, serve_in_thread
-from pipeline import lifecycle
-from pipeline.embedded import searcher_url
-from pipeline.embedding import get_embedder
-from pipeline.settings import Settings
 from tests.dbutil import create_user
-from tests.search_helpers import completed_import
-
-JWT_SECRET = "test-legacy-jwt-secret-with-at-least-32-characters"
-WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-
-
-def token(
-    user: uuid.UUID,
-    *,
-    key: object = JWT_SECRET,
-    alg: str = "HS256",
-    kid: str | None = None,
-    **claims: object,
-) -> str:
-    """A Supabase-shaped access token for ``user``; ``claims`` override the defaults."""
-    body = {
-        "sub": str(user),
-        "aud": "authenticated",
-        "role": "authenticated",
-        "exp": int(time.time()) + 3600,
-        "iat": int(time.time()),
-        "iss": "http://127.0.0.1/auth/v1",
-        **claims,
-    }
-    headers = {"kid": kid} if kid else None
-    return jwt.encode(body, key, algorithm=alg, headers=headers)
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return get_embedder(Settings())
-
-
-@pytest.fixture
-def start_service(db_url: str, worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
-    """The service (receiver app) on loopback, as the worker role, searching as the search
-    role (``search=False``: no SEARCH_DATABASE_URL); stopped at teardown."""
-    handles: list[ServerHandle] = []
-
-    def start(search: bool = True, **overrides: object) -> ServerHandle:
-        settings = Settings(
-            **{"webhook_secret": WEBHOOK_SECRET, "supabase_jwt_secret": JWT_SECRET, **overrides}
-        )
-        app = create_app(
-            settings,
-            conninfo=worker_db_url,
-            runner=lambda event: None,
-            shutdown_grace_s=5,
-            search_conninfo=searcher_url(db_url) if search else None,
-        )
-        handles.append(serve_in_thread(app))
-        return handles[-1]
-
-    lifecycle.reset()
-    yield start
-    for handle in handles:
-        handle.stop()
-    lifecycle.reset()
-
-
-def _import(db_url: str, embedder, user: uuid.UUID, texts: dict[str, str]) -> None:
-    vectors = embedder.embed(list(texts.values()))
-    completed_import(
-        db_url,
-        user,
-        [
-            (cid, text, list(map(float, vec)))
-            for (cid, text), vec in zip(texts.items(), vectors, strict=True)
-        ],
-        model=embedder.model,
-        dim=embedder.dimensions,
-    )
-
-
-ALICE = {
-    "dog": "User: Biscuit chewed through my sneakers again. Is bitter spray safe for a beagle?",
-    "code": "User: my Python code raises KeyError: 'user_id' in parse_config, how to fix?",
-    "trip": "User: Flying into Reykjavik in June to see the glaciers, what should I not miss?",
-}
-BOB = {"bob-dog": "User: My dog Rex, a husky, keeps howling at night."}
-
-
-def search(
-    handle: ServerHandle, tok: str | None, body: object = None, raw: bytes | None = None
-) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {tok}"} if tok is not None else {}
-    content = raw if raw is not None else json.dumps(body or {"query": "x"}).encode()
-    return httpx.post(
-        handle.url + "/v1/search",
-        content=content,
-        headers={**headers, "content-type": "application/json"},
-        timeout=30,
-    )
+from tests.search_service import (
+    ALICE,
+    BOB,
+    Jwks,
+    import_texts,
+    jwk_of,
+    search,
+    token,
+)
 
 
 def test_a_person_searches_their_own_memory_with_their_token(db_url, start_service, embedder):
@@ -124,8 +29,8 @@ def test_a_person_searches_their_own_memory_with_their_token(db_url, start_servi
     with the import's model, results from their current import only (RLS through the
     search role's connection, never service_role nor the worker: pitfall 3)."""
     alice, bob = create_user(db_url), create_user(db_url)
-    _import(db_url, embedder, alice, ALICE)
-    _import(db_url, embedder, bob, BOB)
+    import_texts(db_url, embedder, alice, ALICE)
+    import_texts(db_url, embedder, bob, BOB)
     svc = start_service()
     r = search(svc, token(alice), {"query": "what is my dog called?", "limit": 3})
     assert r.status_code == 200, r.text
@@ -174,53 +79,19 @@ def test_tokens_that_are_not_a_signed_in_person_are_refused(db_url, start_servic
         assert r.json()["error"] == "invalid_token"
 
 
-class _Jwks:
-    """A Supabase-style JWKS endpoint on loopback, counting how often it is fetched."""
-
-    def __init__(self, keys: list[dict]) -> None:
-        self.keys, self.fetches = keys, 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path != "/auth/v1/.well-known/jwks.json":
-                    self.send_error(404)
-                    return
-                outer.fetches += 1
-                body = json.dumps({"keys": outer.keys}).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _jwk(public_key: object, kid: str, alg: str) -> dict:
-    jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(public_key))
-    return {**jwk, "kid": kid, "alg": alg, "use": "sig"}
-
-
 def test_asymmetric_signing_keys_through_the_projects_jwks(db_url, start_service, embedder):
     """Projects on the newer signing keys: ES256 and RS256 tokens verified with the public
     keys from {SUPABASE_URL}/auth/v1/.well-known/jwks.json, fetched once and cached; a
     token signed by a key that is not in the JWKS is refused."""
     alice = create_user(db_url)
-    _import(db_url, embedder, alice, ALICE)
+    import_texts(db_url, embedder, alice, ALICE)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwks = _Jwks(
-        [_jwk(ec_key.public_key(), "ec-1", "ES256"), _jwk(rsa_key.public_key(), "rsa-1", "RS256")]
+    jwks = Jwks(
+        [
+            jwk_of(ec_key.public_key(), "ec-1", "ES256"),
+            jwk_of(rsa_key.public_key(), "rsa-1", "RS256"),
+        ]
     )
     try:
         svc = start_service(supabase_jwt_secret=None, supabase_url=jwks.url)
@@ -246,8 +117,8 @@ def test_rate_limit_is_per_person(db_url, start_service, embedder):
     """Over the per-person limit: 429 with Retry-After; another person is not affected
     (pitfall: one client exhausting a shared CPU-bound embedder)."""
     alice, bob = create_user(db_url), create_user(db_url)
-    _import(db_url, embedder, alice, ALICE)
-    _import(db_url, embedder, bob, BOB)
+    import_texts(db_url, embedder, alice, ALICE)
+    import_texts(db_url, embedder, bob, BOB)
     svc = start_service(search_rate_per_minute=2)
     codes = [search(svc, token(alice), {"query": "dog"}).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
@@ -260,7 +131,7 @@ def test_bodies_are_capped_and_checked(db_url, start_service, embedder):
     """413 above the body cap (declared or streamed), 400 for bad JSON, an empty query or
     a limit out of range, 404 for a person with no completed import yet."""
     alice, nobody = create_user(db_url), create_user(db_url)
-    _import(db_url, embedder, alice, ALICE)
+    import_texts(db_url, embedder, alice, ALICE)
     svc = start_service(search_max_body_bytes=1024)
     tok = token(alice)
     assert search(svc, tok, raw=b'{"query": "' + b"a" * 2000 + b'"}').status_code == 413
@@ -293,7 +164,7 @@ def test_without_a_search_database_url_search_is_off_not_run_as_the_worker(
     back to it to act as a person (the worker may not become `authenticated`); it answers
     503 naming SEARCH_DATABASE_URL, while the webhook side keeps working."""
     alice = create_user(db_url)
-    _import(db_url, embedder, alice, ALICE)
+    import_texts(db_url, embedder, alice, ALICE)
     svc = start_service(search=False)
     r = search(svc, token(alice), {"query": "what is my dog called?"})
     assert r.status_code == 503, r.text

@@ -29,7 +29,7 @@ from pipeline.embedding.errors import INSTALL_MINILM
 from pipeline.embedding.minilm import MiniLMEmbedder
 from pipeline.settings import Settings
 
-REFERENCE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_reference.json"
 _PARAGRAPH = (
     "We talked about moving to Lisbon, the job offer, my sister's wedding in June, and "
     "whether I should finally learn to sail. You suggested writing the pros and cons down. "

@@ -16,7 +16,7 @@ from pipeline.exports.citations import strip_citations
 from pipeline.exports.reader import ExportReader, normalize_conversation
 from tests import export_factory as ef
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _parse(path: Path) -> dict[str, Any]:
@@ -257,7 +257,7 @@ def test_parse_and_run_agree_on_exit_status_for_a_broken_empty_export(
     """Guards pitfall 4 (parse and run disagreeing): on an export of which no conversation
     can be read, `run` ends `failed` (exit 1) while `parse` said exit 0. Both exit 1; run's
     message names the place the JSON breaks."""
-    from tests.test_e2e_local import cli, cli_env
+    from tests.cli_helpers import cli, cli_env
 
     path = tmp_path / "conversations.json"
     path.write_bytes(_SYNTAX_ERROR)

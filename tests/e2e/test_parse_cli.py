@@ -12,7 +12,7 @@ from export_factory import dumps, make_conversation, make_export, make_message, 
 
 from pipeline.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:

@@ -22,7 +22,7 @@ from pipeline.stages import parsing, run_stage
 from tests.dbutil import create_user, upload_object
 from tests.fake_storage import fake_storage, worker_settings
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-export.zip"
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-export.zip"
 
 
 class Killed(BaseException):

@@ -23,7 +23,7 @@ from pipeline.storage import LocalBucket
 from tests.dbutil import create_user, upload_object
 from tests.delivery_helpers import signed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
 TERMINAL = {"complete", "failed", "cancelled", "rejected"}
 

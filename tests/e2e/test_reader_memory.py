@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from export_factory import dumps, make_conversation
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _CHILD = """
 import resource, sys
 from pipeline.exports.chunker import chunk_conversation

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.migrate import list_migrations
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

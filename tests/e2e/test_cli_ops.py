@@ -24,7 +24,7 @@ from pipeline.sizes import human_bytes
 from pipeline.storage import too_large
 from tests.dbutil import create_user, finish_import, jobs_for, upload_object, walk_to
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
 # An idempotent migration whose history row a test may delete to make it "pending".
 PENDING = "20261128300000"

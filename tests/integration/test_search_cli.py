@@ -9,9 +9,9 @@ from pathlib import Path
 
 from bench.personas import make_person
 from pipeline.embedded import searcher_url
+from tests.cli_helpers import cli, cli_env, run_import
 from tests.dbutil import create_user
 from tests.search_helpers import completed_import, unit_vector
-from tests.test_e2e_local import cli, cli_env, run_import
 
 
 def test_search_finds_what_the_person_said_after_run(db_url: str, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import httpx
 
 from tests.delivery_helpers import event_body, signed, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

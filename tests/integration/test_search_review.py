@@ -8,14 +8,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.embedding.families import comparable, model_family
 from pipeline.search import ModelMismatch, Target, embed_query
-from tests import test_search_http as http
 from tests.dbutil import create_user
 from tests.search_helpers import completed_import
-from tests.test_search_http import ALICE, _Jwks, search, token
-
-# The HTTP tests' fixtures: the local embedder, and the service on loopback.
-embedder = http.embedder
-start_service = http.start_service
+from tests.search_service import ALICE, Jwks, search, token
 
 
 @pytest.mark.parametrize(
@@ -67,7 +62,7 @@ def test_an_empty_jwks_refuses_asymmetric_tokens_with_401(db_url, start_service)
     """A project whose JWKS has no keys yet ({"keys": []}) answers an ES256 token with 401,
     not a 500 (PyJWT raises PyJWKSetError there, not PyJWKClientError)."""
     alice = create_user(db_url)
-    jwks = _Jwks([])
+    jwks = Jwks([])
     try:
         svc = start_service(supabase_jwt_secret=None, supabase_url=jwks.url)
         key = ec.generate_private_key(ec.SECP256R1())

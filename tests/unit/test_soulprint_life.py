@@ -17,7 +17,7 @@ from pipeline.exports.reader import ExportReader
 from pipeline.soulprint import ProfileBuilder, build_soulprint, render_portrait
 from pipeline.soulprint.technical import is_identifier
 
-SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-export.zip"
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-export.zip"
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC).timestamp()
 
 
