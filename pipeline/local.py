@@ -21,8 +21,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.errors import SoulprintError
-from pipeline.jobstore import TERMINAL_STAGES, Job, JobStore
+from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
+from pipeline.stage import TERMINAL
 from pipeline.storage import LocalBucket, local_bucket_root
 
 BUCKET = "imports"
@@ -221,7 +222,7 @@ def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> J
                 raise RuntimeError(f"import {job_id} disappeared")
             if view is not None:
                 view.update(job)
-            if job.stage in TERMINAL_STAGES:
+            if job.stage in TERMINAL:
                 return job
             time.sleep(WATCH_INTERVAL_SECONDS)
     except KeyboardInterrupt:

@@ -6,7 +6,6 @@ only says which code runs while a job sits in a stage.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from uuid import UUID
@@ -24,27 +23,21 @@ from pipeline.errors import (
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
+from pipeline.stage import Stage
+from pipeline.stages import downloading, embedding, generating_soulprint, parsing, queued
 from pipeline.stages.context import StageContext, worker_identity
 from pipeline.stages.lease import LeaseKeeper
 
 log = logging.getLogger("soulprint.stages")
 
-# stage -> module in pipeline/stages with run(ctx). `chunking` is absent: see parsing.py.
-STAGE_MODULES: dict[str, str] = {
-    "queued": "queued",
-    "downloading": "downloading",
-    "parsing": "parsing",
-    "generating_soulprint": "generating_soulprint",
-    "embedding": "embedding",
-}
-
-# What a person reads when something we did not foresee breaks a stage.
-STAGE_LABELS: dict[str, str] = {
-    "queued": "starting the import",
-    "downloading": "downloading your export",
-    "parsing": "reading your conversations",
-    "generating_soulprint": "writing your soulprint",
-    "embedding": "building your searchable memory",
+# The code that runs while a job sits in a stage (pipeline.stage.WORKED; `chunking` is never
+# entered: see parsing.py).
+HANDLERS: dict[Stage, Callable[[StageContext], None]] = {
+    Stage.QUEUED: queued.run,
+    Stage.DOWNLOADING: downloading.run,
+    Stage.PARSING: parsing.run,
+    Stage.GENERATING_SOULPRINT: generating_soulprint.run,
+    Stage.EMBEDDING: embedding.run,
 }
 
 # Worth another attempt later (the database or network blinked), not a reason to fail.
@@ -53,14 +46,13 @@ TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
     """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
-    module_name = STAGE_MODULES.get(stage)
-    if module_name is None:
+    handler = HANDLERS.get(stage)  # type: ignore[call-overload]  # StrEnum keys: str lookups work
+    if handler is None:
         return "ignored"
     owner = worker_identity()
     job = store.claim(job_id, stage, owner, settings.lease_seconds)
     if job is None:
         return "not_claimed"  # stale or duplicate event, or another worker has it
-    module = importlib.import_module(f"pipeline.stages.{module_name}")
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
         with LeaseKeeper(
@@ -71,7 +63,7 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, con
             progressed=lambda: ctx.last_progress,
             stall_seconds=settings.stage_stall_seconds,
         ):
-            module.run(ctx)
+            handler(ctx)
         return "done"
     except CancelRequested:
         store.finish_cancel(job_id, owner)
@@ -106,7 +98,7 @@ def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, con
             job_id,
             owner,
             "internal_error",
-            f"Something went wrong while {STAGE_LABELS[stage]}. "
+            f"Something went wrong while {Stage(stage).doing}. "
             f"You can retry the import; your data so far is kept.",
         )
         return "failed"
