@@ -102,7 +102,7 @@ class EndpointHealth:
         """The endpoint failed an attempt; returns the seconds until the next claim."""
         with self._lock:
             self.failures += 1
-            delay = min(self.max_delay_s, self.backoff_s * 2 ** min(self.failures - 1, 30))
+            delay = min(self.max_delay_s, self.backoff_s * 2.0 ** min(self.failures - 1, 30))
             self._not_before = self._clock() + delay
             if self.failures == self.failure_threshold:
                 log.warning(

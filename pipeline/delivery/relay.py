@@ -159,7 +159,7 @@ class Relay:
         # Rejected: about this event alone. It backs off by its own attempts; the endpoint,
         # which answered, keeps going with the next event.
         self.health.answered()
-        return 1, min(self.max_delay_s, self.backoff_s * 2 ** min(event.attempts, 30))
+        return 1, min(self.max_delay_s, self.backoff_s * 2.0 ** min(event.attempts, 30))
 
     @property
     def via(self) -> str:
