@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from handlers.server import ServerHandle, serve_in_thread
 from handlers.signature import Verifier
+from pipeline.cli import main
 from pipeline.delivery.health import Circuit, EndpointHealth
 from pipeline.delivery.relay import Relay
 from tests.delivery_helpers import upload_job, wait_for
@@ -222,6 +223,29 @@ def test_a_rejected_event_delays_no_other(db_url, worker_db_url):
             assert sorted(rows) == [(1, False, True), *[(1, True, True)] * 4]
         finally:
             relay.stop()
+
+
+def test_relay_once_from_the_cli_stops_at_a_dead_receiver(
+    db_url, worker_db_url, monkeypatch, capsys
+):
+    """Guards seed pitfall 2 (cold start): `relay --once` (the command a cron or an operator
+    runs) delivers what is due and returns; against a receiver that is down it makes one
+    try, keeps the event due, and does not loop on it."""
+    receiver = Receiver()
+    for _ in range(3):
+        upload_job(db_url)
+    monkeypatch.setenv("DATABASE_URL", worker_db_url)
+    monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("RECEIVER_URL", closed_port_url())
+    assert main(["relay", "--once"]) == 0
+    assert "delivered 0 event(s)" in capsys.readouterr().out
+    assert logged_attempts(db_url) == 1 and all(due for _, due in event_rows(db_url))
+
+    with serving(receiver) as rx:
+        monkeypatch.setenv("RECEIVER_URL", rx.url + HOOK)
+        assert main(["relay", "--once"]) == 0
+    assert "delivered 3 event(s)" in capsys.readouterr().out
+    assert len(receiver.got) == 3
 
 
 class Clock:
