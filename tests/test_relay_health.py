@@ -269,6 +269,8 @@ def test_breaker_states_and_capped_backoff():
     h.busy(3600)
     assert h.seconds_until_ready() == 5 and h.failures == 0  # capped; exponent untouched
     clock.now += 5
+    assert h.busy(0) == 1  # "retry at once" still waits the first backoff step: no hot loop
+    clock.now += 1
     assert [h.failed(), h.failed()] == [1, 2]  # busy answers before did not grow it
     assert h.circuit is Circuit.CLOSED and h.claim_limit(100) == 0
     clock.now += 2

@@ -14,9 +14,10 @@ A small circuit breaker with exponential backoff:
 - **half-open**: the cool-down has passed: exactly one event is claimed as a probe.
   Delivered: closed. Failed: open again, with the next (capped) cool-down.
 
-"Busy" (503/429 with Retry-After) waits as asked, capped at ``max_delay_s``, and changes
-nothing else: the endpoint answered, so it neither counts as a failure nor grows the
-exponent. A rejected event (another 4xx) says nothing about the endpoint.
+"Busy" (503/429 with Retry-After) waits as asked (at least ``backoff_s``, at most
+``max_delay_s``) and changes nothing else: the endpoint answered, so it neither counts as
+a failure nor grows the exponent. A rejected event (another 4xx) says nothing about the
+endpoint.
 
 Why not pybreaker: it learns that a circuit is open only when a call is attempted, and the
 relay must know before it claims (claiming is what holds an event away from other relays);
@@ -114,8 +115,10 @@ class EndpointHealth:
             return delay
 
     def busy(self, retry_after_s: float) -> float:
-        """The endpoint asked for ``retry_after_s``; returns the (capped) wait honoured."""
+        """The endpoint asked for ``retry_after_s``; returns the wait honoured: capped at
+        ``max_delay_s``, and at least ``backoff_s`` (``Retry-After: 0`` from a receiver that
+        stays busy must not become a loop that spends nothing and never stops)."""
         with self._lock:
-            delay = min(self.max_delay_s, max(0.0, retry_after_s))
+            delay = min(self.max_delay_s, max(self.backoff_s, retry_after_s))
             self._not_before = max(self._not_before, self._clock() + delay)
             return delay
