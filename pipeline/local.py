@@ -76,8 +76,8 @@ class LocalRuntime:
     def __enter__(self) -> LocalRuntime:
         from handlers.app import create_app
         from handlers.server import serve_in_thread
+        from pipeline.delivery.relay import Relay
         from pipeline.embedded import worker_url
-        from pipeline.relay import Relay
         from pipeline.stages import make_runner
         from pipeline.sweeper import start_sweeper_loop
 
@@ -94,6 +94,8 @@ class LocalRuntime:
             self.worker_url,
             self._server.url + "/webhooks/supabase",
             self.settings.webhook_secret or "",
+            max_delay_s=self.settings.relay_max_delay_seconds,
+            failure_threshold=self.settings.relay_breaker_failures,
         )
         self._relay.start()
         self._sweeper = start_sweeper_loop(

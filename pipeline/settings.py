@@ -98,6 +98,12 @@ class Settings(BaseModel):
     svix_api_key: str | None = Field(default=None, repr=False)
     svix_app_id: str | None = None
     svix_server_url: str | None = None
+    # The relay's longest wait for a receiver: a Retry-After, a backoff or a circuit
+    # breaker's cool-down never holds events longer than this (seconds).
+    relay_max_delay_seconds: float = Field(default=60.0, gt=0)
+    # Consecutive failures of its receiver after which a relay stops claiming events (the
+    # circuit opens) until a single probe after the cool-down gets through.
+    relay_breaker_failures: int = Field(default=5, ge=1)
 
     embedding_provider: EmbeddingProvider = "minilm"
     embedding_model: str | None = None

@@ -15,10 +15,11 @@ from svix.api import ApplicationIn, EndpointIn
 from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
 from pipeline import lifecycle
-from pipeline.relay import OutboxEvent, Relay
-from pipeline.replay import replay
+from pipeline.delivery.relay import Relay
+from pipeline.delivery.replay import replay
+from pipeline.delivery.svix_transport import SvixTransport, svix_client
+from pipeline.delivery.types import OutboxEvent
 from pipeline.settings import Settings
-from pipeline.svix_delivery import SvixTransport, svix_client
 from tests.delivery_helpers import StepRunner, Switch, stage_of, upload_job, wait_for
 from tests.fake_svix import FakeSvix
 

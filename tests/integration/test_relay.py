@@ -23,7 +23,7 @@ from handlers.app import create_app
 from handlers.server import ServerHandle, serve_in_thread
 from handlers.signature import Verifier
 from pipeline import lifecycle
-from pipeline.relay import Relay
+from pipeline.delivery.relay import Relay
 from pipeline.settings import Settings
 from tests.delivery_helpers import StepRunner, signed, stage_of, upload_job, wait_for
 
@@ -202,7 +202,8 @@ def test_relay_retries_through_a_failing_receiver(db_url, worker_db_url):
     relay = Relay(worker_db_url, rx.url + HOOK, SECRET, backoff_s=0.01)
     try:
         job_id, _ = upload_job(db_url)
-        assert relay.deliver_pending() == 1
+        assert relay.deliver_pending() == 0  # one try per round while the receiver fails
+        wait_for(lambda: relay.deliver_pending() == 1)
         with psycopg.connect(db_url) as conn:
             log = conn.execute(
                 "select status_code, error, latency_ms from event_deliveries d"
@@ -227,11 +228,12 @@ def test_relay_retries_through_a_failing_receiver(db_url, worker_db_url):
         lifecycle.reset()
 
 
-def test_undeliverable_event_is_rescheduled_with_backoff(db_url, worker_db_url):
+def test_receiver_down_holds_the_relay_not_the_event(db_url, worker_db_url):
     """Guards pitfall 2 (cold start): a receiver that is down does not lose the event; it
-    waits in the outbox, due again later, with the error on record."""
+    stays in the outbox with the error on record, due at once for any other relay, while
+    this relay backs off and sends nothing more to the dead endpoint."""
     relay = Relay(
-        worker_db_url, "http://127.0.0.1:9/webhooks/supabase", SECRET, backoff_s=0.01, timeout_s=2
+        worker_db_url, "http://127.0.0.1:9/webhooks/supabase", SECRET, backoff_s=5, timeout_s=2
     )
     job_id, _ = upload_job(db_url)
     assert relay.deliver_pending() == 0
@@ -241,10 +243,11 @@ def test_undeliverable_event_is_rescheduled_with_backoff(db_url, worker_db_url):
             " where job_id = %s",
             (job_id,),
         ).fetchone()
-    assert attempts == 3 and "ConnectError" in error and later
-    assert relay.deliver_pending() == 0  # not due yet: nothing sent
+    assert attempts == 1 and "ConnectError" in error and not later
+    assert relay.health.seconds_until_ready() > 4
+    assert relay.deliver_pending() == 0  # held off: nothing claimed, nothing sent
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("select count(*) from event_deliveries").fetchone()[0] == 3
+        assert conn.execute("select count(*) from event_deliveries").fetchone()[0] == 1
     relay.stop()
 
 
@@ -297,8 +300,8 @@ class BusyOnce:
 
 
 def test_relay_honours_retry_after(db_url, worker_db_url):
-    """Guards pitfall 2 (cold start / overload): backpressure is respected: the event waits
-    in the outbox for the time the receiver asked, then goes through."""
+    """Guards pitfall 2 (cold start / overload): backpressure is respected: the relay waits
+    the time the receiver asked, without spending an attempt, then the event goes through."""
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     rx = serve_in_thread(
@@ -313,7 +316,10 @@ def test_relay_honours_retry_after(db_url, worker_db_url):
                 "select attempts, next_attempt_at > now() from import_events where job_id = %s",
                 (job_id,),
             ).fetchone()
-        assert (attempts, later) == (1, True)  # one try, no hammering, due again later
+        assert (attempts, later) == (0, False)  # busy is not a failed attempt
+        assert relay.deliver_pending() == 0  # the relay waits as asked: no hammering
+        with psycopg.connect(db_url) as conn:
+            assert conn.execute("select count(*) from event_deliveries").fetchone()[0] == 1
         wait_for(lambda: relay.deliver_pending() == 1)
         wait_for(lambda: stage_of(db_url, job_id) == "downloading")
     finally:

@@ -11,11 +11,17 @@ from handlers.app import create_app
 from handlers.server import serve_in_thread
 from pipeline import lifecycle
 from pipeline.cli import main
-from pipeline.relay import Relay
+from pipeline.delivery.relay import Relay
 from pipeline.settings import Settings
 from tests.delivery_helpers import StepRunner, Switch, stage_of, upload_job, wait_for
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def attempted_events(db_url: str) -> int:
+    """How many distinct events have a delivery attempt on record."""
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("select count(distinct event_id) from event_deliveries").fetchone()[0]
 
 
 def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys, monkeypatch):
@@ -29,10 +35,7 @@ def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys
     )
     rx = serve_in_thread(switch)
     url = rx.url + "/webhooks/supabase"
-    # Long backoff: the relay alone would not try again for an hour.
-    relay = Relay(
-        worker_db_url, url, SECRET, backoff_s=0.01, max_backoff_s=3600, attempts_per_round=1
-    )
+    relay = Relay(worker_db_url, url, SECRET, backoff_s=0.01)
     monkeypatch.setenv("DATABASE_URL", worker_db_url)
     monkeypatch.setenv("RECEIVER_URL", url)
     monkeypatch.setenv("WEBHOOK_SECRET", SECRET)
@@ -43,8 +46,11 @@ def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys
 
         switch.down = True
         stuck_job, _ = upload_job(db_url)
-        relay.deliver_pending()
+        # One try per round while the receiver fails: round after round until both waiting
+        # events (ok_job's next one and stuck_job's first) are in the attempt log.
+        wait_for(lambda: relay.deliver_pending() == 0 and attempted_events(db_url) == 3)
         with psycopg.connect(db_url, autocommit=True) as conn:
+            # The relay alone would not try again for an hour.
             conn.execute(
                 "update import_events set next_attempt_at = now() + interval '1 hour'"
                 " where acknowledged_at is null"

@@ -15,7 +15,7 @@ from handlers.app import create_app
 from handlers.server import serve_in_thread
 from pipeline import lifecycle
 from pipeline.cli import main
-from pipeline.relay import Relay
+from pipeline.delivery.relay import Relay
 from pipeline.settings import Settings
 from pipeline.sweeper import SweepAction, run_sweep, start_sweeper_loop
 from tests.delivery_helpers import StepRunner, upload_job, wait_for

@@ -8,10 +8,11 @@ import httpx
 from svix.api import MessageCreateOptions, MessageIn, Svix, SvixOptions
 from svix.exceptions import HttpError, HTTPValidationError
 
-from pipeline.relay import Attempt, OutboxEvent
+from pipeline.delivery.types import Attempt, OutboxEvent
 
 
 def svix_client(api_key: str, server_url: str | None = None) -> Svix:
+    """The Svix API client, against ``server_url`` when given (self-hosted, or a test's)."""
     return Svix(api_key, SvixOptions(server_url=server_url) if server_url else SvixOptions())
 
 
@@ -48,3 +49,6 @@ class SvixTransport:
             return Attempt(None, elapsed, f"svix unreachable: {type(exc).__name__}: {exc}"[:500])
         # Svix answers 202 Accepted; what the SDK hands back has no status, so record that.
         return Attempt(202, (time.perf_counter() - started) * 1000)
+
+    def close(self) -> None:
+        """Nothing to do: the svix SDK has no close; its connections end with the process."""

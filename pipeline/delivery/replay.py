@@ -15,24 +15,12 @@ from uuid import UUID
 import psycopg
 from svix.api import RecoverIn
 
-from pipeline.relay import LOG_ATTEMPT, HttpTransport
+from pipeline.delivery.http_transport import HttpTransport
+from pipeline.delivery.queries import JOB_EVENTS, LOG_ATTEMPT, LOGGED_EVENTS
+from pipeline.delivery.svix_transport import svix_client
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Every event with an attempt since the time, in the order they were emitted.
-LOGGED_EVENTS = """
-select e.id, e.payload::text
-  from import_events e
- where exists (select 1 from event_deliveries d
-                where d.event_id = e.id and d.attempted_at >= %(since)s)
-   and (%(job_id)s::uuid is null or e.job_id = %(job_id)s::uuid)
- order by e.created_at
-"""
-JOB_EVENTS = """
-select id from import_events
- where job_id = %(job_id)s and created_at >= %(since)s order by created_at
-"""
 
 
 @dataclass
@@ -67,8 +55,6 @@ def replay_svix(
     conninfo: str, settings: Settings, since: datetime, job_id: UUID | None = None
 ) -> ReplayResult:
     """``endpoint.recover`` on every endpoint, or ``message_attempt.resend`` for one job."""
-    from pipeline.svix_delivery import svix_client
-
     assert settings.svix_api_key and settings.svix_app_id
     app_id = settings.svix_app_id
     svix = svix_client(settings.svix_api_key, settings.svix_server_url)
