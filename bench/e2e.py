@@ -111,8 +111,8 @@ def embedder_alone(settings_env: dict[str, str], texts: list[str]) -> float:
 
 
 def sample_chunk_texts(path: Path, n: int) -> list[str]:
-    from pipeline.chunker import chunk_conversation
-    from pipeline.export_reader import ExportReader
+    from pipeline.exports.chunker import chunk_conversation
+    from pipeline.exports.reader import ExportReader
 
     texts: list[str] = []
     for conv in ExportReader(path):

@@ -80,8 +80,8 @@ def child(variant: str, path: Path) -> None:
     import ijson
     import orjson
 
-    from pipeline.chunker import chunk_conversation
-    from pipeline.export_reader import ExportReader
+    from pipeline.exports.chunker import chunk_conversation
+    from pipeline.exports.reader import ExportReader
 
     start, cpu_start = time.perf_counter(), time.process_time()
     if variant == "reader":

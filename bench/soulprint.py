@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import personas  # noqa: E402
-from pipeline.chunker import chunk_conversation  # noqa: E402
-from pipeline.export_reader import ExportReader  # noqa: E402
+from pipeline.exports.chunker import chunk_conversation  # noqa: E402
+from pipeline.exports.reader import ExportReader  # noqa: E402
 from pipeline.soulprint import ProfileBuilder, write_soulprint  # noqa: E402
 from pipeline.soulprint.technical import is_identifier  # noqa: E402
 

@@ -23,7 +23,7 @@ from handlers.pool import StagePool
 from handlers.signature import SignatureError, Verifier
 from pipeline import lifecycle
 from pipeline.events import StageEvent
-from pipeline.jobstore import ACTIVE_STAGES  # events of other stages: acked, ignored
+from pipeline.stage import ACTIVE  # events of other stages: acked, ignored
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class WebhookReceiver:
         if not event.is_import_event:
             log.warning("ignoring event of unknown type %r (webhook-id %s)", event.type, webhook_id)
             return reply(200, {"status": "ignored"})
-        if event.data.stage not in ACTIVE_STAGES:
+        if event.data.stage not in ACTIVE:
             # Terminal stages need no handler; record it so retries stop.
             fresh = await self._record(webhook_id, event)
             log.info("no handler for stage %r (job %s)", event.data.stage, event.data.job_id)

@@ -31,16 +31,13 @@ from psycopg_pool import ConnectionPool
 
 from pipeline.db import APPLICATION_NAME, retry_transient
 from pipeline.errors import RetryRefused, StageError
+from pipeline.stage import ACTIVE
 
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
 # Why a lease holder gives a job back, and what came of it (see release()).
 ReleaseReason = Literal["shutdown", "transient"]
 ReleaseOutcome = Literal["released", "retrying", "failed", "cancelled"]
 
-ACTIVE_STAGES = frozenset(
-    {"queued", "downloading", "parsing", "chunking", "embedding", "generating_soulprint"}
-)
-TERMINAL_STAGES = frozenset({"complete", "failed", "cancelled", "rejected"})
 
 # The counter columns a progress report may set (absolute values).
 COUNTER_KEYS = (
@@ -108,7 +105,7 @@ class Job:
 
     @property
     def active(self) -> bool:
-        return self.stage in ACTIVE_STAGES
+        return self.stage in ACTIVE
 
     @classmethod
     def from_row(cls, row: dict[str, Any] | None) -> Job | None:
@@ -451,8 +448,6 @@ class JobStore:
 
 
 __all__ = [
-    "ACTIVE_STAGES",
-    "TERMINAL_STAGES",
     "Job",
     "JobStore",
     "ProgressOutcome",

@@ -21,8 +21,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline.errors import SoulprintError
-from pipeline.jobstore import TERMINAL_STAGES, Job, JobStore
+from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
+from pipeline.stage import TERMINAL
 from pipeline.storage import LocalBucket, local_bucket_root
 
 BUCKET = "imports"
@@ -75,8 +76,8 @@ class LocalRuntime:
     def __enter__(self) -> LocalRuntime:
         from handlers.app import create_app
         from handlers.server import serve_in_thread
+        from pipeline.delivery.relay import Relay
         from pipeline.embedded import worker_url
-        from pipeline.relay import Relay
         from pipeline.stages import make_work_sources
         from pipeline.sweeper import start_sweeper_loop
 
@@ -93,6 +94,8 @@ class LocalRuntime:
             self.worker_url,
             self._server.url + "/webhooks/supabase",
             self.settings.webhook_secret or "",
+            max_delay_s=self.settings.relay_max_delay_seconds,
+            failure_threshold=self.settings.relay_breaker_failures,
         )
         self._relay.start()
         self._sweeper = start_sweeper_loop(
@@ -192,7 +195,7 @@ def directory_as_zip(directory: Path, dest: Path) -> Path:
     NotAnExportError when the directory holds no conversations."""
     import zipfile
 
-    from pipeline.export_sources import resolve
+    from pipeline.exports.sources import resolve
 
     names = [m.name for m in resolve(directory)]
     dest.mkdir(parents=True, exist_ok=True)
@@ -221,7 +224,7 @@ def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> J
                 raise RuntimeError(f"import {job_id} disappeared")
             if view is not None:
                 view.update(job)
-            if job.stage in TERMINAL_STAGES:
+            if job.stage in TERMINAL:
                 return job
             time.sleep(WATCH_INTERVAL_SECONDS)
     except KeyboardInterrupt:

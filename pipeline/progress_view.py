@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
 
-LABELS = {
-    "queued": "Waiting for the worker",
-    "downloading": "Downloading",
-    "parsing": "Reading conversations",
-    "generating_soulprint": "Writing the soulprint",
-    "embedding": "Embedding memory",
-}
-ORDER = tuple(LABELS)
+from pipeline.stage import WORKED, Stage
+
 BAR = 24
 
 
@@ -89,11 +83,11 @@ class ProgressView:
     def update(self, job: Any) -> None:
         stage = str(job.stage)
         timings = job.stage_timings or {}
-        for done in ORDER:
+        for done in WORKED:
             secs = _seconds(timings.get(done))
             if done not in self._printed and secs is not None:
                 self._write(
-                    f"{LABELS[done]:<24}{_counts(done, job):<52} done in {secs:,.1f}s", newline=True
+                    f"{done.label:<24}{_counts(done, job):<52} done in {secs:,.1f}s", newline=True
                 )
                 self._printed.add(done)
         if stage != self._stage:
@@ -104,7 +98,7 @@ class ProgressView:
             )
             self._start_bytes = _parse_bytes(job)[0] if stage == "parsing" else 0.0
             self._first_move = None
-        if stage in LABELS and stage not in self._printed:
+        if stage in WORKED and stage not in self._printed:
             self._write(self._live_line(stage, job), newline=False)
         self.out.flush()
 
@@ -121,7 +115,7 @@ class ProgressView:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         value = _value(stage, job)
         rate = (value - self._start_value) / elapsed
-        label = f"{LABELS[stage]:<24}"
+        label = f"{Stage(stage).label:<24}"
         if stage == "downloading":
             total = job.bytes_total or 0
             return (

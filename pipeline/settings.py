@@ -38,7 +38,7 @@ def _lowered(value: Any) -> Any:
 _Lower = BeforeValidator(_lowered)
 EmbeddingProvider = Annotated[Literal["minilm", "openai"], _Lower]
 LlmProvider = Annotated[Literal["openai"], _Lower]
-ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/chunker.py POLICIES
+ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/exports/chunker.py POLICIES
 
 
 def default_data_dir() -> Path:
@@ -98,6 +98,12 @@ class Settings(BaseModel):
     svix_api_key: str | None = Field(default=None, repr=False)
     svix_app_id: str | None = None
     svix_server_url: str | None = None
+    # The relay's longest wait for a receiver: a Retry-After, a backoff or a circuit
+    # breaker's cool-down never holds events longer than this (seconds).
+    relay_max_delay_seconds: float = Field(default=60.0, gt=0)
+    # Consecutive failures of its receiver after which a relay stops claiming events (the
+    # circuit opens) until a single probe after the cool-down gets through.
+    relay_breaker_failures: int = Field(default=5, ge=1)
 
     embedding_provider: EmbeddingProvider = "minilm"
     embedding_model: str | None = None
@@ -118,7 +124,7 @@ class Settings(BaseModel):
     max_message_chars: int = Field(default=200_000, ge=1)
     # Below ~100 characters a chunk holds less than a sentence: nothing to search by.
     chunk_target_chars: int = Field(default=1000, ge=100)
-    # pipeline/chunker.py POLICIES; README "Search".
+    # pipeline/exports/chunker.py POLICIES; README "Search".
     chunk_policy: ChunkPolicy = "person"
     stage_pool_size: int = Field(default=2, ge=1)
     # The stage pool pulls runnable work from import_jobs: woken by each verified event, by

@@ -20,9 +20,9 @@ import psycopg
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pipeline.delivery.signing import sign_headers
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
-from pipeline.relay import sign_headers
 
 T = TypeVar("T")
 

@@ -300,7 +300,7 @@ def cut_zip_bytes(convs: list[dict[str, Any]], keep: int) -> bytes:
     whole conversations can be read from what is left."""
     import io
 
-    from pipeline.export_reader import ExportReader
+    from pipeline.exports.reader import ExportReader
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:

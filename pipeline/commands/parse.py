@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.chunker import chunk_conversation
-from pipeline.export_reader import NotAnExportError, open_export
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.settings import Settings
 
 

@@ -19,13 +19,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def relay(args: argparse.Namespace) -> int:
-    from pipeline.relay import Relay, worker_conninfo
+    from pipeline.connections import worker_database_url
+    from pipeline.delivery.relay import Relay
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     log_redaction.install_for(settings)  # no token or secret in any log line
     try:
-        r = Relay.from_settings(worker_conninfo(settings), settings, poll_interval_s=args.poll)
+        r = Relay.from_settings(worker_database_url(settings), settings, poll_interval_s=args.poll)
     except ValueError as exc:
         print(f"soulprint-import relay: {exc}", file=sys.stderr)
         return 2

@@ -40,12 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from pipeline.relay import worker_conninfo
-    from pipeline.replay import replay as do_replay
+    from pipeline.connections import worker_database_url
+    from pipeline.delivery.replay import replay as do_replay
 
     settings = Settings.from_env()
     try:
-        result = do_replay(worker_conninfo(settings), settings, args.since, args.job)
+        result = do_replay(worker_database_url(settings), settings, args.since, args.job)
     except ValueError as exc:
         print(f"soulprint-import replay: {exc}", file=sys.stderr)
         return 2

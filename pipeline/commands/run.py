@@ -52,7 +52,7 @@ def print_result(summary: dict[str, object], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.export_sources import NotAnExportError
+    from pipeline.exports.sources import NotAnExportError
     from pipeline.local import ImportAlreadyRunning, default_local_user
 
     path: Path = args.path

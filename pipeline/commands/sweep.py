@@ -25,13 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from pipeline.relay import worker_conninfo
+    from pipeline.connections import worker_database_url
     from pipeline.sweeper import run_sweep
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     log_redaction.install_for(settings)  # no token or secret in any log line
-    conninfo = worker_conninfo(settings)
+    conninfo = worker_database_url(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

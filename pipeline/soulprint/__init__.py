@@ -11,7 +11,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from ..models import Conversation
+from pipeline.exports.models import Conversation
+
 from ..settings import Settings
 from .narrator import NarrationError, narrate
 from .portrait import render_portrait
@@ -38,7 +39,7 @@ def build_soulprint(
     """Profile and soulprint_text; the profile's "narration" says which text was used.
 
     ``about``: what the export says about the person outside their messages
-    (pipeline.person_notes.load): ``self_description`` (their custom instructions, their
+    (pipeline.exports.person_notes.load): ``self_description`` (their custom instructions, their
     own words) and ``memory_notes`` (ChatGPT's memory notes: its words, not theirs); each
     a list of ``{"text", "kind", "first_seen", "last_seen"}``. Copied into the profile.
     """

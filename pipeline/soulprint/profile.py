@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..models import Conversation
+from pipeline.exports.models import Conversation
+
 from .activity import Activity
 from .names import Names
 from .quotes import Quotes

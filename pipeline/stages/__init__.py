@@ -6,7 +6,6 @@ only says which code runs while a job sits in a stage.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable, Iterable
 from uuid import UUID
@@ -23,27 +22,21 @@ from pipeline.errors import (
 )
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
+from pipeline.stage import Stage
+from pipeline.stages import downloading, embedding, generating_soulprint, parsing, queued
 from pipeline.stages.context import StageContext, worker_identity
 from pipeline.stages.lease import LeaseKeeper
 
 log = logging.getLogger("soulprint.stages")
 
-# stage -> module in pipeline/stages with run(ctx). `chunking` is absent: see parsing.py.
-STAGE_MODULES: dict[str, str] = {
-    "queued": "queued",
-    "downloading": "downloading",
-    "parsing": "parsing",
-    "generating_soulprint": "generating_soulprint",
-    "embedding": "embedding",
-}
-
-# What a person reads when something we did not foresee breaks a stage.
-STAGE_LABELS: dict[str, str] = {
-    "queued": "starting the import",
-    "downloading": "downloading your export",
-    "parsing": "reading your conversations",
-    "generating_soulprint": "writing your soulprint",
-    "embedding": "building your searchable memory",
+# The code that runs while a job sits in a stage (pipeline.stage.WORKED; `chunking` is never
+# entered: see parsing.py).
+HANDLERS: dict[Stage, Callable[[StageContext], None]] = {
+    Stage.QUEUED: queued.run,
+    Stage.DOWNLOADING: downloading.run,
+    Stage.PARSING: parsing.run,
+    Stage.GENERATING_SOULPRINT: generating_soulprint.run,
+    Stage.EMBEDDING: embedding.run,
 }
 
 # Worth another attempt later (the database or network blinked), not a reason to fail.
@@ -52,7 +45,7 @@ TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
     """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
-    if stage not in STAGE_MODULES:
+    if stage not in HANDLERS:
         return "ignored"
     owner = worker_identity()
     job = store.claim(job_id, stage, owner, settings.lease_seconds)
@@ -65,7 +58,7 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
     """Run the stage of a job ``owner`` has just claimed, keeping its lease alive, and end
     the attempt (advance, fail, release, cancel); returns what happened."""
     job_id, stage = job.id, job.stage
-    module = importlib.import_module(f"pipeline.stages.{STAGE_MODULES[stage]}")
+    handler = HANDLERS[Stage(stage)]
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
         with LeaseKeeper(
@@ -76,7 +69,7 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
             progressed=lambda: ctx.last_progress,
             stall_seconds=settings.stage_stall_seconds,
         ) as ctx.lease:
-            module.run(ctx)
+            handler(ctx)
         return "done"
     except CancelRequested:
         store.finish_cancel(job_id, owner)
@@ -111,7 +104,7 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
             job_id,
             owner,
             "internal_error",
-            f"Something went wrong while {STAGE_LABELS[stage]}. "
+            f"Something went wrong while {Stage(stage).doing}. "
             f"You can retry the import; your data so far is kept.",
         )
         return "failed"
@@ -125,12 +118,12 @@ def import_work(
     settings: Settings,
     store: JobStore,
     conninfo: str,
-    stages: Iterable[str] = STAGE_MODULES,
+    stages: Iterable[str] = HANDLERS,
 ) -> Callable[[], bool]:
     """A work source for the stage pool: claim the import job that has waited longest in
     one of ``stages`` (default: every stage with a handler; any instance may, SKIP LOCKED)
     and run that stage. True when one ran, False when nothing is runnable."""
-    handled = [stage for stage in stages if stage in STAGE_MODULES]
+    handled = [str(stage) for stage in stages if stage in HANDLERS]
 
     def pull() -> bool:
         owner = worker_identity()

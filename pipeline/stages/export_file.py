@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 
 from pipeline.errors import StageError
-from pipeline.export_reader import NotAnExportError, open_export
-from pipeline.export_sources import CORRUPT_EXPORT, NOT_AN_EXPORT
+from pipeline.exports.reader import NotAnExportError, open_export
+from pipeline.exports.sources import CORRUPT_EXPORT, NOT_AN_EXPORT
 from pipeline.jobstore import Job
 from pipeline.stages.context import StageContext
 from pipeline.storage import Fetched, object_source

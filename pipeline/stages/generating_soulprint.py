@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import person_notes
 from pipeline.errors import LeaseLost
-from pipeline.export_reader import ExportReader
+from pipeline.exports import person_notes
+from pipeline.exports.reader import ExportReader
 from pipeline.soulprint import ProfileBuilder, write_soulprint
 from pipeline.stages import profile_state
 from pipeline.stages.context import StageContext

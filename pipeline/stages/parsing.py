@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 
-from pipeline import person_notes
-from pipeline.chunker import chunk_conversation
 from pipeline.errors import StageError
-from pipeline.export_reader import ExportReader, PersonNotes
-from pipeline.models import Chunk, Conversation, ReadStats
+from pipeline.exports import person_notes
+from pipeline.exports.chunker import chunk_conversation
+from pipeline.exports.models import Chunk, Conversation, ReadStats
+from pipeline.exports.reader import ExportReader, PersonNotes
 from pipeline.soulprint import ProfileBuilder
 from pipeline.stages import profile_state
 from pipeline.stages.context import StageContext
