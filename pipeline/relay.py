@@ -254,6 +254,8 @@ class Relay:
                     not a.ok and a.retryable and a.retry_after_s is None and not self._stop.is_set()
                 )
             ),
+            # tenacity types `outcome` optional; it is set once an attempt has run, as it
+            # has whenever this callback is called.
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         )
         last: Attempt = retrying(attempt)
@@ -275,7 +277,8 @@ class Relay:
         return last.ok
 
     def _inline_wait(self, state: RetryCallState) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+        wait: float = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+        return wait
 
     def _log(self, event_id: UUID, a: Attempt) -> None:
         with self._db().connection() as conn:
