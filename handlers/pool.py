@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class StagePool:
             if fn is _STOP:
                 return
             try:
-                fn()  # type: ignore[operator]
+                cast(Callable[[], None], fn)()  # put() takes only these, and _STOP
             except Exception:
                 # The job keeps its lease until it expires; the sweeper re-emits it.
                 log.exception("stage task failed")

@@ -16,6 +16,7 @@ import threading
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -25,6 +26,10 @@ from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
 from pipeline.stage import TERMINAL
 from pipeline.storage import LocalBucket, local_bucket_root
+
+if TYPE_CHECKING:  # imported where used at run time (see __enter__)
+    from handlers.server import ServerHandle
+    from pipeline.relay import Relay
 
 BUCKET = "imports"
 # Locally the worker that held a lease may have been killed: take over within seconds.
@@ -69,8 +74,8 @@ class LocalRuntime:
         self.worker_url = ""
         self.bucket = LocalBucket(local_bucket_root(self.settings))
         self._stop = threading.Event()
-        self._server = None
-        self._relay = None
+        self._server: ServerHandle | None = None
+        self._relay: Relay | None = None
         self._sweeper: threading.Thread | None = None
 
     def __enter__(self) -> LocalRuntime:
@@ -154,6 +159,7 @@ class LocalRuntime:
                 """,
                 (BUCKET, name, str(user_id), Jsonb(metadata), version),
             ).fetchone()
+            assert row is not None  # an upsert's returning: always one row
             job = conn.execute(
                 "select id from public.import_jobs where object_id = %s and object_version = %s "
                 "order by created_at desc limit 1",
@@ -161,7 +167,7 @@ class LocalRuntime:
             ).fetchone()
         if job is None:
             raise RuntimeError("The upload created no import job: is the trigger installed?")
-        return job[0]
+        return cast(uuid.UUID, job[0])
 
     def soulprint_text(self, job_id: uuid.UUID) -> str | None:
         with psycopg.connect(self.admin_url) as conn:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pipeline.jobstore import JobStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("retry", help="resume a failed import from its failed stage")
     p.add_argument("job", type=uuid.UUID)
     p.add_argument("--json", action="store_true")

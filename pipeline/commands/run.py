@@ -13,7 +13,7 @@ import orjson
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="import an export end to end on this machine")
     p.add_argument("path", type=Path, help="export .zip, conversations.json, shard or directory")
     p.add_argument(

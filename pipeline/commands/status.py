@@ -18,7 +18,7 @@ from pipeline.settings import Settings
 from pipeline.wording import counted
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="show an import, or list the recent ones")
     p.add_argument(
         "job",

@@ -32,7 +32,8 @@ log = logging.getLogger("soulprint.stages")
 
 # The code that runs while a job sits in a stage (pipeline.stage.WORKED; `chunking` is never
 # entered: see parsing.py).
-HANDLERS: dict[Stage, Callable[[StageContext], None]] = {
+# Keyed by str: events name stages as text, and a Stage is equal (and hashes) to its text.
+HANDLERS: dict[str, Callable[[StageContext], None]] = {
     Stage.QUEUED: queued.run,
     Stage.DOWNLOADING: downloading.run,
     Stage.PARSING: parsing.run,
@@ -46,7 +47,7 @@ TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
     """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
-    handler = HANDLERS.get(stage)  # type: ignore[call-overload]  # StrEnum keys: str lookups work
+    handler = HANDLERS.get(stage)
     if handler is None:
         return "ignored"
     owner = worker_identity()
