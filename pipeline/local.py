@@ -29,7 +29,7 @@ from pipeline.storage import LocalBucket, local_bucket_root
 
 if TYPE_CHECKING:  # imported where used at run time (see __enter__)
     from handlers.server import ServerHandle
-    from pipeline.relay import Relay
+    from pipeline.delivery.relay import Relay
 
 BUCKET = "imports"
 # Locally the worker that held a lease may have been killed: take over within seconds.
