@@ -24,7 +24,6 @@ from psycopg.types.json import Jsonb
 from pipeline.errors import SoulprintError
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
-from pipeline.stage import TERMINAL
 from pipeline.storage import LocalBucket, local_bucket_root
 
 if TYPE_CHECKING:  # imported where used at run time (see __enter__)
@@ -210,62 +209,3 @@ def directory_as_zip(directory: Path, dest: Path) -> Path:
         for name in names:
             zf.write(directory / name, arcname=name)
     return target
-
-
-WATCH_INTERVAL_SECONDS = 0.2
-
-
-def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> Job:
-    """Follow the job row until it reaches a terminal stage (what the app does via Realtime)."""
-    import time
-
-    from pipeline import lifecycle
-    from pipeline.progress_view import ProgressView
-
-    view = ProgressView() if show_progress else None
-    try:
-        while True:
-            job = runtime.store.get(job_id)
-            if job is None:
-                raise RuntimeError(f"import {job_id} disappeared")
-            if view is not None:
-                view.update(job)
-            if job.stage in TERMINAL:
-                return job
-            time.sleep(WATCH_INTERVAL_SECONDS)
-    except KeyboardInterrupt:
-        # Stages see this between batches: they commit, release the lease and stop,
-        # so the next `run` resumes where this one left off.
-        lifecycle.request_shutdown()
-        raise
-    finally:
-        if view is not None:
-            view.close()
-
-
-def job_summary(job: Job, soulprint_text: str | None) -> dict[str, object]:
-    """The result of an import as `run --json` and `status --json` print it."""
-    return {
-        "import_id": str(job.id),
-        "user_id": str(job.user_id),
-        "stage": str(job.stage),
-        "conversations": job.conversations,
-        "skipped_conversations": job.skipped_conversations,
-        "messages": job.messages,
-        "user_messages": job.user_messages,
-        "assistant_messages": job.assistant_messages,
-        "chunks": job.chunks,
-        "embedded_chunks": job.embedded_chunks,
-        "excluded": job.excluded,
-        "truncated": job.export_truncated,
-        "export_warning": job.export_warning,
-        "embedding_model": job.embedding_model,
-        "embedding_dim": job.embedding_dim,
-        "bytes": job.bytes_total,
-        "sha256": job.sha256,
-        "error_code": job.error_code,
-        "error_message": job.error_message,
-        "stage_timings": job.stage_timings,
-        "soulprint_at": job.soulprint_at.isoformat() if job.soulprint_at else None,
-        "soulprint_text": soulprint_text,
-    }

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_list(jobs: list[Any], as_json: bool) -> int:
-    from pipeline.local import job_summary
+    from pipeline.commands.output import job_summary
 
     if as_json:
         out = [job_summary(job, None) | {"created_at": job.created_at} for job in jobs]
@@ -97,7 +97,7 @@ def _print_list(jobs: list[Any], as_json: bool) -> int:
 
 
 def _print_one(job: Any, soulprint_text: str | None, as_json: bool, facts: dict[str, int]) -> int:
-    from pipeline.local import job_summary
+    from pipeline.commands.output import job_summary
 
     if as_json:
         summary = job_summary(job, soulprint_text) | facts
