@@ -39,8 +39,9 @@ ReleaseReason = Literal["shutdown", "transient"]
 ReleaseOutcome = Literal["released", "retrying", "failed", "cancelled"]
 
 
-# The counter columns a progress report may set (absolute values).
-COUNTER_KEYS = (
+# The job's counters: bigint columns of import_jobs, reported as absolute values (never
+# deltas). The one Python list; SQL's is public._import_apply_counters.
+COUNTERS = (
     "bytes_total",
     "bytes_done",
     "conversations",
@@ -50,10 +51,10 @@ COUNTER_KEYS = (
     "assistant_messages",
     "chunks",
     "embedded_chunks",
-    "sha256",
-    "embedding_model",
-    "embedding_dim",
 )
+# Facts a stage reports with its counters (set once known, never cleared by a report).
+FACTS = ("sha256", "embedding_model", "embedding_dim")
+PROGRESS_KEYS = frozenset(COUNTERS + FACTS)
 
 # One progress write per job per second is plenty for a progress bar and keeps a fast
 # stage from turning into a write storm on the job row (and Realtime).
@@ -136,7 +137,7 @@ def _refusal(exc: psycopg.Error) -> str:
 
 
 def _counters(counters: dict[str, Any] | None) -> Jsonb:
-    return Jsonb({k: v for k, v in (counters or {}).items() if k in COUNTER_KEYS})
+    return Jsonb({k: v for k, v in (counters or {}).items() if k in PROGRESS_KEYS})
 
 
 class JobStore:
@@ -421,6 +422,8 @@ class JobStore:
 
 
 __all__ = [
+    "COUNTERS",
+    "FACTS",
     "Job",
     "JobStore",
     "ProgressOutcome",

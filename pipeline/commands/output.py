@@ -12,7 +12,7 @@ import orjson
 
 from pipeline import lifecycle
 from pipeline.commands.progress_view import ProgressView
-from pipeline.jobstore import Job
+from pipeline.jobstore import COUNTERS, Job
 from pipeline.stage import TERMINAL
 
 if TYPE_CHECKING:
@@ -50,13 +50,7 @@ def job_summary(job: Job, soulprint_text: str | None) -> dict[str, object]:
         "import_id": str(job.id),
         "user_id": str(job.user_id),
         "stage": str(job.stage),
-        "conversations": job.conversations,
-        "skipped_conversations": job.skipped_conversations,
-        "messages": job.messages,
-        "user_messages": job.user_messages,
-        "assistant_messages": job.assistant_messages,
-        "chunks": job.chunks,
-        "embedded_chunks": job.embedded_chunks,
+        **{k: getattr(job, k) for k in COUNTERS if k not in ("bytes_total", "bytes_done")},
         "excluded": job.excluded,
         "truncated": job.export_truncated,
         "export_warning": job.export_warning,
