@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -34,7 +35,7 @@ class Person:
     """Who a verified token belongs to."""
 
     user_id: uuid.UUID
-    claims: dict
+    claims: dict[str, Any]
 
 
 class TokenVerifier:
@@ -68,7 +69,7 @@ class TokenVerifier:
             raise InvalidToken("malformed token") from exc
         alg = header.get("alg")
         if alg == "HS256" and self._secret:
-            key: object = self._secret
+            key: Any = self._secret  # or a public key object of the JWKS (untyped in PyJWT)
         elif alg in ASYMMETRIC and self._jwks is not None:
             try:
                 key = self._jwks.get_signing_key_from_jwt(token).key

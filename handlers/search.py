@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -99,7 +99,7 @@ class SearchEndpoint:
     def embedder(self) -> Embedder:
         if callable(self._embedder) and not isinstance(self._embedder, Embedder):
             self._embedder = self._embedder()
-        return self._embedder
+        return cast(Embedder, self._embedder)
 
     async def handle(self, request: Request) -> JSONResponse:
         if not self.verifier.configured:

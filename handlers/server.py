@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -30,7 +31,7 @@ def serve_in_thread(
     *,
     log_level: str = "warning",
     startup_timeout: float = 15.0,
-    **uvicorn_options: object,
+    **uvicorn_options: Any,
 ) -> ServerHandle:
     """Start uvicorn in a daemon thread; returns once it accepts connections.
     ``uvicorn_options`` go to uvicorn.Config as they are (e.g. serve's limits)."""
@@ -47,7 +48,7 @@ def serve_in_thread(
         lifespan="on",
         access_log=False,
         timeout_graceful_shutdown=10,
-        **uvicorn_options,  # type: ignore[arg-type]
+        **uvicorn_options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

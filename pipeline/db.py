@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import psycopg
 from psycopg import errors
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 APPLICATION_NAME = "soulprint-import"
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def connect(conninfo: str, **kw: Any) -> psycopg.Connection[dict[str, Any]]:
@@ -61,8 +62,16 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT)
 
 
+@overload
 def retry_transient(
-    fn: Callable[..., T] | None = None, *, attempts: int = 6, max_wait: float = 5.0
+    fn: Callable[P, T], *, attempts: int = ..., max_wait: float = ...
+) -> Callable[P, T]: ...
+@overload
+def retry_transient(
+    fn: None = None, *, attempts: int = ..., max_wait: float = ...
+) -> Callable[[Callable[P, T]], Callable[P, T]]: ...
+def retry_transient(
+    fn: Callable[P, T] | None = None, *, attempts: int = 6, max_wait: float = 5.0
 ) -> Any:
     """Decorator: retry a whole database call (one statement or one transaction) on
     transient errors, with jittered exponential backoff; other errors raise at once.

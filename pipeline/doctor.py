@@ -88,6 +88,12 @@ class Deployment:
     def one(self, sql: str, params: tuple[object, ...] = ()) -> dict[str, Any] | None:
         return self.conn.execute(sql, params).fetchone()
 
+    def row(self, sql: str, params: tuple[object, ...] = ()) -> dict[str, Any]:
+        """The row of a query that always returns one (a select of expressions)."""
+        row = self.one(sql, params)
+        assert row is not None
+        return row
+
     def storage_role(self) -> str:
         """The role the worker's Storage JWT carries (a Storage-only role where one exists)."""
         row = self.one("select 1 as x from pg_roles where rolname = 'import_storage_reader'")
@@ -149,7 +155,7 @@ def check_pg_net(d: Deployment) -> Check:
     name = "pg_net"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay (soulprint-import relay)")
-    if d.one(HAS_PG_NET)["present"]:
+    if d.row(HAS_PG_NET)["present"]:
         return ok(name, "net.http_post available")
     return fail(
         name,
@@ -163,7 +169,7 @@ def check_vault(d: Deployment) -> Check:
     name = "Vault secrets"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay")
-    if not d.one(HAS_VAULT)["present"]:
+    if not d.row(HAS_VAULT)["present"]:
         return fail(
             name,
             "Supabase Vault (vault.decrypted_secrets) is missing",
@@ -178,7 +184,7 @@ def check_vault(d: Deployment) -> Check:
             "select vault.create_secret('<value>', '<name>'); for each (README, "
             "Deploying > Supabase, step 4)",
         )
-    d.vault_url = d.one(VAULT_URL)["url"]
+    d.vault_url = d.row(VAULT_URL)["url"]
     return ok(name, "soulprint_webhook_url and soulprint_webhook_secret present")
 
 
@@ -186,7 +192,7 @@ def check_sql_signature(d: Deployment) -> Check:
     name = "SQL signature verifies with WEBHOOK_SECRET"
     if d.delivery == "relay":
         return Check(name, "skip", "the relay signs in Python")
-    if not d.one(HAS_SIGNING)["present"]:
+    if not d.row(HAS_SIGNING)["present"]:
         return fail(
             name,
             "public.standard_webhook_signature is missing (pgcrypto absent?)",
@@ -384,7 +390,7 @@ def check_worker_role(d: Deployment) -> Check:
             )
             + ";",
         )
-    if d.one(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
+    if d.row(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
         return fail(
             name,
             "may CREATE in schema public",
@@ -579,7 +585,7 @@ def check_storage_policies(d: Deployment) -> Check:
     missing = [
         f'"{p}"' for tbl, names in STORAGE_POLICIES.items() for p in names if (tbl, p) not in have
     ]
-    if not d.one(OBJECTS_RLS)["rls"]:
+    if not d.row(OBJECTS_RLS)["rls"]:
         return fail(
             name,
             "row level security is off on storage.objects",

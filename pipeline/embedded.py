@@ -72,7 +72,7 @@ def _is_current(admin_url: str) -> bool:
             ).fetchall()
     except psycopg.Error:
         return False
-    applied = dict(rows)
+    applied: dict[str, list[str]] = dict(rows)
     return all(
         applied.get(m.version) == split_statements(m.path.read_text())
         for m in list_migrations(sql_dir())
@@ -117,7 +117,9 @@ def _initdb(pgdata: Path) -> None:
     cost is a cluster that could be damaged by a power loss in the first seconds of its
     life; everything written after it starts is protected by the WAL as usual.
     """
-    from pgserver._commands import POSTGRES_BIN_PATH, initdb
+    # pgserver makes its command wrappers (initdb, pg_ctl, ...) at import time, so its
+    # py.typed package declares none of them.
+    from pgserver._commands import POSTGRES_BIN_PATH, initdb  # type: ignore[attr-defined]
     from pgserver.postgres_server import PostgresServer
 
     with PostgresServer._lock:  # the same inter-process lock pgserver takes around initdb
@@ -176,7 +178,7 @@ def _kill_orphans(pgdata: Path) -> None:
 
 
 def _pg_ctl_stop(pgdata: Path) -> bool:
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
 
     user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs postgres as this user
     try:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import psycopg
+from psycopg.abc import Params
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -39,8 +40,9 @@ ReleaseReason = Literal["shutdown", "transient"]
 ReleaseOutcome = Literal["released", "retrying", "failed", "cancelled"]
 
 
-# The counter columns a progress report may set (absolute values).
-COUNTER_KEYS = (
+# The job's counters: bigint columns of import_jobs, reported as absolute values (never
+# deltas). The one Python list; SQL's is public._import_apply_counters.
+COUNTERS = (
     "bytes_total",
     "bytes_done",
     "conversations",
@@ -50,10 +52,10 @@ COUNTER_KEYS = (
     "assistant_messages",
     "chunks",
     "embedded_chunks",
-    "sha256",
-    "embedding_model",
-    "embedding_dim",
 )
+# Facts a stage reports with its counters (set once known, never cleared by a report).
+FACTS = ("sha256", "embedding_model", "embedding_dim")
+PROGRESS_KEYS = frozenset(COUNTERS + FACTS)
 
 # One progress write per job per second is plenty for a progress bar and keeps a fast
 # stage from turning into a write storm on the job row (and Realtime).
@@ -141,7 +143,7 @@ def _refusal(exc: psycopg.Error) -> str:
 
 
 def _counters(counters: dict[str, Any] | None) -> Jsonb:
-    return Jsonb({k: v for k, v in (counters or {}).items() if k in COUNTER_KEYS})
+    return Jsonb({k: v for k, v in (counters or {}).items() if k in PROGRESS_KEYS})
 
 
 class JobStore:
@@ -159,7 +161,7 @@ class JobStore:
         self.conninfo = conninfo
         self.lease_seconds = lease_seconds
         self.progress_interval_s = progress_interval_s
-        self._pool = ConnectionPool(
+        self._pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             conninfo,
             min_size=0,
             max_size=max_connections,
@@ -192,16 +194,16 @@ class JobStore:
         self.close()
 
     @retry_transient()
-    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    def _one(self, sql: str, params: Params = ()) -> dict[str, Any] | None:
         with self._pool.connection() as conn:
             return conn.execute(sql, params).fetchone()
 
     @retry_transient()
-    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    def _all(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         with self._pool.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def _scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    def _scalar(self, sql: str, params: Params = ()) -> Any:
         row = self._one(sql, params)
         return None if row is None else next(iter(row.values()))
 
@@ -421,7 +423,7 @@ class JobStore:
             "select * from public.import_jobs"
             " where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid"
             " order by created_at desc, id desc limit %(limit)s",
-            {"user_id": user_id, "limit": limit},  # type: ignore[arg-type]
+            {"user_id": user_id, "limit": limit},
         )
         return [job for job in map(Job.from_row, rows) if job is not None]
 
@@ -429,16 +431,17 @@ class JobStore:
         """The soulprint one import wrote; None before its soulprint stage has finished, and
         None for the worker role, which may not read people's soulprints (security model)."""
         try:
-            return self._scalar(
+            text: str | None = self._scalar(
                 "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
             )
+            return text
         except psycopg.errors.InsufficientPrivilege:
             return None
 
     def export_facts(self, job_id: UUID) -> dict[str, int]:
         """What the import kept besides conversations, for `run`/`status --json`:
         {"custom_instructions", "memory_notes"} (counts)."""
-        row = self._one(EXPORT_FACTS, {"job": job_id})  # type: ignore[arg-type]
+        row = self._one(EXPORT_FACTS, {"job": job_id})
         return {k: int(v) for k, v in (row or {}).items()}
 
     def _forget_progress(self, job_id: UUID) -> None:
@@ -448,6 +451,8 @@ class JobStore:
 
 
 __all__ = [
+    "COUNTERS",
+    "FACTS",
     "Job",
     "JobStore",
     "ProgressOutcome",

@@ -16,6 +16,7 @@ import threading
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -23,8 +24,11 @@ from psycopg.types.json import Jsonb
 from pipeline.errors import SoulprintError
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
-from pipeline.stage import TERMINAL
 from pipeline.storage import LocalBucket, local_bucket_root
+
+if TYPE_CHECKING:  # imported where used at run time (see __enter__)
+    from handlers.server import ServerHandle
+    from pipeline.delivery.relay import Relay
 
 BUCKET = "imports"
 # Locally the worker that held a lease may have been killed: take over within seconds.
@@ -69,8 +73,8 @@ class LocalRuntime:
         self.worker_url = ""
         self.bucket = LocalBucket(local_bucket_root(self.settings))
         self._stop = threading.Event()
-        self._server = None
-        self._relay = None
+        self._server: ServerHandle | None = None
+        self._relay: Relay | None = None
         self._sweeper: threading.Thread | None = None
 
     def __enter__(self) -> LocalRuntime:
@@ -154,6 +158,7 @@ class LocalRuntime:
                 """,
                 (BUCKET, name, str(user_id), Jsonb(metadata), version),
             ).fetchone()
+            assert row is not None  # an upsert's returning: always one row
             job = conn.execute(
                 "select id from public.import_jobs where object_id = %s and object_version = %s "
                 "order by created_at desc limit 1",
@@ -161,7 +166,7 @@ class LocalRuntime:
             ).fetchone()
         if job is None:
             raise RuntimeError("The upload created no import job: is the trigger installed?")
-        return job[0]
+        return cast(uuid.UUID, job[0])
 
     def soulprint_text(self, job_id: uuid.UUID) -> str | None:
         with psycopg.connect(self.admin_url) as conn:
@@ -204,62 +209,3 @@ def directory_as_zip(directory: Path, dest: Path) -> Path:
         for name in names:
             zf.write(directory / name, arcname=name)
     return target
-
-
-WATCH_INTERVAL_SECONDS = 0.2
-
-
-def watch(runtime: LocalRuntime, job_id: uuid.UUID, *, show_progress: bool) -> Job:
-    """Follow the job row until it reaches a terminal stage (what the app does via Realtime)."""
-    import time
-
-    from pipeline import lifecycle
-    from pipeline.progress_view import ProgressView
-
-    view = ProgressView() if show_progress else None
-    try:
-        while True:
-            job = runtime.store.get(job_id)
-            if job is None:
-                raise RuntimeError(f"import {job_id} disappeared")
-            if view is not None:
-                view.update(job)
-            if job.stage in TERMINAL:
-                return job
-            time.sleep(WATCH_INTERVAL_SECONDS)
-    except KeyboardInterrupt:
-        # Stages see this between batches: they commit, release the lease and stop,
-        # so the next `run` resumes where this one left off.
-        lifecycle.request_shutdown()
-        raise
-    finally:
-        if view is not None:
-            view.close()
-
-
-def job_summary(job: Job, soulprint_text: str | None) -> dict[str, object]:
-    """The result of an import as `run --json` and `status --json` print it."""
-    return {
-        "import_id": str(job.id),
-        "user_id": str(job.user_id),
-        "stage": str(job.stage),
-        "conversations": job.conversations,
-        "skipped_conversations": job.skipped_conversations,
-        "messages": job.messages,
-        "user_messages": job.user_messages,
-        "assistant_messages": job.assistant_messages,
-        "chunks": job.chunks,
-        "embedded_chunks": job.embedded_chunks,
-        "excluded": job.excluded,
-        "truncated": job.export_truncated,
-        "export_warning": job.export_warning,
-        "embedding_model": job.embedding_model,
-        "embedding_dim": job.embedding_dim,
-        "bytes": job.bytes_total,
-        "sha256": job.sha256,
-        "error_code": job.error_code,
-        "error_message": job.error_message,
-        "stage_timings": job.stage_timings,
-        "soulprint_at": job.soulprint_at.isoformat() if job.soulprint_at else None,
-        "soulprint_text": soulprint_text,
-    }

@@ -12,6 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -112,7 +113,7 @@ def split_statements(sql: str) -> list[str]:
     return out
 
 
-def _needs_bootstrap(conn: psycopg.Connection) -> bool:
+def _needs_bootstrap(conn: psycopg.Connection[dict[str, Any]]) -> bool:
     row = conn.execute(
         "select to_regclass('auth.users') is null or to_regclass('storage.objects') is null"
         " as missing"
@@ -121,7 +122,7 @@ def _needs_bootstrap(conn: psycopg.Connection) -> bool:
     return bool(row["missing"])
 
 
-def _ensure_history_table(conn: psycopg.Connection) -> None:
+def _ensure_history_table(conn: psycopg.Connection[dict[str, Any]]) -> None:
     # The CLI's own DDL, so either side can create it first.
     conn.execute("create schema if not exists supabase_migrations")
     conn.execute(

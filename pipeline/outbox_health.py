@@ -8,7 +8,9 @@ project, a relay not running, a receiver URL that answers nothing. Jobs then sit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # Past this, delivery is broken rather than slow: the relay retries within seconds, Svix's
 # first retries come at 5 s and 5 min, and the sweeper re-emits every few minutes.
@@ -40,8 +42,10 @@ class OutboxLag:
         }
 
 
-def outbox_lag(row: tuple[int, float | None] | dict[str, object]) -> OutboxLag:
-    """An OutboxLag from a row of OLDEST_UNACKNOWLEDGED (tuple or dict row)."""
+def outbox_lag(row: Sequence[Any] | dict[str, Any] | None) -> OutboxLag:
+    """An OutboxLag from a row of OLDEST_UNACKNOWLEDGED (tuple or dict row, as fetchone
+    gives it: an aggregate, so never None in fact)."""
+    assert row is not None
     if isinstance(row, dict):
         count, age = row["unacknowledged"], row["oldest_age_s"]
     else:

@@ -134,7 +134,8 @@ def embed_query(embedder: Embedder, target: Target, text: str) -> np.ndarray:
             f"{embedder.model} ({embedder.dimensions}); "
             f"{setting_hint(target.embedding_model, target.embedding_dim)}."
         )
-    return embedder.embed([text[:MAX_QUERY_CHARS]])[0]
+    vector: np.ndarray = embedder.embed([text[:MAX_QUERY_CHARS]])[0]
+    return vector
 
 
 def vector_text(vector: np.ndarray) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,7 +79,9 @@ def too_large(size: int, limit: int) -> StageError:
     )
 
 
-def _copy_stream(chunks, dest: Path, *, max_bytes: int, progress: ProgressFn) -> Fetched:
+def _copy_stream(
+    chunks: Iterable[bytes], dest: Path, *, max_bytes: int, progress: ProgressFn
+) -> Fetched:
     """Write chunks to dest.part, hashing as we go; rename only when complete."""
     part = dest.with_suffix(dest.suffix + ".part")
     digest = hashlib.sha256()
@@ -200,7 +202,7 @@ class SupabaseBucket:
             raise StageError(
                 "object_missing", "The uploaded file could not be found in storage."
             ) from exc
-        url = signed.get("signedURL") or signed.get("signedUrl")
+        url: str | None = signed.get("signedURL") or signed.get("signedUrl")
         if not url:
             raise StageError("object_missing", "The uploaded file could not be found in storage.")
         return url

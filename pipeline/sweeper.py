@@ -43,7 +43,9 @@ def run_sweep(
     stale = stale_after_s(settings) if stale_after is None else stale_after
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         rows = conn.execute(SWEEP, (stale, settings.max_attempts)).fetchall()
-        pruned = conn.execute(PRUNE_RECEIPTS).fetchone()[0]
+        pruned_row = conn.execute(PRUNE_RECEIPTS).fetchone()
+        assert pruned_row is not None  # a function's result: always one row
+        pruned = pruned_row[0]
         lag = outbox_lag(conn.execute(OLDEST_UNACKNOWLEDGED).fetchone())
     if lag.stuck:
         # Re-emitting cannot help if nothing delivers: say so where an operator looks.

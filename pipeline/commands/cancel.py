@@ -13,7 +13,7 @@ import uuid
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cancel", help="cancel a running import")
     p.add_argument("job", type=uuid.UUID)
     p.set_defaults(func=run)

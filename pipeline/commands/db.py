@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("db", help="start/stop the embedded PostgreSQL")
     actions = p.add_subparsers(dest="db_action", required=True, metavar="ACTION")
 

@@ -7,7 +7,7 @@ import argparse
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "doctor", help="check a deployment: delivery, roles, Storage; exit 1 on any FAIL"
     )
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.doctor import run_checks
+    from pipeline.doctor import Delivery, run_checks
 
     settings = Settings.from_env()
     url = args.database_url or settings.database_url
@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.embedded import ensure_embedded
 
         url = ensure_embedded(settings.data_dir)
-    delivery = args.delivery or ("pg_net" if settings.supabase_url else "relay")
+    # The choices of --delivery are the Delivery values.
+    delivery: Delivery = args.delivery or ("pg_net" if settings.supabase_url else "relay")
     failed = False
     for check in run_checks(url, settings, delivery=delivery, receiver_url=args.receiver_url):
         print(check.line(), flush=True)

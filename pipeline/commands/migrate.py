@@ -12,7 +12,7 @@ import argparse
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="apply pending migrations to DATABASE_URL (admin role)")
     p.set_defaults(func=run)
 

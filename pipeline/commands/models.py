@@ -14,7 +14,7 @@ import time
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("models", help="prepare the offline embedding model")
     p.add_argument("action", choices=["build"], help="build (or check) the cached ONNX graph")
     p.set_defaults(func=run)

@@ -18,7 +18,7 @@ from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("parse", help="read an export and print what it holds (no database)")
     p.add_argument("path", type=Path, help="export .zip, conversations.json, shard or directory")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -11,7 +11,7 @@ from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("relay", help="deliver outbox events to RECEIVER_URL (or to Svix)")
     p.add_argument("--once", action="store_true", help="deliver what is due, then exit")
     p.add_argument("--poll", type=float, default=5.0, help="polling fallback, seconds")

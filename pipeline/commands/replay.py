@@ -27,7 +27,7 @@ def parse_since(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="deliver events again (Svix recover/resend, or local log)")
     p.add_argument(
         "--since",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from pipeline.jobstore import JobStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("retry", help="resume a failed import from its failed stage")
     p.add_argument("job", type=uuid.UUID)
     p.add_argument("--json", action="store_true")
@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.commands.run import print_result
+    from pipeline.commands.output import job_summary, print_result, watch
     from pipeline.connections import database_url
     from pipeline.jobstore import JobStore
-    from pipeline.local import LocalRuntime, job_summary, watch
+    from pipeline.local import LocalRuntime
 
     if args.no_wait:
         # Only re-opens the row (as the worker role in production): no migration, no runtime.

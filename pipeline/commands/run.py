@@ -8,12 +8,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import orjson
-
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="import an export end to end on this machine")
     p.add_argument("path", type=Path, help="export .zip, conversations.json, shard or directory")
     p.add_argument(
@@ -24,31 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.set_defaults(func=run)
-
-
-def print_result(summary: dict[str, object], as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(orjson.dumps(summary, default=str).decode() + "\n")
-        return
-    print(f"Import {summary['import_id']}: {summary['stage']}")
-    if summary["stage"] == "complete":
-        print(
-            f"  {summary['conversations']:,} conversations, {summary['messages']:,} messages "
-            f"({summary['user_messages']:,} yours), {summary['chunks']:,} memory chunks, "
-            f"{summary['embedded_chunks']:,} embedded with {summary['embedding_model']}"
-        )
-        if summary.get("excluded"):
-            n = int(summary["excluded"])  # type: ignore[call-overload]
-            print(
-                f"  {n:,} conversation{'s' if n != 1 else ''} you asked ChatGPT not to "
-                "remember left out"
-            )
-        if summary.get("truncated"):
-            print(f"  the export broke off; imported up to the break: {summary['export_warning']}")
-        print()
-        print(summary["soulprint_text"] or "")
-    elif summary.get("error_message"):
-        print(f"  {summary['error_message']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     except NotAnExportError as exc:
         print(f"soulprint-import: {exc}", file=sys.stderr)
         return 2
+    from pipeline.commands.output import print_result
+
     print_result(summary, args.json)
     return 0 if summary["stage"] == "complete" else 1
 
@@ -82,13 +57,12 @@ def run(args: argparse.Namespace) -> int:
 def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> dict[str, object]:
     """Resume the person's running import when it is this file's, else upload the file.
     Raises ImportAlreadyRunning when another file's import is running."""
+    from pipeline.commands.output import job_summary, watch
     from pipeline.local import (
         ImportAlreadyRunning,
         LocalRuntime,
         directory_as_zip,
-        job_summary,
         upload_name,
-        watch,
     )
 
     with LocalRuntime(settings) as runtime:

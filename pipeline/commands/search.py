@@ -15,7 +15,7 @@ import argparse
 import sys
 import textwrap
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -32,7 +32,7 @@ select p.user_id from public.user_profiles p
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("search", help="search a person's memory (hybrid: meaning + words)")
     p.add_argument("query", help="the question, in any language")
     p.add_argument(
@@ -69,7 +69,7 @@ def _pick_user(conn: Any) -> uuid.UUID | None:
     rows = conn.execute(PEOPLE_WITH_MEMORY_SQL).fetchall()
     conn.commit()
     if len(rows) == 1:
-        return rows[0]["user_id"]
+        return cast(uuid.UUID, rows[0]["user_id"])
     return None
 
 

@@ -6,12 +6,13 @@ import argparse
 import logging
 import os
 import sys
+from typing import TypedDict
 
 from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run the signed-webhook receiver (Render web service)")
     p.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
     p.add_argument(
@@ -65,13 +66,27 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def proxy_options(settings: Settings) -> dict[str, object]:
+class ProxyOptions(TypedDict):
+    """Keyword arguments of uvicorn.run / uvicorn.Config, typed as uvicorn declares them."""
+
+    proxy_headers: bool
+    forwarded_allow_ips: str
+
+
+class ServerLimits(TypedDict):
+    """Keyword arguments of uvicorn.run / uvicorn.Config (connections; seconds)."""
+
+    limit_concurrency: int
+    timeout_keep_alive: int
+
+
+def proxy_options(settings: Settings) -> ProxyOptions:
     """uvicorn's proxy-header options: X-Forwarded-* believed only from the peers in
     FORWARDED_ALLOW_IPS (default loopback), so a caller cannot pose as another address."""
     return {"proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
-def server_limits(settings: Settings) -> dict[str, object]:
+def server_limits(settings: Settings) -> ServerLimits:
     """uvicorn's resource limits: at most RECEIVER_MAX_CONNECTIONS connections at once
     (the next gets 503) and idle keep-alive connections closed after 5 s, so unsigned
     callers cannot pile up connections and buffers (security review finding 6)."""

@@ -18,7 +18,7 @@ from pipeline.settings import Settings
 from pipeline.wording import counted
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", help="show an import, or list the recent ones")
     p.add_argument(
         "job",
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_list(jobs: list[Any], as_json: bool) -> int:
-    from pipeline.local import job_summary
+    from pipeline.commands.output import job_summary
 
     if as_json:
         out = [job_summary(job, None) | {"created_at": job.created_at} for job in jobs]
@@ -101,7 +101,7 @@ def _print_list(jobs: list[Any], as_json: bool) -> int:
 
 
 def _print_one(job: Any, soulprint_text: str | None, as_json: bool, facts: dict[str, int]) -> int:
-    from pipeline.local import job_summary
+    from pipeline.commands.output import job_summary
 
     if as_json:
         summary = job_summary(job, soulprint_text) | facts

@@ -11,7 +11,7 @@ from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("sweep", help="re-emit events of stalled jobs; fail hopeless ones")
     p.add_argument("--loop", action="store_true", help="keep sweeping until SIGTERM")
     p.add_argument("--interval", type=float, default=30.0, help="seconds between passes")

@@ -42,11 +42,11 @@ __all__ = [
     "l2_normalize",
 ]
 
-_cache: dict[tuple, Embedder] = {}
+_cache: dict[tuple[object, ...], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def _key(settings: Settings) -> tuple:
+def _key(settings: Settings) -> tuple[object, ...]:
     return (
         settings.embedding_provider,
         settings.embedding_model,

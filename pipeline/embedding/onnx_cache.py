@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import onnx
@@ -189,14 +189,14 @@ def _quiet_preprocessing_advice() -> Iterator[None]:
 class _LazyTensors(Mapping[str, np.ndarray]):
     """The tensors of an open safetensors file, each read when asked for."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle: Any) -> None:  # a safetensors safe_open (untyped)
         self._handle = handle
         self._names = list(handle.keys())
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
-        return self._handle.get_tensor(name)
+        return cast(np.ndarray, self._handle.get_tensor(name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -48,7 +49,7 @@ class BertConfig:
     max_position_embeddings: int
 
     @classmethod
-    def from_json(cls, cfg: dict) -> BertConfig:
+    def from_json(cls, cfg: dict[str, Any]) -> BertConfig:
         act = cfg.get("hidden_act", "gelu")
         if act != "gelu":
             raise ValueError(f"unsupported hidden_act {act!r}: only exact gelu is implemented")
@@ -82,7 +83,7 @@ class _Graph:
         )
         return name
 
-    def op(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
+    def op(self, op_type: str, inputs: list[str], name: str, **attrs: Any) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
         return name
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import regex
 
@@ -39,7 +39,7 @@ PATTERN_TIMEOUT_S = 0.25
 _WHOLE = frozenset({".*", "^.*$", "(?s).*", "[\\s\\S]*", "^[\\s\\S]*$"})
 
 
-def is_canvas_recipient(recipient: Any) -> bool:
+def is_canvas_recipient(recipient: Any) -> TypeGuard[str]:
     return recipient in (CREATE, UPDATE)
 
 
@@ -140,6 +140,7 @@ class CanvasReplay:
         if not self._drafts or type(updates) is not list:
             return
         draft = self._drafts[-1]  # updates go to the document created last
+        text: str | None  # None after an update that cannot be applied
         text = draft.text
         for update in updates:
             try:

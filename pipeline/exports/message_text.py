@@ -135,6 +135,7 @@ def _uncounted(
     meta = msg.get("metadata")
     recipient = msg.get("recipient")
     when = epoch_or_none(msg.get("create_time"))
+    text: str | None  # content_text finds none in some messages
     if ctype == "user_editable_context" or (
         type(meta) is dict and meta.get("is_user_system_message") is True
     ):
@@ -221,7 +222,7 @@ def thread_messages(
         t = msg.get("create_time")
         if t.__class__ is not float or not _MIN_FAST < t < _MAX_FAST:
             t = epoch_or_none(t)
-        out.append(Message(msg_id, role, text, t, ctype, cut))  # type: ignore[arg-type]
+        out.append(Message(msg_id, role, text, t, ctype, cut))
     if last_assistant_meta.__class__ is dict:
         slug = last_assistant_meta.get("model_slug")
         if isinstance(slug, str):

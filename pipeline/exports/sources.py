@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import IO, BinaryIO, cast
 
 import ijson
 
@@ -75,7 +75,7 @@ def _member_order(names: list[str]) -> list[str]:
         return []
     top = min((len(p.parts), str(p.parent)) for p, _ in found)
     group = [(p, m) for p, m in found if (len(p.parts), str(p.parent)) == top]
-    shards = [(p, m) for p, m in group if m.group(1) is not None]
+    shards = [(p, m) for p, m in group if m is not None and m.group(1) is not None]
     if shards:
         return [str(p) for p, m in sorted(shards, key=lambda pm: (int(pm[1].group(1)), pm[0].name))]
     return [str(p) for p, _ in group]
@@ -223,7 +223,14 @@ def _dir_members(p: Path, where: str) -> list[Member]:
         raise NotAnExportError(
             where, " is not a ChatGPT export: no conversations.json or conversations-NNN.json in it"
         )
-    return [Member(n, (lambda f=p / n: f.open("rb")), size=(p / n).stat().st_size) for n in order]
+    return [
+        Member(
+            n,
+            cast(Callable[[], BinaryIO], lambda f=p / n: f.open("rb")),
+            size=(p / n).stat().st_size,
+        )
+        for n in order
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +264,8 @@ def _zip_entries(p: Path, where: str) -> tuple[list[_Entry], str | None]:
         entries = [
             _Entry(
                 e.name,
-                (lambda e=e: zip_salvage.MemberStream(p, e)),
+                # MemberStream reads, closes and works with `with`: all the readers use.
+                cast(Callable[[], BinaryIO], lambda e=e: zip_salvage.MemberStream(p, e)),
                 e.size if e.method == 0 and e.size >= 0 else None,
             )
             for e in found
@@ -395,7 +403,7 @@ def _zip_opener(p: Path, name: str) -> Callable[[], BinaryIO]:
         except BaseException:
             zf.close()
             raise
-        return _ZipMemberStream(zf, stream)
+        return cast(BinaryIO, _ZipMemberStream(zf, stream))  # reads, closes, `with`
 
     return open_member
 
@@ -403,7 +411,7 @@ def _zip_opener(p: Path, name: str) -> Callable[[], BinaryIO]:
 class _ZipMemberStream:
     """A zip member stream that also closes its archive (one open archive per member)."""
 
-    def __init__(self, zf: zipfile.ZipFile, stream: BinaryIO) -> None:
+    def __init__(self, zf: zipfile.ZipFile, stream: IO[bytes]) -> None:
         self._zf = zf
         self._stream = stream
 

@@ -13,6 +13,7 @@ _MAX_EPOCH = 253_402_300_799.0
 
 def epoch_or_none(value: Any, *, iso: bool = True) -> float | None:
     """A float epoch for numbers and (when ``iso``) ISO-8601 strings; None otherwise."""
+    t: float | None
     if type(value) is float or type(value) is int:  # bool is not a time
         try:
             t = float(value)

@@ -35,7 +35,8 @@ def _zip64_size(extra: bytes) -> int:
     while pos + 4 <= len(extra):
         tag, length = struct.unpack_from("<HH", extra, pos)
         if tag == 0x0001 and length >= 16 and pos + 20 <= len(extra):
-            return struct.unpack_from("<Q", extra, pos + 12)[0]  # after uncompressed size
+            size: int = struct.unpack_from("<Q", extra, pos + 12)[0]  # after uncompressed size
+            return size
         pos += 4 + length
     return -1
 

@@ -78,6 +78,7 @@ class Names:
     def add(self, index: int, sentences: list[str], lower_words: set[str]) -> None:
         """One conversation's sentences (the person's prose) and the words it writes in lower
         case."""
+        entry: list[Any] | None  # None from the lower-case lookup at the end
         for sentence in sentences:
             relations = [
                 (m.group(2), _relation(m.group(1))) for m in _MY_REL_NAME.finditer(sentence)

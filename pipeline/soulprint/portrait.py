@@ -245,7 +245,7 @@ def _rhythm(a: dict[str, Any]) -> str:
             f"{peak:02d}:00 UTC."
         ]
     else:
-        busiest = max(range(24), key=lambda h: (hours[h], -h))
+        busiest: int | str | None = max(range(24), key=lambda h: (hours[h], -h))
         out = [
             "You show up at any hour: no time of day clearly outweighs the others, though "
             f"the single busiest hour is around {busiest:02d}:00 UTC."

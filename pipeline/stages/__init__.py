@@ -31,7 +31,8 @@ log = logging.getLogger("soulprint.stages")
 
 # The code that runs while a job sits in a stage (pipeline.stage.WORKED; `chunking` is never
 # entered: see parsing.py).
-HANDLERS: dict[Stage, Callable[[StageContext], None]] = {
+# Keyed by str: events name stages as text, and a Stage is equal (and hashes) to its text.
+HANDLERS: dict[str, Callable[[StageContext], None]] = {
     Stage.QUEUED: queued.run,
     Stage.DOWNLOADING: downloading.run,
     Stage.PARSING: parsing.run,
@@ -58,7 +59,7 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
     """Run the stage of a job ``owner`` has just claimed, keeping its lease alive, and end
     the attempt (advance, fail, release, cancel); returns what happened."""
     job_id, stage = job.id, job.stage
-    handler = HANDLERS[Stage(stage)]
+    handler = HANDLERS[stage]
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     try:
         with LeaseKeeper(

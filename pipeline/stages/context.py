@@ -82,7 +82,7 @@ class StageContext:
         A restart resumes after the last committed batch: its rows and its checkpoint
         are one commit, so neither can exist without the other.
         """
-        outcome = conn.execute(
+        row = conn.execute(
             "select public.report_import_progress(%s, %s, %s, %s, %s)",
             (
                 self.job.id,
@@ -91,7 +91,9 @@ class StageContext:
                 Jsonb(checkpoint),
                 None,  # the lease is the LeaseKeeper's to renew
             ),
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # a function's result: always one row
+        outcome = row[0]
         if outcome == "not_yours":
             conn.rollback()
             raise LeaseLost()

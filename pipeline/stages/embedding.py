@@ -66,11 +66,13 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
     try:
         with ctx.connect() as conn:
             # Resuming: whatever earlier attempts committed is already counted here.
-            done = conn.execute(
+            row = conn.execute(
                 "select count(*) from public.memory_chunks where job_id = %s "
                 "and embedding is not null",
                 (ctx.job.id,),
-            ).fetchone()[0]
+            ).fetchone()
+            assert row is not None  # a count: always one row
+            done = row[0]
             ctx.counters["embedded_chunks"] = done
             ctx.commit_batch(conn, {})
             size = embedder.stage_batch_size

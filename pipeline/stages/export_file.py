@@ -10,13 +10,14 @@ from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.exports.sources import CORRUPT_EXPORT, NOT_AN_EXPORT
 from pipeline.jobstore import Job
 from pipeline.stages.context import StageContext
-from pipeline.storage import Fetched, object_source
+from pipeline.storage import Fetched, ProgressFn, object_source
 
 log = logging.getLogger("soulprint.stages.export_file")
 
 
-def fetch_export(ctx: StageContext, *, on_progress=None) -> Fetched:
+def fetch_export(ctx: StageContext, *, on_progress: ProgressFn | None = None) -> Fetched:
     source = object_source(ctx.settings)
+    assert ctx.job.bucket_id is not None and ctx.job.object_name is not None  # set on upload
     return source.fetch(
         ctx.job.bucket_id,
         ctx.job.object_name,
@@ -31,6 +32,7 @@ def delete_uploaded_export(ctx: StageContext) -> bool:
     """Delete the person's raw export from Storage (the import is complete and holds all it
     needs). True when Storage deleted it."""
     source = object_source(ctx.settings)
+    assert ctx.job.bucket_id is not None and ctx.job.object_name is not None  # set on upload
     return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
 
 

@@ -31,14 +31,16 @@ log = logging.getLogger("soulprint.stages.parsing")
 
 BATCH_CONVERSATIONS = 250
 BATCH_CHUNKS = 2000
-COUNTERS = (
-    "conversations",
-    "skipped_conversations",
-    "messages",
-    "user_messages",
-    "assistant_messages",
-    "chunks",
-)
+# The job counters (pipeline.jobstore.COUNTERS) this stage sets: each from the reader's
+# ReadStats field of the same meaning, plus the chunks it cut.
+FROM_STATS = {
+    "conversations": "conversations",
+    "skipped_conversations": "skipped",
+    "messages": "messages",
+    "user_messages": "user_messages",
+    "assistant_messages": "assistant_messages",
+}
+COUNTERS = (*FROM_STATS, "chunks")
 # to_timestamp() rejects absurd values; a garbage time must never fail a batch.
 MAX_EPOCH = 32_503_680_000.0  # year 3000
 
@@ -119,14 +121,8 @@ def _write(
 
 
 def _totals(base: dict[str, int], stats: ReadStats, chunks: int) -> dict[str, int]:
-    return {
-        "conversations": base["conversations"] + stats.conversations,
-        "skipped_conversations": base["skipped_conversations"] + stats.skipped,
-        "messages": base["messages"] + stats.messages,
-        "user_messages": base["user_messages"] + stats.user_messages,
-        "assistant_messages": base["assistant_messages"] + stats.assistant_messages,
-        "chunks": base["chunks"] + chunks,
-    }
+    totals = {k: base[k] + int(getattr(stats, field)) for k, field in FROM_STATS.items()}
+    return totals | {"chunks": base["chunks"] + chunks}
 
 
 def _resume(

@@ -17,7 +17,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from pipeline import lifecycle
-from pipeline.local import LocalRuntime, local_bucket_root, new_webhook_secret, watch
+from pipeline.commands.output import watch
+from pipeline.local import LocalRuntime, local_bucket_root, new_webhook_secret
 from pipeline.log_redaction import redact
 from tests.fake_storage import fake_storage, worker_settings
 

@@ -39,12 +39,12 @@ def _end_backoff(db_url: str, job_id: uuid.UUID) -> None:
 
 def _outage(monkeypatch: pytest.MonkeyPatch) -> None:
     """The queued stage meets a dependency that answers 503 every time."""
-    from pipeline.stages import queued
+    from pipeline import stages
 
     def failing(ctx: object) -> None:
         raise TransientError("Storage answered 503")
 
-    monkeypatch.setattr(queued, "run", failing)
+    monkeypatch.setitem(stages.HANDLERS, "queued", failing)
 
 
 def test_a_dependency_outage_fails_the_job_readably_after_max_attempts(

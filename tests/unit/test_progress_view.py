@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
-from pipeline.progress_view import ProgressView
+from pipeline.commands.progress_view import ProgressView
 
 MB = 1_000_000
 
@@ -104,7 +104,7 @@ def test_embedding_says_it_waits_for_the_first_batch_instead_of_zero_speed(monke
     yet; the line used to read "0.0 chunks/s" (and the rate stayed low afterwards, the
     loading time counted in). Now it says what it waits for, and the rate is measured from
     the first batch that landed."""
-    import pipeline.progress_view as pv
+    import pipeline.commands.progress_view as pv
 
     now = [0.0]
     monkeypatch.setattr(pv.time, "monotonic", lambda: now[0])
