@@ -763,6 +763,7 @@ def main() -> int:
     ap.add_argument("--sweep-interval", type=float, default=30.0, help="sweeper loop (30 s)")
     ap.add_argument("--timeout", type=float, default=900.0, help="per scenario, seconds")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs)")
     args = ap.parse_args()
 
@@ -816,9 +817,11 @@ def main() -> int:
         else:
             print(f"work dir kept: {work}", file=sys.stderr)
     summary = {"results": results, "ratios": ratios(results)}
+    for r in results:
+        r.pop("latency_s", None)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(summary, default=str, indent=2))
     if args.json:
-        for r in results:
-            r.pop("latency_s", None)
         print(json.dumps(summary, default=str, indent=2))
     else:
         print_table(results)
