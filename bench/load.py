@@ -814,9 +814,11 @@ def main() -> int:
             if not args.no_warmup:
                 # The first import into a fresh database embeds ~3x slower than the next
                 # (8 MB: 60-73 s vs 18-21 s here): measured runs start from a used one.
-                bench.scenario(
+                warm = bench.scenario(
                     "warm-up", receivers=1, n=1, size_kb=args.fanout_kb if args.fanout else kb
                 )
+                if warm["problems"]:
+                    raise SystemExit(f"the warm-up import failed: {warm['problems'][0]}")
             if args.kill:
                 results.append(bench.scenario("kill x2", receivers=2, n=n, size_kb=kb, kill=True))
             elif args.fanout:
