@@ -700,6 +700,7 @@ def print_table(results: list[dict]) -> None:
         ("p50 s", "p50_s", ".1f"),
         ("p95 s", "p95_s", ".1f"),
         ("att/ev", "attempts_per_event", ".2f"),
+        ("max att", "max_attempts_one_event", "d"),
         ("503s", "status_503", "d"),
         ("abandon", "abandoned_events", "d"),
         ("re-ann", "reannounced_events", "d"),
