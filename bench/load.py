@@ -21,6 +21,18 @@ processes' internals, so the script keeps working while the implementation chang
     python bench/load.py --fanout             # one large import: embedding on 1 vs 2
     python bench/load.py --json               # one JSON object on stdout
 
+Columns: wall time (first upload to last import finished); upload -> complete p50/p95
+(import_jobs.created_at -> completed_at); delivery attempts per event and the most one event
+needed (event_deliveries); 503 answers; events abandoned (attempts exhausted, never
+acknowledged); events the sweeper re-announced; idle job-seconds (sampled every 0.5 s: jobs
+not finished, not waiting out a retry, holding no live lease, while a live receiver's
+/healthz showed a free stage slot); import_jobs row updates per job (pg_stat_user_tables:
+each is a Realtime message); export files left in instances' downloads/. Ratios compare the
+concurrent runs with the same imports back to back (issue 15: p95 within 1.5x). `--kill`
+adds the recovery time (from the kill until every job the dead instance held is leased
+elsewhere or has moved on) and the other jobs' p95; `--fanout` the embedding stage's time and
+how many instances held an embedding lease.
+
 Exit status 1 when any import did not complete, completed twice, or its data differs from
 `soulprint-import parse` of its file (counts, one vector per chunk, no duplicate chunk).
 """
