@@ -56,6 +56,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -505,8 +506,6 @@ def outcome(admin: str, uploads: list[Upload], expected: dict[Path, dict[str, in
             problems.append(f"{job}: {n} chunks, {missing} without vector, {dup} duplicate")
         for s, t in (timings or {}).items():
             if t.get("started_at") and t.get("ended_at"):
-                from datetime import datetime
-
                 d = datetime.fromisoformat(t["ended_at"]) - datetime.fromisoformat(t["started_at"])
                 stage_s.setdefault(s, []).append(d.total_seconds())
     if per_user:
@@ -672,7 +671,7 @@ class Bench:
         }
 
     def dead_instance_posts(self, uploads: list[Upload], sampler: Sampler) -> int:
-        """Delivery attempts that failed to connect (the dead address) after the kill."""
+        """Delivery attempts that could not connect: on loopback only the dead address refuses."""
         with psycopg.connect(self.admin, autocommit=True) as conn:
             return conn.execute(
                 "select count(*) from event_deliveries d join import_events e "
