@@ -495,7 +495,7 @@ def outcome(admin: str, uploads: list[Upload], expected: dict[Path, dict[str, in
     for job, stage, secs, timings, *counts in rows:
         got = dict(zip((*COUNT_KEYS, "embedded_chunks"), counts, strict=True))
         if stage != "complete":
-            problems.append(f"{job} ended {stage}")
+            problems.append(f"{job} did not complete (stage {stage})")
             continue
         latencies.append(float(secs))
         want = expected[by_path[job]]
