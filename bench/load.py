@@ -234,14 +234,19 @@ def wait_listening(conninfo: str, relays: int, before: int, timeout: float = 15.
 
 
 def pool_state(r: Receiver) -> tuple[int, int] | None:
-    """(busy, capacity) of a live receiver's stage pool from GET /healthz, or None."""
+    """(busy, capacity) of a live receiver's stage pool from GET /healthz; (-1, -1) when
+    it answers without those figures; None when it is dead or does not answer."""
     if not r.alive:
         return None
     try:
-        stages = httpx.get(r.url + "/healthz", timeout=2).json().get("stages") or {}
-        return int(stages["busy"]), int(stages["capacity"])
-    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        body = httpx.get(r.url + "/healthz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
         return None
+    try:
+        stages = body["stages"]
+        return int(stages["busy"]), int(stages["capacity"])
+    except (KeyError, TypeError, ValueError):
+        return -1, -1
 
 
 # -- the database side --------------------------------------------------------------------
@@ -372,6 +377,11 @@ class Sampler:
                 free = 0
                 for r in self.cluster.receivers:
                     state = pool_state(r)
+                    if state == (-1, -1):
+                        # /healthz no longer reports its pool: STAGE_POOL_SIZE minus the
+                        # leases this instance holds.
+                        held = sum(markers[r.index] in owner for _, _, owner in leases)
+                        state = (held, int(self.cluster.env["STAGE_POOL_SIZE"]))
                     if state is not None:
                         free += max(0, state[1] - state[0])
                 self.idle_job_s += min(unleased, free) * dt
