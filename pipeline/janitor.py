@@ -1,0 +1,129 @@
+"""The janitor: deletes copies of exports that no running stage on this machine needs.
+
+Stages delete their own copy when they end (pipeline.downloads.hold); what is left is what
+a process that died mid-stage (kill -9, out of memory, a crash of the host) left behind.
+A file in ``<data_dir>/downloads`` goes when:
+
+- its name names no job (``unknown``), or its job is gone (``gone``);
+- its job is past every stage that reads the export (``past``);
+- no stage here is using it (``idle``): no stage of this process holds it, and the job's
+  live lease, if any, is not held by another process on this host. A stage that runs
+  later fetches its own copy (only a copy held right now is ever reused).
+
+It stays while a stage of this process holds it (checked under the same lock the stage
+takes, at the moment of deletion) or while the job's lease is live and owned by another
+process on this host (``soulprint-import janitor`` beside a receiver on one disk).
+
+Runs in the receiver (at start-up, then every JANITOR_INTERVAL_SECONDS) and as
+``soulprint-import janitor``. Logs name jobs, never people's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from pipeline import downloads
+from pipeline.stages import READS_EXPORT
+
+log = logging.getLogger("soulprint.janitor")
+
+# Stage and lease of the jobs whose copies are on this disk. As the worker role: it reads
+# import_jobs, which is all this needs. A job the worker may not see counts as gone.
+JOB_STATES = """
+select id, stage::text, lease_owner, coalesce(lease_expires_at > now(), false) as leased
+from public.import_jobs
+where id = any(%s)
+"""
+
+
+@dataclass
+class Sweep:
+    """What one pass did: file names (job ids, never the person's file) by reason."""
+
+    removed: dict[str, list[str]] = field(default_factory=dict)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, bucket: dict[str, list[str]], reason: str, name: str) -> None:
+        bucket.setdefault(reason, []).append(name)
+
+    @property
+    def removed_count(self) -> int:
+        return sum(len(v) for v in self.removed.values())
+
+
+def _held_elsewhere_here(lease_owner: str | None, *, this_process: bool) -> bool:
+    """True when the lease owner (``host:pid:nonce``, see worker_identity) is a process on
+    this host that may be using this disk: any process for the CLI, another one for the
+    receiver (whose own stages are in the in-use set, which is exact)."""
+    if not lease_owner:
+        return False
+    host, _, rest = lease_owner.partition(":")
+    if host != socket.gethostname():
+        return False
+    pid = rest.partition(":")[0]
+    return not this_process or pid != str(os.getpid())
+
+
+def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True) -> Sweep:
+    """One pass over ``<data_dir>/downloads``. ``this_process``: the caller runs stages
+    itself (the receiver), so its in-use set speaks for its own leases. Raises
+    psycopg.Error when the database cannot be asked (then nothing is deleted)."""
+    result = Sweep()
+    folder = data_dir / "downloads"
+    if not folder.is_dir():
+        return result
+    files = [p for p in folder.iterdir() if p.is_file() or p.is_symlink()]
+    if not files:
+        return result
+    jobs = {downloads.job_of(p) for p in files} - {None}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(JOB_STATES, (list(jobs),)).fetchall()
+    states: dict[uuid.UUID, tuple[str, str | None, bool]] = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    for path in files:
+        job = downloads.job_of(path)
+        state = states.get(job) if job is not None else None
+        if job is None:
+            reason = "unknown"
+        elif state is None:
+            reason = "gone"
+        elif state[0] not in READS_EXPORT:
+            reason = "past"
+        elif state[2] and _held_elsewhere_here(state[1], this_process=this_process):
+            result.note(result.kept, "leased", path.name)
+            continue
+        else:
+            reason = "idle"
+        if downloads.remove_unless_held(path):
+            result.note(result.removed, reason, path.name)
+        else:
+            result.note(result.kept, "in_use", path.name)
+    if result.removed:
+        log.info(
+            "janitor: removed %d leftover export cop%s from %s: %s",
+            result.removed_count,
+            "y" if result.removed_count == 1 else "ies",
+            folder,
+            {k: len(v) for k, v in result.removed.items()},
+        )
+    return result
+
+
+async def janitor_loop(data_dir: Path, conninfo: str, interval_s: float) -> None:
+    """The receiver's janitor: a pass at start-up, then one every ``interval_s`` seconds,
+    until cancelled. A pass that fails (database asleep) is logged and tried next time."""
+    while True:
+        try:
+            await asyncio.to_thread(sweep_downloads, data_dir, conninfo)
+        except (psycopg.Error, OSError) as exc:
+            log.warning(
+                "janitor: pass skipped (%s); next in %.0f s", type(exc).__name__, interval_s
+            )
+        await asyncio.sleep(interval_s)
