@@ -5,10 +5,12 @@ a process that died mid-stage (kill -9, out of memory, a crash of the host) left
 A file in ``<data_dir>/downloads`` goes when:
 
 - its name names no job (``unknown``), or its job is gone (``gone``);
-- its job is past every stage that reads the export (``past``);
-- no stage here is using it (``idle``): no stage of this process holds it, and the job's
-  live lease, if any, is not held by another process on this host. A stage that runs
-  later fetches its own copy (only a copy held right now is ever reused).
+- its job is in no stage that reads the export (``not_needed``): past them, or not yet
+  at them (queued);
+- no stage here is using it (``idle``): no stage of this process holds it, the job's live
+  lease, if any, is not held by another process on this host, and it was last written
+  over IDLE_GRACE_SECONDS ago. A stage that runs later fetches its own copy (only a copy
+  held right now is ever reused).
 
 It stays while a stage of this process holds it (checked under the same lock the stage
 takes, at the moment of deletion) or while the job's lease is live and owned by another
@@ -24,6 +26,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,12 @@ from pipeline import downloads
 from pipeline.stages import READS_EXPORT
 
 log = logging.getLogger("soulprint.janitor")
+
+# A copy whose job still sits in a stage that reads it, written less than this long ago,
+# is left for the next pass: another process on this host may have claimed the job after
+# the janitor read its lease and be writing that very file (a new copy is always written
+# fresh, so its mtime is recent). A stage of this process needs no grace: the lock decides.
+IDLE_GRACE_SECONDS = 60.0
 
 # Stage and lease of the jobs whose copies are on this disk. As the worker role: it reads
 # import_jobs, which is all this needs. A job the worker may not see counts as gone.
@@ -72,6 +81,13 @@ def _held_elsewhere_here(lease_owner: str | None, *, this_process: bool) -> bool
     return not this_process or pid != str(os.getpid())
 
 
+def _recent(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < IDLE_GRACE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True) -> Sweep:
     """One pass over ``<data_dir>/downloads``. ``this_process``: the caller runs stages
     itself (the receiver), so its in-use set speaks for its own leases. Raises
@@ -95,9 +111,12 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
         elif state is None:
             reason = "gone"
         elif state[0] not in READS_EXPORT:
-            reason = "past"
+            reason = "not_needed"
         elif state[2] and _held_elsewhere_here(state[1], this_process=this_process):
             result.note(result.kept, "leased", path.name)
+            continue
+        elif _recent(path):
+            result.note(result.kept, "recent", path.name)
             continue
         else:
             reason = "idle"

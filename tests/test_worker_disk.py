@@ -254,6 +254,14 @@ def leftovers(db_url: str, tmp_path: Path) -> dict[str, Path]:
     files["part"] = _leave(data, f"{jobs['crashed']}.export.part")
     files["gone"] = _leave(data, f"{uuid.uuid4()}.export")
     files["unknown"] = _leave(data, "notes.txt")
+    for path in files.values():  # left by a run that died minutes ago
+        past = time.time() - 600
+        os.utime(path, (past, past))
+    jobs["fresh"] = _upload(db_url, tmp_path / "bucket")
+    walk_to(db_url, jobs["fresh"], "parsing")
+    # Written a moment ago, no live lease seen: another process here may have just claimed
+    # it and be writing this file; it waits for a later pass.
+    files["fresh"] = _leave(data, f"{jobs['fresh']}.export")
     return files
 
 
@@ -262,20 +270,21 @@ def test_janitor_removes_leftovers_and_never_a_copy_in_use(
 ) -> None:
     """Guards pitfall 5: what a crashed run left (its lease lapsed), copies of jobs past
     parsing, of deleted jobs and files of no job are deleted, by the worker role; the copy a
-    stage of this process holds right now, and one another process on this host is using
-    (live lease), stay. A live lease on another host does not protect a copy here."""
+    stage of this process holds right now, one another process on this host is using (live
+    lease), and one written a moment ago (maybe by a process that just claimed its job),
+    stay. A live lease on another host does not protect a copy here."""
     data = leftovers["here"].parent.parent
     with downloads.hold(leftovers["here"]):
         result = sweep_downloads(data, worker_db_url)
         assert leftovers["here"].is_file()
-    assert {k for k, p in leftovers.items() if p.exists()} == {"other"}
+    assert {k for k, p in leftovers.items() if p.exists()} == {"other", "fresh"}
     assert {r: len(v) for r, v in result.removed.items()} == {
         "idle": 3,  # crashed, its .part, far
-        "past": 1,
+        "not_needed": 1,
         "gone": 1,
         "unknown": 1,
     }
-    assert {r: len(v) for r, v in result.kept.items()} == {"in_use": 1, "leased": 1}
+    assert {r: len(v) for r, v in result.kept.items()} == {"in_use": 1, "leased": 1, "recent": 1}
 
 
 def test_janitor_command_keeps_copies_any_local_process_is_using(
@@ -295,8 +304,8 @@ def test_janitor_command_keeps_copies_any_local_process_is_using(
         check=True,
     )
     body = orjson.loads(out.stdout)
-    assert {k for k, p in leftovers.items() if p.exists()} == {"here", "other"}
-    assert sorted(body["kept"]) == ["leased"] and len(body["kept"]["leased"]) == 2
+    assert {k for k, p in leftovers.items() if p.exists()} == {"here", "other", "fresh"}
+    assert sorted(body["kept"]) == ["leased", "recent"] and len(body["kept"]["leased"]) == 2
     assert sum(len(v) for v in body["removed"].values()) == 6
 
 
