@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -105,6 +106,8 @@ def create_app(
             yield
         finally:
             janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
             lifecycle.request_shutdown()
             if not await asyncio.to_thread(stages.wait_idle, shutdown_grace_s):
                 log.warning(
