@@ -28,8 +28,9 @@ import pytest
 from pipeline import downloads, lifecycle
 from pipeline.events import StageEvent
 from pipeline.janitor import sweep_downloads
-from pipeline.jobstore import TERMINAL_STAGES, JobStore
+from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
+from pipeline.stage import TERMINAL
 from pipeline.stages import make_runner
 from pipeline.stages import parsing as parsing_stage
 from tests.dbutil import create_user, jobs_for, upload_object, walk_to
@@ -71,6 +72,14 @@ def _files(*dirs: Path) -> list[str]:
 
 def _gets(storage: FakeStorage) -> int:
     return sum(1 for m, _, _ in storage.requests if m == "GET")
+
+
+@pytest.fixture(autouse=True)
+def _no_shutdown_left_over() -> Iterator[None]:
+    """A receiver stopping here (or a test asking a stage to shut down) sets the
+    process-wide shutdown flag; later tests' stages must not see it."""
+    yield
+    lifecycle.reset()
 
 
 @pytest.fixture
@@ -116,7 +125,7 @@ def test_two_instances_leave_no_export_on_either_disk(
     for i, job_id in enumerate(jobs):
         turn = 0 if i % 2 == 0 else 1
         before = _gets(storage)
-        while str(store.get(job_id).stage) not in TERMINAL_STAGES:
+        while str(store.get(job_id).stage) not in TERMINAL:
             name = "ab"[turn % 2] if job_id not in interrupted else "a"
             if job_id in interrupted and str(store.get(job_id).stage) == "parsing":
                 name = "b"  # a let go of parsing; the sweeper's re-announcement lands on b

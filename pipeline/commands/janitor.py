@@ -24,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def janitor(args: argparse.Namespace) -> int:
     """One pass. A copy a stage may be reading right now stays: this process runs no stages,
     so a live lease held by any process on this host counts as in use."""
+    from pipeline.connections import worker_database_url
     from pipeline.janitor import sweep_downloads
-    from pipeline.relay import worker_conninfo
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
     log_redaction.install_for(settings)
-    result = sweep_downloads(settings.data_dir, worker_conninfo(settings), this_process=False)
+    result = sweep_downloads(settings.data_dir, worker_database_url(settings), this_process=False)
     if args.json:
         body = {"removed": result.removed, "kept": result.kept}
         sys.stdout.write(orjson.dumps(body).decode() + "\n")
