@@ -99,9 +99,11 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
     files = [p for p in folder.iterdir() if p.is_file() or p.is_symlink()]
     if not files:
         return result
-    jobs = {downloads.job_of(p) for p in files} - {None}
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        rows = conn.execute(JOB_STATES, (list(jobs),)).fetchall()
+    jobs = [j for j in {downloads.job_of(p) for p in files} if j is not None]
+    rows = []
+    if jobs:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            rows = conn.execute(JOB_STATES, (jobs,)).fetchall()
     states: dict[uuid.UUID, tuple[str, str | None, bool]] = {r[0]: (r[1], r[2], r[3]) for r in rows}
     for path in files:
         job = downloads.job_of(path)
