@@ -7,14 +7,16 @@ A file in ``<data_dir>/downloads`` goes when:
 - its name names no job (``unknown``), or its job is gone (``gone``);
 - its job is in no stage that reads the export (``not_needed``): past them, or not yet
   at them (queued);
-- no stage here is using it (``idle``): no stage of this process holds it, the job's live
-  lease, if any, is not held by another process on this host, and it was last written
-  over IDLE_GRACE_SECONDS ago. A stage that runs later fetches its own copy (only a copy
-  held right now is ever reused).
+- its job's live lease belongs to a process on this host that no longer exists
+  (``crashed``: kill -9, out of memory);
+- no stage here is using it (``idle``): no stage of this process holds it, and the job's
+  live lease is held on another host, or there is no live lease and the file was last
+  written over IDLE_GRACE_SECONDS ago. A stage that runs later fetches its own copy (only
+  a copy held right now is ever reused).
 
 It stays while a stage of this process holds it (checked under the same lock the stage
 takes, at the moment of deletion) or while the job's lease is live and owned by another
-process on this host (``soulprint-import janitor`` beside a receiver on one disk).
+living process on this host (``soulprint-import janitor`` beside a receiver on one disk).
 
 Runs in the receiver (at start-up, then every JANITOR_INTERVAL_SECONDS) and as
 ``soulprint-import janitor``. Logs name jobs, never people's files.
@@ -68,17 +70,39 @@ class Sweep:
         return sum(len(v) for v in self.removed.values())
 
 
-def _held_elsewhere_here(lease_owner: str | None, *, this_process: bool) -> bool:
-    """True when the lease owner (``host:pid:nonce``, see worker_identity) is a process on
-    this host that may be using this disk: any process for the CLI, another one for the
-    receiver (whose own stages are in the in-use set, which is exact)."""
-    if not lease_owner:
-        return False
-    host, _, rest = lease_owner.partition(":")
-    if host != socket.gethostname():
-        return False
+def _local_holder(lease_owner: str | None) -> int | None:
+    """The pid in a lease owner (``host:pid:nonce``, see worker_identity) when that process
+    runs on this host (and so may be using this disk), else None."""
+    host, _, rest = (lease_owner or "").partition(":")
     pid = rest.partition(":")[0]
-    return not this_process or pid != str(os.getpid())
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    return int(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _verdict(path: Path, lease_owner: str | None, leased: bool, this_process: bool) -> str:
+    """For a copy whose job sits in a stage that reads the export: a reason to delete it,
+    or ``keep:<why>``. While the lease is live nobody else can claim the job, so only its
+    holder could be writing the copy; with no live lease, any process here might just have
+    claimed it, hence the grace for copies written a moment ago."""
+    if leased:
+        pid = _local_holder(lease_owner)
+        if pid is None:
+            return "idle"  # the stage runs on another host: this copy serves nobody
+        if this_process and pid == os.getpid():
+            return "idle"  # ours: the in-use set (checked at deletion) is exact
+        return "keep:leased" if _alive(pid) else "crashed"
+    return "keep:recent" if _recent(path) else "idle"
 
 
 def _recent(path: Path) -> bool:
@@ -114,14 +138,11 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
             reason = "gone"
         elif state[0] not in READS_EXPORT:
             reason = "not_needed"
-        elif state[2] and _held_elsewhere_here(state[1], this_process=this_process):
-            result.note(result.kept, "leased", path.name)
-            continue
-        elif _recent(path):
-            result.note(result.kept, "recent", path.name)
-            continue
         else:
-            reason = "idle"
+            reason = _verdict(path, state[1], state[2], this_process)
+            if reason.startswith("keep:"):
+                result.note(result.kept, reason.removeprefix("keep:"), path.name)
+                continue
         if downloads.remove_unless_held(path):
             result.note(result.removed, reason, path.name)
         else:

@@ -318,6 +318,57 @@ def test_janitor_command_keeps_copies_any_local_process_is_using(
     assert sum(len(v) for v in body["removed"].values()) == 6
 
 
+# A worker process that is killed (SIGKILL, as kill -9 or the OOM killer) in the middle of
+# parsing, with its copy of the export on disk and its lease still live.
+CRASHING_WORKER = """
+import os, signal, sys, uuid
+from pathlib import Path
+from pipeline.jobstore import JobStore
+from pipeline.stages import parsing, run_stage
+from tests.fake_storage import worker_settings
+
+job_id, url, data, storage_url = uuid.UUID(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+parsing.chunk_conversation = lambda conv, **kw: os.kill(os.getpid(), signal.SIGKILL)
+run_stage(job_id, "downloading", worker_settings(data, storage_url), JobStore(url), url,
+          hand_off=True)
+"""
+
+
+def test_a_copy_left_by_a_killed_worker_is_removed_at_once(
+    instances, db_url: str, worker_db_url: str, tmp_path: Path
+) -> None:
+    """Guards pitfall 5 (a process that dies mid-stage): a worker on this host killed with
+    SIGKILL while parsing leaves the person's export on disk and a live lease. The janitor
+    sees the lease's process is gone and deletes the copy at once, without waiting for the
+    lease to lapse; the job is then the sweeper's to revive, on any instance."""
+    storage, a, _ = instances
+    job_id = _upload(db_url, tmp_path / "bucket")
+    store = JobStore(worker_db_url)
+    make_runner(a, worker_db_url)(_event(store, job_id))  # queued -> downloading
+    died = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASHING_WORKER,
+            str(job_id),
+            worker_db_url,
+            str(a.data_dir),
+            storage.url,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=120,
+    )
+    assert died.returncode == -9, died.stderr.decode()[-2000:]
+    assert _files(a.data_dir) == [f"{job_id}.export"]
+    job = store.get(job_id)
+    assert str(job.stage) == "parsing" and job.lease_owner
+    result = sweep_downloads(a.data_dir, worker_db_url)
+    assert result.removed == {"crashed": [f"{job_id}.export"]}
+    assert _files(a.data_dir) == []
+
+
 def test_receiver_runs_the_janitor_at_start_up_and_periodically(
     leftovers: dict[str, Path], worker_db_url: str, db_url: str, tmp_path: Path
 ) -> None:
