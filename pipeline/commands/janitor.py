@@ -12,7 +12,7 @@ from pipeline import log_redaction
 from pipeline.settings import Settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "janitor",
         help="delete leftover copies of exports under SOULPRINT_DATA_DIR/downloads",
