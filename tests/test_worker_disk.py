@@ -409,7 +409,8 @@ def test_local_run_downloads_once_and_leaves_nothing(
     """`run` (local mode: receiver, relay and sweeper in one process) copies the export out
     of the bucket once per import, as before (downloading hands its copy to parsing), and
     the data dir holds no copy once the import is complete."""
-    from pipeline.local import LocalRuntime, watch
+    from pipeline.commands.output import watch
+    from pipeline.local import LocalRuntime
     from pipeline.storage import LocalBucket
 
     fetches: list[str] = []
