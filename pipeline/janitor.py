@@ -15,8 +15,9 @@ A file in ``<data_dir>/downloads`` goes when:
   a copy held right now is ever reused).
 
 It stays while a stage of this process holds it (checked under the same lock the stage
-takes, at the moment of deletion) or while the job's lease is live and owned by another
-living process on this host (``soulprint-import janitor`` beside a receiver on one disk).
+takes, at the moment of deletion), while the job's lease is live and owned by another
+living process on this host (``soulprint-import janitor`` beside a receiver on one disk),
+and while any process on this host has it open (Linux).
 
 Runs in the receiver (at start-up, then every JANITOR_INTERVAL_SECONDS) and as
 ``soulprint-import janitor``. Logs name jobs, never people's files.
@@ -112,6 +113,28 @@ def _recent(path: Path) -> bool:
         return False
 
 
+def _open_anywhere(paths: list[Path]) -> set[str]:
+    """Which of ``paths`` some process on this host has open right now (Linux: the links in
+    /proc/<pid>/fd; elsewhere none are known). The last guard, for what the database cannot
+    tell: a process using this data dir with another database (a developer's `run` beside a
+    test receiver), whose jobs this database calls gone."""
+    wanted = {str(p.absolute()) for p in paths}
+    found: set[str] = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = list(fd_dir.iterdir())
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target in wanted:
+                found.add(target)
+    return found
+
+
 def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True) -> Sweep:
     """One pass over ``<data_dir>/downloads``. ``this_process``: the caller runs stages
     itself (the receiver), so its in-use set speaks for its own leases. Raises
@@ -129,7 +152,11 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
         with psycopg.connect(conninfo, autocommit=True) as conn:
             rows = conn.execute(JOB_STATES, (jobs,)).fetchall()
     states: dict[uuid.UUID, tuple[str, str | None, bool]] = {r[0]: (r[1], r[2], r[3]) for r in rows}
+    open_now = _open_anywhere(files)
     for path in files:
+        if str(path.absolute()) in open_now:
+            result.note(result.kept, "open", path.name)
+            continue
         job = downloads.job_of(path)
         state = states.get(job) if job is not None else None
         if job is None:

@@ -296,6 +296,20 @@ def test_janitor_removes_leftovers_and_never_a_copy_in_use(
     assert {r: len(v) for r, v in result.kept.items()} == {"in_use": 1, "leased": 1, "recent": 1}
 
 
+def test_janitor_never_deletes_a_file_a_process_has_open(
+    db_url: str, worker_db_url: str, tmp_path: Path
+) -> None:
+    """A copy some process on this host is reading stays, even when this database knows no
+    such job (a `run` with another database on the same data dir); once closed, it goes."""
+    data = tmp_path / "worker"
+    copy = _leave(data, f"{uuid.uuid4()}.export")
+    with open(copy, "rb"):
+        result = sweep_downloads(data, worker_db_url)
+        assert copy.is_file() and result.kept == {"open": [copy.name]}
+    assert sweep_downloads(data, worker_db_url).removed == {"gone": [copy.name]}
+    assert not copy.exists()
+
+
 def test_janitor_command_keeps_copies_any_local_process_is_using(
     leftovers: dict[str, Path], worker_db_url: str
 ) -> None:
