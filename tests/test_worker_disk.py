@@ -96,6 +96,7 @@ def instances(tmp_path: Path) -> Iterator[tuple[FakeStorage, Settings, Settings]
         yield storage, a, b
 
 
+@pytest.mark.slow
 def test_two_instances_leave_no_export_on_either_disk(
     instances, db_url: str, worker_db_url: str, tmp_path: Path, monkeypatch
 ) -> None:
