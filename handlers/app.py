@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from handlers.signature import Verifier
 from handlers.webhook import WebhookReceiver
 from pipeline import lifecycle
 from pipeline.events import StageEvent
+from pipeline.janitor import janitor_loop
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -96,9 +98,16 @@ def create_app(
         await db.open(wait=False)
         if search_db is not None:
             await search_db.open(wait=False)
+        # Copies of exports a dead process left on this disk: now, then periodically.
+        janitor = asyncio.create_task(
+            janitor_loop(settings.data_dir, conninfo, settings.janitor_interval_seconds)
+        )
         try:
             yield
         finally:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
             lifecycle.request_shutdown()
             if not await asyncio.to_thread(stages.wait_idle, shutdown_grace_s):
                 log.warning(
