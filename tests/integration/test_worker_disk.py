@@ -37,7 +37,7 @@ from tests.dbutil import create_user, jobs_for, upload_object, walk_to
 from tests.fake_openai import fake_openai
 from tests.fake_storage import FakeStorage, fake_storage, worker_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "sample-export.zip"
 
 
