@@ -20,9 +20,9 @@ Latency hardly depends on what the vectors say, only on their number and dimensi
 Provider-agnostic: the configured embedder (EMBEDDING_PROVIDER ...) embeds chunks (inside
 `run`) and questions alike.
 
-Usage: ``python bench/retrieval.py [--en 2] [--zh 1] [--noise 300]
+Usage: ``python bench/retrieval.py [--en 4] [--zh 1] [--noise 300]
 [--policies person,person-plain,turns] [--latency 10000,100000] [--json OUT]``.
-About 8-10 minutes on 2 shared cores.
+About 15 minutes on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def print_comparison(policies: dict[str, Any]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--en", type=int, default=2)
+    ap.add_argument("--en", type=int, default=4)
     ap.add_argument("--zh", type=int, default=1)
     ap.add_argument("--noise", type=int, default=300)
     ap.add_argument("--policies", default="person,person-plain,turns")

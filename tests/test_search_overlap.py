@@ -1,5 +1,5 @@
 """match_memories gives each memory one slot: a sentence chunk and the message it came
-from are one result (migration 20261201500000_memory_overlap.sql)."""
+from are one result, shown as the message (migration 20261201500000_memory_overlap.sql)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ SENTENCE = "User: I teach geography at a secondary school in Leeds."
 
 def test_top_results_hold_different_memories(db_url: str) -> None:
     """Five slots, five memories: the person's sentence and the message that holds it
-    (chunk policy "person") come back once, at the better rank; the same sentence in
+    (chunk policy "person") come back once, as the message (its context) at the
+    sentence's better rank and score; the same sentence in
     another conversation, and two different answers to the same short reply ("Yes"), are
     different memories and both stay (issue 11: top-k filled with copies of one fact)."""
     user = create_user(db_url)
@@ -37,8 +38,8 @@ def test_top_results_hold_different_memories(db_url: str) -> None:
     with user_session(db_url, user) as conn:
         rows = conn.execute(MATCH, (vec_literal(unit_vector(DIM, 1)), None, 5)).fetchall()
     contents = [r["content"] for r in rows]
-    assert contents[0] == SENTENCE  # the closest; its message is the same memory
-    assert MESSAGE not in contents
+    assert contents[0] == MESSAGE  # found through its sentence, the closest chunk
+    assert SENTENCE not in contents and rows[0]["score"] > rows[1]["score"]
     assert sorted(r["conversation_id"] for r in rows) == ["c1", "c2", "c3", "c3", "c4"]
 
     # By words: the message is found first (it has every word); the sentence inside it goes.

@@ -7,10 +7,11 @@
 -- not found at all. But a question that finds the sentence often finds the message it came
 -- from as well, and the two would take two of the five slots with one memory.
 --
--- match_memories therefore drops a result when a better-ranked result OF THE SAME
--- CONVERSATION contains its text, or its text contains the better one's (after the
--- leading "User: " label every person chunk starts with). Identical texts were already
--- one result (distinct on md5). Everything else is the function of
+-- match_memories therefore shows such a pair once: as the message (it says what the
+-- sentence was about), at the better of the two ranks, with the better score. A result is
+-- "held" by another when both are of the same conversation and the other's text contains
+-- its text after the leading "User: " label every person chunk starts with. Identical
+-- texts were already one result (distinct on md5). Everything else is the function of
 -- 20261130400000_memory_search.sql unchanged: signature, grants, security, plans.
 
 set search_path = public, extensions;
@@ -171,10 +172,12 @@ begin
   -- Dynamic, so it is planned with the real values each time.
   -- The same text said in several conversations (a question asked again, a pasted error)
   -- is one result, at its best rank: five copies would hide four other memories.
-  -- Then overlap: a result inside a better one of the same conversation, or holding it
-  -- (a sentence and the message it came from), is one memory too. "body" is the text
-  -- without the "User: " label, the part a sentence chunk shares with its message. The
-  -- self-join compares only candidates of one conversation: a few rows, no table access.
+  -- Then overlap: a sentence chunk and the message chunk that holds it (same conversation,
+  -- the message's text contains the sentence's "body", its text after the "User: " label
+  -- every person chunk starts with) are one memory. The message is what is shown, since
+  -- it says what the sentence was about ("I love it but I do it alone." alone says
+  -- nothing), at the better of the two ranks and with the better score. The self-joins
+  -- compare only candidates of one conversation: a few rows, no table access.
   return query execute
   'with d as (
      select distinct on (pg_catalog.md5(m.content))
@@ -191,17 +194,29 @@ begin
                                                    d.lr nulls last, d.id) as pos,
             pg_catalog.regexp_replace(d.content, ''^User: '', '''') as body
        from d
+   ),
+   -- Each candidate with the best position and score among the candidates it holds.
+   g as (
+     select c.*, p.best_pos, p.best_s
+       from c,
+            lateral (select pg_catalog.min(i.pos) as best_pos, pg_catalog.max(i.s) as best_s
+                       from c i
+                      where i.conversation_id = c.conversation_id
+                        and (i.pos = c.pos
+                             or (i.body <> '''' and pg_catalog.strpos(c.content, i.body) > 0)))
+              as p
    )
-   select c.id, c.conversation_id, c.conversation_title, c.content,
-          c.first_message_at, c.last_message_at, c.s, c.vr, c.lr, c.sim, c.sc
-     from c
-    where not exists (
+   select g.id, g.conversation_id, g.conversation_title, g.content,
+          g.first_message_at, g.last_message_at, g.best_s, g.vr, g.lr, g.sim, g.sc
+     from g
+    where not exists (   -- held by a longer candidate of its conversation: shown as that
             select 1 from c o
-             where o.conversation_id = c.conversation_id and o.pos < c.pos
-               and o.body <> '''' and c.body <> ''''
-               and (pg_catalog.strpos(o.content, c.body) > 0
-                    or pg_catalog.strpos(c.content, o.body) > 0))
-    order by c.pos
+             where o.conversation_id = g.conversation_id and o.pos <> g.pos
+               and g.body <> '''' and pg_catalog.strpos(o.content, g.body) > 0
+               and (pg_catalog.length(o.content) > pg_catalog.length(g.content)
+                    or (pg_catalog.length(o.content) = pg_catalog.length(g.content)
+                        and o.pos < g.pos)))
+    order by g.best_pos
     limit $8'
   using job, fused_ids, fused_s, fused_vr, fused_lr, fused_sim, fused_sc, match_count;
 end
