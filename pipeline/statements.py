@@ -27,24 +27,50 @@ import re
 # A sentence ends at . ! ? followed by whitespace, or right after a CJK full stop, question
 # or exclamation mark (CJK text has no spaces). Newlines end sentences too: people type
 # lists and short lines without punctuation.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])|\n+")
-# First-person words, whole words only; CJK characters need no word boundary.
-_FIRST_PERSON = re.compile(
-    r"\b(?:me|my|mine|myself|we|we're|we’re|our|us"
-    r"|yo|mi|mis|nosotros|nuestra|nuestro"  # Spanish
-    r"|je|j'|j’|moi|mon|ma|mes|nous|notre"  # French
-    r"|ich|mich|mir|mein|meine|meinen|meinem|meiner|wir|unser|unsere"  # German
-    r"|eu|meu|minha|meus|minhas|nós"  # Portuguese
-    r"|io|mio|mia|miei|mie|noi)\b"  # Italian
-    r"|[我私]",
-    re.IGNORECASE,
+_SENTENCE_END = re.compile(r"[.!?]\s+|[。！？]|\n+")
+# First-person words, compared whole and lower-cased (CJK 我/私 need no word boundary).
+_FIRST_PERSON = frozenset(
+    {
+        *("me", "my", "mine", "myself", "we", "our", "us"),  # English ("I" below)
+        *("yo", "mi", "mis", "nosotros", "nuestra", "nuestro"),  # Spanish
+        *("je", "j", "moi", "mon", "ma", "mes", "nous", "notre"),  # French (j' of j'ai)
+        *("ich", "mich", "mir", "mein", "meine", "meinen", "meinem", "meiner"),  # German
+        *("wir", "unser", "unsere"),
+        *("eu", "meu", "minha", "meus", "minhas", "nós"),  # Portuguese
+        *("io", "mio", "mia", "miei", "mie", "noi"),  # Italian
+    }
 )
-# English "I" only as a capital: a lower-case i is a loop variable in pasted code.
 _ENGLISH_I = re.compile(r"\bI\b")
+_WORD = re.compile(r"[^\W\d_]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 _QUESTION = ("?", "？")
 MIN_WORDS = 3
 MIN_CJK_CHARS = 4
+
+
+def _about_the_person(sentence: str) -> bool:
+    """A first-person word: English "I" only as a capital (a lower-case i is a loop
+    variable in pasted code), the others in any case."""
+    if "我" in sentence or "私" in sentence or _ENGLISH_I.search(sentence):
+        return True
+    return not _FIRST_PERSON.isdisjoint(_WORD.findall(sentence.lower()))
+
+
+def _sentences(text: str) -> list[str]:
+    """The sentences of ``text``, each with its closing mark, stripped, empty ones left out."""
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        mark = m.group()[0]
+        stop = m.start() + 1 if mark in ".!?" else m.end() if mark in "。！？" else m.start()
+        piece = text[start:stop].strip()
+        if piece:
+            out.append(piece)
+        start = m.end()
+    rest = text[start:].strip()
+    if rest:
+        out.append(rest)
+    return out
 
 
 def _substantial(sentence: str) -> bool:
@@ -56,14 +82,13 @@ def statements(text: str, max_chars: int) -> list[str]:
     when ``text`` is longer than ``max_chars`` or has fewer than two sentences."""
     if len(text) > max_chars:
         return []
-    sentences = [s.strip() for s in _SENTENCE_END.split(text)]
-    sentences = [s for s in sentences if s]
+    sentences = _sentences(text)
     if len(sentences) < 2:
         return []
     out: list[str] = []
     for sentence in sentences:
         if sentence in out or sentence.endswith(_QUESTION) or not _substantial(sentence):
             continue
-        if _ENGLISH_I.search(sentence) or _FIRST_PERSON.search(sentence):
+        if _about_the_person(sentence):
             out.append(sentence)
     return out
