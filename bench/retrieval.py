@@ -180,6 +180,8 @@ def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
                                 "fact": fact.kind,
                                 "question": question,
                                 "rank": r,
+                                # What came first instead: the reason it missed.
+                                "top3": [h.content[:90].replace("\n", " ") for h in hits[:3]],
                             }
                         )
     scores = {
