@@ -3,8 +3,8 @@
 -- The "person" chunk policy now also stores each first-person sentence the person typed
 -- as a chunk of its own (pipeline/statements.py): "I'm a civil engineer at a bridge
 -- project." said inside a request for help with a self-review. Embedded alone, that
--- sentence is what "What do I do for a living?" finds; embedded inside the request it was
--- not found at all. But a question that finds the sentence often finds the message it came
+-- sentence is what "Where am I employed?" finds; embedded inside the request it ranked
+-- 26th to 31st on the benchmark persons. But a question that finds the sentence often finds the message it came
 -- from as well, and the two would take two of the five slots with one memory.
 --
 -- match_memories therefore shows such a pair once: as the message (it says what the
