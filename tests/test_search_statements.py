@@ -41,8 +41,9 @@ def _conversation(index: int, user: str, answer: str) -> dict:
 def test_a_job_told_in_passing_is_found_by_asking_about_it(db_url: str, tmp_path: Path) -> None:
     """ "What is my occupation?" finds the message where the person said they work as a
     paramedic while asking about snacks: first, as the sentence that tells it. Embedded
-    only as the whole request (policy person-plain, before issue 11's recall work) that
-    memory ranked 11th of 12 here, under every question about jobs in general."""
+    only as the whole request (CHUNK_POLICY=person-plain, before issue 11's recall work)
+    that memory was not first: 11th of 12 by meaning, under requests about jobs in
+    general."""
     convs = [_conversation(0, FACT, "Sure: hummus and carrots, boiled eggs, fruit.")]
     convs += [_conversation(i + 1, u, a) for i, (u, a) in enumerate(NOISE)]
     export = write_zip(tmp_path / "export.zip", convs)
