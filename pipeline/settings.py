@@ -38,7 +38,9 @@ def _lowered(value: Any) -> Any:
 _Lower = BeforeValidator(_lowered)
 EmbeddingProvider = Annotated[Literal["minilm", "openai"], _Lower]
 LlmProvider = Annotated[Literal["openai"], _Lower]
-ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/exports/chunker.py POLICIES
+ChunkPolicy = Annotated[
+    Literal["person", "person-plain", "turns"], _Lower
+]  # pipeline/exports/chunker.py POLICIES
 
 
 def default_data_dir() -> Path:
