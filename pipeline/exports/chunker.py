@@ -143,8 +143,8 @@ def chunk_conversation(
     (see the module docstring). Raises ValueError for an unknown policy."""
     target = max(1, target_chars)
     if policy in ("person", "person-plain"):
-        groups = _person_groups(conv, target, reply_chars, policy == "person")
-        return _to_chunks(conv, _with_documents(conv, groups, target))
+        person = _person_groups(conv, target, reply_chars, policy == "person")
+        return _to_chunks(conv, _with_documents(conv, person, target))
     if policy != "turns":
         raise ValueError(f"unknown chunk policy {policy!r}; one of {POLICIES}")
     groups: list[tuple[str, list[Message]]] = []
