@@ -1,12 +1,15 @@
 """Retrieval benchmark: does the right memory come back for a question, and how fast?
 
-For each chunk policy (``CHUNK_POLICY``: person, turns), every invented person of
+For each chunk policy (``CHUNK_POLICY``: person, person-plain, turns), every invented person of
 bench/personas.py is imported with the real pipeline (`soulprint-import run`, its own
 database on the embedded server), then each paraphrased question is asked through
 ``match_memories`` as that person, three ways: vector only, lexical only, hybrid (RRF).
 A question is answered at rank r when the r-th result is a chunk that carries its fact
-(``Fact.is_hit``). Reported per language: recall@1, recall@5, MRR, plus the characters
-embedded per export and the embedding stage's time, per policy.
+(``Fact.is_hit``). Reported per language (and for English per split, see ``split_of``):
+recall@1, @5, @10 and MRR, plus the characters embedded per export and the embedding
+stage's time, per policy; every hybrid miss is printed. ``person-plain`` (``person``
+without its first-person sentence chunks) is the baseline the statement chunks are
+measured against, in the same run.
 
 Latency: a further person gets 10k, then 100k chunks made in SQL from the imported ones
 (each text joins two real chunk texts, each vector is the normalised sum of two real
@@ -17,8 +20,9 @@ Latency hardly depends on what the vectors say, only on their number and dimensi
 Provider-agnostic: the configured embedder (EMBEDDING_PROVIDER ...) embeds chunks (inside
 `run`) and questions alike.
 
-Usage: ``python bench/retrieval.py [--en 2] [--zh 1] [--noise 300] [--policies person,turns]
-[--latency 10000,100000] [--json OUT]``. About 6-8 minutes on 2 shared cores.
+Usage: ``python bench/retrieval.py [--en 4] [--zh 1] [--noise 300]
+[--policies person,person-plain,turns] [--latency 10000,100000] [--json OUT]``.
+About 15 minutes on 2 shared cores.
 """
 
 from __future__ import annotations
@@ -131,13 +135,23 @@ def _scores(ranks: list[int | None]) -> dict[str, float]:
     return {
         "recall@1": sum(1 for r in ranks if r == 1) / n,
         "recall@5": sum(1 for r in ranks if r is not None and r <= 5) / n,
+        "recall@10": sum(1 for r in ranks if r is not None and r <= 10) / n,
         "mrr": sum(1 / r for r in ranks if r is not None) / n,
         "questions": len(ranks),
     }
 
 
+def split_of(person: Person) -> str:
+    """ "tune" or "held-out": the choices of the recall work (statement chunks, which
+    sentences count) were made looking at English person 0 only; the other persons (odd
+    and higher English ones, every Chinese one) were not looked at while choosing. Their
+    questions share templates with person 0's, with other facts and noise."""
+    return "tune" if person.language == "en" and person.key == "en0" else "held-out"
+
+
 def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
-    """Ranks of every question, per mode and language; the misses of hybrid, for reading."""
+    """Ranks of every question, per mode and language (and per split, ``en/tune`` and
+    ``en/held-out``); the misses of hybrid, for reading."""
     ranks: dict[str, dict[str, list[int | None]]] = {}
     misses: list[dict[str, Any]] = []
     with connect(url) as conn:
@@ -157,7 +171,8 @@ def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
                         model=target.embedding_model,
                     )
                     r = _rank(person, fact, hits)
-                    ranks.setdefault(person.language, {}).setdefault(mode, []).append(r)
+                    for group in (person.language, f"{person.language}/{split_of(person)}"):
+                        ranks.setdefault(group, {}).setdefault(mode, []).append(r)
                     if mode == "hybrid" and (r is None or r > 5):
                         misses.append(
                             {
@@ -165,6 +180,8 @@ def evaluate(url: str, persons: list[Person], embedder: Any) -> dict[str, Any]:
                                 "fact": fact.kind,
                                 "question": question,
                                 "rank": r,
+                                # What came first instead: the reason it missed.
+                                "top3": [h.content[:90].replace("\n", " ") for h in hits[:3]],
                             }
                         )
     scores = {
@@ -262,12 +279,32 @@ def latency(url: str, persons: list[Person], embedder: Any, sizes: list[int]) ->
     return out
 
 
+def print_comparison(policies: dict[str, Any]) -> None:
+    """One line per policy, group (language, and English split) and mode: recall@1/@5/@10
+    and MRR, with the characters embedded per export; the first policy against the
+    others (``person-plain`` is the baseline: ``person`` before its statement chunks)."""
+    print("\npolicy        group            mode     r@1   r@5   r@10  MRR   chars/export")
+    for policy, result in policies.items():
+        for group, by_mode in sorted(result["scores"].items()):
+            for mode, sc in by_mode.items():
+                print(
+                    f"{policy:13} {group:16} {mode:8} {sc['recall@1']:.2f}  "
+                    f"{sc['recall@5']:.2f}  {sc['recall@10']:.2f}  {sc['mrr']:.2f}  "
+                    f"{result['chars_embedded_per_export']:,.0f}"
+                )
+    print(
+        "(en/tune: the person the choices were made on; en/held-out and zh: not looked at "
+        "while choosing)\n",
+        flush=True,
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--en", type=int, default=2)
+    ap.add_argument("--en", type=int, default=4)
     ap.add_argument("--zh", type=int, default=1)
     ap.add_argument("--noise", type=int, default=300)
-    ap.add_argument("--policies", default="person,turns")
+    ap.add_argument("--policies", default="person,person-plain,turns")
     ap.add_argument(
         "--latency", default="10000,100000", help="chunk counts for the latency part ('' to skip)"
     )
@@ -306,7 +343,9 @@ def main() -> int:
             "embedding_stage_s_per_export": round(embed_s / len(persons), 1),
             **ev,
         }
-        print(f"[{policy}] {json.dumps(report['policies'][policy]['scores'])}", flush=True)
+        for miss in ev["hybrid_misses"]:
+            print(f"[{policy}] hybrid miss: {json.dumps(miss, ensure_ascii=False)}", flush=True)
+    print_comparison(report["policies"])
     if args.latency:
         sizes_wanted = [int(s) for s in args.latency.split(",") if s]
         report["latency"] = latency(url, persons, embedder, sizes_wanted)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from handlers.signature import Verifier
 from handlers.webhook import WebhookReceiver
 from pipeline import lifecycle
 from pipeline.events import StageEvent
+from pipeline.janitor import janitor_loop
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,16 @@ def create_app(
         stages.start()
         if doorbell is not None:
             doorbell.start()
+        # Copies of exports a dead process left on this disk: now, then periodically.
+        janitor = asyncio.create_task(
+            janitor_loop(settings.data_dir, conninfo, settings.janitor_interval_seconds)
+        )
         try:
             yield
         finally:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
             lifecycle.request_shutdown()
             if doorbell is not None:
                 await asyncio.to_thread(doorbell.stop)

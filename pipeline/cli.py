@@ -27,6 +27,7 @@ COMMANDS = (
     "doctor",
     "search",
     "models",
+    "janitor",
 )
 
 

@@ -38,7 +38,9 @@ def _lowered(value: Any) -> Any:
 _Lower = BeforeValidator(_lowered)
 EmbeddingProvider = Annotated[Literal["minilm", "openai"], _Lower]
 LlmProvider = Annotated[Literal["openai"], _Lower]
-ChunkPolicy = Annotated[Literal["person", "turns"], _Lower]  # pipeline/exports/chunker.py POLICIES
+ChunkPolicy = Annotated[
+    Literal["person", "person-plain", "turns"], _Lower
+]  # pipeline/exports/chunker.py POLICIES
 
 
 def default_data_dir() -> Path:
@@ -146,6 +148,9 @@ class Settings(BaseModel):
     # After a transient failure the stage is re-announced this long after the first failed
     # attempt, doubling each time (30, 60, 120, 240 s with the default MAX_ATTEMPTS).
     retry_backoff_seconds: float = Field(default=30.0, ge=0)
+    # The receiver's janitor deletes export copies a dead stage left on this disk: at
+    # start-up, then this often (pipeline/janitor.py).
+    janitor_interval_seconds: float = Field(default=300.0, gt=0)
 
     @field_validator("forwarded_allow_ips")
     @classmethod

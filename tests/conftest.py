@@ -124,3 +124,17 @@ def db_url(pg_server_url: str, _template_db: str) -> Iterator[str]:
 def worker_db_url(db_url: str) -> str:
     """``db_url``'s database as the least-privilege worker role ``import_worker``."""
     return worker_url(db_url)
+
+
+_LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder is the layer marker (``-m unit``); every e2e test is also ``slow``."""
+    for item in items:
+        layer = item.path.parent.name
+        if layer not in _LAYERS:
+            continue
+        item.add_marker(layer)
+        if layer == "e2e":
+            item.add_marker("slow")

@@ -11,8 +11,12 @@ them, README "Search" has the figures):
 
 - ``"person"``: one chunk per message the person wrote, followed by at most
   ``reply_chars`` (default 300) of the answer it got: memory centred on what they said,
-  without embedding every long assistant answer in full. Better recall for fewer
-  embedded characters on the benchmark persons.
+  without embedding every long assistant answer in full; plus, as chunks of their own,
+  the first-person sentences of each message they typed (``pipeline.exports.statements``), so a
+  fact told in passing inside a request is found by a question about it. Better recall
+  for fewer embedded characters on the benchmark persons.
+- ``"person-plain"``: ``"person"`` without the first-person sentences (the policy before
+  they were added; bench/retrieval.py's baseline, or for fewer vectors per export).
 - ``"turns"``: consecutive messages of both roles packed up to ``target_chars`` (the
   original policy, and this function's default so its packing stays directly testable).
 
@@ -28,9 +32,10 @@ import uuid
 from collections.abc import Sequence
 
 from pipeline.exports.models import Chunk, Conversation, Message
+from pipeline.exports.statements import statements
 
 DEFAULT_TARGET_CHARS = 1000
-POLICIES = ("turns", "person")
+POLICIES = ("turns", "person", "person-plain")
 DEFAULT_POLICY = "turns"
 DEFAULT_REPLY_CHARS = 300
 CHUNK_NAMESPACE = uuid.UUID("0d3c1f1e-6a51-4c7e-8f43-4b1f2a9e7c10")
@@ -97,9 +102,11 @@ def _person_groups(
     conv: Conversation,
     target: int,
     reply_chars: int,
+    with_statements: bool = True,
 ) -> list[tuple[str, list[Message]]]:
     """Groups of the "person" policy: each user message (split if longer than the target)
-    with the start of the reply that follows it; answers to nobody are left out."""
+    with the start of the reply that follows it, then (``with_statements``) each of its
+    first-person sentences alone; answers to nobody are left out."""
     groups: list[tuple[str, list[Message]]] = []
     messages = conv.messages
     for i, message in enumerate(messages):
@@ -118,6 +125,10 @@ def _person_groups(
                     text += f"{_SEPARATOR}Assistant: {answer}"
                     members = [message, reply]
             groups.append((text, members))
+        # The person's sentences about themselves, each a chunk of its own (see
+        # pipeline/exports/statements.py): what a question about them should find.
+        for sentence in statements(message.text, target) if with_statements else ():
+            groups.append((f"User: {sentence}", [message]))
     return groups
 
 
@@ -131,10 +142,9 @@ def chunk_conversation(
     """The chunks of ``conv``'s counted messages, in thread order, under ``policy``
     (see the module docstring). Raises ValueError for an unknown policy."""
     target = max(1, target_chars)
-    if policy == "person":
-        return _to_chunks(
-            conv, _with_documents(conv, _person_groups(conv, target, reply_chars), target)
-        )
+    if policy in ("person", "person-plain"):
+        person = _person_groups(conv, target, reply_chars, policy == "person")
+        return _to_chunks(conv, _with_documents(conv, person, target))
     if policy != "turns":
         raise ValueError(f"unknown chunk policy {policy!r}; one of {POLICIES}")
     groups: list[tuple[str, list[Message]]] = []

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from uuid import UUID
 
 import httpx
 import psycopg
 
+from pipeline import downloads
 from pipeline.errors import (
     CancelRequested,
     LeaseLost,
@@ -44,23 +46,77 @@ HANDLERS: dict[str, Callable[[StageContext], None]] = {
 TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 
-def run_stage(job_id: UUID, stage: str, settings: Settings, store: JobStore, conninfo: str) -> str:
-    """Claim the job in `stage` and run that stage; returns what happened (for logs/tests)."""
+# Stages that read the person's export from this worker's disk. run_stage holds the copy
+# for exactly as long as one of them runs (pipeline.downloads): when it ends, in any way,
+# the copy is deleted. generating_soulprint reads it only for jobs parsed before profiles
+# were checkpointed.
+READS_EXPORT: frozenset[str] = frozenset(
+    {Stage.DOWNLOADING, Stage.PARSING, Stage.GENERATING_SOULPRINT}
+)
+
+# When downloading ends here, parsing is claimed right here, next, in the same pool slot,
+# and reads the copy downloading just verified: one download per import instead of two.
+# Parsing's own event then finds the job taken and is dropped (not_claimed); if another
+# instance claimed parsing first, the copy here goes and that instance fetches its own.
+HAND_OFF: dict[str, Stage] = {Stage.DOWNLOADING: Stage.PARSING}
+
+
+def run_stage(
+    job_id: UUID,
+    stage: str,
+    settings: Settings,
+    store: JobStore,
+    conninfo: str,
+    *,
+    hand_off: bool = False,
+) -> str:
+    """Claim the job in `stage` and run that stage; returns what happened (for logs/tests).
+
+    ``hand_off`` (the receiver's runner): after a stage in HAND_OFF is done, claim and run
+    the next stage here too, while this stage's copy of the export is still held. The
+    outcome returned is this stage's; the next one's is logged.
+    """
     if stage not in HANDLERS:
         return "ignored"
     owner = worker_identity()
     job = store.claim(job_id, stage, owner, settings.lease_seconds)
     if job is None:
         return "not_claimed"  # stale or duplicate event, or another worker has it
-    return run_claimed(job, owner, settings, store, conninfo)
+    return run_claimed(job, owner, settings, store, conninfo, hand_off=hand_off)
 
 
-def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conninfo: str) -> str:
+def run_claimed(
+    job: Job,
+    owner: str,
+    settings: Settings,
+    store: JobStore,
+    conninfo: str,
+    *,
+    hand_off: bool = False,
+) -> str:
     """Run the stage of a job ``owner`` has just claimed, keeping its lease alive, and end
-    the attempt (advance, fail, release, cancel); returns what happened."""
+    the attempt (advance, fail, release, cancel); returns what happened. ``hand_off``: as
+    in run_stage."""
     job_id, stage = job.id, job.stage
     handler = HANDLERS[stage]
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
+    copy = (
+        downloads.hold(downloads.export_path(settings.data_dir, job_id))
+        if stage in READS_EXPORT
+        else nullcontext()
+    )
+    with copy:
+        outcome = _run_claimed(ctx, handler, stage)
+        nxt = HAND_OFF.get(stage)
+        if hand_off and outcome == "done" and nxt is not None:
+            then = run_stage(job_id, nxt, settings, store, conninfo)
+            log.info("job %s: %s went on here with the downloaded copy: %s", job_id, nxt, then)
+    return outcome
+
+
+def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], stage: str) -> str:
+    """Run a claimed stage to its end and settle the job by how it ended."""
+    job_id, owner, store, settings = ctx.job.id, ctx.owner, ctx.store, ctx.settings
     try:
         with LeaseKeeper(
             store,
@@ -74,7 +130,6 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
         return "done"
     except CancelRequested:
         store.finish_cancel(job_id, owner)
-        _forget_download(ctx)
         return "cancelled"
     except ShuttingDown:
         store.release(job_id, owner)
@@ -111,10 +166,6 @@ def run_claimed(job: Job, owner: str, settings: Settings, store: JobStore, conni
         return "failed"
 
 
-def _forget_download(ctx: StageContext) -> None:
-    ctx.export_path().unlink(missing_ok=True)
-
-
 def import_work(
     settings: Settings,
     store: JobStore,
@@ -136,7 +187,8 @@ def import_work(
         )
         if job is None:
             return False
-        outcome = run_claimed(job, owner, settings, store, conninfo)
+        # hand_off: a download done here goes on to parsing here, with the copy it made.
+        outcome = run_claimed(job, owner, settings, store, conninfo, hand_off=True)
         log.info("job %s: %s %s", job.id, job.stage, outcome)
         return True
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from pipeline import lifecycle
+from pipeline import downloads, lifecycle
 from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
@@ -51,12 +51,12 @@ class StageContext:
         return dict(self.job.checkpoint or {})
 
     def downloads_dir(self) -> Path:
-        path = self.settings.data_dir / "downloads"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return downloads.downloads_dir(self.settings.data_dir)
 
     def export_path(self) -> Path:
-        return self.downloads_dir() / f"{self.job.id}.export"
+        """This job's copy of the export (held for the stage by run_stage: see
+        pipeline.downloads)."""
+        return downloads.export_path(self.settings.data_dir, self.job.id)
 
     def connect(self) -> psycopg.Connection:
         # pgvector lives in schema `extensions` on Supabase and in the bootstrap.

@@ -1,10 +1,11 @@
-"""The worker's local copy of the uploaded export: fetched once, re-fetched if this disk lost it."""
+"""The worker's copy of the uploaded export, for the stage reading it (pipeline.downloads)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from pipeline import downloads
 from pipeline.errors import StageError
 from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.exports.sources import CORRUPT_EXPORT, NOT_AN_EXPORT
@@ -82,9 +83,13 @@ def delete_raw_export(ctx: StageContext) -> None:
 
 
 def ensure_export(ctx: StageContext) -> Path:
-    """Later stages may run on another instance (Render restarts): fetch again if needed."""
+    """This stage's copy of the export: the one downloading just verified when it handed the
+    job over here (it still holds that copy), else a fresh download, checked against the
+    sha256 downloading recorded. A file left by a run that died is never trusted: nobody
+    holds it, so it is fetched over. Raises StageError('object_changed') when Storage now
+    holds other bytes."""
     path = ctx.export_path()
-    if path.is_file() and (not ctx.job.bytes_total or path.stat().st_size == ctx.job.bytes_total):
+    if downloads.holders(path) > 1 and path.is_file():
         return path
     fetched = fetch_export(ctx)
     if ctx.job.sha256 and fetched.sha256 != ctx.job.sha256:

@@ -142,6 +142,7 @@ _RSS_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_memory_bounded_by_worker_not_by_input_size():
     """Guards pitfall 6 (OOM on large exports): after the first call, embedding 32x more
     256-token texts raises the process's peak RSS by almost nothing (runs reuse ONNX
@@ -254,6 +255,7 @@ def test_minilm_names_are_accepted(model: str):
     clear_embedder_cache()
 
 
+@pytest.mark.slow
 def test_graph_built_once_per_weights_and_precision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -276,6 +278,7 @@ def test_graph_built_once_per_weights_and_precision(
     np.testing.assert_array_equal(again.embed(["a sentence about sailing"]), vectors)
 
 
+@pytest.mark.slow
 def test_damaged_cached_graph_is_rebuilt(tmp_path: Path):
     """Guards a worker whose disk filled up mid-write earlier: a cached graph that does not
     load is built again instead of failing every import."""
@@ -286,6 +289,7 @@ def test_damaged_cached_graph_is_rebuilt(tmp_path: Path):
     assert cached.stat().st_size > 1_000_000
 
 
+@pytest.mark.slow
 def test_cached_graph_damaged_in_place_is_rebuilt(tmp_path: Path):
     """Guards silent garbage vectors: a cached graph whose bytes changed without changing
     its size (a bad sector, a partial overwrite) still loads in ONNX Runtime, so the cache
@@ -316,6 +320,7 @@ def test_unwritable_cache_names_the_setting(tmp_path: Path):
     assert str(tmp_path) not in str(info.value)  # a worker path is no use to the person
 
 
+@pytest.mark.slow
 def test_models_build_command_prepares_the_cache(tmp_path: Path):
     """Guards pitfall 6 (memory) on a 512 MB instance: `soulprint-import models build`, run
     in the deploy's build step, leaves the graph in SOULPRINT_MODEL_CACHE_DIR, so no worker

@@ -128,6 +128,7 @@ def test_cycle_without_any_leaf_and_no_current_node(tmp_path: Path) -> None:
     assert sorted(thread_texts(got)) == ["x", "y"]
 
 
+@pytest.mark.slow
 def test_fifty_thousand_deep_thread(tmp_path: Path) -> None:
     """Guards pitfall 10 (recursion limit): a 50,000-message thread is walked iteratively,
     root to leaf, with every message counted."""

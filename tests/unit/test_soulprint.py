@@ -12,6 +12,8 @@ import re
 from collections import Counter
 from datetime import UTC, datetime
 
+import pytest
+
 from pipeline.exports.models import Conversation, Message
 from pipeline.soulprint import ProfileBuilder, build_soulprint, render_portrait
 from pipeline.soulprint import names as names_mod
@@ -370,6 +372,7 @@ def _letters(n: int) -> str:
             return out
 
 
+@pytest.mark.slow
 def test_state_stays_bounded_over_a_huge_export() -> None:
     """8,000 conversations with ever-new vocabulary: every internal structure stays capped.
     Guards pitfall 6 (memory and size surprises)."""
