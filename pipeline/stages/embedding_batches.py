@@ -1,0 +1,340 @@
+"""Embedding batches: the part of an import's embedding that any instance may do.
+
+The embedding stage's holder plans a job's chunks into batches (a range of chunk ids
+each, ``EMBEDDING_BATCH_CHUNKS`` chunks at most); every instance, the holder included,
+claims one batch at a time, embeds its chunks and writes the vectors. The rules are SQL's
+(``supabase/migrations/20261201200000_embedding_fanout.sql``); this module calls them by
+name. Entry point for an instance's pull loop::
+
+    did_work = run_next_batch(settings, conninfo, owner)   # False: nothing to claim
+
+A batch's lease is renewed by a thread while its embedder works, and every write is
+conditional on that lease: an instance that stalls or dies loses its batch to the next
+claimer after ``LEASE_SECONDS``, and what it wrote before stays written (chunks with a
+vector are never embedded again). Within a batch, the next ``stage_batch_size`` chunks are
+embedded while the current ones are written, as the single-instance stage did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+import orjson
+import psycopg
+
+from pipeline import lifecycle
+from pipeline.db import connect
+from pipeline.embedding import Embedder, EmbedderError, get_embedder
+from pipeline.errors import TransientError
+from pipeline.settings import Settings
+
+log = logging.getLogger("soulprint.stages")
+
+# How a batch's work ended: all its chunks have vectors ('done'), the person cancelled
+# ('cancel_requested'), the batch or its job is no longer ours ('not_yours'), or this
+# process is shutting down ('stopped'; the batch is given back).
+BatchOutcome = Literal["done", "cancel_requested", "not_yours", "stopped"]
+
+# Sorts before every uuid: the keyset start of a batch's range.
+_BEFORE_ALL = uuid.UUID(int=0)
+
+# Worth another attempt later: the batch is given back for anyone to claim.
+_TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
+
+# -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
+
+# One open batch of the job (holder) or of any job (other instances), leased to `owner`.
+CLAIM = """
+select job_id, batch_no, first_chunk_id, last_chunk_id
+  from public.claim_import_embedding_batch(
+         %(owner)s, %(lease)s, %(model)s, %(dim)s, %(max_attempts)s, %(job)s)
+"""
+
+# The next chunks of a batch still without a vector, in id order after the last ones read
+# (so the chunk being embedded ahead is never read twice).
+SELECT_PENDING = """
+select id, content from public.memory_chunks
+ where job_id = %(job)s and embedding is null
+   and id > %(after)s and id between %(first)s and %(last)s
+ order by id
+ limit %(limit)s
+"""
+
+# Vectors written, batch counted, lease renewed (and the batch done when complete): one txn.
+WRITE = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, %s)"
+
+# Lease renewed while the embedder works: 'ok' | 'cancel_requested' | 'not_yours'.
+RENEW = "select public.renew_import_embedding_batch(%s, %s, %s, %s)"
+
+# The batch given back (claimable at once), or marked failed with a readable sentence.
+RELEASE = "select public.release_import_embedding_batch(%s, %s, %s, %s, %s)"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One claimed batch: the chunks of ``job_id`` with ids in [first_chunk_id, last_chunk_id]."""
+
+    job_id: uuid.UUID
+    batch_no: int
+    first_chunk_id: uuid.UUID
+    last_chunk_id: uuid.UUID
+
+
+Rows = list[tuple[uuid.UUID, str]]
+
+
+def claim(
+    conn: psycopg.Connection[Any],
+    owner: str,
+    settings: Settings,
+    embedder: Embedder,
+    job_id: uuid.UUID | None = None,
+) -> Batch | None:
+    """Lease one open batch planned for ``embedder``'s model (of ``job_id`` only, when
+    given), for ``settings.lease_seconds``. None: nothing claimable now."""
+    row = conn.execute(
+        CLAIM,
+        {
+            "owner": owner,
+            "lease": settings.lease_seconds,
+            "model": embedder.model,
+            "dim": embedder.dimensions,
+            "max_attempts": settings.max_attempts,
+            "job": job_id,
+        },
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    values = row.values() if isinstance(row, dict) else row
+    return Batch(*values)
+
+
+def release(
+    conninfo: str,
+    batch: Batch,
+    owner: str,
+    code: str | None = None,
+    message: str | None = None,
+) -> None:
+    """Give ``batch`` back; with ``code``, mark it failed with ``message`` (a sentence for a
+    person) so the job's holder fails the job with it. On its own connection: the caller's
+    may be the one that broke. Never raises (a lease that lapses frees the batch anyway)."""
+    try:
+        with connect(conninfo, autocommit=True) as conn:
+            conn.execute(RELEASE, (batch.job_id, batch.batch_no, owner, code, message))
+    except psycopg.Error:
+        log.warning("job %s: could not give back batch %s", batch.job_id, batch.batch_no)
+
+
+class _BatchLease:
+    """Renews a batch's lease every third of ``LEASE_SECONDS`` while its embedder works.
+
+    Stops renewing (and says why in ``outcome``) when the batch or its job is no longer
+    ours or a cancel is pending, and when the work has shown no progress for
+    ``stall_seconds`` (a hung request must not hold a batch forever).
+    """
+
+    def __init__(self, conninfo: str, batch: Batch, owner: str, settings: Settings) -> None:
+        self.conninfo, self.batch, self.owner = conninfo, batch, owner
+        self.lease_seconds = settings.lease_seconds
+        self.stall_seconds = settings.stage_stall_seconds
+        self.progressed = time.monotonic()
+        self.outcome: str = "ok"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"batch-lease-{batch.batch_no}", daemon=True
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(self.lease_seconds / 3.0, 0.2)):
+            if time.monotonic() - self.progressed > self.stall_seconds:
+                return
+            try:
+                with connect(self.conninfo, autocommit=True) as conn:
+                    row = conn.execute(
+                        RENEW,
+                        (self.batch.job_id, self.batch.batch_no, self.owner, self.lease_seconds),
+                    ).fetchone()
+            except psycopg.Error:
+                continue  # the next write renews too, or the lease lapses
+            self.outcome = next(iter(row.values()))
+            if self.outcome != "ok":
+                return
+
+    def __enter__(self) -> _BatchLease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def work(
+    conn: psycopg.Connection[Any],
+    conninfo: str,
+    batch: Batch,
+    embedder: Embedder,
+    owner: str,
+    settings: Settings,
+    *,
+    overlap: bool = True,
+    after_write: Callable[[int], None] | None = None,
+) -> BatchOutcome:
+    """Embed and write every chunk of ``batch`` still without a vector, ``stage_batch_size``
+    at a time (the next ones embedded while the current ones are written, unless
+    ``overlap=False``). ``after_write(n)`` runs after each committed write of ``n`` vectors
+    (the holder reports progress there; what it raises stops the batch).
+
+    Raises what the embedder or the database raise; the caller gives the batch back.
+    """
+    ahead = ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") if overlap else None
+    size = embedder.stage_batch_size
+    try:
+        with _BatchLease(conninfo, batch, owner, settings) as lease:
+            rows = _pending(conn, batch, _BEFORE_ALL, size)
+            vectors = _start(ahead, embedder, rows)
+            while rows:
+                if lease.outcome != "ok":
+                    return lease.outcome  # type: ignore[return-value]
+                if lifecycle.shutting_down():
+                    release(conninfo, batch, owner)
+                    return "stopped"
+                following = _pending(conn, batch, rows[-1][0], size)
+                ready = vectors.result()
+                vectors = _start(ahead, embedder, following)
+                outcome, written = _write(conn, batch, owner, settings, rows, ready)
+                lease.progressed = time.monotonic()
+                if outcome in ("cancel_requested", "not_yours"):
+                    return outcome  # type: ignore[return-value]
+                if after_write is not None:
+                    after_write(written)
+                if outcome == "done":
+                    return "done"
+                rows = following
+            # Nothing left to read, yet the batch is open: its last chunks were written by
+            # a write that was not ours to count (a lapsed lease). An empty write closes it.
+            outcome, _ = _write(conn, batch, owner, settings, [], np.zeros((0, 0)))
+            return "done" if outcome in ("ok", "done") else outcome  # type: ignore[return-value]
+    finally:
+        if ahead is not None:
+            # On cancel, shutdown or error, the chunks being embedded are dropped, not awaited.
+            ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _pending(conn: psycopg.Connection[Any], batch: Batch, after: uuid.UUID, size: int) -> Rows:
+    rows = conn.execute(
+        SELECT_PENDING,
+        {
+            "job": batch.job_id,
+            "after": after,
+            "first": batch.first_chunk_id,
+            "last": batch.last_chunk_id,
+            "limit": size,
+        },
+    ).fetchall()
+    # Not idle in a transaction while the embedder works (seconds, or minutes of 429s).
+    conn.commit()
+    return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]  # type: ignore[misc]
+
+
+def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows) -> Future[np.ndarray]:
+    """The vectors of ``rows``: embedding in ``ahead``, or already done when there is none."""
+    texts = [r[1] for r in rows]
+    if not texts:
+        done: Future[np.ndarray] = Future()
+        done.set_result(np.zeros((0, 0), dtype=np.float32))
+        return done
+    if ahead is not None:
+        return ahead.submit(embedder.embed, texts)
+    done = Future()
+    try:
+        done.set_result(embedder.embed(texts))
+    except Exception as exc:  # raised by .result(), as from the thread
+        done.set_exception(exc)
+    return done
+
+
+def _write(
+    conn: psycopg.Connection[Any],
+    batch: Batch,
+    owner: str,
+    settings: Settings,
+    rows: Rows,
+    vectors: np.ndarray,
+) -> tuple[str, int]:
+    """(outcome of the write, vectors it wrote)."""
+    # '{...}': the text of a float4 array (the SQL function casts it; see the migration).
+    vecs = [
+        "{" + orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1] + "}"
+        for v in vectors
+    ]
+    row = conn.execute(
+        WRITE,
+        (
+            batch.job_id,
+            batch.batch_no,
+            owner,
+            [r[0] for r in rows],
+            vecs,
+            settings.lease_seconds,
+        ),
+    ).fetchone()
+    conn.commit()
+    outcome = next(iter(row.values())) if isinstance(row, dict) else row[0]
+    return outcome, len(rows) if outcome in ("ok", "done") else 0
+
+
+def run_next_batch(settings: Settings, conninfo: str, owner: str) -> bool:
+    """Claim one open embedding batch of any import, embed it and write it.
+
+    For an instance's pull loop: True when a batch was claimed (whatever came of it),
+    False when there was nothing to claim (or this instance cannot embed at all). An
+    embedder that refuses the batch marks it failed with its sentence for the person (the
+    job's holder fails the job with it); a transient failure gives the batch back for
+    anyone to retry. Never raises for those; ``owner`` names this instance in leases
+    (unique per process, e.g. ``worker_identity()``).
+    """
+    try:
+        embedder = get_embedder(settings)
+        model, dims = embedder.model, embedder.dimensions
+    except EmbedderError as exc:
+        log.warning("no embedding batches taken here: %s", exc)
+        return False
+    with connect(conninfo, autocommit=True, application_name="soulprint-embedding-batch") as conn:
+        batch = claim(conn, owner, settings, embedder)
+        if batch is None:
+            return False
+        log.debug("job %s: batch %s claimed (%s, %s-d)", batch.job_id, batch.batch_no, model, dims)
+        try:
+            outcome = work(conn, conninfo, batch, embedder, owner, settings)
+        except EmbedderError as exc:  # its message is written for a person, without secrets
+            release(conninfo, batch, owner, exc.code, str(exc))
+            return True
+        except _TRANSIENT as exc:
+            log.warning("job %s: batch %s given back (%s)", batch.job_id, batch.batch_no, exc)
+            release(conninfo, batch, owner)
+            return True
+        except Exception:
+            log.exception("job %s: unexpected error in batch %s", batch.job_id, batch.batch_no)
+            release(
+                conninfo,
+                batch,
+                owner,
+                "internal_error",
+                "Something went wrong while building your searchable memory. "
+                "You can retry the import; your data so far is kept.",
+            )
+            return True
+    log.info("job %s: batch %s %s", batch.job_id, batch.batch_no, outcome)
+    return True
