@@ -91,14 +91,7 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
                 _work(ctx, conn, batch, embedder, progress, overlap)
                 continue
             state = _state(ctx, conn)
-            if state["error_code"] is not None:
-                raise StageError(state["error_code"], state["error_message"])
-            if state["exhausted"]:
-                raise StageError(
-                    "stalled",
-                    "Building your searchable memory kept stopping part-way. "
-                    "You can retry the import; your data so far is kept.",
-                )
+            _raise_if_failed(state)
             if state["open_batches"] == 0:
                 break
             _show(ctx, progress, state)
@@ -144,7 +137,9 @@ def _work(
         now = time.monotonic()
         if now - progress.last_look >= PROGRESS_SECONDS:
             progress.last_look = now
-            _show(ctx, progress, _state(ctx, conn))
+            state = _state(ctx, conn)
+            _raise_if_failed(state)  # another instance's batch failed: no point going on
+            _show(ctx, progress, state)
         ctx.report()  # throttled by the store; raises on cancel, shutdown, lease lost
 
     try:
@@ -174,6 +169,19 @@ def _work(
 
 def _state(ctx: StageContext, conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return conn.execute(PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts)).fetchone()
+
+
+def _raise_if_failed(state: dict[str, Any]) -> None:
+    """The job fails with the sentence of a batch an embedder refused, or when a batch has
+    used up its claims (every instance that took it died or stalled)."""
+    if state["error_code"] is not None:
+        raise StageError(state["error_code"], state["error_message"])
+    if state["exhausted"]:
+        raise StageError(
+            "stalled",
+            "Building your searchable memory kept stopping part-way. "
+            "You can retry the import; your data so far is kept.",
+        )
 
 
 def _show(ctx: StageContext, progress: _Progress, state: dict[str, Any]) -> None:

@@ -77,9 +77,9 @@ grant all on public.import_embedding_batches to service_role;
 
 -- Cut the job's chunks still without a vector into batches of at most p_batch_chunks, in
 -- id order. Idempotent: a plan that exists for the same model is kept (the next holder of
--- a job whose holder died continues it); its failed batches are opened again, since the
--- job is being retried. A plan for another model (the service's settings changed between
--- attempts) is replaced by one for the chunks still without a vector.
+-- a job whose holder died continues it, and so does a retry of a failed job). A plan for
+-- another model (the service's settings changed between attempts) is replaced by one for
+-- the chunks still without a vector.
 -- Returns the number of batches not yet done; NULL when the caller does not hold the job
 -- in `embedding`. Wakes idle instances (pg_notify on import_events, sent at commit).
 create or replace function public.plan_import_embedding(
@@ -107,10 +107,6 @@ begin
   delete from public.import_embedding_batches b
    where b.job_id = p_job_id and b.done_at is null
      and (b.embedding_model <> p_model or b.embedding_dim <> p_dim);
-
-  update public.import_embedding_batches b
-     set error_code = null, error_message = null, attempts = 0
-   where b.job_id = p_job_id and b.done_at is null and b.error_code is not null;
 
   if not exists (select 1 from public.import_embedding_batches b
                   where b.job_id = p_job_id and b.done_at is null) then
@@ -352,15 +348,24 @@ $$;
 -- Cleanup
 -- ---------------------------------------------------------------------------------------
 
--- A completed or cancelled import needs no plan. A failed one keeps it: a retry continues
--- with the batches not yet done.
+-- A completed or cancelled import needs no plan. A failed one keeps it, so a retry
+-- continues with the batches not yet done; but the failure has been told (the job row
+-- carries the failed batch's sentence), so its batches start afresh: no error, no lease,
+-- no claims counted (as retry_import_job resets the job's attempts).
 create or replace function public._import_embedding_batches_cleanup()
 returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  delete from public.import_embedding_batches b where b.job_id = new.id;
+  if new.stage = 'failed' then
+    update public.import_embedding_batches b
+       set error_code = null, error_message = null, attempts = 0,
+           lease_owner = null, lease_expires_at = null
+     where b.job_id = new.id and b.done_at is null;
+  else
+    delete from public.import_embedding_batches b where b.job_id = new.id;
+  end if;
   return null;
 end
 $$;
@@ -369,7 +374,7 @@ drop trigger if exists import_embedding_batches_cleanup on public.import_jobs;
 create trigger import_embedding_batches_cleanup
   after update of stage on public.import_jobs
   for each row
-  when (new.stage in ('complete', 'cancelled') and old.stage is distinct from new.stage)
+  when (new.stage in ('complete', 'cancelled', 'failed') and old.stage is distinct from new.stage)
   execute function public._import_embedding_batches_cleanup();
 
 -- ---------------------------------------------------------------------------------------
