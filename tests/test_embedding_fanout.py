@@ -183,7 +183,7 @@ def test_a_holder_and_an_instance_killed_mid_batch_lose_nothing(
 
             def write(owner: str, part: list[tuple[Any, str]]) -> str:
                 vecs = [
-                    "{" + ",".join(map(str, fake_vector(c.strip() or " ", DIMS))) + "}"
+                    "[" + ",".join(map(str, fake_vector(c.strip() or " ", DIMS))) + "]"
                     for _, c in part
                 ]
                 return w.execute(

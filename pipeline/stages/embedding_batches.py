@@ -274,11 +274,8 @@ def _write(
     vectors: np.ndarray,
 ) -> tuple[str, int]:
     """(outcome of the write, vectors it wrote)."""
-    # '{...}': the text of a float4 array (the SQL function casts it; see the migration).
-    vecs = [
-        "{" + orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1] + "}"
-        for v in vectors
-    ]
+    # pgvector's text form '[0.1,...]', which orjson writes as is (and fast).
+    vecs = [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors]
     row = conn.execute(
         WRITE,
         (

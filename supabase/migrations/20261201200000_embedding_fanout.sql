@@ -213,13 +213,12 @@ as $$
     'not_yours')
 $$;
 
--- Write vectors of a held batch: ids[i] gets vecs[i], each vector given as the text of a
--- float4 array ('{0.1,...}'; pgvector's assignment cast turns real[] into `vector`, so
--- this function needs to know no schema of pgvector's). Only chunks of the batch's range
--- still without a vector are written. In the same transaction: the batch's count, its
--- lease renewed, and, when no chunk of the range is left without a vector, the batch
--- done. Returns 'ok' | 'done' | 'cancel_requested' | 'not_yours' (nothing written for the
--- last two: the caller stops working the batch).
+-- Write vectors of a held batch: ids[i] gets vecs[i], each vector given as pgvector's text
+-- ('[0.1,...]'). Only chunks of the batch's range still without a vector are written. In
+-- the same transaction: the batch's count, its lease renewed, and, when no chunk of the
+-- range is left without a vector, the batch done. Returns 'ok' | 'done' |
+-- 'cancel_requested' | 'not_yours' (nothing written for the last two: the caller stops
+-- working the batch).
 create or replace function public.write_import_embedding_batch(
   p_job_id uuid, p_batch_no int, p_owner text, p_ids uuid[], p_vecs text[],
   p_lease_seconds int
@@ -231,6 +230,7 @@ declare
   b public.import_embedding_batches;
   job_state text;
   written int;
+  vs name;  -- the schema pgvector lives in (extensions on Supabase), as match_memories finds it
 begin
   b := public._held_import_embedding_batch(p_job_id, p_batch_no, p_owner);
   if b.job_id is null then
@@ -241,15 +241,22 @@ begin
     return job_state;
   end if;
 
-  update public.memory_chunks m
-     set embedding = v.vec::pg_catalog.float4[],
-         embedding_model = b.embedding_model,
-         embedding_dim = b.embedding_dim
-    -- (multi-argument unnest is special FROM syntax, which takes no schema name)
-    from unnest(p_ids, p_vecs) as v(id, vec)
-   where m.job_id = p_job_id and m.id = v.id
-     and m.id between b.first_chunk_id and b.last_chunk_id
-     and m.embedding is null;
+  select n.nspname into vs
+    from pg_catalog.pg_extension e join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+   where e.extname = 'vector';
+  -- Dynamic only for the type's schema; the values are parameters. (Text -> vector
+  -- directly: going through float4[] and the assignment cast costs about twice the time.)
+  -- Multi-argument unnest is special FROM syntax, which takes no schema name.
+  execute format(
+    'update public.memory_chunks m
+        set embedding = v.vec::%1$I.vector, embedding_model = $1, embedding_dim = $2
+       from unnest($3, $4) as v(id, vec)
+      where m.job_id = $5 and m.id = v.id
+        and m.id between $6 and $7
+        and m.embedding is null',
+    vs)
+    using b.embedding_model, b.embedding_dim, p_ids, p_vecs, p_job_id,
+          b.first_chunk_id, b.last_chunk_id;
   get diagnostics written = row_count;
 
   update public.import_embedding_batches x
