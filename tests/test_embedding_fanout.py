@@ -4,6 +4,10 @@ loopback stand-in of the embeddings API: the stage's holder and a second "instan
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -29,6 +33,18 @@ from tests.fake_storage import fake_storage, worker_settings
 DIMS = 32
 MODEL = "text-embedding-3-small"
 BATCH = 40  # chunks per fan-out batch: ~245 chunks make 7 batches
+ROOT = Path(__file__).resolve().parents[1]
+
+# Instance 2 as a process of its own: settings on stdin, then batches until killed.
+INSTANCE = """
+import sys, time
+from pipeline.settings import Settings
+from pipeline.stages.embedding_batches import run_next_batch
+settings = Settings.model_validate_json(sys.stdin.readline())
+while True:
+    if not run_next_batch(settings, sys.argv[1], "instance-2-process"):
+        time.sleep(0.02)
+"""
 
 
 @pytest.fixture
@@ -334,3 +350,71 @@ def test_the_batches_table_is_the_workers_alone(db_url):
             " from pg_class c where c.oid = 'public.import_embedding_batches'::regclass"
         ).fetchone()
     assert published == 0 and rls and policies == 0
+
+
+def test_an_instance_killed_with_sigkill_mid_batch_loses_nothing(
+    parsed, db_url, worker_db_url, tmp_path
+):
+    """Guards pitfall 9 (user stuck when a process dies) and pitfall 6 (no work repeated):
+    a second instance, a real process, is killed with SIGKILL while it holds a batch it has
+    partly written; once its lease lapses the stage's holder takes the batch over, keeps
+    what was written and completes the import with every chunk's own vector."""
+    job_id, chunks = parsed
+    with fake_openai(latency_s=0.3) as srv:
+        settings = settings_for(srv, tmp_path, lease_seconds=1)
+        store = JobStore(worker_db_url)
+        # A holder plans and is gone; the process takes the first batch. Batches of 200
+        # chunks take three writes of one request (96 chunks) each.
+        assert store.claim(job_id, "embedding", "holder-1", 1) is not None
+        with psycopg.connect(worker_db_url, autocommit=True) as w:
+            w.execute(
+                "select public.plan_import_embedding(%s, 'holder-1', 200, %s, %s)",
+                (job_id, MODEL, DIMS),
+            )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", INSTANCE, worker_db_url],
+            stdin=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            text=True,
+        )
+        try:
+            proc.stdin.write(settings.model_dump_json() + "\n")
+            proc.stdin.close()
+            deadline = time.monotonic() + 60
+            held: list[dict[str, Any]] = []
+            while time.monotonic() < deadline:
+                held = [
+                    b
+                    for b in batch_rows(db_url, job_id)
+                    if b["lease_owner"] == "instance-2-process"
+                    and b["embedded"] > 0
+                    and b["done_at"] is None
+                ]
+                if held:
+                    break
+                time.sleep(0.01)
+            assert held, "the instance never wrote part of a batch"
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        requests_before = len(srv.embedding_requests)
+        with psycopg.connect(db_url) as conn:
+            kept = {
+                r[0].strip() or " "
+                for r in conn.execute(
+                    "select content from memory_chunks where job_id = %s and embedding is not null",
+                    (job_id,),
+                )
+            }
+        assert kept
+        time.sleep(1.2)  # its lease lapses
+
+        assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
+        job = store.get(job_id)
+        store.close()
+    assert str(job.stage) == "complete" and job.embedded_chunks == chunks
+    assert_own_vectors(db_url, job_id, chunks)
+    assert completions(db_url, job_id) == 1
+    redone = {t for r in srv.embedding_requests[requests_before:] for t in r.body["input"]}
+    assert not kept & redone  # what the killed instance wrote was not embedded again
