@@ -418,3 +418,23 @@ def test_an_instance_killed_with_sigkill_mid_batch_loses_nothing(
     assert completions(db_url, job_id) == 1
     redone = {t for r in srv.embedding_requests[requests_before:] for t in r.body["input"]}
     assert not kept & redone  # what the killed instance wrote was not embedded again
+
+
+def test_planning_wakes_idle_instances(parsed, worker_db_url):
+    """Guards pitfall 1 (work nobody picks up): planning a job's batches notifies channel
+    import_events (empty payload, at commit), which idle instances LISTEN on."""
+    job_id, _ = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    with (
+        psycopg.connect(worker_db_url, autocommit=True) as listener,
+        psycopg.connect(worker_db_url, autocommit=True) as w,
+    ):
+        listener.execute("listen import_events")
+        w.execute(
+            "select public.plan_import_embedding(%s, 'holder', %s, %s, %s)",
+            (job_id, BATCH, MODEL, DIMS),
+        )
+        got = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+    store.close()
+    assert got == [""]
