@@ -97,14 +97,12 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
             _show(ctx, progress, state)
             ctx.report()  # renews the job lease; raises on cancel, shutdown, lease lost
             time.sleep(WAIT_SECONDS)
-        ctx.counters["embedded_chunks"] = conn.execute(COUNT_EMBEDDED, (ctx.job.id,)).fetchone()[
-            "n"
-        ]
+        ctx.counters["embedded_chunks"] = _count_embedded(conn, ctx)
         ctx.report(force=True)
 
 
 def _plan(ctx: StageContext, conn: psycopg.Connection[Any], embedder: Embedder) -> _Progress:
-    embedded = conn.execute(COUNT_EMBEDDED, (ctx.job.id,)).fetchone()["n"]
+    embedded = _count_embedded(conn, ctx)
     opened = conn.execute(
         PLAN,
         (
@@ -167,6 +165,10 @@ def _work(
         ctx.report(force=True)  # raises ShuttingDown
 
 
+def _count_embedded(conn: psycopg.Connection[Any], ctx: StageContext) -> int:
+    return int(conn.execute(COUNT_EMBEDDED, (ctx.job.id,)).fetchone()["n"])
+
+
 def _state(ctx: StageContext, conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return conn.execute(PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts)).fetchone()
 
@@ -194,9 +196,7 @@ def _publish_count(ctx: StageContext) -> None:
     and the person sees how far it got."""
     try:
         with connect(ctx.conninfo, autocommit=True) as conn:
-            ctx.counters["embedded_chunks"] = conn.execute(
-                COUNT_EMBEDDED, (ctx.job.id,)
-            ).fetchone()["n"]
+            ctx.counters["embedded_chunks"] = _count_embedded(conn, ctx)
         ctx.store.progress(ctx.job.id, ctx.owner, ctx.counters, None, force=True)
     except psycopg.Error:
         pass  # the failure itself matters more; the count is refreshed on retry
