@@ -29,7 +29,7 @@ from pipeline.stages.export_file import delete_raw_export
 
 # While other instances hold the last batches: how often the holder looks again (and
 # renews its lease, through its progress report).
-WAIT_SECONDS = 0.5
+WAIT_SECONDS = 0.2
 # At most one look at the plan's numbers per this many seconds while working a batch.
 PROGRESS_SECONDS = 1.0
 
@@ -103,15 +103,13 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
 
 def _plan(ctx: StageContext, conn: psycopg.Connection[Any], embedder: Embedder) -> _Progress:
     embedded = _count_embedded(conn, ctx)
+    # A whole number of the embedder's calls per batch: a batch of 500 on calls of 384
+    # would cost a second round trip for 116 chunks (measured: 1.22x the time of one
+    # instance before fan-out, against 1.0 with whole calls).
+    per_call = embedder.stage_batch_size
+    size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
     opened = conn.execute(
-        PLAN,
-        (
-            ctx.job.id,
-            ctx.owner,
-            ctx.settings.embedding_batch_chunks,
-            embedder.model,
-            embedder.dimensions,
-        ),
+        PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
     ).fetchone()["open_batches"]
     if opened is None:
         raise LeaseLost()
