@@ -127,7 +127,8 @@ def _work(
     progress: _Progress,
     overlap: bool,
 ) -> None:
-    """Work one batch of this job as the holder; its outcome becomes the stage's."""
+    """Work ``batch`` and the job's next ones as the holder; how that ends becomes the
+    stage's (a cancel, a shutdown, a lost lease)."""
 
     def after_write(_written: int) -> None:
         now = time.monotonic()
@@ -138,20 +139,19 @@ def _work(
             _show(ctx, progress, state)
         ctx.report()  # throttled by the store; raises on cancel, shutdown, lease lost
 
-    try:
-        outcome = batches.work(
-            conn,
-            ctx.conninfo,
-            batch,
-            embedder,
-            ctx.owner,
-            ctx.settings,
-            overlap=overlap,
-            after_write=after_write,
-        )
-    except BaseException:
-        batches.release(ctx.conninfo, batch, ctx.owner)
-        raise
+    # This job's next batches follow in the same pipeline (claimed as the current one ends);
+    # whatever stops the work, work() gives back every batch still held.
+    outcome = batches.work(
+        conn,
+        ctx.conninfo,
+        batch,
+        embedder,
+        ctx.owner,
+        ctx.settings,
+        overlap=overlap,
+        after_write=after_write,
+        next_batch=lambda: batches.claim(conn, ctx.owner, ctx.settings, embedder, ctx.job.id),
+    )
     if outcome == "cancel_requested":
         ctx.report(force=True)  # raises CancelRequested (or LeaseLost)
         raise CancelRequested()

@@ -11,8 +11,10 @@ name. Entry point for an instance's pull loop::
 A batch's lease is renewed by a thread while its embedder works, and every write is
 conditional on that lease: an instance that stalls or dies loses its batch to the next
 claimer after ``LEASE_SECONDS``, and what it wrote before stays written (chunks with a
-vector are never embedded again). Within a batch, the next ``stage_batch_size`` chunks are
-embedded while the current ones are written, as the single-instance stage did.
+vector are never embedded again). The next ``stage_batch_size`` chunks are embedded while
+the current ones are written, as the single-instance stage did, across the boundary of
+two batches of one job too (the next batch is claimed while the last chunks of the current
+one are embedded).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,7 +36,7 @@ import psycopg
 from pipeline import lifecycle
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
-from pipeline.errors import TransientError
+from pipeline.errors import SoulprintError, TransientError
 from pipeline.settings import Settings
 
 log = logging.getLogger("soulprint.stages")
@@ -190,46 +192,92 @@ def work(
     *,
     overlap: bool = True,
     after_write: Callable[[int], None] | None = None,
+    next_batch: Callable[[], Batch | None] | None = None,
 ) -> BatchOutcome:
     """Embed and write every chunk of ``batch`` still without a vector, ``stage_batch_size``
-    at a time (the next ones embedded while the current ones are written, unless
-    ``overlap=False``). ``after_write(n)`` runs after each committed write of ``n`` vectors
-    (the holder reports progress there; what it raises stops the batch).
+    at a time, the next ones embedded while the current ones are written (unless
+    ``overlap=False``). With ``next_batch`` (a claim), the batches it gives follow in the
+    same pipeline: the next batch is claimed while the last chunks of the current one are
+    embedded, so no round trip of the embedder goes unoverlapped between batches.
+    ``after_write(n)`` runs after each committed write of ``n`` vectors (the holder reports
+    progress there; what it raises stops the work).
 
-    Raises what the embedder or the database raise; the caller gives the batch back.
+    Returns 'done' when no batch is left to take, else why it stopped. Every batch still
+    held when it stops or raises is given back: marked failed with the embedder's sentence
+    for an ``EmbedderError`` (or a generic one for a bug), claimable at once otherwise.
     """
     ahead = ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") if overlap else None
     size = embedder.stage_batch_size
-    try:
-        with _BatchLease(conninfo, batch, owner, settings) as lease:
-            rows = _pending(conn, batch, _BEFORE_ALL, size)
-            vectors = _start(ahead, embedder, rows)
+    held: dict[int, _BatchLease] = {}
+
+    def units() -> Iterator[tuple[Batch, Rows]]:
+        """(batch, the next chunks of it to embed), batch after batch; a batch whose
+        chunks all have vectors already comes once with no rows (an empty write closes it)."""
+        current: Batch | None = batch
+        while current is not None:
+            held[current.batch_no] = _BatchLease(conninfo, current, owner, settings).__enter__()
+            rows = _pending(conn, current, _BEFORE_ALL, size)
+            yield current, rows
             while rows:
-                if lease.outcome != "ok":
-                    return lease.outcome  # type: ignore[return-value]
-                if lifecycle.shutting_down():
-                    release(conninfo, batch, owner)
-                    return "stopped"
-                following = _pending(conn, batch, rows[-1][0], size)
-                ready = vectors.result()
-                vectors = _start(ahead, embedder, following)
-                outcome, written = _write(conn, batch, owner, settings, rows, ready)
-                lease.progressed = time.monotonic()
-                if outcome in ("cancel_requested", "not_yours"):
-                    return outcome  # type: ignore[return-value]
-                if after_write is not None:
-                    after_write(written)
-                if outcome == "done":
-                    return "done"
-                rows = following
-            # Nothing left to read, yet the batch is open: its last chunks were written by
-            # a write that was not ours to count (a lapsed lease). An empty write closes it.
-            outcome, _ = _write(conn, batch, owner, settings, [], np.zeros((0, 0)))
-            return "done" if outcome in ("ok", "done") else outcome  # type: ignore[return-value]
+                rows = _pending(conn, current, rows[-1][0], size)
+                if rows:
+                    yield current, rows
+            current = next_batch() if next_batch is not None else None
+
+    stream = units()
+    try:
+        unit = next(stream, None)
+        vectors = _start(ahead, embedder, unit[1] if unit else [])
+        while unit is not None:
+            current, rows = unit
+            lease = held[current.batch_no]
+            if lease.outcome != "ok":
+                return lease.outcome  # type: ignore[return-value]
+            if lifecycle.shutting_down():
+                return "stopped"
+            following = next(stream, None)
+            ready = vectors.result()
+            vectors = _start(ahead, embedder, following[1] if following else [])
+            outcome, written = _write(conn, current, owner, settings, rows, ready)
+            lease.progressed = time.monotonic()
+            if outcome in ("cancel_requested", "not_yours"):
+                return outcome  # type: ignore[return-value]
+            if outcome == "done":
+                held.pop(current.batch_no).__exit__()
+            if after_write is not None:
+                after_write(written)
+            unit = following
+        return "done"
+    except BaseException as exc:
+        code, message = _failure(exc)
+        for lease in held.values():
+            lease.__exit__()
+            release(conninfo, lease.batch, owner, code, message)
+        held.clear()
+        raise
     finally:
+        for lease in held.values():  # stopped early: give back what is still ours
+            lease.__exit__()
+            release(conninfo, lease.batch, owner)
+        stream.close()
         if ahead is not None:
             # On cancel, shutdown or error, the chunks being embedded are dropped, not awaited.
             ahead.shutdown(wait=False, cancel_futures=True)
+
+
+def _failure(exc: BaseException) -> tuple[str | None, str | None]:
+    """How a batch given back after ``exc`` is marked: failed with a sentence for the person
+    (the embedder refused it, or a bug), or not at all (worth another attempt: a transient
+    error, a cancel, a shutdown, a lost lease)."""
+    if isinstance(exc, EmbedderError):  # its message is written for a person, no secrets
+        return exc.code, str(exc)
+    if isinstance(exc, (*_TRANSIENT, SoulprintError)) or not isinstance(exc, Exception):
+        return None, None
+    return (
+        "internal_error",
+        "Something went wrong while building your searchable memory. "
+        "You can retry the import; your data so far is kept.",
+    )
 
 
 def _pending(conn: psycopg.Connection[Any], batch: Batch, after: uuid.UUID, size: int) -> Rows:
@@ -293,7 +341,8 @@ def _write(
 
 
 def run_next_batch(settings: Settings, conninfo: str, owner: str) -> bool:
-    """Claim one open embedding batch of any import, embed it and write it.
+    """Claim one open embedding batch of any import, embed it and write it, then the
+    same import's next batches while there are any (in one pipeline).
 
     For an instance's pull loop: True when a batch was claimed (whatever came of it),
     False when there was nothing to claim (or this instance cannot embed at all). An
@@ -314,24 +363,24 @@ def run_next_batch(settings: Settings, conninfo: str, owner: str) -> bool:
             return False
         log.debug("job %s: batch %s claimed (%s, %s-d)", batch.job_id, batch.batch_no, model, dims)
         try:
-            outcome = work(conn, conninfo, batch, embedder, owner, settings)
-        except EmbedderError as exc:  # its message is written for a person, without secrets
-            release(conninfo, batch, owner, exc.code, str(exc))
-            return True
-        except _TRANSIENT as exc:
-            log.warning("job %s: batch %s given back (%s)", batch.job_id, batch.batch_no, exc)
-            release(conninfo, batch, owner)
-            return True
-        except Exception:
-            log.exception("job %s: unexpected error in batch %s", batch.job_id, batch.batch_no)
-            release(
+            # The job's next batches follow in the same pipeline while there are any.
+            outcome = work(
+                conn,
                 conninfo,
                 batch,
+                embedder,
                 owner,
-                "internal_error",
-                "Something went wrong while building your searchable memory. "
-                "You can retry the import; your data so far is kept.",
+                settings,
+                next_batch=lambda: claim(conn, owner, settings, embedder, batch.job_id),
             )
+        except EmbedderError as exc:  # the batches are marked failed with its sentence
+            log.info("job %s: embedding refused (%s)", batch.job_id, exc.code)
             return True
-    log.info("job %s: batch %s %s", batch.job_id, batch.batch_no, outcome)
+        except _TRANSIENT as exc:  # the batches are given back for anyone to retry
+            log.warning("job %s: batches given back (%s)", batch.job_id, type(exc).__name__)
+            return True
+        except Exception:
+            log.exception("job %s: unexpected error in its embedding batches", batch.job_id)
+            return True
+    log.info("job %s: embedding batches from %s: %s", batch.job_id, batch.batch_no, outcome)
     return True
