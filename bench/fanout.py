@@ -172,7 +172,7 @@ def compare(
     for instances in (1, 2) * rounds:
         wall, batches = embed_once(settings, admin, worker, job_id, instances)
         times[instances].append(wall)
-        extra = f", instance 2 did {batches} batches" if instances == 2 else ""
+        extra = f", instance 2 came back from {batches} pulls with work" if instances == 2 else ""
         print(f"  {label}: {instances} instance(s) {wall:7.2f} s{extra}", flush=True)
     one, two = min(times[1]), min(times[2])
     print(
