@@ -101,16 +101,16 @@ def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
         ctx.report(force=True)
 
 
-def _plan(ctx: StageContext, conn: psycopg.Connection[Any], embedder: Embedder) -> _Progress:
+def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progress:
     embedded = _count_embedded(conn, ctx)
     # A whole number of the embedder's calls per batch: a batch of 500 on calls of 384
     # would cost a second round trip for 116 chunks (measured: 1.22x the time of one
     # instance before fan-out, against 1.0 with whole calls).
     per_call = embedder.stage_batch_size
     size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
-    opened = conn.execute(
-        PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
-    ).fetchone()["open_batches"]
+    opened = batches.one(
+        conn, PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
+    )["open_batches"]
     if opened is None:
         raise LeaseLost()
     state = _state(ctx, conn)
@@ -121,7 +121,7 @@ def _plan(ctx: StageContext, conn: psycopg.Connection[Any], embedder: Embedder) 
 
 def _work(
     ctx: StageContext,
-    conn: psycopg.Connection[Any],
+    conn: batches.Conn,
     batch: batches.Batch,
     embedder: Embedder,
     progress: _Progress,
@@ -163,12 +163,12 @@ def _work(
         ctx.report(force=True)  # raises ShuttingDown
 
 
-def _count_embedded(conn: psycopg.Connection[Any], ctx: StageContext) -> int:
-    return int(conn.execute(COUNT_EMBEDDED, (ctx.job.id,)).fetchone()["n"])
+def _count_embedded(conn: batches.Conn, ctx: StageContext) -> int:
+    return int(batches.one(conn, COUNT_EMBEDDED, (ctx.job.id,))["n"])
 
 
-def _state(ctx: StageContext, conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    return conn.execute(PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts)).fetchone()
+def _state(ctx: StageContext, conn: batches.Conn) -> dict[str, Any]:
+    return batches.one(conn, PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts))
 
 
 def _raise_if_failed(state: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -92,10 +92,23 @@ class Batch:
 
 
 Rows = list[tuple[uuid.UUID, str]]
+# Connections from pipeline.db.connect: rows as dicts.
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def one(conn: Conn, query: str, params: Any) -> dict[str, Any]:
+    """The one row a function call or an aggregate returns."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None  # a scalar function or a count: always one row
+    return row
+
+
+def _scalar(row: dict[str, Any]) -> Any:
+    return next(iter(row.values()))
 
 
 def claim(
-    conn: psycopg.Connection[Any],
+    conn: Conn,
     owner: str,
     settings: Settings,
     embedder: Embedder,
@@ -117,8 +130,7 @@ def claim(
     conn.commit()
     if row is None:
         return None
-    values = row.values() if isinstance(row, dict) else row
-    return Batch(*values)
+    return Batch(**row)
 
 
 def release(
@@ -163,13 +175,14 @@ class _BatchLease:
                 return
             try:
                 with connect(self.conninfo, autocommit=True) as conn:
-                    row = conn.execute(
+                    row = one(
+                        conn,
                         RENEW,
                         (self.batch.job_id, self.batch.batch_no, self.owner, self.lease_seconds),
-                    ).fetchone()
+                    )
             except psycopg.Error:
                 continue  # the next write renews too, or the lease lapses
-            self.outcome = next(iter(row.values()))
+            self.outcome = _scalar(row)
             if self.outcome != "ok":
                 return
 
@@ -183,7 +196,7 @@ class _BatchLease:
 
 
 def work(
-    conn: psycopg.Connection[Any],
+    conn: Conn,
     conninfo: str,
     batch: Batch,
     embedder: Embedder,
@@ -210,7 +223,7 @@ def work(
     size = embedder.stage_batch_size
     held: dict[int, _BatchLease] = {}
 
-    def units() -> Iterator[tuple[Batch, Rows]]:
+    def units() -> Generator[tuple[Batch, Rows], None, None]:
         """(batch, the next chunks of it to embed), batch after batch; a batch whose
         chunks all have vectors already comes once with no rows (an empty write closes it)."""
         current: Batch | None = batch
@@ -232,7 +245,7 @@ def work(
             current, rows = unit
             lease = held[current.batch_no]
             if lease.outcome != "ok":
-                return lease.outcome  # type: ignore[return-value]
+                return _outcome(lease.outcome)
             if lifecycle.shutting_down():
                 return "stopped"
             following = next(stream, None)
@@ -241,7 +254,7 @@ def work(
             outcome, written = _write(conn, current, owner, settings, rows, ready)
             lease.progressed = time.monotonic()
             if outcome in ("cancel_requested", "not_yours"):
-                return outcome  # type: ignore[return-value]
+                return _outcome(outcome)
             if outcome == "done":
                 held.pop(current.batch_no).__exit__()
             if after_write is not None:
@@ -265,6 +278,12 @@ def work(
             ahead.shutdown(wait=False, cancel_futures=True)
 
 
+def _outcome(value: str) -> BatchOutcome:
+    """A write's or renewal's answer as how the work stopped ('ok' never gets here)."""
+    assert value in ("done", "cancel_requested", "not_yours"), value
+    return value  # type: ignore[return-value]
+
+
 def _failure(exc: BaseException) -> tuple[str | None, str | None]:
     """How a batch given back after ``exc`` is marked: failed with a sentence for the person
     (the embedder refused it, or a bug), or not at all (worth another attempt: a transient
@@ -280,7 +299,7 @@ def _failure(exc: BaseException) -> tuple[str | None, str | None]:
     )
 
 
-def _pending(conn: psycopg.Connection[Any], batch: Batch, after: uuid.UUID, size: int) -> Rows:
+def _pending(conn: Conn, batch: Batch, after: uuid.UUID, size: int) -> Rows:
     rows = conn.execute(
         SELECT_PENDING,
         {
@@ -293,7 +312,7 @@ def _pending(conn: psycopg.Connection[Any], batch: Batch, after: uuid.UUID, size
     ).fetchall()
     # Not idle in a transaction while the embedder works (seconds, or minutes of 429s).
     conn.commit()
-    return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in rows]  # type: ignore[misc]
+    return [(r["id"], r["content"]) for r in rows]
 
 
 def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows) -> Future[np.ndarray]:
@@ -314,7 +333,7 @@ def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows) -> 
 
 
 def _write(
-    conn: psycopg.Connection[Any],
+    conn: Conn,
     batch: Batch,
     owner: str,
     settings: Settings,
@@ -324,7 +343,8 @@ def _write(
     """(outcome of the write, vectors it wrote)."""
     # pgvector's text form '[0.1,...]', which orjson writes as is (and fast).
     vecs = [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors]
-    row = conn.execute(
+    row = one(
+        conn,
         WRITE,
         (
             batch.job_id,
@@ -334,9 +354,9 @@ def _write(
             vecs,
             settings.lease_seconds,
         ),
-    ).fetchone()
+    )
     conn.commit()
-    outcome = next(iter(row.values())) if isinstance(row, dict) else row[0]
+    outcome = _scalar(row)
     return outcome, len(rows) if outcome in ("ok", "done") else 0
 
 
