@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,6 +268,7 @@ def main() -> None:
     finally:
         if not os.environ.get("DATABASE_URL"):
             stop_embedded(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)  # the exports and the database
 
 
 if __name__ == "__main__":
