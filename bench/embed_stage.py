@@ -55,7 +55,7 @@ def parsed_job(settings: Settings, admin: str, worker: str, n_conversations: int
     runtime.ensure_user(user)
     job_id = runtime.upload(export, user)
     store = JobStore(worker)
-    for stage in ("queued", "downloading", "parsing"):
+    for stage in ("queued", "downloading", "parsing", "generating_soulprint"):
         assert run_stage(job_id, stage, settings, store, worker) == "done", stage
     store.close()
     return job_id
@@ -65,6 +65,8 @@ def embed_once(
     settings: Settings, admin: str, worker: str, job_id: uuid.UUID, overlap: bool
 ) -> float:
     with psycopg.connect(admin, autocommit=True) as conn:
+        # The embedding plan goes with the vectors (the stage plans again).
+        conn.execute("delete from import_embedding_batches where job_id = %s", (job_id,))
         conn.execute(
             "update memory_chunks set embedding = null, embedding_model = null, "
             "embedding_dim = null where job_id = %s",

@@ -113,6 +113,9 @@ class Settings(BaseModel):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = Field(default=None, repr=False)
     embedding_concurrency: int = Field(default=4, ge=1)  # openai: requests in flight at once
+    # Chunks per embedding batch, the unit any instance may claim (issue 15 fan-out);
+    # rounded up to whole embedder calls (openai: 96 x EMBEDDING_CONCURRENCY; minilm: 64).
+    embedding_batch_chunks: int = Field(default=500, ge=1)
     minilm_precision: Literal["int8", "float32"] = "int8"  # int8 fast; float32 ~2x the CPU
     # Where minilm keeps the ONNX graph it builds once (None: <data_dir>/models).
     model_cache_dir: Path | None = Field(default=None, validation_alias="SOULPRINT_MODEL_CACHE_DIR")

@@ -25,7 +25,14 @@ from pipeline.errors import (
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
 from pipeline.stage import Stage
-from pipeline.stages import downloading, embedding, generating_soulprint, parsing, queued
+from pipeline.stages import (
+    downloading,
+    embedding,
+    embedding_batches,
+    generating_soulprint,
+    parsing,
+    queued,
+)
 from pipeline.stages.context import StageContext, worker_identity
 from pipeline.stages.lease import LeaseKeeper
 
@@ -195,7 +202,19 @@ def import_work(
     return pull
 
 
+def embedding_batch_work(settings: Settings, conninfo: str) -> Callable[[], bool]:
+    """A work source for the stage pool: claim an open embedding batch of any import (the
+    fan-out, pipeline.stages.embedding_batches) and work that import's batches. True when
+    one was claimed, False when none is open."""
+
+    def pull() -> bool:
+        return embedding_batches.run_next_batch(settings, conninfo, worker_identity())
+
+    return pull
+
+
 def make_work_sources(settings: Settings, conninfo: str) -> list[Callable[[], bool]]:
-    """What the receiver's stage pool pulls from, in turn (handlers.pool.WorkSource)."""
+    """What the receiver's stage pool pulls from, in turn (handlers.pool.WorkSource): the
+    import stages, and other imports' embedding batches."""
     store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
-    return [import_work(settings, store, conninfo)]
+    return [import_work(settings, store, conninfo), embedding_batch_work(settings, conninfo)]

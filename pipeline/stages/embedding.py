@@ -1,55 +1,73 @@
-"""embedding: give every chunk of this import a vector, in batches written back in one statement.
+"""embedding: give every chunk of this import a vector, in batches any instance may work.
 
 The last stage: it ends with complete_import_job, which swaps the new memory in for the
 person (the soulprint was shown when its own stage ended, before this one).
 
-The next batch is embedded while the current one is written: the write (an UPDATE plus
-HNSW index maintenance, on a remote database in production) then costs no embedding time.
-Batches are read in id order after the last one read, so the prefetch never picks up rows
-whose vectors are still being written; a resumed run starts from the first id again and
-finds only the rows still without a vector.
+The holder of the job's lease plans the job's chunks into batches (a range of chunk ids
+each, ``EMBEDDING_BATCH_CHUNKS`` at most; see ``embedding_batches.py`` and
+``supabase/migrations/20261201200000_embedding_fanout.sql``), then works batches itself
+like any other instance, then waits, renewing its job lease, for the batches other
+instances hold, and completes the job once none is left. A holder that dies leaves the
+plan in the database: the next claimer of the job finds it and continues; batches held by
+a dead instance are claimed again once their lease has lapsed.
 """
 
 from __future__ import annotations
 
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import orjson
 import psycopg
 
+from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
-from pipeline.errors import LeaseLost, StageError
+from pipeline.errors import CancelRequested, LeaseLost, StageError
+from pipeline.stages import embedding_batches as batches
 from pipeline.stages.context import StageContext
 from pipeline.stages.export_file import delete_raw_export
 
-# Sorts before every uuid: the keyset start of a (resumed) run.
-_FIRST_ID = uuid.UUID(int=0)
+# While other instances hold the last batches: how often the holder looks again (and
+# renews its lease, through its progress report).
+WAIT_SECONDS = 0.2
+# At most one look at the plan's numbers per this many seconds while working a batch.
+PROGRESS_SECONDS = 1.0
 
-SELECT_PENDING = """
-select id, content from public.memory_chunks
-where job_id = %s and embedding is null and id > %s
-order by id
-limit %s
+# The batches of this job, planned idempotently; NULL: the job is not ours in `embedding`.
+PLAN = "select public.plan_import_embedding(%s, %s, %s, %s, %s) as open_batches"
+
+# Where the plan stands (see the migration): open batches, chunks left, a failed batch.
+PLAN_STATE = """
+select batches, open_batches, missing, error_code, error_message, exhausted
+  from public.import_embedding_plan_state(%s, %s)
 """
 
-UPDATE_VECTORS = """
-update public.memory_chunks m
-set embedding = v.vec::vector, embedding_model = %(model)s, embedding_dim = %(dim)s
-from unnest(%(ids)s::uuid[], %(vecs)s::text[]) as v(id, vec)
-where m.job_id = %(job)s and m.id = v.id and m.embedding is null
+# Vectors this import holds, counted once when the stage starts and once before it
+# completes: complete_import_job's guard compares this number with the chunk count.
+COUNT_EMBEDDED = """
+select count(*) as n from public.memory_chunks where job_id = %s and embedding is not null
 """
 
-Rows = list[tuple[uuid.UUID, str]]
+
+@dataclass
+class _Progress:
+    """embedded_chunks as the app sees it: the count when the plan was made, plus what
+    the plan's batches have written since (by any instance)."""
+
+    at_plan: int
+    missing_at_plan: int
+    last_look: float = 0.0
 
 
 def run(ctx: StageContext) -> None:
     try:
         _embed_all(ctx)
     except EmbedderError as exc:  # its message is written for a person, without secrets
+        _publish_count(ctx)
         raise StageError(exc.code, str(exc)) from exc
+    except StageError:
+        _publish_count(ctx)
+        raise
     # The last stage: memory swaps in for the person (their soulprint already shows).
     if not ctx.store.complete(ctx.job.id, ctx.owner):
         raise LeaseLost()
@@ -58,70 +76,125 @@ def run(ctx: StageContext) -> None:
 
 
 def _embed_all(ctx: StageContext, *, overlap: bool = True) -> None:
-    """Embed every chunk still without a vector. ``overlap=False`` embeds and writes in
-    turn (the baseline of ``bench/embed_stage.py``)."""
+    """Plan, work batches, wait for the others' batches; return when every chunk of the
+    job has its vector (and the job row says so). ``overlap=False``: each batch embeds and
+    writes in turn (the baseline of ``bench/embed_stage.py``)."""
     embedder = get_embedder(ctx.settings)
     ctx.counters.update(embedding_model=embedder.model, embedding_dim=embedder.dimensions)
-    ahead = ThreadPoolExecutor(1, thread_name_prefix="embed-ahead") if overlap else None
-    try:
-        with ctx.connect() as conn:
-            # Resuming: whatever earlier attempts committed is already counted here.
-            row = conn.execute(
-                "select count(*) from public.memory_chunks where job_id = %s "
-                "and embedding is not null",
-                (ctx.job.id,),
-            ).fetchone()
-            assert row is not None  # a count: always one row
-            done = row[0]
-            ctx.counters["embedded_chunks"] = done
-            ctx.commit_batch(conn, {})
-            size = embedder.stage_batch_size
-            rows = _pending(conn, ctx.job.id, _FIRST_ID, size)
-            vectors = _start(ahead, embedder, rows)
-            while rows:
-                following = _pending(conn, ctx.job.id, rows[-1][0], size)
-                ready = vectors.result()
-                vectors = _start(ahead, embedder, following)
-                _write(ctx, conn, embedder, rows, ready)
-                rows = following
-    finally:
-        if ahead is not None:
-            # On cancel, shutdown or error, the batch being embedded is dropped, not awaited.
-            ahead.shutdown(wait=False, cancel_futures=True)
+    with connect(
+        ctx.conninfo, autocommit=True, application_name="soulprint-stage-embedding"
+    ) as conn:
+        progress = _plan(ctx, conn, embedder)
+        while True:
+            batch = batches.claim(conn, ctx.owner, ctx.settings, embedder, ctx.job.id)
+            if batch is not None:
+                _work(ctx, conn, batch, embedder, progress, overlap)
+                continue
+            state = _state(ctx, conn)
+            _raise_if_failed(state)
+            if state["open_batches"] == 0:
+                break
+            _show(ctx, progress, state)
+            ctx.report()  # renews the job lease; raises on cancel, shutdown, lease lost
+            time.sleep(WAIT_SECONDS)
+        ctx.counters["embedded_chunks"] = _count_embedded(conn, ctx)
+        ctx.report(force=True)
 
 
-def _pending(conn: psycopg.Connection, job_id: Any, after: uuid.UUID, size: int) -> Rows:
-    rows = conn.execute(SELECT_PENDING, (job_id, after, size)).fetchall()
-    # Not idle in a transaction while the embedder works (seconds, or minutes of 429s).
-    conn.commit()
-    return rows
+def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progress:
+    embedded = _count_embedded(conn, ctx)
+    # A whole number of the embedder's calls per batch: a batch of 500 on calls of 384
+    # would cost a second round trip for 116 chunks (measured: 1.22x the time of one
+    # instance before fan-out, against 1.0 with whole calls).
+    per_call = embedder.stage_batch_size
+    size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
+    opened = batches.one(
+        conn, PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
+    )["open_batches"]
+    if opened is None:
+        raise LeaseLost()
+    state = _state(ctx, conn)
+    ctx.counters["embedded_chunks"] = embedded
+    ctx.report(force=True)
+    return _Progress(at_plan=embedded, missing_at_plan=state["missing"])
 
 
-def _start(ahead: ThreadPoolExecutor | None, embedder: Embedder, rows: Rows) -> Future[np.ndarray]:
-    """The vectors of ``rows``: embedding in ``ahead``, or already done when there is none."""
-    texts = [r[1] for r in rows]
-    if ahead is not None:
-        return ahead.submit(embedder.embed, texts)
-    done: Future[np.ndarray] = Future()
-    try:
-        done.set_result(embedder.embed(texts))
-    except Exception as exc:  # raised by .result(), as from the thread
-        done.set_exception(exc)
-    return done
-
-
-def _write(
-    ctx: StageContext, conn: psycopg.Connection, embedder: Embedder, rows: Rows, vectors: np.ndarray
+def _work(
+    ctx: StageContext,
+    conn: batches.Conn,
+    batch: batches.Batch,
+    embedder: Embedder,
+    progress: _Progress,
+    overlap: bool,
 ) -> None:
-    result = conn.execute(
-        UPDATE_VECTORS,
-        {
-            "model": embedder.model,
-            "dim": embedder.dimensions,
-            "job": ctx.job.id,
-            "ids": [r[0] for r in rows],
-            "vecs": [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors],
-        },
+    """Work ``batch`` and the job's next ones as the holder; how that ends becomes the
+    stage's (a cancel, a shutdown, a lost lease)."""
+
+    def after_write(_written: int) -> None:
+        now = time.monotonic()
+        if now - progress.last_look >= PROGRESS_SECONDS:
+            progress.last_look = now
+            state = _state(ctx, conn)
+            _raise_if_failed(state)  # another instance's batch failed: no point going on
+            _show(ctx, progress, state)
+        ctx.report()  # throttled by the store; raises on cancel, shutdown, lease lost
+
+    # This job's next batches follow in the same pipeline (claimed as the current one ends);
+    # whatever stops the work, work() gives back every batch still held.
+    outcome = batches.work(
+        conn,
+        ctx.conninfo,
+        batch,
+        embedder,
+        ctx.owner,
+        ctx.settings,
+        overlap=overlap,
+        after_write=after_write,
+        next_batch=lambda: batches.claim(conn, ctx.owner, ctx.settings, embedder, ctx.job.id),
     )
-    ctx.counters["embedded_chunks"] += result.rowcount
-    ctx.commit_batch(conn, {})
+    if outcome == "cancel_requested":
+        ctx.report(force=True)  # raises CancelRequested (or LeaseLost)
+        raise CancelRequested()
+    if outcome == "not_yours":
+        # The batch's lease lapsed and another instance has it, or the job is not ours:
+        # the report says which.
+        ctx.report(force=True)
+    if outcome == "stopped":
+        ctx.report(force=True)  # raises ShuttingDown
+
+
+def _count_embedded(conn: batches.Conn, ctx: StageContext) -> int:
+    return int(batches.one(conn, COUNT_EMBEDDED, (ctx.job.id,))["n"])
+
+
+def _state(ctx: StageContext, conn: batches.Conn) -> dict[str, Any]:
+    return batches.one(conn, PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts))
+
+
+def _raise_if_failed(state: dict[str, Any]) -> None:
+    """The job fails with the sentence of a batch an embedder refused, or when a batch has
+    used up its claims (every instance that took it died or stalled)."""
+    if state["error_code"] is not None:
+        raise StageError(state["error_code"], state["error_message"])
+    if state["exhausted"]:
+        raise StageError(
+            "stalled",
+            "Building your searchable memory kept stopping part-way. "
+            "You can retry the import; your data so far is kept.",
+        )
+
+
+def _show(ctx: StageContext, progress: _Progress, state: dict[str, Any]) -> None:
+    written = progress.missing_at_plan - int(state["missing"])
+    ctx.counters["embedded_chunks"] = progress.at_plan + max(written, 0)
+
+
+def _publish_count(ctx: StageContext) -> None:
+    """The exact count on the job row before the stage fails: what was written is kept,
+    and the person sees how far it got."""
+    try:
+        with connect(ctx.conninfo, autocommit=True) as conn:
+            ctx.counters["embedded_chunks"] = _count_embedded(conn, ctx)
+        ctx.store.progress(ctx.job.id, ctx.owner, ctx.counters, None, force=True)
+    except psycopg.Error:
+        pass  # the failure itself matters more; the count is refreshed on retry

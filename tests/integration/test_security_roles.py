@@ -30,6 +30,8 @@ OUR_TABLES = (
     "soulprints",
     "user_profiles",
     "import_progress",
+    # The embedding fan-out's batches (issue 15): nobody's but the functions' (no row below).
+    "import_embedding_batches",
 )
 API_ROLES = ("anon", "authenticated", "import_worker", "import_storage_reader")
 PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
