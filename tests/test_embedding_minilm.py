@@ -191,6 +191,21 @@ def test_building_the_graph_does_not_raise_the_workers_peak(tmp_path: Path):
     assert int(out.stdout) < 300 * 1024, out.stdout
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
+def test_pinned_to_one_cpu_runs_one_worker():
+    """Guards the one-core case (`taskset -c 0`, a container pinned to one CPU): the
+    embedder sizes its pool by the CPUs the process may use, not by the machine's count,
+    so it does not run two workers taking turns on one core."""
+    code = (
+        "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from pipeline.embedding.minilm import MiniLMEmbedder; print(MiniLMEmbedder().threads)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "1"
+
+
 def test_shared_instance_is_thread_safe(embedder: MiniLMEmbedder):
     """Guards the stage thread pool: one cached embedder used from several threads at once
     gives each caller exactly the vectors it would get alone."""
