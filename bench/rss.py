@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def measure(args: argparse.Namespace, embedder_env: dict[str, str]) -> None:
     finally:
         subprocess.run([*exe, "db", "down", "--data-dir", str(data_dir)], env=env,
                        capture_output=True, check=False)  # fmt: skip
+        shutil.rmtree(data_dir, ignore_errors=True)  # a 100 MB import leaves ~1 GB
     if sampler.interrupted_at is not None:
         print(
             f"interrupted (Ctrl-C) once {sampler.interrupted_at:,} chunks were embedded: "
