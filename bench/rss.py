@@ -3,7 +3,7 @@
 A sampler in this process reads the child's resident set (/proc/<pid>/status VmRSS) every
 ``--interval`` seconds and the job's stage from the database, then prints, per stage, its
 wall seconds and the highest RSS seen while the job was in it, plus the worker's own
-high-water mark (VmHWM, read just before it exits). Only the worker process is counted:
+high-water mark (VmHWM, as last sampled before it exits). Only the worker process is counted:
 PostgreSQL runs apart (its own processes, as on Supabase), and `wait4`'s ru_maxrss is
 printed beside it because it also folds in the peaks of children the worker waited for.
 
@@ -11,6 +11,12 @@ printed beside it because it also folds in the peaks of children the worker wait
     python bench/rss.py --size-mb 20 --cpus 0              # pinned to one core (taskset)
     python bench/rss.py --size-mb 20 --embedder standin    # no model: the rest of the run
     python bench/rss.py --size-mb 20 --env MALLOC_ARENA_MAX=8   # try a setting
+    python bench/rss.py --size-mb 10 --cold                # the run builds the graph itself
+    python bench/rss.py --size-mb 100 --stop-after-embedded 2000   # Ctrl-C the run there
+
+RSS is flat through the embedding stage after its first batch, so `--stop-after-embedded`
+gives the peak of a large export in minutes on a loaded machine (the output says the
+stage is partial). The CPU seconds are the worker's and its waited-for children's.
 
 The graph is built (`models build`, once, in its own process) before the measured run, as a
 deployment does; the database is started first, so the run measures the import alone.
