@@ -54,6 +54,15 @@ def default_cache_dir() -> Path:
     return default_model_cache_dir() or default_data_dir() / "models"
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask (``taskset``, a pinned container),
+    not the machine's count, which would start two workers sharing one core."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API on this platform (macOS)
+        return os.cpu_count() or 1
+
+
 def _check_model_dir(model_dir: Path) -> None:
     missing = [name for name in _REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
@@ -103,7 +112,7 @@ class MiniLMEmbedder:
         self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
         _check_model_dir(self._dir)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.threads = max(1, threads or min(os.cpu_count() or 1, 4))
+        self.threads = max(1, threads or min(usable_cpus(), 4))
         self._max_seq_length = max_seq_length
         self._load_lock = threading.Lock()
         self._session: onnxruntime.InferenceSession | None = None

@@ -162,6 +162,51 @@ def test_memory_bounded_by_worker_not_by_input_size():
     assert last_kib < 300 * 1024, last_kib
 
 
+# A worker that finds no cached graph: builds it, then embeds. Peak RSS from VmHWM.
+_COLD_CHILD = textwrap.dedent("""
+    import re, sys
+    from pathlib import Path
+    from pipeline.embedding.minilm import MiniLMEmbedder
+
+    MiniLMEmbedder(cache_dir=Path(sys.argv[1]), threads=2).embed(["a sentence about sailing"])
+    with open("/proc/self/status") as f:
+        print(int(re.search(r"VmHWM:\\s+(\\d+)", f.read()).group(1)))
+""")
+
+
+def test_building_the_graph_does_not_raise_the_workers_peak(tmp_path: Path):
+    """Guards pitfall 6 (memory exhaustion): a worker that has to build the ONNX graph in
+    the middle of an import (no `models build` at deploy, a new data directory, a damaged
+    cache) keeps the peak RSS of one with a prebuilt graph (~200 MB here), because the
+    build's ~300 MB live in a child process that exits before embedding starts. Built in
+    the worker, this peaked near 400 MB here, and at 513-545 MB in a whole `run`."""
+    out = subprocess.run(
+        [sys.executable, "-c", _COLD_CHILD, str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ.copy(),
+        timeout=600,
+    )
+    assert len(list((tmp_path / "models").glob("*.onnx"))) == 1  # built, then loaded
+    assert int(out.stdout) < 300 * 1024, out.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity API")
+def test_pinned_to_one_cpu_runs_one_worker():
+    """Guards the one-core case (`taskset -c 0`, a container pinned to one CPU): the
+    embedder sizes its pool by the CPUs the process may use, not by the machine's count,
+    so it does not run two workers taking turns on one core."""
+    code = (
+        "import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+        "from pipeline.embedding.minilm import MiniLMEmbedder; print(MiniLMEmbedder().threads)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "1"
+
+
 def test_shared_instance_is_thread_safe(embedder: MiniLMEmbedder):
     """Guards the stage thread pool: one cached embedder used from several threads at once
     gives each caller exactly the vectors it would get alone."""
@@ -273,7 +318,7 @@ def test_graph_built_once_per_weights_and_precision(
     def no_build(*args, **kwargs):
         raise AssertionError("graph rebuilt although cached")
 
-    monkeypatch.setattr(onnx_cache, "build", no_build)
+    monkeypatch.setattr(onnx_cache, "build_in_child", no_build)
     again = MiniLMEmbedder(cache_dir=tmp_path)
     np.testing.assert_array_equal(again.embed(["a sentence about sailing"]), vectors)
 
