@@ -55,7 +55,7 @@ def _serve(kind: str, conninfo: str, secret: str, urls: mp.Queue, stop: mp.Event
 
         # Pool sized for the client's concurrency: a no-op stage is never the bottleneck.
         settings = Settings(webhook_secret=secret, stage_pool_size=64)
-        app = create_app(settings, conninfo=conninfo, runner=lambda event: None)
+        app = create_app(settings, conninfo=conninfo)
     else:
 
         async def ok(request: Request) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from psycopg import AsyncConnection
@@ -14,8 +14,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from handlers.auth import TokenVerifier
+from handlers.doorbell import Doorbell
 from handlers.health import Health
-from handlers.pool import StagePool
+from handlers.pool import StagePool, WorkSource
 from handlers.ratelimit import RateLimiter
 from handlers.search import SearchEndpoint
 from handlers.signature import Verifier
@@ -39,11 +40,17 @@ def create_app(
     settings: Settings,
     *,
     conninfo: str,
-    runner: Callable[[StageEvent], None],
+    sources: Sequence[WorkSource] = (),
+    on_event: Callable[[StageEvent], None] | None = None,
     shutdown_grace_s: float = 25.0,
     search_conninfo: str | None = None,
 ) -> Starlette:
-    """The webhook receiver. ``runner(event)`` runs a stage in the background pool.
+    """The webhook receiver and this instance's stage pool.
+
+    ``sources`` are what the pool's ``STAGE_POOL_SIZE`` threads pull work from
+    (pipeline.stages.make_work_sources); a verified event, a NOTIFY on ``import_events``
+    (unless LISTEN_FOR_WORK=false) and a poll every WORK_POLL_SECONDS wake them.
+    ``on_event(event)`` sees each first delivery of a stage event (tests).
 
     ``conninfo`` is the worker role (webhooks, health); ``search_conninfo`` the search role
     (import_searcher), the only login that may become a person. Without it POST /v1/search
@@ -54,7 +61,9 @@ def create_app(
     """
     if not settings.webhook_secret:
         raise ValueError("WEBHOOK_SECRET is required: the receiver accepts only signed events")
-    stages = StagePool(settings.stage_pool_size)
+    stages = StagePool(settings.stage_pool_size, sources, poll_s=settings.work_poll_seconds)
+    # One listening connection per instance; a transaction pooler cannot hold one.
+    doorbell = Doorbell(conninfo, stages.wake) if settings.listen_for_work and sources else None
     # Requests only do short statements; a few connections serve many stages' webhooks.
     db = AsyncConnectionPool(
         conninfo,
@@ -84,7 +93,7 @@ def create_app(
         verifier=Verifier(settings.webhook_secret, settings.webhook_secret_previous),
         stages=stages,
         db=db,
-        runner=runner,
+        on_event=on_event,
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.webhook_body_timeout_seconds,
     )
@@ -98,6 +107,9 @@ def create_app(
         await db.open(wait=False)
         if search_db is not None:
             await search_db.open(wait=False)
+        stages.start()
+        if doorbell is not None:
+            doorbell.start()
         # Copies of exports a dead process left on this disk: now, then periodically.
         janitor = asyncio.create_task(
             janitor_loop(settings.data_dir, conninfo, settings.janitor_interval_seconds)
@@ -109,6 +121,8 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await janitor
             lifecycle.request_shutdown()
+            if doorbell is not None:
+                await asyncio.to_thread(doorbell.stop)
             if not await asyncio.to_thread(stages.wait_idle, shutdown_grace_s):
                 log.warning(
                     "stages still running after %.0f s; their leases will expire", shutdown_grace_s

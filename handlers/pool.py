@@ -1,92 +1,124 @@
-"""A bounded pool of stage threads: full means "retry later", never an unbounded queue."""
+"""The stage pool: ``capacity`` threads that pull runnable work whenever they are free.
+
+Postgres is the queue; an event is only a doorbell (issue 15). A thread with nothing to do
+sleeps until it is woken (``wake``: a verified webhook, a NOTIFY on ``import_events``) or
+until ``poll_s`` seconds have passed, then asks each work source in turn for one unit.
+Nothing is ever refused for lack of a slot: work waits in the database, claimable by any
+instance, and the thread that frees up first takes it.
+"""
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Callable
-from typing import cast
+from collections.abc import Callable, Sequence
+
+from pipeline import lifecycle
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
+# One unit of work: claim something runnable and run it to its end. True: it claimed and
+# ran one (there may be more: ask again at once); False: nothing runnable now.
+WorkSource = Callable[[], bool]
 
 
 class StagePool:
-    """``capacity`` daemon threads; ``try_submit`` refuses work instead of queueing it.
+    """Daemon threads pulling from ``sources``.
 
-    A slot is reserved first (``reserve``) so the caller can refuse a webhook with 503
-    before recording anything, then filled (``submit``) or given back (``release``).
     Daemon threads: a stage stuck past the shutdown grace must not keep the process alive;
-    its lease expires and the sweeper revives the job.
+    its lease expires and another instance (or the sweeper) takes the job on. Once
+    ``lifecycle.shutting_down()`` no new unit is started.
     """
 
-    def __init__(self, capacity: int, *, name: str = "stage") -> None:
+    def __init__(
+        self,
+        capacity: int,
+        sources: Sequence[WorkSource],
+        *,
+        poll_s: float = 5.0,
+        name: str = "stage",
+    ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
-        self._tasks: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._reserved = 0  # slots handed out by reserve(), running or about to
-        self._running = 0
-        self._idle = threading.Condition(self._lock)
+        self.sources = list(sources)
+        self.poll_s = poll_s
+        self._cond = threading.Condition()
+        self._rings = 0  # wake() count: a thread compares it before and after a pull
+        self._running = 0  # threads inside a unit of work
+        self._stopped = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+            threading.Thread(target=self._work, args=(i,), name=f"{name}-{i}", daemon=True)
             for i in range(capacity)
         ]
+
+    def start(self) -> None:
+        """Start pulling (the app's lifespan calls this once it serves)."""
         for thread in self._threads:
             thread.start()
 
     @property
     def busy(self) -> int:
-        """Slots reserved or running (what /healthz reports)."""
-        return self._reserved
+        """Threads running a unit of work now (what /healthz reports)."""
+        return self._running
 
-    def reserve(self) -> bool:
-        with self._lock:
-            if self._reserved >= self.capacity:
-                return False
-            self._reserved += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._reserved -= 1
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in a reserved slot; the slot is freed when it returns."""
-        with self._lock:
-            self._running += 1
-        self._tasks.put(fn)
-
-    def try_submit(self, fn: Callable[[], None]) -> bool:
-        if not self.reserve():
-            return False
-        self.submit(fn)
-        return True
+    def wake(self) -> None:
+        """Something may be runnable: idle threads look now instead of at the next poll."""
+        with self._cond:
+            self._rings += 1
+            self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
-        """Block until no task runs, at most ``timeout`` seconds; True when idle."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not self._running, timeout)
+        """Block until no unit runs, at most ``timeout`` seconds; True when idle."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._running, timeout)
 
     def close(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(_STOP)
+        """Stop the threads once their current unit ends (they are not joined)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
 
-    def _work(self) -> None:
+    # -- the threads -----------------------------------------------------------------
+
+    def _work(self, index: int) -> None:
+        # Each thread starts its round at a different source, so a source that always has
+        # work (a long import's batches) cannot starve the others.
+        turn = index
         while True:
-            fn = self._tasks.get()
-            if fn is _STOP:
-                return
+            with self._cond:
+                if self._stopped:
+                    return
+                seen = self._rings
+            ran = False
+            if not lifecycle.shutting_down():
+                ran = self._pull_one(turn)
+                turn += 1
+            if not ran:
+                self._sleep(seen)
+
+    def _sleep(self, seen: int) -> None:
+        """Until the next ring after ``seen``, a stop, or the poll interval. A ring that came
+        during the pull is not lost: the count has already moved on."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopped or self._rings != seen, self.poll_s)
+
+    def _pull_one(self, turn: int) -> bool:
+        """Ask each source (starting at ``turn``) for one unit; True when one ran."""
+        n = len(self.sources)
+        for k in range(n):
+            source = self.sources[(turn + k) % n]
+            with self._cond:
+                self._running += 1
             try:
-                cast(Callable[[], None], fn)()  # put() takes only these, and _STOP
+                if source():
+                    return True
             except Exception:
-                # The job keeps its lease until it expires; the sweeper re-emits it.
-                log.exception("stage task failed")
+                # The database is down or a bug: try again at the next ring or poll. A job
+                # claimed before the error keeps its lease until it lapses, then is retaken.
+                log.exception("work source failed")
             finally:
-                with self._idle:
+                with self._cond:
                     self._running -= 1
-                    self._reserved -= 1
-                    self._idle.notify_all()
+                    self._cond.notify_all()
+        return False

@@ -1,4 +1,11 @@
-"""POST /webhooks/supabase: verify, dedupe, acknowledge, hand to the stage pool."""
+"""POST /webhooks/supabase: verify, dedupe, acknowledge, ring the stage pool's bell.
+
+The event is a doorbell, Postgres the queue (issue 15): the work an event announces is
+claimable in import_jobs by any instance, so the receiver never needs a free slot to take
+an event. It answers 202 and wakes the local pool, whose threads pull runnable work when
+they have capacity. 503 means only "shutting down" (or "cannot record it now": database
+unreachable), never "busy".
+"""
 
 from __future__ import annotations
 
@@ -83,7 +90,7 @@ class WebhookReceiver:
         verifier: Verifier,
         stages: StagePool,
         db: AsyncConnectionPool,
-        runner: Callable[[StageEvent], None],
+        on_event: Callable[[StageEvent], None] | None = None,
         max_body_bytes: int,
         body_timeout_s: float | None = None,
         retry_after_s: int = 2,
@@ -91,7 +98,9 @@ class WebhookReceiver:
         self.verifier = verifier
         self.stages = stages
         self.db = db
-        self.runner = runner
+        # Sees each first delivery of a stage event before the pool is woken (tests drive
+        # their step-by-step stand-in for the stages with it); must not block.
+        self.on_event = on_event
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.retry_after_s = retry_after_s
@@ -123,21 +132,14 @@ class WebhookReceiver:
             log.info("no handler for stage %r (job %s)", event.data.stage, event.data.job_id)
             return reply(200, {"status": "ignored" if fresh else "duplicate"})
 
-        # Reserve before recording: a refused event must leave no receipt behind.
-        if not self.stages.reserve():
-            return reply(503, {"error": "busy, retry later"}, self.retry_after_s)
-        try:
-            fresh = await self._record(webhook_id, event)
-        except BaseException:
-            self.stages.release()
-            raise
+        fresh = await self._record(webhook_id, event)
         if fresh is None:
-            self.stages.release()
             return reply(503, {"error": "database unavailable"}, self.retry_after_s)
         if not fresh:
-            self.stages.release()
             return reply(200, {"status": "duplicate"})
-        self.stages.submit(lambda: self.runner(event))
+        if self.on_event is not None:
+            self.on_event(event)
+        self.stages.wake()
         return reply(202, {"status": "accepted"})
 
     async def _record(self, webhook_id: str, event: StageEvent) -> bool | None:

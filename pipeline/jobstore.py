@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -128,6 +129,11 @@ EXPORT_FACTS = """
 """
 
 
+# The pull queue: pick the runnable job that has waited longest and claim it (one
+# statement; SKIP LOCKED inside, so concurrent pools never wait on each other).
+CLAIM_NEXT = "select * from public.claim_next_import_job(%s, %s, %s::public.import_stage[], %s)"
+
+
 def _refusal(exc: psycopg.Error) -> str:
     """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
     do (the message and hint the SQL function wrote)."""
@@ -220,6 +226,36 @@ class JobStore:
                 self._lease_of[job_id] = lease
         return job
 
+    def claim_next(
+        self,
+        owner: str,
+        stages: Iterable[str],
+        *,
+        lease_seconds: int | None = None,
+        max_attempts: int = 5,
+    ) -> Job | None:
+        """Claim the runnable job in one of ``stages`` that has waited longest (the pull
+        queue: ``claim_next_import_job``, FOR UPDATE SKIP LOCKED). A lapsed lease below
+        ``max_attempts`` counts as runnable. None: nothing to do now."""
+        lease = lease_seconds or self.lease_seconds
+        job = Job.from_row(self._one(CLAIM_NEXT, (owner, lease, list(stages), max_attempts)))
+        if job is not None:
+            self._forget_progress(job.id)
+            with self._lock:
+                self._lease_of[job.id] = lease
+        return job
+
+    def renew(self, job_id: UUID, owner: str) -> ProgressOutcome:
+        """Extend the lease by the length it was claimed for (the LeaseKeeper's call, the
+        one renewer). Also says whether a cancel is pending or the job is no longer ours."""
+        with self._lock:
+            lease = self._lease_of.get(job_id, self.lease_seconds)
+        outcome = self._scalar(
+            "select public.report_import_progress(%s, %s, '{}', null, %s)",
+            (job_id, owner, lease),
+        )
+        return outcome if outcome in ("ok", "cancel_requested") else "not_yours"
+
     def progress(
         self,
         job_id: UUID,
@@ -228,14 +264,13 @@ class JobStore:
         checkpoint: dict[str, Any] | None = None,
         force: bool = False,
     ) -> ProgressOutcome:
-        """Report absolute counters (and the checkpoint of the last committed batch); renews
-        the lease by the length it was claimed for. Throttled to one write per
+        """Report absolute counters (and the checkpoint of the last committed batch); the
+        lease is left alone (``renew`` keeps it). Throttled to one write per
         ``progress_interval_s`` per job unless ``force``: a skipped report returns "ok" (a
         resume from the previous checkpoint is safe, batches being idempotent)."""
         now = time.monotonic()
         with self._lock:
             last = self._last_progress.get(job_id)
-            lease = self._lease_of.get(job_id, self.lease_seconds)
         if (
             not force
             and last is not None
@@ -244,14 +279,8 @@ class JobStore:
         ):
             return "ok"
         outcome = self._scalar(
-            "select public.report_import_progress(%s, %s, %s, %s, %s)",
-            (
-                job_id,
-                owner,
-                _counters(counters),
-                None if checkpoint is None else Jsonb(checkpoint),
-                lease,
-            ),
+            "select public.report_import_progress(%s, %s, %s, %s, null)",
+            (job_id, owner, _counters(counters), None if checkpoint is None else Jsonb(checkpoint)),
         )
         result: ProgressOutcome = outcome if outcome in ("ok", "cancel_requested") else "not_yours"
         with self._lock:

@@ -82,7 +82,7 @@ class LocalRuntime:
         from handlers.server import serve_in_thread
         from pipeline.delivery.relay import Relay
         from pipeline.embedded import worker_url
-        from pipeline.stages import make_runner
+        from pipeline.stages import make_work_sources
         from pipeline.sweeper import start_sweeper_loop
 
         self.admin_url = admin_url_for(self.settings)
@@ -91,7 +91,7 @@ class LocalRuntime:
         app = create_app(
             self.settings,
             conninfo=self.worker_url,
-            runner=make_runner(self.settings, self.worker_url),
+            sources=make_work_sources(self.settings, self.worker_url),
         )
         self._server = serve_in_thread(app, host="127.0.0.1", port=0)
         self._relay = Relay(

@@ -132,6 +132,11 @@ class Settings(BaseModel):
     # pipeline/exports/chunker.py POLICIES; README "Search".
     chunk_policy: ChunkPolicy = "person"
     stage_pool_size: int = Field(default=2, ge=1)
+    # The stage pool pulls runnable work from import_jobs: woken by each verified event, by
+    # NOTIFY on import_events (one LISTEN connection per instance; set false behind a
+    # transaction pooler, which cannot hold one) and at least every WORK_POLL_SECONDS.
+    listen_for_work: bool = True
+    work_poll_seconds: float = Field(default=5.0, gt=0)
     lease_seconds: int = Field(default=60, gt=0)
     # A stage that reports nothing for this long is taken as hung: its lease is let go.
     # Above the longest wait a healthy batch can have (retries of a slow embeddings API).

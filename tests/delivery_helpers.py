@@ -7,6 +7,7 @@ check delivery semantics without the real stages' downloads and models.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import uuid
@@ -65,7 +66,11 @@ on conflict (job_id, conversation_id) do nothing
 
 
 class StepRunner:
-    """A stage dispatcher for tests: claim, write one row per stage, advance or complete."""
+    """A stage stand-in for tests: claim, write one row per stage, advance or complete.
+
+    Event by event, as delivery tests need (one delivered event, one step): the receiver
+    hands it each accepted event (``create_app(on_event=runner)``) and its pool runs them
+    through ``pull``, a work source (``create_app(sources=[runner.pull])``)."""
 
     def __init__(self, conninfo: str, *, lease_seconds: int = 30) -> None:
         self.store = JobStore(conninfo, lease_seconds=lease_seconds)
@@ -74,8 +79,21 @@ class StepRunner:
         self.claims: Counter[str] = Counter()  # stage -> successful claims
         self.gate: threading.Event | None = None  # when set, stages wait for it
         self.started = threading.Event()
+        self._events: queue.SimpleQueue[StageEvent] = queue.SimpleQueue()
 
     def __call__(self, event: StageEvent) -> None:
+        self._events.put(event)
+
+    def pull(self) -> bool:
+        """Run the next accepted event's step; False when none is waiting."""
+        try:
+            event = self._events.get_nowait()
+        except queue.Empty:
+            return False
+        self.step(event)
+        return True
+
+    def step(self, event: StageEvent) -> None:
         stage, job_id = event.data.stage, event.data.job_id
         self.calls[stage] += 1
         self.started.set()

@@ -66,7 +66,6 @@ def start_service(db_url: str, worker_db_url: str) -> Iterator[Callable[..., Ser
         app = create_app(
             settings,
             conninfo=worker_db_url,
-            runner=lambda event: None,
             shutdown_grace_s=5,
             search_conninfo=searcher_url(db_url) if search else None,
         )

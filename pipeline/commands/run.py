@@ -65,6 +65,10 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
         upload_name,
     )
 
+    # Look before the runtime starts: its stage pool takes up any runnable import at once
+    # (the queue is the database), so an interrupted import could finish meanwhile and this
+    # file's import would start instead of being refused.
+    _refuse_if_another_runs(path, user, settings)
     with LocalRuntime(settings) as runtime:
         runtime.ensure_user(user)
         # The person's running import, even if a refused upload came after it.
@@ -88,3 +92,15 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
             if running is not None:
                 raise ImportAlreadyRunning(running)
         return job_summary(job, runtime.soulprint_text(job.id)) | runtime.store.export_facts(job.id)
+
+
+def _refuse_if_another_runs(path: Path, user: uuid.UUID, settings: Settings) -> None:
+    """ImportAlreadyRunning when the person has an active import of another file."""
+    from pipeline.embedded import worker_url
+    from pipeline.jobstore import JobStore
+    from pipeline.local import ImportAlreadyRunning, admin_url_for, upload_name
+
+    with JobStore(worker_url(admin_url_for(settings))) as store:
+        active = store.active_for_user(user)
+    if active is not None and active.object_name != f"{user}/{upload_name(path)}":
+        raise ImportAlreadyRunning(active)

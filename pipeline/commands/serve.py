@@ -28,7 +28,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from handlers.app import create_app
-    from pipeline.stages import make_runner
+    from pipeline.stages import make_work_sources
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(
         settings,
         conninfo=settings.database_url,
-        runner=make_runner(settings, settings.database_url),
+        sources=make_work_sources(settings, settings.database_url),
         # POST /v1/search only; unset, the endpoint answers 503 (never the worker's URL).
         search_conninfo=settings.search_database_url,
     )

@@ -49,10 +49,14 @@ def stage_duration(
     start, end = _parse(timing.get("started_at")), _parse(timing.get("ended_at"))
     if start is None:
         return ""
+    # The wait for a free worker (stage entered -> first claim), kept apart from the
+    # stage's own time, which starts at that claim (20261201100000_pull_queue.sql).
+    waited = timing.get("waited_s")
+    wait = f" (waited {float(waited):.2f}s)" if waited is not None else ""
     if end is not None:
-        return f"{(end - start).total_seconds():.2f}s"
+        return f"{(end - start).total_seconds():.2f}s{wait}"
     if active:
-        return f"running {((now or datetime.now(UTC)) - start).total_seconds():.0f}s"
+        return f"running {((now or datetime.now(UTC)) - start).total_seconds():.0f}s{wait}"
     return ""
 
 

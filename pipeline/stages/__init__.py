@@ -7,7 +7,7 @@ only says which code runs while a job sits in a stage.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from uuid import UUID
 
@@ -22,11 +22,17 @@ from pipeline.errors import (
     StageError,
     TransientError,
 )
-from pipeline.events import StageEvent
-from pipeline.jobstore import JobStore
+from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
 from pipeline.stage import Stage
-from pipeline.stages import downloading, embedding, generating_soulprint, parsing, queued
+from pipeline.stages import (
+    downloading,
+    embedding,
+    embedding_batches,
+    generating_soulprint,
+    parsing,
+    queued,
+)
 from pipeline.stages.context import StageContext, worker_identity
 from pipeline.stages.lease import LeaseKeeper
 
@@ -77,13 +83,29 @@ def run_stage(
     the next stage here too, while this stage's copy of the export is still held. The
     outcome returned is this stage's; the next one's is logged.
     """
-    handler = HANDLERS.get(stage)
-    if handler is None:
+    if stage not in HANDLERS:
         return "ignored"
     owner = worker_identity()
     job = store.claim(job_id, stage, owner, settings.lease_seconds)
     if job is None:
         return "not_claimed"  # stale or duplicate event, or another worker has it
+    return run_claimed(job, owner, settings, store, conninfo, hand_off=hand_off)
+
+
+def run_claimed(
+    job: Job,
+    owner: str,
+    settings: Settings,
+    store: JobStore,
+    conninfo: str,
+    *,
+    hand_off: bool = False,
+) -> str:
+    """Run the stage of a job ``owner`` has just claimed, keeping its lease alive, and end
+    the attempt (advance, fail, release, cancel); returns what happened. ``hand_off``: as
+    in run_stage."""
+    job_id, stage = job.id, job.stage
+    handler = HANDLERS[stage]
     ctx = StageContext(job=job, store=store, settings=settings, conninfo=conninfo, owner=owner)
     copy = (
         downloads.hold(downloads.export_path(settings.data_dir, job_id))
@@ -110,7 +132,7 @@ def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], sta
             settings.lease_seconds,
             progressed=lambda: ctx.last_progress,
             stall_seconds=settings.stage_stall_seconds,
-        ):
+        ) as ctx.lease:
             handler(ctx)
         return "done"
     except CancelRequested:
@@ -151,14 +173,48 @@ def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], sta
         return "failed"
 
 
-def make_runner(settings: Settings, conninfo: str) -> Callable[[StageEvent], None]:
-    """The receiver's runner: one call per verified event, in a pool thread."""
-    store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
+def import_work(
+    settings: Settings,
+    store: JobStore,
+    conninfo: str,
+    stages: Iterable[str] = HANDLERS,
+) -> Callable[[], bool]:
+    """A work source for the stage pool: claim the import job that has waited longest in
+    one of ``stages`` (default: every stage with a handler; any instance may, SKIP LOCKED)
+    and run that stage. True when one ran, False when nothing is runnable."""
+    handled = [str(stage) for stage in stages if stage in HANDLERS]
 
-    def runner(event: StageEvent) -> None:
-        outcome = run_stage(
-            event.data.job_id, event.data.stage, settings, store, conninfo, hand_off=True
+    def pull() -> bool:
+        owner = worker_identity()
+        job = store.claim_next(
+            owner,
+            handled,
+            lease_seconds=settings.lease_seconds,
+            max_attempts=settings.max_attempts,
         )
-        log.info("event %s for job %s: %s", event.type, event.data.job_id, outcome)
+        if job is None:
+            return False
+        # hand_off: a download done here goes on to parsing here, with the copy it made.
+        outcome = run_claimed(job, owner, settings, store, conninfo, hand_off=True)
+        log.info("job %s: %s %s", job.id, job.stage, outcome)
+        return True
 
-    return runner
+    return pull
+
+
+def embedding_batch_work(settings: Settings, conninfo: str) -> Callable[[], bool]:
+    """A work source for the stage pool: claim an open embedding batch of any import (the
+    fan-out, pipeline.stages.embedding_batches) and work that import's batches. True when
+    one was claimed, False when none is open."""
+
+    def pull() -> bool:
+        return embedding_batches.run_next_batch(settings, conninfo, worker_identity())
+
+    return pull
+
+
+def make_work_sources(settings: Settings, conninfo: str) -> list[Callable[[], bool]]:
+    """What the receiver's stage pool pulls from, in turn (handlers.pool.WorkSource): the
+    import stages, and other imports' embedding batches."""
+    store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
+    return [import_work(settings, store, conninfo), embedding_batch_work(settings, conninfo)]

@@ -18,11 +18,9 @@ from pipeline import downloads, lifecycle
 from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
+from pipeline.stages.lease import LeaseKeeper
 
 log = logging.getLogger("soulprint.stages")
-
-# At most this long between lease renewals, even when a stage has nothing new to report.
-HEARTBEAT_SECONDS = 5.0
 
 
 def worker_identity() -> str:
@@ -38,7 +36,9 @@ class StageContext:
     conninfo: str
     owner: str
     counters: dict[str, Any] = field(default_factory=dict)
-    _last_report: float = field(default_factory=time.monotonic)
+    # The one renewer of the job's lease while the stage runs (run_stage sets it); what it
+    # learns (lease lost, cancel requested) stops the stage at its next report or batch.
+    lease: LeaseKeeper | None = None
     # When the stage last showed it is alive (any report or batch); read by the LeaseKeeper.
     last_progress: float = field(default_factory=time.monotonic)
 
@@ -70,13 +70,11 @@ class StageContext:
     # -- progress and stopping -------------------------------------------------------
 
     def report(self, *, force: bool = False, checkpoint: dict[str, Any] | None = None) -> None:
-        """Publish counters (throttled by the store); stop here if cancelled or shutting down."""
-        self.last_progress = now = time.monotonic()
-        due = force or now - self._last_report >= HEARTBEAT_SECONDS
-        outcome = self.store.progress(self.job.id, self.owner, self.counters, checkpoint, force=due)
-        if due:
-            self._last_report = time.monotonic()
-        self._obey(outcome)
+        """Publish counters (throttled by the store, about one write a second); stop here if
+        the lease was lost, a cancel is pending, or the worker is shutting down. Never
+        renews the lease: the LeaseKeeper does."""
+        self.last_progress = time.monotonic()
+        self._obey(self.store.progress(self.job.id, self.owner, self.counters, checkpoint, force))
 
     def commit_batch(self, conn: psycopg.Connection, checkpoint: dict[str, Any]) -> None:
         """Record counters and checkpoint in the batch's own transaction, then commit.
@@ -91,7 +89,7 @@ class StageContext:
                 self.owner,
                 Jsonb(self.counters),
                 Jsonb(checkpoint),
-                self.settings.lease_seconds,
+                None,  # the lease is the LeaseKeeper's to renew
             ),
         ).fetchone()
         assert row is not None  # a function's result: always one row
@@ -100,13 +98,16 @@ class StageContext:
             conn.rollback()
             raise LeaseLost()
         conn.commit()
-        self._last_report = self.last_progress = time.monotonic()
+        self.last_progress = time.monotonic()
         self._obey(outcome)
 
     def _obey(self, outcome: str) -> None:
-        if outcome == "not_yours":
+        """Stop the stage (raise) when its job is no longer its to run."""
+        if outcome == "not_yours" or (self.lease is not None and self.lease.lost):
             raise LeaseLost()
-        if outcome == "cancel_requested":
+        if outcome == "cancel_requested" or (
+            self.lease is not None and self.lease.cancel_requested
+        ):
             raise CancelRequested()
         if lifecycle.shutting_down():
             raise ShuttingDown()

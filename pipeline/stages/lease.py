@@ -8,6 +8,10 @@ Nor may a stage that hangs (a query on a connection the network dropped, a lock 
 never granted) hold its job forever: when the stage has shown no progress for
 ``stall_seconds``, the keeper stops renewing, the lease lapses and the sweeper hands the
 job on. Should the hung thread wake up, its next write finds the job no longer its own.
+
+The keeper is the only thing that renews the lease (issue 10: one mechanism). The stage
+reads what the keeper learnt at its next batch (StageContext._obey): ``lost`` (another
+worker took the job: stop without writing) and ``cancel_requested`` (stop and cancel).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class LeaseKeeper:
         self.interval = max(lease_seconds / 3.0, 0.5)
         self.progressed = progressed  # monotonic time of the stage's last sign of life
         self.stall_seconds = stall_seconds
-        self.lost = False
+        self.lost = False  # another worker holds the job now: the stage must stop
+        self.cancel_requested = False  # the person asked to cancel
         self.stalled = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
@@ -58,13 +63,17 @@ class LeaseKeeper:
                 self.stalled = True
                 return
             try:
-                # Empty counters: renew the lease only; the stage owns the numbers.
-                outcome = self.store.progress(self.job_id, self.owner, {}, None, force=True)
+                outcome = self.store.renew(self.job_id, self.owner)
             except Exception:
-                continue
+                continue  # the database blinked; the lease has two more intervals to go
             if outcome == "not_yours":
+                log.warning(
+                    "job %s: lease taken over; the stage stops at its next batch", self.job_id
+                )
                 self.lost = True
                 return
+            if outcome == "cancel_requested":
+                self.cancel_requested = True
 
     def _stage_hung(self) -> bool:
         if self.progressed is None or self.stall_seconds is None:

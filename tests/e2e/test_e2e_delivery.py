@@ -18,7 +18,7 @@ from handlers.server import serve_in_thread
 from pipeline.embedded import worker_url
 from pipeline.local import new_webhook_secret
 from pipeline.settings import Settings
-from pipeline.stages import make_runner
+from pipeline.stages import make_work_sources
 from pipeline.storage import LocalBucket
 from tests.dbutil import create_user, upload_object
 from tests.delivery_helpers import signed
@@ -70,7 +70,7 @@ def import_with(db_url: str, tmp_path: Path, deliver) -> dict[str, object]:
     )
     worker = worker_url(db_url)
     server = serve_in_thread(
-        create_app(settings, conninfo=worker, runner=make_runner(settings, worker))
+        create_app(settings, conninfo=worker, sources=make_work_sources(settings, worker))
     )
     user = create_user(db_url)
     LocalBucket(tmp_path / "bucket").put("imports", f"{user}/export.zip", SAMPLE)

@@ -48,7 +48,8 @@ def world(worker_db_url: str) -> Iterator[SvixWorld]:
         create_app(
             Settings(webhook_secret=SECRET, stage_pool_size=4),
             conninfo=worker_db_url,
-            runner=runner,
+            sources=[runner.pull],
+            on_event=runner,
         )
     )
     rx = serve_in_thread(switch)

@@ -86,9 +86,7 @@ def deployed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[Deploy
     with the receiver's URL and secret, the receiver up on loopback."""
     lifecycle.reset()
     settings = Settings(webhook_secret=SECRET, data_dir=tmp_path)
-    handle = serve_in_thread(
-        create_app(settings, conninfo=worker_db_url, runner=lambda event: None, shutdown_grace_s=5)
-    )
+    handle = serve_in_thread(create_app(settings, conninfo=worker_db_url, shutdown_grace_s=5))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(STANDINS)
         conn.execute(

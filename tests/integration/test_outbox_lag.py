@@ -37,7 +37,6 @@ def test_healthz_reports_the_oldest_unacknowledged_event(db_url: str, worker_db_
     app = create_app(
         Settings(webhook_secret=SECRET),
         conninfo=worker_db_url,
-        runner=lambda event: None,
         shutdown_grace_s=5,
     )
     handle = serve_in_thread(app)

@@ -7,8 +7,10 @@ import json
 import secrets
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,11 +18,13 @@ import psycopg
 import pytest
 
 from handlers.app import create_app
+from handlers.pool import WorkSource
 from handlers.server import ServerHandle, serve_in_thread
 from pipeline import lifecycle
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
+from pipeline.stages import import_work
 from tests.delivery_helpers import StepRunner, event_body, signed, upload_job, wait_for
 
 
@@ -39,13 +43,17 @@ def start_receiver(worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
     def start(
         runner: Callable[[StageEvent], None] | None = None,
         conninfo: str | None = None,
+        sources: Sequence[WorkSource] = (),
         **overrides: object,
     ) -> ServerHandle:
         settings = Settings(**{"webhook_secret": SECRET, "stage_pool_size": 2, **overrides})
+        if isinstance(runner, StepRunner):
+            sources = [runner.pull, *sources]
         app = create_app(
             settings,
             conninfo=conninfo or worker_db_url,
-            runner=runner or (lambda event: None),
+            sources=sources,
+            on_event=runner,
             shutdown_grace_s=10,
         )
         handle = serve_in_thread(app)
@@ -188,30 +196,104 @@ def test_same_webhook_id_is_handled_once(start_receiver, db_url):
     assert len(calls) == 1
 
 
-def test_full_pool_answers_503_and_keeps_no_receipt(start_receiver, db_url, worker_db_url):
-    """Guards pitfall 2 (cold start / overload): backpressure, and the retry is processed."""
-    runner = StepRunner(worker_db_url)
-    runner.gate = threading.Event()
-    rx = start_receiver(runner=runner, stage_pool_size=1)
-    (job_a, user_a), (job_b, user_b) = upload_job(db_url), upload_job(db_url)
-    body_a = event_body(job_a, user_a, "queued")
-    assert post(rx, body_a, signed(SECRET, body_a)).status_code == 202
-    runner.started.wait(10)
+def queued_only(worker_db_url: str, **overrides: object) -> tuple[WorkSource, JobStore]:
+    """The real import work source, limited to the `queued` stage (which only advances):
+    jobs stop in `downloading`, where the test looks for them."""
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    store = JobStore(worker_db_url)
+    return import_work(settings, store, worker_db_url, stages=["queued"]), store
 
-    body_b = event_body(job_b, user_b, "queued")
-    headers_b = signed(SECRET, body_b)
-    busy = post(rx, body_b, headers_b)
-    assert busy.status_code == 503
-    assert int(busy.headers["retry-after"]) > 0
-    assert receipts(db_url) == 1  # only A's
 
-    runner.gate.set()
-    wait_for(lambda: rx_idle(rx))
-    assert post(rx, body_b, headers_b).status_code == 202  # the retry is taken, not "duplicate"
-    store = JobStore(db_url)
-    wait_for(lambda: store.get(job_b).stage == "downloading")
+def test_a_busy_receiver_takes_every_event_and_runs_them_all(start_receiver, db_url, worker_db_url):
+    """Guards pitfall 2 (overload) and issue 15 (backpressure burnt the relay's retries):
+    a receiver with one stage thread given 5 events at once answers 202 to every one (no
+    503, no retry needed) and its pool runs all 5 jobs. No LISTEN and an hour-long poll:
+    the events alone woke it."""
+    source, store = queued_only(worker_db_url)
+    rx = start_receiver(
+        sources=[source], stage_pool_size=1, listen_for_work=False, work_poll_seconds=3600
+    )
+    jobs = [upload_job(db_url) for _ in range(5)]
+    bodies = [event_body(job_id, user_id, "queued") for job_id, user_id in jobs]
+    with ThreadPoolExecutor(5) as ex:
+        codes = list(ex.map(lambda b: post(rx, b, signed(SECRET, b)).status_code, bodies))
+    assert codes == [202] * 5
+    wait_for(lambda: all(store.get(job_id).stage == "downloading" for job_id, _ in jobs))
+    assert receipts(db_url) == 5
     store.close()
-    runner.close()
+
+
+def test_two_instances_never_run_the_same_job_twice(start_receiver, db_url, worker_db_url):
+    """Guards pitfall 7 (duplicates): two instances (distinct lease owners, two pools) pull
+    from one database at once; SKIP LOCKED and the conditional claim give each job to
+    exactly one of them."""
+    store = JobStore(worker_db_url)
+    runs: list[tuple[str, uuid.UUID]] = []
+    lock = threading.Lock()
+
+    def instance(name: str) -> WorkSource:
+        def pull() -> bool:
+            owner = f"{name}-{uuid.uuid4().hex[:6]}"
+            job = store.claim_next(owner, ["queued"])
+            if job is None:
+                return False
+            with lock:
+                runs.append((name, job.id))
+            time.sleep(0.02)  # a little work, so the pools overlap
+            assert store.advance(job.id, owner, "queued") == "downloading"
+            return True
+
+        return pull
+
+    jobs = [upload_job(db_url)[0] for _ in range(12)]
+    for name in ("a", "b"):
+        start_receiver(sources=[instance(name)], stage_pool_size=3, work_poll_seconds=0.2)
+    wait_for(lambda: all(store.get(job_id).stage == "downloading" for job_id in jobs))
+    ran = [job for _, job in runs if job in jobs]
+    assert sorted(ran) == sorted(jobs)  # each once, none twice
+    assert {name for name, _ in runs} == {"a", "b"}  # both instances took work
+    store.close()
+
+
+def test_a_lapsed_lease_is_taken_up_by_the_poll_without_an_event(
+    start_receiver, db_url, worker_db_url
+):
+    """Guards pitfall 9 (a job stuck forever) and issue 15 (a dead instance's jobs waited
+    for the sweeper): the worker holding the job died (its lease lapses); a live
+    instance's poll claims it with no new event and no sweep."""
+    job_id, _ = upload_job(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("select public.claim_import_job(%s, 'queued', 'dead-worker', 1)", (job_id,))
+        events_before = conn.execute(
+            "select count(*) from import_events where job_id = %s", (job_id,)
+        ).fetchone()[0]
+    source, store = queued_only(worker_db_url)
+    start_receiver(sources=[source], listen_for_work=False, work_poll_seconds=0.3)
+    wait_for(lambda: store.get(job_id).stage == "downloading", timeout=15)
+    with psycopg.connect(db_url) as conn:
+        reasons = [
+            r[0]
+            for r in conn.execute(
+                "select payload->'data'->>'reason' from import_events where job_id = %s"
+                " order by created_at",
+                (job_id,),
+            )
+        ]
+    # Only the stage change it made: nobody re-announced the queued stage.
+    assert len(reasons) == events_before + 1 and "sweep" not in reasons
+    store.close()
+
+
+def test_a_notify_wakes_the_pool_without_a_webhook(start_receiver, db_url, worker_db_url):
+    """Guards pitfall 1 (fire-and-forget): with no webhook delivered at all (relay down,
+    pg_net dropped it), the NOTIFY the stage change sends wakes the instance's pool at once
+    (the poll here is an hour)."""
+    source, store = queued_only(worker_db_url)
+    start_receiver(sources=[source], listen_for_work=True, work_poll_seconds=3600)
+    time.sleep(0.5)  # the doorbell connects and LISTENs
+    job_id, _ = upload_job(db_url)
+    wait_for(lambda: store.get(job_id).stage == "downloading", timeout=10)
+    store.close()
 
 
 def rx_idle(rx: ServerHandle) -> bool:
@@ -229,23 +311,31 @@ def test_healthz_reports_database_reachability(start_receiver):
 
 def test_shutdown_lets_the_running_stage_release_its_lease(start_receiver, db_url, worker_db_url):
     """Guards pitfall 9 (status never written): on SIGTERM the stage stops cleanly and the
-    job is handed back (lease released, a 'released' event appended), never left stuck."""
+    job is handed back (lease released, a 'released' event appended), never left stuck;
+    events arriving meanwhile get 503 (the only 503 left: issue 15)."""
     store = JobStore(worker_db_url)
     saw_shutdown = threading.Event()
 
-    def runner(event: StageEvent) -> None:
-        job = store.claim(event.data.job_id, event.data.stage, "doomed-worker")
-        assert job is not None
+    def doomed() -> bool:
+        job = store.claim_next("doomed-worker", ["queued"])
+        if job is None:
+            return False
         # A stage checks the flag between batches; here it has nothing else to do.
         wait_for(lifecycle.shutting_down, timeout=30)
         saw_shutdown.set()
         store.release(job.id, "doomed-worker")
+        return True
 
-    rx = start_receiver(runner=runner)
+    rx = start_receiver(sources=[doomed], listen_for_work=False, work_poll_seconds=3600)
     job_id, user_id = upload_job(db_url)
     body = event_body(job_id, user_id, "queued")
     assert post(rx, body, signed(SECRET, body)).status_code == 202
     wait_for(lambda: store.get(job_id).lease_owner == "doomed-worker")
+
+    lifecycle.request_shutdown()  # what the lifespan does first on SIGTERM
+    other = some_event("queued")
+    refused = post(rx, other, signed(SECRET, other))
+    assert refused.status_code == 503 and refused.json()["error"] == "shutting down"
 
     rx.stop()  # what uvicorn does on SIGTERM: stop serving, then lifespan shutdown
     assert saw_shutdown.is_set()

@@ -30,9 +30,7 @@ def receiver(worker_db_url: str) -> Iterator[Callable[..., ServerHandle]]:
 
     def start(**overrides: object) -> ServerHandle:
         settings = Settings(**{"webhook_secret": SECRET, **overrides})
-        app = create_app(
-            settings, conninfo=worker_db_url, runner=lambda event: None, shutdown_grace_s=5
-        )
+        app = create_app(settings, conninfo=worker_db_url, shutdown_grace_s=5)
         handle = serve_in_thread(app, **server_limits(settings))
         handles.append(handle)
         return handle

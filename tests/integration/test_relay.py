@@ -37,7 +37,10 @@ def pipeline_rx(worker_db_url: str) -> Iterator[tuple[ServerHandle, StepRunner]]
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     app = create_app(
-        Settings(webhook_secret=SECRET, stage_pool_size=4), conninfo=worker_db_url, runner=runner
+        Settings(webhook_secret=SECRET, stage_pool_size=4),
+        conninfo=worker_db_url,
+        sources=[runner.pull],
+        on_event=runner,
     )
     handle = serve_in_thread(app)
     yield handle, runner
@@ -196,7 +199,12 @@ def test_relay_retries_through_a_failing_receiver(db_url, worker_db_url):
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     flaky = FailTwice(
-        create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url, runner=runner)
+        create_app(
+            Settings(webhook_secret=SECRET),
+            conninfo=worker_db_url,
+            sources=[runner.pull],
+            on_event=runner,
+        )
     )
     rx = serve_in_thread(flaky)
     relay = Relay(worker_db_url, rx.url + HOOK, SECRET, backoff_s=0.01)
@@ -305,7 +313,14 @@ def test_relay_honours_retry_after(db_url, worker_db_url):
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     rx = serve_in_thread(
-        BusyOnce(create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url, runner=runner))
+        BusyOnce(
+            create_app(
+                Settings(webhook_secret=SECRET),
+                conninfo=worker_db_url,
+                sources=[runner.pull],
+                on_event=runner,
+            )
+        )
     )
     relay = Relay(worker_db_url, rx.url + HOOK, SECRET)
     try:

@@ -31,7 +31,12 @@ def test_local_replay_resends_from_the_attempt_log(db_url, worker_db_url, capsys
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     switch = Switch(
-        create_app(Settings(webhook_secret=SECRET), conninfo=worker_db_url, runner=runner)
+        create_app(
+            Settings(webhook_secret=SECRET),
+            conninfo=worker_db_url,
+            sources=[runner.pull],
+            on_event=runner,
+        )
     )
     rx = serve_in_thread(switch)
     url = rx.url + "/webhooks/supabase"

@@ -337,14 +337,19 @@ def test_vector_dimension_follows_the_embedder(db_url: str) -> None:
             )
 
 
-def test_import_jobs_is_published_for_realtime(pg_admin_url: str) -> None:
-    """Guards pitfall 5 (no progress): the app follows its job row live through Realtime."""
+def test_realtime_publishes_the_progress_row_not_the_job_row(pg_admin_url: str) -> None:
+    """Guards pitfall 5 (no progress): the app follows its import live through Realtime,
+    on import_progress; import_jobs (leases, checkpoints, attempts) is no longer published
+    (issue 15: every claim and renewal streamed to every app)."""
     with psycopg.connect(pg_admin_url) as conn:
-        row = conn.execute(
-            "select 1 from pg_publication_tables where pubname = 'supabase_realtime'"
-            " and schemaname = 'public' and tablename = 'import_jobs'"
-        ).fetchone()
-    assert row is not None
+        published = {
+            r[0]
+            for r in conn.execute(
+                "select tablename from pg_publication_tables where pubname = 'supabase_realtime'"
+                " and schemaname = 'public'"
+            )
+        }
+    assert "import_progress" in published and "import_jobs" not in published
 
 
 def test_migrations_are_recorded_like_the_cli_and_idempotent(

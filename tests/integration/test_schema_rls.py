@@ -144,6 +144,7 @@ def test_anon_reads_nothing(db_url: str) -> None:
         "event_deliveries",
         "webhook_receipts",
         "user_profiles",
+        "import_progress",
     ):
         with user_session(db_url, None) as conn, pytest.raises(DENIED):
             conn.execute(f"select * from public.{table}")

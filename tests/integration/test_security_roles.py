@@ -29,6 +29,7 @@ OUR_TABLES = (
     "memory_chunks",
     "soulprints",
     "user_profiles",
+    "import_progress",
     # The embedding fan-out's batches (issue 15): nobody's but the functions' (no row below).
     "import_embedding_batches",
 )
@@ -42,6 +43,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("authenticated", "import_conversations"): {"SELECT"},
     ("authenticated", "memory_chunks"): {"SELECT"},
     ("authenticated", "soulprints"): {"SELECT"},
+    # The published copy of a job (Realtime): read-only, own rows (RLS); written by trigger.
+    ("authenticated", "import_progress"): {"SELECT"},
     # The app's table: its own write policies decide (RLS), and the import columns are
     # guarded by a trigger; TRUNCATE (which skips RLS) is gone.
     ("authenticated", "user_profiles"): {"SELECT", "INSERT", "UPDATE", "DELETE"},

@@ -64,7 +64,9 @@ def test_sweeper_revives_a_job_whose_worker_was_killed(db_url, worker_db_url):
     lifecycle.reset()
     runner = StepRunner(worker_db_url)
     settings = Settings(webhook_secret=SECRET, lease_seconds=1, max_attempts=5)
-    rx = serve_in_thread(create_app(settings, conninfo=worker_db_url, runner=runner))
+    rx = serve_in_thread(
+        create_app(settings, conninfo=worker_db_url, sources=[runner.pull], on_event=runner)
+    )
     relay = Relay(worker_db_url, rx.url + "/webhooks/supabase", SECRET, poll_interval_s=0.2)
     assert relay.deliver_pending() == 0  # nothing in the outbox would ever move this job
     relay.start()

@@ -1,7 +1,8 @@
 """Issue 15 item 4: nothing of the person stays on a worker's disk after the stage that
 needs it. Production shape: the fake Storage API over real HTTP as the worker's JWT, real
-PostgreSQL as the worker role, the receiver's own runner (make_runner) on two instances
-with their own data dirs, one database.
+PostgreSQL as the worker role, the receiver pool's own unit of work (run_stage with
+hand_off, as the pull source runs a claimed job) on two instances with their own data dirs,
+one database.
 
 Seed pitfalls guarded: 1 (work lost when an instance stops: a stage that ends any way but
 done leaves its job for another instance, which fetches its own copy), 5 (a stage that dies
@@ -31,8 +32,8 @@ from pipeline.janitor import sweep_downloads
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stage import TERMINAL
-from pipeline.stages import make_runner
 from pipeline.stages import parsing as parsing_stage
+from pipeline.stages import run_stage
 from tests.dbutil import create_user, jobs_for, upload_object, walk_to
 from tests.fake_openai import fake_openai
 from tests.fake_storage import FakeStorage, fake_storage, worker_settings
@@ -49,6 +50,18 @@ def _upload(db_url: str, bucket: Path, src: Path = SAMPLE, name: str = "export.z
     shutil.copyfile(src, target)
     upload_object(db_url, user, name=name, size=src.stat().st_size)
     return jobs_for(db_url, user)[-1]["id"]
+
+
+def make_runner(settings: Settings, conninfo: str) -> Callable[[StageEvent], None]:
+    """What an instance's stage pool does with a job it claims (the stage, and downloading's
+    hand-off to parsing in the same slot), for the job an event names: these tests decide
+    which instance runs which stage, as a load balancer would."""
+    store = JobStore(conninfo, lease_seconds=settings.lease_seconds)
+
+    def run(event: StageEvent) -> None:
+        run_stage(event.data.job_id, event.data.stage, settings, store, conninfo, hand_off=True)
+
+    return run
 
 
 def _event(store: JobStore, job_id: uuid.UUID) -> StageEvent:
@@ -397,7 +410,7 @@ def test_receiver_runs_the_janitor_at_start_up_and_periodically(
     settings = Settings(
         data_dir=data, webhook_secret=new_webhook_secret(), janitor_interval_seconds=0.3
     )
-    app = create_app(settings, conninfo=worker_db_url, runner=lambda _e: None)
+    app = create_app(settings, conninfo=worker_db_url)
     with downloads.hold(leftovers["here"]):
         handle = serve_in_thread(app)
         try:
