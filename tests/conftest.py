@@ -138,3 +138,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(layer)
         if layer == "e2e":
             item.add_marker("slow")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lifecycle() -> Iterator[None]:
+    """Each test starts with the process not shutting down: a test that asked for shutdown
+    (Ctrl-C, SIGTERM) must not make the next one's stages release at once."""
+    from pipeline import lifecycle
+
+    lifecycle.reset()
+    yield
+    lifecycle.reset()
