@@ -9,6 +9,8 @@ import json
 import os
 import signal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -136,6 +138,28 @@ def big_export(tmp_path: Path, n: int = 120) -> Path:
     )
 
 
+@contextmanager
+def standin_env(db_url: str, data_dir: Path, latency_s: float = 1.0) -> Iterator[dict[str, str]]:
+    """The CLI's environment with embeddings from the OpenAI stand-in (``latency_s`` per
+    request of 96 chunks, one in flight): for tests of interruption, kill and cancel, where
+    the embedder is not what is tested, the embedding stage is then slow enough to stop in
+    its middle and costs no CPU."""
+    from tests.fake_openai import fake_openai
+
+    with fake_openai(latency_s=latency_s) as srv:
+        yield cli_env(
+            db_url,
+            data_dir,
+            EMBEDDING_PROVIDER="openai",
+            OPENAI_BASE_URL=srv.base_url,
+            OPENAI_API_KEY=srv.api_key,
+            EMBEDDING_MODEL="text-embedding-3-small",
+            EMBEDDING_DIMENSIONS="64",
+            EMBEDDING_CONCURRENCY="1",
+            EMBEDDING_BATCH_CHUNKS="1",
+        )
+
+
 def test_killed_mid_embedding_then_run_again_completes_without_duplicates(
     db_url: str, tmp_path: Path
 ) -> None:
@@ -143,16 +167,18 @@ def test_killed_mid_embedding_then_run_again_completes_without_duplicates(
     `run` again: the job resumes from its last committed batch (after the lease expires)
     and completes with every chunk exactly once and every chunk embedded."""
     path = big_export(tmp_path)
-    env = cli_env(db_url, tmp_path / "data")
-    proc = start_cli("run", str(path), "--json", env=env)
-    try:
-        wait_for(
-            db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64
-        )
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    code, result = run_import(path, env)
+    with standin_env(db_url, tmp_path / "data") as env:
+        proc = start_cli("run", str(path), "--json", env=env)
+        try:
+            wait_for(
+                db_url,
+                LATEST_JOB,
+                lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64,
+            )
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        code, result = run_import(path, env)
     assert code == 0, result
     expected = parse_counts(path, env)
     assert result["chunks"] == expected["chunks"]
@@ -174,14 +200,15 @@ def test_cancel_mid_stage_removes_partial_data(db_url: str, tmp_path: Path) -> N
     """Guards the UX pitfall 'can't cancel a stuck import': `cancel` stops the running
     stage at its next batch, removes that import's rows and ends the job `cancelled`."""
     path = big_export(tmp_path)
-    env = cli_env(db_url, tmp_path / "data")
-    proc = start_cli("run", str(path), "--json", env=env)
-    job = wait_for(
-        db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] > 0
-    )
-    out = cli("cancel", str(job["id"]), env=env)
-    assert out.returncode == 0, out.stderr
-    stdout, stderr = proc.communicate(timeout=120)
+    # Slow enough that `cancel` (a new process) arrives before the last batch.
+    with standin_env(db_url, tmp_path / "data", latency_s=4.0) as env:
+        proc = start_cli("run", str(path), "--json", env=env)
+        job = wait_for(
+            db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] > 0
+        )
+        out = cli("cancel", str(job["id"]), env=env)
+        assert out.returncode == 0, out.stderr
+        stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     assert json.loads(stdout)["stage"] == "cancelled"
     for table in ("memory_chunks", "import_conversations"):
@@ -189,7 +216,7 @@ def test_cancel_mid_stage_removes_partial_data(db_url: str, tmp_path: Path) -> N
             table
         )
     # The person can start again right away.
-    code, result = run_import(SAMPLE, env)
+    code, result = run_import(SAMPLE, cli_env(db_url, tmp_path / "data"))
     assert code == 0 and result["stage"] == "complete"
 
 
@@ -354,24 +381,26 @@ def test_interrupted_run_releases_its_job_and_resumes(db_url: str, tmp_path: Pat
     commits the running batch and releases the lease, so the same command resumes at once
     from there (no waiting for a lease to expire) and completes with every chunk once."""
     path = big_export(tmp_path)
-    env = cli_env(db_url, tmp_path / "data")
-    proc = start_cli("run", str(path), env=env)
-    wait_for(db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "resume" in stderr
-    job = wait_for(db_url, LATEST_JOB, lambda j: True)
-    assert job["stage"] == "embedding" and job["lease_owner"] is None
-    assert 0 < job["embedded_chunks"] < job["chunks"]
-    code, result = run_import(path, env)
-    assert code == 0, result
-    assert result["import_id"] == str(job["id"])
-    assert (
-        scalar(
-            db_url,
-            "select count(*) from memory_chunks where job_id = %s and embedding is not null",
-            job["id"],
+    with standin_env(db_url, tmp_path / "data") as env:
+        proc = start_cli("run", str(path), env=env)
+        wait_for(
+            db_url, LATEST_JOB, lambda j: j["stage"] == "embedding" and j["embedded_chunks"] >= 64
         )
-        == result["chunks"]
-    )
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 130, stderr
+        assert "resume" in stderr
+        job = wait_for(db_url, LATEST_JOB, lambda j: True)
+        assert job["stage"] == "embedding" and job["lease_owner"] is None
+        assert 0 < job["embedded_chunks"] < job["chunks"]
+        code, result = run_import(path, env)
+        assert code == 0, result
+        assert result["import_id"] == str(job["id"])
+        assert (
+            scalar(
+                db_url,
+                "select count(*) from memory_chunks where job_id = %s and embedding is not null",
+                job["id"],
+            )
+            == result["chunks"]
+        )
