@@ -185,9 +185,9 @@ def test_match_count_at_the_int_maximum_gets_the_range_message(db_url: str) -> N
     range check, and PostgREST passed on a bare 'integer out of range'."""
     user = create_user(db_url)
     completed_import(db_url, user, [("c1", "User: cat", unit_vector(DIM, 1))])
-    with user_session(db_url, user) as conn:
-        with pytest.raises(psycopg.errors.InvalidParameterValue, match="between 1 and 100"):
-            conn.execute(MATCH, (None, "cat", 2147483647))
+    refused = pytest.raises(psycopg.errors.InvalidParameterValue, match="between 1 and 100")
+    with user_session(db_url, user) as conn, refused:
+        conn.execute(MATCH, (None, "cat", 2147483647))
 
 
 def test_search_module_refuses_a_nul_with_a_sentence(db_url: str) -> None:
@@ -197,6 +197,5 @@ def test_search_module_refuses_a_nul_with_a_sentence(db_url: str) -> None:
 
     user = create_user(db_url)
     completed_import(db_url, user, [("c1", "User: cat", unit_vector(DIM, 1))])
-    with psycopg.connect(searcher_url(db_url)) as conn:
-        with pytest.raises(BadQuery, match="NUL"):
-            match_memories(conn, user, "cat\x00dog", None, mode="lexical")
+    with psycopg.connect(searcher_url(db_url)) as conn, pytest.raises(BadQuery, match="NUL"):
+        match_memories(conn, user, "cat\x00dog", None, mode="lexical")
