@@ -118,9 +118,10 @@ def _bigrams(text: str) -> set[str]:
     ],
 )
 def test_cjk_bigrams_are_unchanged(db_url: str, text: str) -> None:
-    """F2: cjk_bigrams was rewritten to run in linear time; it feeds the stored lexemes
-    column, so it must give exactly the pieces it gave before (stored rows are not
-    recomputed)."""
+    """F2: cjk_bigrams was rewritten to run in linear time (measured here, best of two,
+    one CJK run: 4,000 / 8,000 / 16,000 characters took 198 / 973 / 3,587 ms before and
+    12 / 15 / 28 ms after); it feeds the stored lexemes column, so it must give exactly the
+    pieces it gave before (stored rows are not recomputed)."""
     with psycopg.connect(db_url) as conn:
         got = conn.execute(
             "select pg_catalog.tsvector_to_array(public.cjk_bigrams(%s))", (text,)

@@ -6,7 +6,9 @@
 --   multibyte string from its start, so a run of n characters cost n^2. A 16,000-character
 --   Chinese question held the database for 4.2 s per call, with no rate limit.
 --   match_memories and memory_search_query now read the first 2,000 characters only, and
---   cjk_bigrams splits a run into its characters once and pairs each with the next.
+--   cjk_bigrams splits a run into its characters once and pairs each with the next
+--   (16,000 characters: 3.6 s before, 28 ms after; match_memories with a 100,000-character
+--   Chinese or a 1 MB English question: 5-10 ms).
 -- * One memory, one slot (F3). The same request pasted into another chat gets another
 --   answer, so the two chunks differ in their answer's start and both took a slot.
 --   Candidates now fold on what the person said (the chunk's text before its answer).
