@@ -8,9 +8,11 @@ lexical_score}, ...], "model": "<the import's embedding model>"}``.
 
 Errors (JSON ``{"error": code, "message": sentence}``): 401 no/invalid token (with
 ``WWW-Authenticate: Bearer``), 429 over the per-person rate limit (``Retry-After``), 413 body
-too large, 400 bad JSON or query, 404 no completed import, 409 the service's embedder is
-not the import's model, 503 token verification or SEARCH_DATABASE_URL not configured, or
-database unavailable.
+too large, 400 bad JSON (``bad_json``), query (``bad_query``: not a non-empty string, or
+holding NUL) or limit (``bad_limit``), 404 no completed import, 409 the service's embedder
+is not the import's model, 503 token verification or SEARCH_DATABASE_URL not configured
+(``not_configured``), database unavailable (``database_unavailable``) or any other database
+error (``database_error``).
 
 The query is embedded here with the import's model, then ``match_memories`` runs AS the
 person (role ``authenticated`` with their verified claims): row-level security limits the
@@ -148,6 +150,8 @@ class SearchEndpoint:
         limit = data.get("limit", 10) if isinstance(data, dict) else None
         if not isinstance(query, str) or not query.strip():
             return _error(400, "bad_query", "'query' must be a non-empty string.")
+        if "\x00" in query:  # PostgreSQL text cannot hold it: refused before embedding
+            return _error(400, "bad_query", "'query' must not contain NUL characters.")
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
             return _error(400, "bad_limit", f"'limit' must be an integer from 1 to {MAX_LIMIT}.")
         query = query[:MAX_QUERY_CHARS]
@@ -168,6 +172,20 @@ class SearchEndpoint:
                 "database_unavailable",
                 "The memory store is unavailable; try again shortly.",
                 {"Retry-After": "5"},
+            )
+        except psycopg.DataError as exc:
+            # Text or numbers the database cannot take; the person's query is not logged.
+            log.warning("search: query refused by the database (%s)", exc.sqlstate)
+            return _error(400, "bad_query", "The database cannot search for this query.")
+        except psycopg.Error as exc:
+            # Anything else (a missing grant or migration, a statement timeout): the
+            # operator's problem, named in the log; the person gets a sentence, not a 500.
+            log.error("search: database error %s (%s)", type(exc).__name__, exc.sqlstate)
+            return _error(
+                503,
+                "database_error",
+                "The memory store could not answer this search; try again later.",
+                {"Retry-After": "30"},
             )
         return JSONResponse({"results": [h.to_json() for h in hits], "model": model})
 

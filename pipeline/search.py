@@ -44,6 +44,10 @@ class ModelMismatch(SearchError):
     """The configured embedder is not the model the import was embedded with."""
 
 
+class BadQuery(SearchError):
+    """A query the database cannot take (a NUL character: PostgreSQL text cannot hold it)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """The import a search runs against."""
@@ -158,10 +162,13 @@ def match_memories(
 
     ``mode``: "hybrid" (both lists), "vector" (no query text) or "lexical" (no vector).
     Database errors of the function (dimension or model mismatch) surface as
-    ``psycopg.errors.InvalidParameterValue``; no completed import as NoImport.
+    ``psycopg.errors.InvalidParameterValue``; no completed import as NoImport; a NUL in
+    ``text`` as BadQuery.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
+    if "\x00" in text:
+        raise BadQuery("The query must not contain NUL characters.")
     params = {
         "embedding": vector_text(vector) if vector is not None and mode != "lexical" else None,
         "text": text[:MAX_QUERY_CHARS] if mode != "vector" else None,

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, cast
 
 import orjson
+import psycopg
 
 from pipeline.settings import Settings
 
@@ -120,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
             )
         except (SearchError, EmbedderError) as exc:
             print(f"soulprint-import: {exc}", file=sys.stderr)
+            return 1
+        except psycopg.Error as exc:
+            # An operator's tool: the database's own first line says what to fix
+            # (a missing grant or migration, a timeout); no traceback.
+            first = (exc.diag.message_primary or str(exc)).splitlines()[0]
+            print(f"soulprint-import: the database refused the search: {first}", file=sys.stderr)
             return 1
     if args.json:
         sys.stdout.write(orjson.dumps([h.to_json() for h in hits]).decode() + "\n")

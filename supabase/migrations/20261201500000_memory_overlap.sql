@@ -1,7 +1,7 @@
 -- Memory search: five slots hold five different memories (issue 11, recall).
 --
 -- The "person" chunk policy now also stores each first-person sentence the person typed
--- as a chunk of its own (pipeline/statements.py): "I'm a civil engineer at a bridge
+-- as a chunk of its own (pipeline/exports/statements.py): "I'm a civil engineer at a bridge
 -- project." said inside a request for help with a self-review. Embedded alone, that
 -- sentence is what "Where am I employed?" finds; embedded inside the request it ranked
 -- 26th to 31st on the benchmark persons. But a question that finds the sentence often finds the message it came
