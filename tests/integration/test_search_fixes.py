@@ -12,7 +12,7 @@ from pipeline.embedded import searcher_url
 from tests.cli_helpers import cli, cli_env
 from tests.dbutil import create_user, user_session
 from tests.search_helpers import completed_import, unit_vector, vec_literal
-from tests.search_service import ALICE, embedder, import_texts, search, start_service, token
+from tests.search_service import ALICE, import_texts, search, token
 
 __all__ = ["embedder", "start_service"]  # fixtures, used by name
 
