@@ -14,7 +14,6 @@ from tests.dbutil import create_user, user_session
 from tests.search_helpers import completed_import, unit_vector, vec_literal
 from tests.search_service import ALICE, import_texts, search, token
 
-
 DIM = 384
 MATCH = "select * from public.match_memories(%s::extensions.vector, %s, %s)"
 REVOKE = "revoke execute on function public.match_memories from authenticated"
