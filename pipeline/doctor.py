@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from pipeline.migrate import list_migrations
 from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 Status = Literal["ok", "FAIL", "skip"]
@@ -96,13 +97,13 @@ class Deployment:
 
     def storage_role(self) -> str:
         """The role the worker's Storage JWT carries (a Storage-only role where one exists)."""
-        row = self.one("select 1 as x from pg_roles where rolname = 'import_storage_reader'")
+        row = self.one(QUERIES["doctor_has_storage_reader_role"])
         return "import_storage_reader" if row else WORKER_ROLE
 
 
 # -- the database -----------------------------------------------------------------------
 
-APPLIED_VERSIONS = "select version from supabase_migrations.schema_migrations"
+APPLIED_VERSIONS = QUERIES["doctor_applied_versions"]
 
 
 def check_migrations(d: Deployment) -> Check:
@@ -124,31 +125,12 @@ def check_migrations(d: Deployment) -> Check:
 
 # -- delivery ---------------------------------------------------------------------------
 
-HAS_PG_NET = (
-    "select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null as present"
-)
-HAS_SIGNING = (
-    "select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)')"
-    " is not null as present"
-)
-HAS_VAULT = "select to_regclass('vault.decrypted_secrets') is not null as present"
-# Which of our two Vault secrets exist (never their values).
-VAULT_NAMES = (
-    "select name from vault.decrypted_secrets"
-    " where name in ('soulprint_webhook_url', 'soulprint_webhook_secret')"
-    " and coalesce(decrypted_secret, '') <> ''"
-)
-VAULT_URL = (
-    "select decrypted_secret as url from vault.decrypted_secrets"
-    " where name = 'soulprint_webhook_url' limit 1"
-)
-# A signature made in SQL with the secret in Vault; the secret never leaves the database.
-SQL_SIGNATURE = """
-    select public.standard_webhook_signature(
-             %s, %s, %s,
-             (select decrypted_secret from vault.decrypted_secrets
-               where name = 'soulprint_webhook_secret' limit 1)) as signature
-"""
+HAS_PG_NET = QUERIES["doctor_has_pg_net"]
+HAS_SIGNING = QUERIES["doctor_has_signing"]
+HAS_VAULT = QUERIES["doctor_has_vault"]
+VAULT_NAMES = QUERIES["doctor_vault_names"]
+VAULT_URL = QUERIES["doctor_vault_url"]
+SQL_SIGNATURE = QUERIES["doctor_sql_signature"]
 
 
 def check_pg_net(d: Deployment) -> Check:
@@ -294,33 +276,12 @@ def check_outbox(d: Deployment) -> Check:
 
 # -- roles ------------------------------------------------------------------------------
 
-WORKER_POWERS = """
-    select r.rolsuper, r.rolbypassrls,
-           pg_has_role(r.rolname, 'service_role', 'MEMBER') as service_role,
-           pg_has_role(r.rolname, 'authenticated', 'MEMBER') as authenticated,
-           has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
-           has_table_privilege(r.rolname, 'auth.users', 'SELECT') as auth_users
-      from pg_roles r where r.rolname = %s
-"""
+WORKER_POWERS = QUERIES["doctor_worker_powers"]
 
 
-# Every role a role is a member of, directly or through others (it may use their rights).
-MEMBER_OF = """
-    select b.rolname from pg_roles b
-     where b.rolname <> %(role)s and pg_has_role(%(role)s, b.oid, 'MEMBER')
-     order by 1
-"""
-# Table-level privileges a role holds on the tables of schema public.
-PUBLIC_TABLE_GRANTS = """
-    select c.relname, p.priv
-      from pg_class c
-      cross join (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'),
-                         ('REFERENCES'), ('TRIGGER')) p(priv)
-     where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
-       and has_table_privilege(%(role)s, c.oid, p.priv)
-     order by 1, 2
-"""
-CREATE_ON_PUBLIC = "select has_schema_privilege(%s, 'public', 'CREATE') as create"
+MEMBER_OF = QUERIES["doctor_member_of"]
+PUBLIC_TABLE_GRANTS = QUERIES["doctor_public_table_grants"]
+CREATE_ON_PUBLIC = QUERIES["doctor_create_on_public"]
 
 # What the stages need (the privilege matrix of tests/test_security_roles.py); RLS narrows
 # the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
@@ -403,16 +364,7 @@ def check_worker_role(d: Deployment) -> Check:
     )
 
 
-# The search role: logs in, inherits nothing, and its only membership is `authenticated`
-# (the switch /v1/search makes after verifying a person's token).
-SEARCH_ROLE_POWERS = """
-    select r.rolcanlogin, r.rolinherit, r.rolsuper, r.rolbypassrls,
-           has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
-           array(select g.rolname::text from pg_auth_members m
-                   join pg_roles g on g.oid = m.roleid
-                  where m.member = r.oid order by 1) as member_of
-      from pg_roles r where r.rolname = %s
-"""
+SEARCH_ROLE_POWERS = QUERIES["doctor_search_role_powers"]
 
 
 def check_search_role(d: Deployment) -> Check:
@@ -449,7 +401,7 @@ def check_search_role(d: Deployment) -> Check:
     return ok(name, "login, noinherit, no superuser, bypassrls or TEMP")
 
 
-ROLE_POWERS = "select rolsuper, rolbypassrls from pg_roles where rolname = %s"
+ROLE_POWERS = QUERIES["doctor_role_powers"]
 
 
 @contextmanager
@@ -458,11 +410,9 @@ def _acting_as(d: Deployment, role: str, claims: dict[str, str]) -> Iterator[Non
     role switched, as PostgREST and Storage do); rolled back, errors included."""
     try:
         with d.conn.transaction(force_rollback=True):
-            d.conn.execute(
-                "select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),)
-            )
+            d.conn.execute(QUERIES["set_request_jwt_claims"], (json.dumps(claims),))
             # Storage's API sets this before its own DELETE; direct deletes are refused.
-            d.conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
+            d.conn.execute(QUERIES["doctor_allow_delete_query"])
             d.conn.execute(
                 psycopg.sql.SQL("set local role {}").format(psycopg.sql.Identifier(role))
             )
@@ -485,39 +435,36 @@ def _storage_role_reach(d: Deployment, role: str) -> list[str]:
     pending_name = f"{uuid.uuid4()}/doctor-probe.zip"  # no such user: no job starts
     reach: list[str] = []
     with d.conn.transaction(force_rollback=True):
+        d.conn.execute(QUERIES["doctor_probe_insert_bucket"], (probe_bucket, probe_bucket))
         d.conn.execute(
-            "insert into storage.buckets (id, name) values (%s, %s)", (probe_bucket, probe_bucket)
-        )
-        d.conn.execute(
-            "insert into storage.objects (bucket_id, name, version) values"
-            " (%s, %s, 'probe'), (%s, %s, 'probe')",
+            QUERIES["doctor_probe_insert_objects"],
             (probe_bucket, other_name, BUCKET, pending_name),
         )
         attempts = (
             (
                 "reads objects of another bucket",
-                "select 1 from storage.objects where bucket_id = %s",
+                QUERIES["doctor_probe_read_bucket_objects"],
                 (probe_bucket,),
             ),
-            ("sees another bucket", "select 1 from storage.buckets where id = %s", (probe_bucket,)),
+            ("sees another bucket", QUERIES["doctor_probe_read_bucket"], (probe_bucket,)),
             (
                 "deletes objects of another bucket",
-                "delete from storage.objects where bucket_id = %s",
+                QUERIES["doctor_probe_delete_bucket_objects"],
                 (probe_bucket,),
             ),
             (
                 "changes objects",
-                "update storage.objects set version = 'x' where bucket_id in (%s, %s)",
+                QUERIES["doctor_probe_update_objects"],
                 (probe_bucket, BUCKET),
             ),
             (
                 "uploads objects",
-                "insert into storage.objects (bucket_id, name, version) values (%s, %s, 'x')",
+                QUERIES["doctor_probe_insert_object"],
                 (BUCKET, f"{uuid.uuid4()}/x.zip"),
             ),
             (
                 "deletes exports no complete import read",
-                "delete from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_delete_object"],
                 (BUCKET, pending_name),
             ),
         )
@@ -567,16 +514,10 @@ def check_storage_role(d: Deployment) -> Check:
 
 # -- Storage ----------------------------------------------------------------------------
 
-EXISTING_POLICIES = (
-    "select tablename, policyname from pg_policies"
-    " where schemaname = 'storage' and policyname like 'imports:%'"
-)
-OBJECTS_RLS = "select relrowsecurity as rls from pg_class where oid = 'storage.objects'::regclass"
-TRIGGERS = (
-    "select tgname, tgenabled from pg_trigger"
-    " where tgrelid = 'storage.objects'::regclass and tgname = any(%s::name[])"
-)
-BUCKET_ROW = "select to_jsonb(b) as bucket from storage.buckets b where b.id = %s"
+EXISTING_POLICIES = QUERIES["doctor_existing_policies"]
+OBJECTS_RLS = QUERIES["doctor_objects_rls"]
+TRIGGERS = QUERIES["doctor_upload_triggers"]
+BUCKET_ROW = QUERIES["doctor_bucket_row"]
 
 
 def check_storage_policies(d: Deployment) -> Check:
@@ -622,20 +563,15 @@ def _people_reach(d: Deployment) -> list[str]:
     with d.conn.transaction(force_rollback=True):
         for person in (a, b):
             d.conn.execute(
-                "insert into auth.users (id, aud, role, email) values "
-                "(%s, 'authenticated', 'authenticated', %s)",
+                QUERIES["doctor_probe_insert_person"],
                 (person, f"doctor-{person}@invalid"),
             )
         d.conn.execute(
-            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-            " values (%s, %s, %s, %s, 'probe')",
+            QUERIES["doctor_probe_upload_object"],
             (BUCKET, b_name, b, str(b)),
         )
         as_a = ("authenticated", {"role": "authenticated", "sub": str(a)})
-        upload = (
-            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-            " values (%s, %s, %s, %s, 'probe')"
-        )
+        upload = QUERIES["doctor_probe_upload_object"]
         allowed = False
         with _acting_as(d, *as_a):
             allowed = _rows(d, upload, (BUCKET, f"{a}/export.zip", a, str(a))) == 1
@@ -644,12 +580,12 @@ def _people_reach(d: Deployment) -> list[str]:
         refused = (
             (
                 "a person reads another's export",
-                "select 1 from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_read_object"],
                 (BUCKET, b_name),
             ),
             (
                 "a person deletes another's export",
-                "delete from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_delete_object"],
                 (BUCKET, b_name),
             ),
             (
@@ -668,7 +604,7 @@ def _people_reach(d: Deployment) -> list[str]:
                 except psycopg.errors.InsufficientPrivilege:
                     pass  # RLS refused the row (new row violates row-level security)
         with _acting_as(d, "anon", {"role": "anon"}):
-            if _rows(d, "select 1 from storage.objects where bucket_id = %s", (BUCKET,)):
+            if _rows(d, QUERIES["doctor_probe_read_bucket_objects"], (BUCKET,)):
                 wrong.append("anon reads exports")
     return wrong
 
@@ -708,13 +644,11 @@ def check_test_upload(d: Deployment) -> Check:
     try:
         with d.conn.transaction(force_rollback=True):
             d.conn.execute(
-                "insert into auth.users (id, aud, role, email) values "
-                "(%s, 'authenticated', 'authenticated', %s)",
+                QUERIES["doctor_probe_insert_person"],
                 (person, f"doctor-{person}@invalid"),
             )
             d.conn.execute(
-                "insert into storage.objects (bucket_id, name, owner, owner_id, metadata,"
-                " version) values (%s, %s, %s, %s, %s, %s)",
+                QUERIES["doctor_probe_upload_with_metadata"],
                 (
                     BUCKET,
                     f"{person}/doctor.zip",
@@ -724,9 +658,7 @@ def check_test_upload(d: Deployment) -> Check:
                     uuid.uuid4().hex,
                 ),
             )
-            row = d.one(
-                "select stage::text as stage from public.import_jobs where user_id = %s", (person,)
-            )
+            row = d.one(QUERIES["doctor_probe_job_stage"], (person,))
     except psycopg.Error as exc:
         return fail(
             name,
@@ -763,11 +695,7 @@ def check_versioning(d: Deployment) -> Check:
 
 # -- schema public ----------------------------------------------------------------------
 
-TABLES_WITHOUT_RLS = (
-    "select c.relname from pg_class c"
-    " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')"
-    " and not c.relrowsecurity order by 1"
-)
+TABLES_WITHOUT_RLS = QUERIES["doctor_tables_without_rls"]
 
 
 def check_public_rls(d: Deployment) -> Check:
@@ -815,13 +743,7 @@ CALLABLE_BY = {
         "_memory_lexical_candidates",
     },
 }
-EXECUTABLE_FUNCTIONS = """
-    select p.proname, p.oid::regprocedure::text as signature
-      from pg_proc p
-     where p.pronamespace = 'public'::regnamespace
-       and has_function_privilege(%s, p.oid, 'EXECUTE')
-     order by 2
-"""
+EXECUTABLE_FUNCTIONS = QUERIES["doctor_executable_functions"]
 
 
 def check_api_functions(d: Deployment) -> Check:
@@ -846,12 +768,7 @@ def check_api_functions(d: Deployment) -> Check:
     return ok(name)
 
 
-DEFINER_FUNCTIONS = """
-    select p.oid::regprocedure::text as signature, p.proconfig as config
-      from pg_proc p
-     where p.pronamespace = 'public'::regnamespace and p.prosecdef
-     order by 1
-"""
+DEFINER_FUNCTIONS = QUERIES["doctor_definer_functions"]
 
 
 def _search_path(config: list[str] | None) -> list[str] | None:

@@ -37,6 +37,7 @@ from pathlib import Path
 import psycopg
 
 from pipeline import downloads
+from pipeline.queries import QUERIES
 from pipeline.stages import READS_EXPORT
 
 log = logging.getLogger("soulprint.janitor")
@@ -47,13 +48,7 @@ log = logging.getLogger("soulprint.janitor")
 # fresh, so its mtime is recent). A stage of this process needs no grace: the lock decides.
 IDLE_GRACE_SECONDS = 60.0
 
-# Stage and lease of the jobs whose copies are on this disk. As the worker role: it reads
-# import_jobs, which is all this needs. A job the worker may not see counts as gone.
-JOB_STATES = """
-select id, stage::text, lease_owner, coalesce(lease_expires_at > now(), false) as leased
-from public.import_jobs
-where id = any(%s)
-"""
+JOB_STATES = QUERIES["janitor_job_states"]
 
 
 @dataclass

@@ -12,17 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.queries import QUERIES
+
 # Past this, delivery is broken rather than slow: the relay retries within seconds, Svix's
 # first retries come at 5 s and 5 min, and the sweeper re-emits every few minutes.
 UNDELIVERED_WARN_SECONDS = 600.0
 
-# Unacknowledged events and the age of the oldest, in seconds (NULL when there are none).
-OLDEST_UNACKNOWLEDGED = """
-    select count(*) as unacknowledged,
-           extract(epoch from now() - min(e.created_at))::float8 as oldest_age_s
-      from public.import_events e
-     where e.acknowledged_at is null
-"""
+OLDEST_UNACKNOWLEDGED = QUERIES["oldest_unacknowledged_event"]
 
 
 @dataclass(frozen=True, slots=True)

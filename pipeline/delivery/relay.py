@@ -23,6 +23,7 @@ from pipeline.delivery.http_transport import HttpTransport
 from pipeline.delivery.queries import CLAIM_DUE, LOG_ATTEMPT, MARK_RELAYED, NEXT_DUE, RELEASE
 from pipeline.delivery.svix_transport import SvixTransport
 from pipeline.delivery.types import Attempt, OutboxEvent, Transport, Verdict
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class Relay:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as listener:
-                    listener.execute(f"listen {CHANNEL}")
+                    listener.execute(QUERIES["listen_import_events"])
                     while not self._stop.is_set():
                         # Drain: a full round means more may be waiting.
                         while self.deliver_pending() and not self._stop.is_set():

@@ -23,6 +23,7 @@ import psycopg
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import CancelRequested, LeaseLost, StageError
+from pipeline.queries import QUERIES
 from pipeline.stages import embedding_batches as batches
 from pipeline.stages.context import StageContext
 from pipeline.stages.export_file import delete_raw_export
@@ -33,20 +34,11 @@ WAIT_SECONDS = 0.2
 # At most one look at the plan's numbers per this many seconds while working a batch.
 PROGRESS_SECONDS = 1.0
 
-# The batches of this job, planned idempotently; NULL: the job is not ours in `embedding`.
-PLAN = "select public.plan_import_embedding(%s, %s, %s, %s, %s) as open_batches"
+PLAN = QUERIES["plan_embedding"]
 
-# Where the plan stands (see the migration): open batches, chunks left, a failed batch.
-PLAN_STATE = """
-select batches, open_batches, missing, error_code, error_message, exhausted
-  from public.import_embedding_plan_state(%s, %s)
-"""
+PLAN_STATE = QUERIES["embedding_plan_state"]
 
-# Vectors this import holds, counted once when the stage starts and once before it
-# completes: complete_import_job's guard compares this number with the chunk count.
-COUNT_EMBEDDED = """
-select count(*) as n from public.memory_chunks where job_id = %s and embedding is not null
-"""
+COUNT_EMBEDDED = QUERIES["count_embedded_chunks"]
 
 
 @dataclass

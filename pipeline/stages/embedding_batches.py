@@ -37,6 +37,7 @@ from pipeline import lifecycle
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import SoulprintError, TransientError
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger("soulprint.stages")
@@ -54,31 +55,15 @@ _TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 # -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
 
-# One open batch of the job (holder) or of any job (other instances), leased to `owner`.
-CLAIM = """
-select job_id, batch_no, first_chunk_id, last_chunk_id
-  from public.claim_import_embedding_batch(
-         %(owner)s, %(lease)s, %(model)s, %(dim)s, %(max_attempts)s, %(job)s)
-"""
+CLAIM = QUERIES["claim_embedding_batch"]
 
-# The next chunks of a batch still without a vector, in id order after the last ones read
-# (so the chunk being embedded ahead is never read twice).
-SELECT_PENDING = """
-select id, content from public.memory_chunks
- where job_id = %(job)s and embedding is null
-   and id > %(after)s and id between %(first)s and %(last)s
- order by id
- limit %(limit)s
-"""
+SELECT_PENDING = QUERIES["select_pending_chunks"]
 
-# Vectors written, batch counted, lease renewed (and the batch done when complete): one txn.
-WRITE = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, %s)"
+WRITE = QUERIES["write_embedding_batch"]
 
-# Lease renewed while the embedder works: 'ok' | 'cancel_requested' | 'not_yours'.
-RENEW = "select public.renew_import_embedding_batch(%s, %s, %s, %s)"
+RENEW = QUERIES["renew_embedding_batch"]
 
-# The batch given back (claimable at once), or marked failed with a readable sentence.
-RELEASE = "select public.release_import_embedding_batch(%s, %s, %s, %s, %s)"
+RELEASE = QUERIES["release_embedding_batch"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from pipeline.errors import StageError
 from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.exports.sources import CORRUPT_EXPORT, NOT_AN_EXPORT
 from pipeline.jobstore import Job
+from pipeline.queries import QUERIES
 from pipeline.stages.context import StageContext
 from pipeline.storage import Fetched, ProgressFn, object_source
 
@@ -37,9 +38,7 @@ def delete_uploaded_export(ctx: StageContext) -> bool:
     return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
 
 
-# True when Storage now holds another version at the job's path (SQL function: the worker
-# role cannot read storage.objects itself).
-EXPORT_REPLACED = "select public.import_export_replaced(%s)"
+EXPORT_REPLACED = QUERIES["export_replaced"]
 
 
 def _replaced_since(ctx: StageContext) -> bool:

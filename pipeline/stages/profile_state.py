@@ -13,20 +13,12 @@ from typing import Any
 import orjson
 import psycopg
 
+from pipeline.queries import QUERIES
 from pipeline.soulprint import ProfileBuilder
 
-# One row per job, rewritten with every batch (the worker may write it while the import is
-# active: RLS policy "worker keeps active profile states").
-SAVE_PROFILE_STATE = """
-insert into public.import_profile_states (job_id, user_id, state, updated_at)
-values (%(job)s, %(user)s, %(state)s::jsonb, now())
-on conflict (job_id) do update set state = excluded.state, updated_at = now()
-"""
+SAVE_PROFILE_STATE = QUERIES["save_profile_state"]
 
-# The last committed state of a job's profile, as text (parsed with orjson: faster).
-LOAD_PROFILE_STATE = """
-select state::text from public.import_profile_states where job_id = %s
-"""
+LOAD_PROFILE_STATE = QUERIES["load_profile_state"]
 
 
 def save(
