@@ -41,7 +41,8 @@ def _helper_keys(db_url: str) -> set[str]:
     """The keys the SQL helper reads from its counters argument (its source's literals)."""
     with psycopg.connect(db_url) as conn:
         row = conn.execute(
-            "select pg_get_functiondef('public._import_apply_counters(uuid, jsonb)'::regprocedure)"
+            "select prosrc from pg_proc"
+            " where oid = 'public._import_apply_counters(uuid, jsonb)'::regprocedure"
         ).fetchone()
     assert row is not None
     return set(re.findall(r"'([a-z_0-9]+)'", row[0])) - {"{}"}
