@@ -71,7 +71,10 @@ select job_id, action from public.sweep_import_jobs(%s, %s);
 
 -- Recent imports, newest first, of one person or (NULL) everyone.
 -- name: recent_jobs
-select * from public.import_jobs where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid order by created_at desc, id desc limit %(limit)s;
+select * from public.import_jobs
+ where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid
+ order by created_at desc, id desc
+ limit %(limit)s;
 
 -- The job fails in its stage with a code and a readable message.
 -- name: fail_job
@@ -95,7 +98,10 @@ select * from public.import_jobs where user_id = %s order by created_at desc, id
 
 -- A person's running job (at most one: a partial unique index).
 -- name: active_job_of_user
-select * from public.import_jobs where user_id = %s and public.import_stage_is_active(stage) order by created_at desc limit 1;
+select * from public.import_jobs
+ where user_id = %s and public.import_stage_is_active(stage)
+ order by created_at desc
+ limit 1;
 
 -- The newest job of anyone (local mode: the one person).
 -- name: latest_job
@@ -232,6 +238,10 @@ select state::text from public.import_profile_states where job_id = %s;
 -- =======================================================================================
 -- Events: the receiver, the relay, replay, outbox health
 -- =======================================================================================
+--
+-- The relay holds no row lock while a POST is in flight (the receiver updates that very row
+-- to acknowledge it): an event is claimed by pushing its next_attempt_at past the time one
+-- POST may take, and released (or marked relayed) in a statement of its own afterwards.
 
 -- The receiver's own session: its writes (receipts, acknowledgements) need not wait for
 -- the WAL flush; a lost ack is redelivered and deduplicated by its receipt.
@@ -348,7 +358,10 @@ returning id;
 
 -- Local mode: the job that upload created.
 -- name: local_job_of_upload
-select id from public.import_jobs where object_id = %s and object_version = %s order by created_at desc limit 1;
+select id from public.import_jobs
+ where object_id = %s and object_version = %s
+ order by created_at desc
+ limit 1;
 
 -- =======================================================================================
 -- Migrations (pipeline/migrate.py, pipeline/embedded.py)
@@ -365,7 +378,8 @@ create schema if not exists supabase_migrations;
 
 -- Applied migrations by version.
 -- name: migrate_history_table
-create table if not exists supabase_migrations.schema_migrations (version text not null primary key);
+create table if not exists supabase_migrations.schema_migrations
+  (version text not null primary key);
 
 -- Newer Supabase CLIs record each migration's statements.
 -- name: migrate_history_statements
@@ -410,7 +424,8 @@ select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not n
 
 -- Whether the SQL signing function exists (database-side delivery signs with it).
 -- name: doctor_has_signing
-select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)') is not null as present;
+select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)')
+       is not null as present;
 
 -- Whether Supabase Vault is installed (the webhook URL and secret live there).
 -- name: doctor_has_vault
@@ -424,7 +439,9 @@ select name from vault.decrypted_secrets
 
 -- The webhook URL stored in Vault, to compare with the receiver's (not a secret).
 -- name: doctor_vault_url
-select decrypted_secret as url from vault.decrypted_secrets where name = 'soulprint_webhook_url' limit 1;
+select decrypted_secret as url from vault.decrypted_secrets
+ where name = 'soulprint_webhook_url'
+ limit 1;
 
 -- A signature made in SQL with the secret in Vault; the secret never leaves the database.
 -- name: doctor_sql_signature
@@ -520,7 +537,8 @@ select p.oid::regprocedure::text as signature, p.proconfig as config
 
 -- Probe (rolled back): an upload as Storage writes it, by whoever the probe acts as.
 -- name: doctor_probe_upload_object
-insert into storage.objects (bucket_id, name, owner, owner_id, version) values (%s, %s, %s, %s, 'probe');
+insert into storage.objects (bucket_id, name, owner, owner_id, version)
+values (%s, %s, %s, %s, 'probe');
 
 -- Whether the Storage-only role exists (the worker's Storage JWT then carries it).
 -- name: doctor_has_storage_reader_role
@@ -579,7 +597,8 @@ select 1 from storage.objects where bucket_id = %s and name = %s;
 -- Probe (rolled back): an upload exactly as Storage writes it (metadata and version),
 -- which must fire the upload trigger.
 -- name: doctor_probe_upload_with_metadata
-insert into storage.objects (bucket_id, name, owner, owner_id, metadata, version) values (%s, %s, %s, %s, %s, %s);
+insert into storage.objects (bucket_id, name, owner, owner_id, metadata, version)
+values (%s, %s, %s, %s, %s, %s);
 
 -- Probe: the import job the test upload created, if any.
 -- name: doctor_probe_job_stage
