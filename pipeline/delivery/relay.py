@@ -3,8 +3,9 @@
 Local mode and any deployment without pg_net. LISTEN gives latency, polling is the fallback.
 Events are claimed one at a time (query relay_claim_due in pipeline/sql/queries.sql): a
 relay holds at most the event in flight, so a receiver that hangs or dies holds up one event
-for at most one timeout, never a batch. When and how often it claims follows its endpoint's health (health.EndpointHealth):
-a failing endpoint makes its relay stop claiming, and the events go to other relays at once.
+for at most one timeout, never a batch. When and how often it claims follows its endpoint's
+health (health.EndpointHealth): a failing endpoint makes its relay stop claiming, and the
+events go to other relays at once.
 """
 
 from __future__ import annotations
