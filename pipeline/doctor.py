@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pipeline.migrate import list_migrations
-from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.outbox_health import UNDELIVERED_WARN_SECONDS, outbox_lag
 from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
@@ -103,13 +103,11 @@ class Deployment:
 
 # -- the database -----------------------------------------------------------------------
 
-APPLIED_VERSIONS = QUERIES["doctor_applied_versions"]
-
 
 def check_migrations(d: Deployment) -> Check:
     name = "migrations applied"
     try:
-        applied = {r["version"] for r in d.conn.execute(APPLIED_VERSIONS)}
+        applied = {r["version"] for r in d.conn.execute(QUERIES["doctor_applied_versions"])}
     except psycopg.errors.UndefinedTable:
         d.conn.rollback()
         applied = set()
@@ -125,19 +123,12 @@ def check_migrations(d: Deployment) -> Check:
 
 # -- delivery ---------------------------------------------------------------------------
 
-HAS_PG_NET = QUERIES["doctor_has_pg_net"]
-HAS_SIGNING = QUERIES["doctor_has_signing"]
-HAS_VAULT = QUERIES["doctor_has_vault"]
-VAULT_NAMES = QUERIES["doctor_vault_names"]
-VAULT_URL = QUERIES["doctor_vault_url"]
-SQL_SIGNATURE = QUERIES["doctor_sql_signature"]
-
 
 def check_pg_net(d: Deployment) -> Check:
     name = "pg_net"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay (soulprint-import relay)")
-    if d.row(HAS_PG_NET)["present"]:
+    if d.row(QUERIES["doctor_has_pg_net"])["present"]:
         return ok(name, "net.http_post available")
     return fail(
         name,
@@ -151,13 +142,13 @@ def check_vault(d: Deployment) -> Check:
     name = "Vault secrets"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay")
-    if not d.row(HAS_VAULT)["present"]:
+    if not d.row(QUERIES["doctor_has_vault"])["present"]:
         return fail(
             name,
             "Supabase Vault (vault.decrypted_secrets) is missing",
             "dashboard > Database > Extensions > enable supabase_vault",
         )
-    names = {r["name"] for r in d.conn.execute(VAULT_NAMES)}
+    names = {r["name"] for r in d.conn.execute(QUERIES["doctor_vault_names"])}
     missing = sorted({"soulprint_webhook_url", "soulprint_webhook_secret"} - names)
     if missing:
         return fail(
@@ -166,7 +157,7 @@ def check_vault(d: Deployment) -> Check:
             "select vault.create_secret('<value>', '<name>'); for each (README, "
             "Deploying > Supabase, step 4)",
         )
-    d.vault_url = d.row(VAULT_URL)["url"]
+    d.vault_url = d.row(QUERIES["doctor_vault_url"])["url"]
     return ok(name, "soulprint_webhook_url and soulprint_webhook_secret present")
 
 
@@ -174,7 +165,7 @@ def check_sql_signature(d: Deployment) -> Check:
     name = "SQL signature verifies with WEBHOOK_SECRET"
     if d.delivery == "relay":
         return Check(name, "skip", "the relay signs in Python")
-    if not d.row(HAS_SIGNING)["present"]:
+    if not d.row(QUERIES["doctor_has_signing"])["present"]:
         return fail(
             name,
             "public.standard_webhook_signature is missing (pgcrypto absent?)",
@@ -188,7 +179,7 @@ def check_sql_signature(d: Deployment) -> Check:
 
     msg_id, ts, body = f"doctor_{uuid.uuid4().hex}", int(time.time()), '{"type":"doctor"}'
     try:
-        row = d.one(SQL_SIGNATURE, (msg_id, ts, body))
+        row = d.one(QUERIES["doctor_sql_signature"], (msg_id, ts, body))
     except psycopg.Error as exc:
         d.conn.rollback()
         return fail(
@@ -258,7 +249,7 @@ def check_receiver(d: Deployment) -> Check:
 
 def check_outbox(d: Deployment) -> Check:
     name = "events delivered"
-    lag = outbox_lag(d.one(OLDEST_UNACKNOWLEDGED))
+    lag = outbox_lag(d.one(QUERIES["oldest_unacknowledged_event"]))
     if lag.stuck:
         return fail(
             name,
@@ -276,12 +267,6 @@ def check_outbox(d: Deployment) -> Check:
 
 # -- roles ------------------------------------------------------------------------------
 
-WORKER_POWERS = QUERIES["doctor_worker_powers"]
-
-
-MEMBER_OF = QUERIES["doctor_member_of"]
-PUBLIC_TABLE_GRANTS = QUERIES["doctor_public_table_grants"]
-CREATE_ON_PUBLIC = QUERIES["doctor_create_on_public"]
 
 # What the stages need (the privilege matrix of tests/test_security_roles.py); RLS narrows
 # the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
@@ -298,12 +283,12 @@ WORKER_TABLES: dict[str, frozenset[str]] = {
 
 
 def _memberships(d: Deployment, role: str) -> list[str]:
-    return [r["rolname"] for r in d.conn.execute(MEMBER_OF, {"role": role})]
+    return [r["rolname"] for r in d.conn.execute(QUERIES["doctor_member_of"], {"role": role})]
 
 
 def check_worker_role(d: Deployment) -> Check:
     name = f"worker role {WORKER_ROLE} least privilege"
-    row = d.one(WORKER_POWERS, (WORKER_ROLE,))
+    row = d.one(QUERIES["doctor_worker_powers"], (WORKER_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
     wrong = [
@@ -339,7 +324,7 @@ def check_worker_role(d: Deployment) -> Check:
         )
     extra = [
         f"{r['priv']} on {r['relname']}"
-        for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": WORKER_ROLE})
+        for r in d.conn.execute(QUERIES["doctor_public_table_grants"], {"role": WORKER_ROLE})
         if r["priv"] not in WORKER_TABLES.get(r["relname"], frozenset())
     ]
     if extra:
@@ -351,7 +336,7 @@ def check_worker_role(d: Deployment) -> Check:
             )
             + ";",
         )
-    if d.row(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
+    if d.row(QUERIES["doctor_create_on_public"], (WORKER_ROLE,))["create"]:
         return fail(
             name,
             "may CREATE in schema public",
@@ -364,12 +349,9 @@ def check_worker_role(d: Deployment) -> Check:
     )
 
 
-SEARCH_ROLE_POWERS = QUERIES["doctor_search_role_powers"]
-
-
 def check_search_role(d: Deployment) -> Check:
     name = f"search role {SEARCH_ROLE} only a member of authenticated"
-    row = d.one(SEARCH_ROLE_POWERS, (SEARCH_ROLE,))
+    row = d.one(QUERIES["doctor_search_role_powers"], (SEARCH_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
     wrong = [
@@ -399,9 +381,6 @@ def check_search_role(d: Deployment) -> Check:
             f"revoke temp on database postgres from public;",
         )
     return ok(name, "login, noinherit, no superuser, bypassrls or TEMP")
-
-
-ROLE_POWERS = QUERIES["doctor_role_powers"]
 
 
 @contextmanager
@@ -478,7 +457,7 @@ def _storage_role_reach(d: Deployment, role: str) -> list[str]:
 def check_storage_role(d: Deployment) -> Check:
     role = d.storage_role()
     name = f"Storage role {role} limited to bucket {BUCKET}"
-    powers = d.one(ROLE_POWERS, (role,))
+    powers = d.one(QUERIES["doctor_role_powers"], (role,))
     if powers is None:
         return fail(name, "the role does not exist", "supabase db push")
     if powers["rolsuper"] or powers["rolbypassrls"]:
@@ -492,7 +471,12 @@ def check_storage_role(d: Deployment) -> Check:
             "member of " + ", ".join(member_of),
             "; ".join(f"revoke {r} from {role}" for r in member_of) + ";",
         )
-    tables = sorted({r["relname"] for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": role})})
+    tables = sorted(
+        {
+            r["relname"]
+            for r in d.conn.execute(QUERIES["doctor_public_table_grants"], {"role": role})
+        }
+    )
     if tables and role != WORKER_ROLE:
         return fail(
             name,
@@ -514,19 +498,17 @@ def check_storage_role(d: Deployment) -> Check:
 
 # -- Storage ----------------------------------------------------------------------------
 
-EXISTING_POLICIES = QUERIES["doctor_existing_policies"]
-OBJECTS_RLS = QUERIES["doctor_objects_rls"]
-TRIGGERS = QUERIES["doctor_upload_triggers"]
-BUCKET_ROW = QUERIES["doctor_bucket_row"]
-
 
 def check_storage_policies(d: Deployment) -> Check:
     name = f"Storage policies on bucket {BUCKET}"
-    have = {(r["tablename"], r["policyname"]) for r in d.conn.execute(EXISTING_POLICIES)}
+    have = {
+        (r["tablename"], r["policyname"])
+        for r in d.conn.execute(QUERIES["doctor_existing_policies"])
+    }
     missing = [
         f'"{p}"' for tbl, names in STORAGE_POLICIES.items() for p in names if (tbl, p) not in have
     ]
-    if not d.row(OBJECTS_RLS)["rls"]:
+    if not d.row(QUERIES["doctor_objects_rls"])["rls"]:
         return fail(
             name,
             "row level security is off on storage.objects",
@@ -614,7 +596,10 @@ _TRIGGER_STATES = {"D": "disabled", "R": "replica only", "A": "always"}
 
 def check_upload_triggers(d: Deployment) -> Check:
     name = "upload triggers on storage.objects"
-    rows = {r["tgname"]: r["tgenabled"] for r in d.conn.execute(TRIGGERS, (list(UPLOAD_TRIGGERS),))}
+    rows = {
+        r["tgname"]: r["tgenabled"]
+        for r in d.conn.execute(QUERIES["doctor_upload_triggers"], (list(UPLOAD_TRIGGERS),))
+    }
     missing = [t for t in UPLOAD_TRIGGERS if t not in rows]
     # 'O' (origin): fires for normal writes. 'D' never fires; 'R' (replica) fires only
     # under session_replication_role = replica and 'A' (always) also during replication
@@ -672,7 +657,7 @@ def check_test_upload(d: Deployment) -> Check:
 
 def check_versioning(d: Deployment) -> Check:
     name = f"bucket {BUCKET} private, versioning off"
-    row = d.one(BUCKET_ROW, (BUCKET,))
+    row = d.one(QUERIES["doctor_bucket_row"], (BUCKET,))
     if row is None:
         return fail(name, "the bucket does not exist", "supabase db push")
     bucket = row["bucket"]
@@ -695,12 +680,10 @@ def check_versioning(d: Deployment) -> Check:
 
 # -- schema public ----------------------------------------------------------------------
 
-TABLES_WITHOUT_RLS = QUERIES["doctor_tables_without_rls"]
-
 
 def check_public_rls(d: Deployment) -> Check:
     name = "row level security on every table of schema public"
-    off = [r["relname"] for r in d.conn.execute(TABLES_WITHOUT_RLS)]
+    off = [r["relname"] for r in d.conn.execute(QUERIES["doctor_tables_without_rls"])]
     if off:
         return fail(
             name,
@@ -743,7 +726,6 @@ CALLABLE_BY = {
         "_memory_lexical_candidates",
     },
 }
-EXECUTABLE_FUNCTIONS = QUERIES["doctor_executable_functions"]
 
 
 def check_api_functions(d: Deployment) -> Check:
@@ -752,7 +734,7 @@ def check_api_functions(d: Deployment) -> Check:
         {
             r["signature"]
             for role, allowed in CALLABLE_BY.items()
-            for r in d.conn.execute(EXECUTABLE_FUNCTIONS, (role,))
+            for r in d.conn.execute(QUERIES["doctor_executable_functions"], (role,))
             if r["proname"] not in allowed
         }
     )
@@ -766,9 +748,6 @@ def check_api_functions(d: Deployment) -> Check:
             ),
         )
     return ok(name)
-
-
-DEFINER_FUNCTIONS = QUERIES["doctor_definer_functions"]
 
 
 def _search_path(config: list[str] | None) -> list[str] | None:
@@ -787,7 +766,7 @@ def check_definer_search_path(d: Deployment) -> Check:
     runs a caller's temporary types and functions as its owner (issue 8 F1)."""
     name = "SECURITY DEFINER functions pin search_path"
     bad = []
-    for r in d.conn.execute(DEFINER_FUNCTIONS):
+    for r in d.conn.execute(QUERIES["doctor_definer_functions"]):
         path = _search_path(r["config"])
         if not path or path[-1] != "pg_temp" or path[0] == "pg_temp":
             bad.append(f"{r['signature']} ({', '.join(path) if path else 'not pinned'})")

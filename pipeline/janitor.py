@@ -48,8 +48,6 @@ log = logging.getLogger("soulprint.janitor")
 # fresh, so its mtime is recent). A stage of this process needs no grace: the lock decides.
 IDLE_GRACE_SECONDS = 60.0
 
-JOB_STATES = QUERIES["janitor_job_states"]
-
 
 @dataclass
 class Sweep:
@@ -145,7 +143,7 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
     rows = []
     if jobs:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            rows = conn.execute(JOB_STATES, (jobs,)).fetchall()
+            rows = conn.execute(QUERIES["janitor_job_states"], (jobs,)).fetchall()
     states: dict[uuid.UUID, tuple[str, str | None, bool]] = {r[0]: (r[1], r[2], r[3]) for r in rows}
     open_now = _open_anywhere(files)
     for path in files:

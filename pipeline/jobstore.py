@@ -122,12 +122,6 @@ class Job:
         return cls(**{k: v for k, v in row.items() if k in known})
 
 
-EXPORT_FACTS = QUERIES["export_fact_counts"]
-
-
-CLAIM_NEXT = QUERIES["claim_next_job"]
-
-
 def _refusal(exc: psycopg.Error) -> str:
     """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
     do (the message and hint the SQL function wrote)."""
@@ -289,7 +283,9 @@ class JobStore:
         queue: ``claim_next_import_job``, FOR UPDATE SKIP LOCKED). A lapsed lease below
         ``max_attempts`` counts as runnable. None: nothing to do now."""
         lease = lease_seconds or self.lease_seconds
-        job = Job.from_row(self._one(CLAIM_NEXT, (owner, lease, list(stages), max_attempts)))
+        job = Job.from_row(
+            self._one(QUERIES["claim_next_job"], (owner, lease, list(stages), max_attempts))
+        )
         if job is not None:
             self._forget_progress(job.id)
             with self._lock:
@@ -471,7 +467,7 @@ class JobStore:
     def export_facts(self, job_id: UUID) -> dict[str, int]:
         """What the import kept besides conversations, for `run`/`status --json`:
         {"custom_instructions", "memory_notes"} (counts)."""
-        row = self._one(EXPORT_FACTS, {"job": job_id})
+        row = self._one(QUERIES["export_fact_counts"], {"job": job_id})
         return {k: int(v) for k, v in (row or {}).items()}
 
     def _forget_progress(self, job_id: UUID) -> None:

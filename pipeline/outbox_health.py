@@ -12,13 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.queries import QUERIES
-
 # Past this, delivery is broken rather than slow: the relay retries within seconds, Svix's
 # first retries come at 5 s and 5 min, and the sweeper re-emits every few minutes.
 UNDELIVERED_WARN_SECONDS = 600.0
-
-OLDEST_UNACKNOWLEDGED = QUERIES["oldest_unacknowledged_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +35,7 @@ class OutboxLag:
 
 
 def outbox_lag(row: Sequence[Any] | dict[str, Any] | None) -> OutboxLag:
-    """An OutboxLag from a row of OLDEST_UNACKNOWLEDGED (tuple or dict row, as fetchone
+    """An OutboxLag from a row of query oldest_unacknowledged_event (tuple or dict row, as fetchone
     gives it: an aggregate, so never None in fact)."""
     assert row is not None
     if isinstance(row, dict):

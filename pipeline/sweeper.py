@@ -16,13 +16,11 @@ from uuid import UUID
 import psycopg
 
 from pipeline.jobstore import JobStore
-from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.outbox_health import UNDELIVERED_WARN_SECONDS, outbox_lag
 from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PRUNE_RECEIPTS = QUERIES["prune_webhook_receipts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +41,10 @@ def run_sweep(
     stale = stale_after_s(settings) if stale_after is None else stale_after
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
         rows = JobStore.sweep_in(conn, stale, settings.max_attempts)
-        pruned_row = conn.execute(PRUNE_RECEIPTS).fetchone()
+        pruned_row = conn.execute(QUERIES["prune_webhook_receipts"]).fetchone()
         assert pruned_row is not None  # a function's result: always one row
         pruned = pruned_row[0]
-        lag = outbox_lag(conn.execute(OLDEST_UNACKNOWLEDGED).fetchone())
+        lag = outbox_lag(conn.execute(QUERIES["oldest_unacknowledged_event"]).fetchone())
     if lag.stuck:
         # Re-emitting cannot help if nothing delivers: say so where an operator looks.
         log.warning(

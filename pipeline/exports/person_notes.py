@@ -22,10 +22,6 @@ SELF_KINDS = ("about_user", "about_model")
 MEMORY_KIND = "memory_note"
 MAX_EPOCH = 32_503_680_000.0  # year 3000: to_timestamp() rejects absurd values
 
-UPSERT_NOTES = QUERIES["upsert_person_notes"]
-
-SELECT_NOTES = QUERIES["select_person_notes"]
-
 
 def _epoch(value: float | None) -> float | None:
     return value if value is not None and 0.0 <= value <= MAX_EPOCH else None
@@ -37,7 +33,7 @@ def store(conn: psycopg.Connection, job_id: Any, user_id: Any, notes: Iterable[P
     if not batch:
         return
     conn.execute(
-        UPSERT_NOTES,
+        QUERIES["upsert_person_notes"],
         {
             "job": job_id,
             "user": user_id,
@@ -59,7 +55,9 @@ def load(conn: psycopg.Connection, job_id: Any) -> dict[str, list[dict[str, Any]
     """``{"self_description": [...], "memory_notes": [...]}`` for the profile; each entry
     ``{"text", "kind", "first_seen", "last_seen"}`` (ISO 8601 UTC or None)."""
     out: dict[str, list[dict[str, Any]]] = {"self_description": [], "memory_notes": []}
-    for kind, note, first, last in conn.execute(SELECT_NOTES, {"job": job_id}).fetchall():
+    for kind, note, first, last in conn.execute(
+        QUERIES["select_person_notes"], {"job": job_id}
+    ).fetchall():
         key = "memory_notes" if kind == MEMORY_KIND else "self_description"
         out[key].append(
             {"text": note, "kind": kind, "first_seen": _iso(first), "last_seen": _iso(last)}

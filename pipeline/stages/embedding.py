@@ -34,12 +34,6 @@ WAIT_SECONDS = 0.2
 # At most one look at the plan's numbers per this many seconds while working a batch.
 PROGRESS_SECONDS = 1.0
 
-PLAN = QUERIES["plan_embedding"]
-
-PLAN_STATE = QUERIES["embedding_plan_state"]
-
-COUNT_EMBEDDED = QUERIES["count_embedded_chunks"]
-
 
 @dataclass
 class _Progress:
@@ -101,7 +95,9 @@ def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progres
     per_call = embedder.stage_batch_size
     size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
     opened = batches.one(
-        conn, PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
+        conn,
+        QUERIES["plan_embedding"],
+        (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions),
     )["open_batches"]
     if opened is None:
         raise LeaseLost()
@@ -156,11 +152,13 @@ def _work(
 
 
 def _count_embedded(conn: batches.Conn, ctx: StageContext) -> int:
-    return int(batches.one(conn, COUNT_EMBEDDED, (ctx.job.id,))["n"])
+    return int(batches.one(conn, QUERIES["count_embedded_chunks"], (ctx.job.id,))["n"])
 
 
 def _state(ctx: StageContext, conn: batches.Conn) -> dict[str, Any]:
-    return batches.one(conn, PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts))
+    return batches.one(
+        conn, QUERIES["embedding_plan_state"], (ctx.job.id, ctx.settings.max_attempts)
+    )
 
 
 def _raise_if_failed(state: dict[str, Any]) -> None:

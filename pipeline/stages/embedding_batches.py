@@ -55,16 +55,6 @@ _TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 # -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
 
-CLAIM = QUERIES["claim_embedding_batch"]
-
-SELECT_PENDING = QUERIES["select_pending_chunks"]
-
-WRITE = QUERIES["write_embedding_batch"]
-
-RENEW = QUERIES["renew_embedding_batch"]
-
-RELEASE = QUERIES["release_embedding_batch"]
-
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -102,7 +92,7 @@ def claim(
     """Lease one open batch planned for ``embedder``'s model (of ``job_id`` only, when
     given), for ``settings.lease_seconds``. None: nothing claimable now."""
     row = conn.execute(
-        CLAIM,
+        QUERIES["claim_embedding_batch"],
         {
             "owner": owner,
             "lease": settings.lease_seconds,
@@ -130,7 +120,10 @@ def release(
     may be the one that broke. Never raises (a lease that lapses frees the batch anyway)."""
     try:
         with connect(conninfo, autocommit=True) as conn:
-            conn.execute(RELEASE, (batch.job_id, batch.batch_no, owner, code, message))
+            conn.execute(
+                QUERIES["release_embedding_batch"],
+                (batch.job_id, batch.batch_no, owner, code, message),
+            )
     except psycopg.Error:
         log.warning("job %s: could not give back batch %s", batch.job_id, batch.batch_no)
 
@@ -162,7 +155,7 @@ class _BatchLease:
                 with connect(self.conninfo, autocommit=True) as conn:
                     row = one(
                         conn,
-                        RENEW,
+                        QUERIES["renew_embedding_batch"],
                         (self.batch.job_id, self.batch.batch_no, self.owner, self.lease_seconds),
                     )
             except psycopg.Error:
@@ -286,7 +279,7 @@ def _failure(exc: BaseException) -> tuple[str | None, str | None]:
 
 def _pending(conn: Conn, batch: Batch, after: uuid.UUID, size: int) -> Rows:
     rows = conn.execute(
-        SELECT_PENDING,
+        QUERIES["select_pending_chunks"],
         {
             "job": batch.job_id,
             "after": after,
@@ -330,7 +323,7 @@ def _write(
     vecs = [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors]
     row = one(
         conn,
-        WRITE,
+        QUERIES["write_embedding_batch"],
         (
             batch.job_id,
             batch.batch_no,

@@ -38,16 +38,13 @@ def delete_uploaded_export(ctx: StageContext) -> bool:
     return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
 
 
-EXPORT_REPLACED = QUERIES["export_replaced"]
-
-
 def _replaced_since(ctx: StageContext) -> bool:
     """True when the person uploaded a new file at the same path after this import's one
     (an upsert). Only to say so in the log: the guard is Storage's delete policy, which
     refuses any version but the one a complete import read, in the DELETE itself, so an
     upload landing after this check is safe too."""
     with ctx.connect() as conn:
-        row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
+        row = conn.execute(QUERIES["export_replaced"], (ctx.job.id,)).fetchone()
     return bool(row and row[0])
 
 

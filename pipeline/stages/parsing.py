@@ -45,12 +45,6 @@ COUNTERS = (*FROM_STATS, "chunks")
 # to_timestamp() rejects absurd values; a garbage time must never fail a batch.
 MAX_EPOCH = 32_503_680_000.0  # year 3000
 
-INSERT_CONVERSATIONS = QUERIES["insert_conversations"]
-
-REPORT_EXPORT_FACTS = QUERIES["report_export_facts"]
-
-INSERT_CHUNKS = QUERIES["insert_chunks"]
-
 
 def _epoch(value: float | None) -> float | None:
     if value is None or not (0.0 <= value <= MAX_EPOCH):
@@ -68,7 +62,7 @@ def _write(
     import orjson
 
     conn.execute(
-        INSERT_CONVERSATIONS,
+        QUERIES["insert_conversations"],
         {
             "job": job_id,
             "user": user_id,
@@ -84,7 +78,7 @@ def _write(
     )
     if chunks:
         conn.execute(
-            INSERT_CHUNKS,
+            QUERIES["insert_chunks"],
             {
                 "job": job_id,
                 "user": user_id,
@@ -150,7 +144,7 @@ def run(ctx: StageContext) -> None:
             person_notes.store(conn, ctx.job.id, ctx.job.user_id, notes.items())
             stats = reader.stats
             conn.execute(
-                REPORT_EXPORT_FACTS,
+                QUERIES["report_export_facts"],
                 (
                     ctx.job.id,
                     ctx.owner,

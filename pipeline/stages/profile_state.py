@@ -16,10 +16,6 @@ import psycopg
 from pipeline.queries import QUERIES
 from pipeline.soulprint import ProfileBuilder
 
-SAVE_PROFILE_STATE = QUERIES["save_profile_state"]
-
-LOAD_PROFILE_STATE = QUERIES["load_profile_state"]
-
 
 def save(
     conn: psycopg.Connection,
@@ -32,14 +28,15 @@ def save(
     open transaction; the caller commits it with the batch."""
     state = {"builder": builder.to_state(), "export": export}
     conn.execute(
-        SAVE_PROFILE_STATE, {"job": job_id, "user": user_id, "state": orjson.dumps(state).decode()}
+        QUERIES["save_profile_state"],
+        {"job": job_id, "user": user_id, "state": orjson.dumps(state).decode()},
     )
 
 
 def load(conn: psycopg.Connection, job_id: Any) -> tuple[ProfileBuilder, dict[str, Any]] | None:
     """(builder, export facts) as last committed, or None when there is none (or it was
     written by an incompatible version: the caller starts over)."""
-    row = conn.execute(LOAD_PROFILE_STATE, (job_id,)).fetchone()
+    row = conn.execute(QUERIES["load_profile_state"], (job_id,)).fetchone()
     if row is None:
         return None
     state = orjson.loads(row[0])
