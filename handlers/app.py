@@ -24,6 +24,7 @@ from handlers.webhook import WebhookReceiver
 from pipeline import lifecycle
 from pipeline.events import StageEvent
 from pipeline.janitor import janitor_loop
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ async def _configure(conn: AsyncConnection) -> None:
     # Receipts and acks need no fsync before the 202: losing the last few on a server crash
     # only means a retry runs again, which the idempotent stages absorb (and the sweeper
     # re-emits an unacknowledged event). The stages' own writes stay fully durable.
-    await conn.execute("set synchronous_commit = off")
+    await conn.execute(QUERIES["receiver_async_commit"])
 
 
 def create_app(

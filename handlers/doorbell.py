@@ -17,6 +17,7 @@ from collections.abc import Callable
 import psycopg
 
 from pipeline.db import APPLICATION_NAME
+from pipeline.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Doorbell:
                     connect_timeout=10,
                     application_name=f"{APPLICATION_NAME} doorbell",
                 ) as conn:
-                    conn.execute(f"listen {CHANNEL}")
+                    conn.execute(QUERIES["listen_import_events"])
                     # Whatever was emitted while we were not listening is found by this ring.
                     self.ring()
                     while not self._stop.is_set():

@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse
 
 from handlers.pool import StagePool
 from pipeline import lifecycle
-from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, outbox_lag
+from pipeline.outbox_health import outbox_lag
+from pipeline.queries import QUERIES
 
 
 class Health:
@@ -26,7 +27,7 @@ class Health:
             return JSONResponse({"status": "shutting_down", "stages": stages}, status_code=503)
         try:
             async with self.db.connection(timeout=3) as conn:
-                cur = await conn.execute(OLDEST_UNACKNOWLEDGED)
+                cur = await conn.execute(QUERIES["oldest_unacknowledged_event"])
                 lag = outbox_lag(await cur.fetchone())
         except Exception as exc:
             body = {"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}

@@ -39,9 +39,8 @@ from handlers.auth import InvalidToken, Person, TokenVerifier
 from handlers.ratelimit import RateLimiter
 from handlers.webhook import BodyTooLarge, read_body
 from pipeline.embedding import Embedder, EmbedderError
+from pipeline.queries import QUERIES
 from pipeline.search import (
-    CURRENT_IMPORT_SQL,
-    MATCH_SQL,
     MAX_QUERY_CHARS,
     Hit,
     ModelMismatch,
@@ -73,8 +72,8 @@ async def _act_as(conn: AsyncConnection, person: Person) -> None:
     claims = orjson.dumps(
         {"sub": str(person.user_id), "role": "authenticated", "aud": "authenticated"}
     ).decode()
-    await conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
-    await conn.execute("set local role authenticated")
+    await conn.execute(QUERIES["act_as_claims"], (claims,))
+    await conn.execute(QUERIES["act_as_authenticated"])
 
 
 class SearchEndpoint:
@@ -194,7 +193,7 @@ class SearchEndpoint:
         assert self.db is not None
         async with self.db.connection() as conn, conn.transaction():
             await _act_as(conn, person)
-            row = await (await conn.execute(CURRENT_IMPORT_SQL)).fetchone()
+            row = await (await conn.execute(QUERIES["current_import"])).fetchone()
         if row is None:
             raise NoImport(
                 "There is nothing to search yet: no import of this person has completed."
@@ -211,5 +210,5 @@ class SearchEndpoint:
         }
         async with self.db.connection() as conn, conn.transaction():
             await _act_as(conn, person)
-            rows = await (await conn.execute(MATCH_SQL, params)).fetchall()
+            rows = await (await conn.execute(QUERIES["match_memories"], params)).fetchall()
         return [Hit(*r) for r in rows], target.embedding_model or ""

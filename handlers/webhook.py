@@ -23,20 +23,10 @@ from handlers.pool import StagePool
 from handlers.signature import SignatureError, Verifier
 from pipeline import lifecycle
 from pipeline.events import StageEvent
+from pipeline.jobstore import JobStore
 from pipeline.stage import ACTIVE  # events of other stages: acked, ignored
 
 log = logging.getLogger(__name__)
-
-
-# Only the first delivery of a webhook-id counts; retries and replays of it are no-ops.
-INSERT_RECEIPT = "insert into webhook_receipts (webhook_id) values (%s) on conflict do nothing"
-# Svix delivers under its own message id, so the job's pending events of this type are
-# acknowledged too: the sender stops retrying and the sweeper sees the event acted on.
-ACK_EVENTS = """
-update import_events set acknowledged_at = now()
- where acknowledged_at is null
-   and (id = %(event_id)s or (job_id = %(job_id)s and type = %(type)s))
-"""
 
 
 class BodyTooLarge(Exception):
@@ -151,11 +141,7 @@ class WebhookReceiver:
         }
         try:
             async with self.db.connection(timeout=5) as conn, conn.transaction():
-                cur = await conn.execute(INSERT_RECEIPT, (webhook_id,))
-                if cur.rowcount == 0:
-                    return False
-                await conn.execute(ACK_EVENTS, params)
-                return True
+                return await JobStore.acknowledge_in(conn, webhook_id, params)
         except Exception:
             log.exception("could not record webhook %s", webhook_id)
             return None

@@ -26,7 +26,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from pipeline.migrate import list_migrations
-from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.outbox_health import UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 Status = Literal["ok", "FAIL", "skip"]
@@ -96,19 +97,17 @@ class Deployment:
 
     def storage_role(self) -> str:
         """The role the worker's Storage JWT carries (a Storage-only role where one exists)."""
-        row = self.one("select 1 as x from pg_roles where rolname = 'import_storage_reader'")
+        row = self.one(QUERIES["doctor_has_storage_reader_role"])
         return "import_storage_reader" if row else WORKER_ROLE
 
 
 # -- the database -----------------------------------------------------------------------
 
-APPLIED_VERSIONS = "select version from supabase_migrations.schema_migrations"
-
 
 def check_migrations(d: Deployment) -> Check:
     name = "migrations applied"
     try:
-        applied = {r["version"] for r in d.conn.execute(APPLIED_VERSIONS)}
+        applied = {r["version"] for r in d.conn.execute(QUERIES["doctor_applied_versions"])}
     except psycopg.errors.UndefinedTable:
         d.conn.rollback()
         applied = set()
@@ -124,38 +123,12 @@ def check_migrations(d: Deployment) -> Check:
 
 # -- delivery ---------------------------------------------------------------------------
 
-HAS_PG_NET = (
-    "select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null as present"
-)
-HAS_SIGNING = (
-    "select to_regprocedure('public.standard_webhook_signature(text,bigint,text,text)')"
-    " is not null as present"
-)
-HAS_VAULT = "select to_regclass('vault.decrypted_secrets') is not null as present"
-# Which of our two Vault secrets exist (never their values).
-VAULT_NAMES = (
-    "select name from vault.decrypted_secrets"
-    " where name in ('soulprint_webhook_url', 'soulprint_webhook_secret')"
-    " and coalesce(decrypted_secret, '') <> ''"
-)
-VAULT_URL = (
-    "select decrypted_secret as url from vault.decrypted_secrets"
-    " where name = 'soulprint_webhook_url' limit 1"
-)
-# A signature made in SQL with the secret in Vault; the secret never leaves the database.
-SQL_SIGNATURE = """
-    select public.standard_webhook_signature(
-             %s, %s, %s,
-             (select decrypted_secret from vault.decrypted_secrets
-               where name = 'soulprint_webhook_secret' limit 1)) as signature
-"""
-
 
 def check_pg_net(d: Deployment) -> Check:
     name = "pg_net"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay (soulprint-import relay)")
-    if d.row(HAS_PG_NET)["present"]:
+    if d.row(QUERIES["doctor_has_pg_net"])["present"]:
         return ok(name, "net.http_post available")
     return fail(
         name,
@@ -169,13 +142,13 @@ def check_vault(d: Deployment) -> Check:
     name = "Vault secrets"
     if d.delivery == "relay":
         return Check(name, "skip", "delivery by the relay")
-    if not d.row(HAS_VAULT)["present"]:
+    if not d.row(QUERIES["doctor_has_vault"])["present"]:
         return fail(
             name,
             "Supabase Vault (vault.decrypted_secrets) is missing",
             "dashboard > Database > Extensions > enable supabase_vault",
         )
-    names = {r["name"] for r in d.conn.execute(VAULT_NAMES)}
+    names = {r["name"] for r in d.conn.execute(QUERIES["doctor_vault_names"])}
     missing = sorted({"soulprint_webhook_url", "soulprint_webhook_secret"} - names)
     if missing:
         return fail(
@@ -184,7 +157,7 @@ def check_vault(d: Deployment) -> Check:
             "select vault.create_secret('<value>', '<name>'); for each (README, "
             "Deploying > Supabase, step 4)",
         )
-    d.vault_url = d.row(VAULT_URL)["url"]
+    d.vault_url = d.row(QUERIES["doctor_vault_url"])["url"]
     return ok(name, "soulprint_webhook_url and soulprint_webhook_secret present")
 
 
@@ -192,7 +165,7 @@ def check_sql_signature(d: Deployment) -> Check:
     name = "SQL signature verifies with WEBHOOK_SECRET"
     if d.delivery == "relay":
         return Check(name, "skip", "the relay signs in Python")
-    if not d.row(HAS_SIGNING)["present"]:
+    if not d.row(QUERIES["doctor_has_signing"])["present"]:
         return fail(
             name,
             "public.standard_webhook_signature is missing (pgcrypto absent?)",
@@ -206,7 +179,7 @@ def check_sql_signature(d: Deployment) -> Check:
 
     msg_id, ts, body = f"doctor_{uuid.uuid4().hex}", int(time.time()), '{"type":"doctor"}'
     try:
-        row = d.one(SQL_SIGNATURE, (msg_id, ts, body))
+        row = d.one(QUERIES["doctor_sql_signature"], (msg_id, ts, body))
     except psycopg.Error as exc:
         d.conn.rollback()
         return fail(
@@ -276,7 +249,7 @@ def check_receiver(d: Deployment) -> Check:
 
 def check_outbox(d: Deployment) -> Check:
     name = "events delivered"
-    lag = outbox_lag(d.one(OLDEST_UNACKNOWLEDGED))
+    lag = outbox_lag(d.one(QUERIES["oldest_unacknowledged_event"]))
     if lag.stuck:
         return fail(
             name,
@@ -294,33 +267,6 @@ def check_outbox(d: Deployment) -> Check:
 
 # -- roles ------------------------------------------------------------------------------
 
-WORKER_POWERS = """
-    select r.rolsuper, r.rolbypassrls,
-           pg_has_role(r.rolname, 'service_role', 'MEMBER') as service_role,
-           pg_has_role(r.rolname, 'authenticated', 'MEMBER') as authenticated,
-           has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
-           has_table_privilege(r.rolname, 'auth.users', 'SELECT') as auth_users
-      from pg_roles r where r.rolname = %s
-"""
-
-
-# Every role a role is a member of, directly or through others (it may use their rights).
-MEMBER_OF = """
-    select b.rolname from pg_roles b
-     where b.rolname <> %(role)s and pg_has_role(%(role)s, b.oid, 'MEMBER')
-     order by 1
-"""
-# Table-level privileges a role holds on the tables of schema public.
-PUBLIC_TABLE_GRANTS = """
-    select c.relname, p.priv
-      from pg_class c
-      cross join (values ('SELECT'), ('INSERT'), ('UPDATE'), ('DELETE'), ('TRUNCATE'),
-                         ('REFERENCES'), ('TRIGGER')) p(priv)
-     where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p', 'v', 'm')
-       and has_table_privilege(%(role)s, c.oid, p.priv)
-     order by 1, 2
-"""
-CREATE_ON_PUBLIC = "select has_schema_privilege(%s, 'public', 'CREATE') as create"
 
 # What the stages need (the privilege matrix of tests/test_security_roles.py); RLS narrows
 # the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
@@ -337,12 +283,12 @@ WORKER_TABLES: dict[str, frozenset[str]] = {
 
 
 def _memberships(d: Deployment, role: str) -> list[str]:
-    return [r["rolname"] for r in d.conn.execute(MEMBER_OF, {"role": role})]
+    return [r["rolname"] for r in d.conn.execute(QUERIES["doctor_member_of"], {"role": role})]
 
 
 def check_worker_role(d: Deployment) -> Check:
     name = f"worker role {WORKER_ROLE} least privilege"
-    row = d.one(WORKER_POWERS, (WORKER_ROLE,))
+    row = d.one(QUERIES["doctor_worker_powers"], (WORKER_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
     wrong = [
@@ -378,7 +324,7 @@ def check_worker_role(d: Deployment) -> Check:
         )
     extra = [
         f"{r['priv']} on {r['relname']}"
-        for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": WORKER_ROLE})
+        for r in d.conn.execute(QUERIES["doctor_public_table_grants"], {"role": WORKER_ROLE})
         if r["priv"] not in WORKER_TABLES.get(r["relname"], frozenset())
     ]
     if extra:
@@ -390,7 +336,7 @@ def check_worker_role(d: Deployment) -> Check:
             )
             + ";",
         )
-    if d.row(CREATE_ON_PUBLIC, (WORKER_ROLE,))["create"]:
+    if d.row(QUERIES["doctor_create_on_public"], (WORKER_ROLE,))["create"]:
         return fail(
             name,
             "may CREATE in schema public",
@@ -403,21 +349,9 @@ def check_worker_role(d: Deployment) -> Check:
     )
 
 
-# The search role: logs in, inherits nothing, and its only membership is `authenticated`
-# (the switch /v1/search makes after verifying a person's token).
-SEARCH_ROLE_POWERS = """
-    select r.rolcanlogin, r.rolinherit, r.rolsuper, r.rolbypassrls,
-           has_database_privilege(r.rolname, current_database(), 'TEMP') as temp,
-           array(select g.rolname::text from pg_auth_members m
-                   join pg_roles g on g.oid = m.roleid
-                  where m.member = r.oid order by 1) as member_of
-      from pg_roles r where r.rolname = %s
-"""
-
-
 def check_search_role(d: Deployment) -> Check:
     name = f"search role {SEARCH_ROLE} only a member of authenticated"
-    row = d.one(SEARCH_ROLE_POWERS, (SEARCH_ROLE,))
+    row = d.one(QUERIES["doctor_search_role_powers"], (SEARCH_ROLE,))
     if row is None:
         return fail(name, "the role does not exist", "supabase db push")
     wrong = [
@@ -449,20 +383,15 @@ def check_search_role(d: Deployment) -> Check:
     return ok(name, "login, noinherit, no superuser, bypassrls or TEMP")
 
 
-ROLE_POWERS = "select rolsuper, rolbypassrls from pg_roles where rolname = %s"
-
-
 @contextmanager
 def _acting_as(d: Deployment, role: str, claims: dict[str, str]) -> Iterator[None]:
     """A savepoint in which the connection acts as an API request of ``role`` (claims set,
     role switched, as PostgREST and Storage do); rolled back, errors included."""
     try:
         with d.conn.transaction(force_rollback=True):
-            d.conn.execute(
-                "select set_config('request.jwt.claims', %s, true)", (json.dumps(claims),)
-            )
+            d.conn.execute(QUERIES["set_request_jwt_claims"], (json.dumps(claims),))
             # Storage's API sets this before its own DELETE; direct deletes are refused.
-            d.conn.execute("select set_config('storage.allow_delete_query', 'true', true)")
+            d.conn.execute(QUERIES["doctor_allow_delete_query"])
             d.conn.execute(
                 psycopg.sql.SQL("set local role {}").format(psycopg.sql.Identifier(role))
             )
@@ -485,39 +414,36 @@ def _storage_role_reach(d: Deployment, role: str) -> list[str]:
     pending_name = f"{uuid.uuid4()}/doctor-probe.zip"  # no such user: no job starts
     reach: list[str] = []
     with d.conn.transaction(force_rollback=True):
+        d.conn.execute(QUERIES["doctor_probe_insert_bucket"], (probe_bucket, probe_bucket))
         d.conn.execute(
-            "insert into storage.buckets (id, name) values (%s, %s)", (probe_bucket, probe_bucket)
-        )
-        d.conn.execute(
-            "insert into storage.objects (bucket_id, name, version) values"
-            " (%s, %s, 'probe'), (%s, %s, 'probe')",
+            QUERIES["doctor_probe_insert_objects"],
             (probe_bucket, other_name, BUCKET, pending_name),
         )
         attempts = (
             (
                 "reads objects of another bucket",
-                "select 1 from storage.objects where bucket_id = %s",
+                QUERIES["doctor_probe_read_bucket_objects"],
                 (probe_bucket,),
             ),
-            ("sees another bucket", "select 1 from storage.buckets where id = %s", (probe_bucket,)),
+            ("sees another bucket", QUERIES["doctor_probe_read_bucket"], (probe_bucket,)),
             (
                 "deletes objects of another bucket",
-                "delete from storage.objects where bucket_id = %s",
+                QUERIES["doctor_probe_delete_bucket_objects"],
                 (probe_bucket,),
             ),
             (
                 "changes objects",
-                "update storage.objects set version = 'x' where bucket_id in (%s, %s)",
+                QUERIES["doctor_probe_update_objects"],
                 (probe_bucket, BUCKET),
             ),
             (
                 "uploads objects",
-                "insert into storage.objects (bucket_id, name, version) values (%s, %s, 'x')",
+                QUERIES["doctor_probe_insert_object"],
                 (BUCKET, f"{uuid.uuid4()}/x.zip"),
             ),
             (
                 "deletes exports no complete import read",
-                "delete from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_delete_object"],
                 (BUCKET, pending_name),
             ),
         )
@@ -531,7 +457,7 @@ def _storage_role_reach(d: Deployment, role: str) -> list[str]:
 def check_storage_role(d: Deployment) -> Check:
     role = d.storage_role()
     name = f"Storage role {role} limited to bucket {BUCKET}"
-    powers = d.one(ROLE_POWERS, (role,))
+    powers = d.one(QUERIES["doctor_role_powers"], (role,))
     if powers is None:
         return fail(name, "the role does not exist", "supabase db push")
     if powers["rolsuper"] or powers["rolbypassrls"]:
@@ -545,7 +471,12 @@ def check_storage_role(d: Deployment) -> Check:
             "member of " + ", ".join(member_of),
             "; ".join(f"revoke {r} from {role}" for r in member_of) + ";",
         )
-    tables = sorted({r["relname"] for r in d.conn.execute(PUBLIC_TABLE_GRANTS, {"role": role})})
+    tables = sorted(
+        {
+            r["relname"]
+            for r in d.conn.execute(QUERIES["doctor_public_table_grants"], {"role": role})
+        }
+    )
     if tables and role != WORKER_ROLE:
         return fail(
             name,
@@ -567,25 +498,17 @@ def check_storage_role(d: Deployment) -> Check:
 
 # -- Storage ----------------------------------------------------------------------------
 
-EXISTING_POLICIES = (
-    "select tablename, policyname from pg_policies"
-    " where schemaname = 'storage' and policyname like 'imports:%'"
-)
-OBJECTS_RLS = "select relrowsecurity as rls from pg_class where oid = 'storage.objects'::regclass"
-TRIGGERS = (
-    "select tgname, tgenabled from pg_trigger"
-    " where tgrelid = 'storage.objects'::regclass and tgname = any(%s::name[])"
-)
-BUCKET_ROW = "select to_jsonb(b) as bucket from storage.buckets b where b.id = %s"
-
 
 def check_storage_policies(d: Deployment) -> Check:
     name = f"Storage policies on bucket {BUCKET}"
-    have = {(r["tablename"], r["policyname"]) for r in d.conn.execute(EXISTING_POLICIES)}
+    have = {
+        (r["tablename"], r["policyname"])
+        for r in d.conn.execute(QUERIES["doctor_existing_policies"])
+    }
     missing = [
         f'"{p}"' for tbl, names in STORAGE_POLICIES.items() for p in names if (tbl, p) not in have
     ]
-    if not d.row(OBJECTS_RLS)["rls"]:
+    if not d.row(QUERIES["doctor_objects_rls"])["rls"]:
         return fail(
             name,
             "row level security is off on storage.objects",
@@ -622,20 +545,15 @@ def _people_reach(d: Deployment) -> list[str]:
     with d.conn.transaction(force_rollback=True):
         for person in (a, b):
             d.conn.execute(
-                "insert into auth.users (id, aud, role, email) values "
-                "(%s, 'authenticated', 'authenticated', %s)",
+                QUERIES["doctor_probe_insert_person"],
                 (person, f"doctor-{person}@invalid"),
             )
         d.conn.execute(
-            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-            " values (%s, %s, %s, %s, 'probe')",
+            QUERIES["doctor_probe_upload_object"],
             (BUCKET, b_name, b, str(b)),
         )
         as_a = ("authenticated", {"role": "authenticated", "sub": str(a)})
-        upload = (
-            "insert into storage.objects (bucket_id, name, owner, owner_id, version)"
-            " values (%s, %s, %s, %s, 'probe')"
-        )
+        upload = QUERIES["doctor_probe_upload_object"]
         allowed = False
         with _acting_as(d, *as_a):
             allowed = _rows(d, upload, (BUCKET, f"{a}/export.zip", a, str(a))) == 1
@@ -644,12 +562,12 @@ def _people_reach(d: Deployment) -> list[str]:
         refused = (
             (
                 "a person reads another's export",
-                "select 1 from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_read_object"],
                 (BUCKET, b_name),
             ),
             (
                 "a person deletes another's export",
-                "delete from storage.objects where bucket_id = %s and name = %s",
+                QUERIES["doctor_probe_delete_object"],
                 (BUCKET, b_name),
             ),
             (
@@ -668,7 +586,7 @@ def _people_reach(d: Deployment) -> list[str]:
                 except psycopg.errors.InsufficientPrivilege:
                     pass  # RLS refused the row (new row violates row-level security)
         with _acting_as(d, "anon", {"role": "anon"}):
-            if _rows(d, "select 1 from storage.objects where bucket_id = %s", (BUCKET,)):
+            if _rows(d, QUERIES["doctor_probe_read_bucket_objects"], (BUCKET,)):
                 wrong.append("anon reads exports")
     return wrong
 
@@ -678,7 +596,10 @@ _TRIGGER_STATES = {"D": "disabled", "R": "replica only", "A": "always"}
 
 def check_upload_triggers(d: Deployment) -> Check:
     name = "upload triggers on storage.objects"
-    rows = {r["tgname"]: r["tgenabled"] for r in d.conn.execute(TRIGGERS, (list(UPLOAD_TRIGGERS),))}
+    rows = {
+        r["tgname"]: r["tgenabled"]
+        for r in d.conn.execute(QUERIES["doctor_upload_triggers"], (list(UPLOAD_TRIGGERS),))
+    }
     missing = [t for t in UPLOAD_TRIGGERS if t not in rows]
     # 'O' (origin): fires for normal writes. 'D' never fires; 'R' (replica) fires only
     # under session_replication_role = replica and 'A' (always) also during replication
@@ -708,13 +629,11 @@ def check_test_upload(d: Deployment) -> Check:
     try:
         with d.conn.transaction(force_rollback=True):
             d.conn.execute(
-                "insert into auth.users (id, aud, role, email) values "
-                "(%s, 'authenticated', 'authenticated', %s)",
+                QUERIES["doctor_probe_insert_person"],
                 (person, f"doctor-{person}@invalid"),
             )
             d.conn.execute(
-                "insert into storage.objects (bucket_id, name, owner, owner_id, metadata,"
-                " version) values (%s, %s, %s, %s, %s, %s)",
+                QUERIES["doctor_probe_upload_with_metadata"],
                 (
                     BUCKET,
                     f"{person}/doctor.zip",
@@ -724,9 +643,7 @@ def check_test_upload(d: Deployment) -> Check:
                     uuid.uuid4().hex,
                 ),
             )
-            row = d.one(
-                "select stage::text as stage from public.import_jobs where user_id = %s", (person,)
-            )
+            row = d.one(QUERIES["doctor_probe_job_stage"], (person,))
     except psycopg.Error as exc:
         return fail(
             name,
@@ -740,7 +657,7 @@ def check_test_upload(d: Deployment) -> Check:
 
 def check_versioning(d: Deployment) -> Check:
     name = f"bucket {BUCKET} private, versioning off"
-    row = d.one(BUCKET_ROW, (BUCKET,))
+    row = d.one(QUERIES["doctor_bucket_row"], (BUCKET,))
     if row is None:
         return fail(name, "the bucket does not exist", "supabase db push")
     bucket = row["bucket"]
@@ -763,16 +680,10 @@ def check_versioning(d: Deployment) -> Check:
 
 # -- schema public ----------------------------------------------------------------------
 
-TABLES_WITHOUT_RLS = (
-    "select c.relname from pg_class c"
-    " where c.relnamespace = 'public'::regnamespace and c.relkind in ('r', 'p')"
-    " and not c.relrowsecurity order by 1"
-)
-
 
 def check_public_rls(d: Deployment) -> Check:
     name = "row level security on every table of schema public"
-    off = [r["relname"] for r in d.conn.execute(TABLES_WITHOUT_RLS)]
+    off = [r["relname"] for r in d.conn.execute(QUERIES["doctor_tables_without_rls"])]
     if off:
         return fail(
             name,
@@ -815,13 +726,6 @@ CALLABLE_BY = {
         "_memory_lexical_candidates",
     },
 }
-EXECUTABLE_FUNCTIONS = """
-    select p.proname, p.oid::regprocedure::text as signature
-      from pg_proc p
-     where p.pronamespace = 'public'::regnamespace
-       and has_function_privilege(%s, p.oid, 'EXECUTE')
-     order by 2
-"""
 
 
 def check_api_functions(d: Deployment) -> Check:
@@ -830,7 +734,7 @@ def check_api_functions(d: Deployment) -> Check:
         {
             r["signature"]
             for role, allowed in CALLABLE_BY.items()
-            for r in d.conn.execute(EXECUTABLE_FUNCTIONS, (role,))
+            for r in d.conn.execute(QUERIES["doctor_executable_functions"], (role,))
             if r["proname"] not in allowed
         }
     )
@@ -844,14 +748,6 @@ def check_api_functions(d: Deployment) -> Check:
             ),
         )
     return ok(name)
-
-
-DEFINER_FUNCTIONS = """
-    select p.oid::regprocedure::text as signature, p.proconfig as config
-      from pg_proc p
-     where p.pronamespace = 'public'::regnamespace and p.prosecdef
-     order by 1
-"""
 
 
 def _search_path(config: list[str] | None) -> list[str] | None:
@@ -870,7 +766,7 @@ def check_definer_search_path(d: Deployment) -> Check:
     runs a caller's temporary types and functions as its owner (issue 8 F1)."""
     name = "SECURITY DEFINER functions pin search_path"
     bad = []
-    for r in d.conn.execute(DEFINER_FUNCTIONS):
+    for r in d.conn.execute(QUERIES["doctor_definer_functions"]):
         path = _search_path(r["config"])
         if not path or path[-1] != "pg_temp" or path[0] == "pg_temp":
             bad.append(f"{r['signature']} ({', '.join(path) if path else 'not pinned'})")

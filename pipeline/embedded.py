@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 from pipeline.migrate import apply_migrations, list_migrations, sql_dir
+from pipeline.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,7 @@ def _is_current(admin_url: str) -> bool:
 
     try:
         with psycopg.connect(admin_url, connect_timeout=3) as conn:
-            rows = conn.execute(
-                "select version, statements from supabase_migrations.schema_migrations"
-            ).fetchall()
+            rows = conn.execute(QUERIES["migration_history"]).fetchall()
     except psycopg.Error:
         return False
     applied: dict[str, list[str]] = dict(rows)

@@ -37,6 +37,7 @@ from pathlib import Path
 import psycopg
 
 from pipeline import downloads
+from pipeline.queries import QUERIES
 from pipeline.stages import READS_EXPORT
 
 log = logging.getLogger("soulprint.janitor")
@@ -46,14 +47,6 @@ log = logging.getLogger("soulprint.janitor")
 # the janitor read its lease and be writing that very file (a new copy is always written
 # fresh, so its mtime is recent). A stage of this process needs no grace: the lock decides.
 IDLE_GRACE_SECONDS = 60.0
-
-# Stage and lease of the jobs whose copies are on this disk. As the worker role: it reads
-# import_jobs, which is all this needs. A job the worker may not see counts as gone.
-JOB_STATES = """
-select id, stage::text, lease_owner, coalesce(lease_expires_at > now(), false) as leased
-from public.import_jobs
-where id = any(%s)
-"""
 
 
 @dataclass
@@ -150,7 +143,7 @@ def sweep_downloads(data_dir: Path, conninfo: str, *, this_process: bool = True)
     rows = []
     if jobs:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            rows = conn.execute(JOB_STATES, (jobs,)).fetchall()
+            rows = conn.execute(QUERIES["janitor_job_states"], (jobs,)).fetchall()
     states: dict[uuid.UUID, tuple[str, str | None, bool]] = {r[0]: (r[1], r[2], r[3]) for r in rows}
     open_now = _open_anywhere(files)
     for path in files:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -32,8 +32,10 @@ from psycopg_pool import ConnectionPool
 
 from pipeline.db import APPLICATION_NAME, retry_transient
 from pipeline.errors import RetryRefused, StageError
+from pipeline.queries import QUERIES
 from pipeline.stage import ACTIVE
 
+_T = TypeVar("_T")
 ProgressOutcome = Literal["ok", "cancel_requested", "not_yours"]
 # Why a lease holder gives a job back, and what came of it (see release()).
 ReleaseReason = Literal["shutdown", "transient"]
@@ -120,26 +122,17 @@ class Job:
         return cls(**{k: v for k, v in row.items() if k in known})
 
 
-# Counts of an import's custom-instruction texts and memory notes (stored once each by the
-# parsing stage; the worker role may read them at any stage).
-# Counts only, through a definer function: the worker may not read a finished import's
-# notes themselves (20261130980000_note_counts.sql).
-EXPORT_FACTS = """
-    select custom_instructions, memory_notes from public.import_note_counts(%(job)s)
-"""
-
-
-# The pull queue: pick the runnable job that has waited longest and claim it (one
-# statement; SKIP LOCKED inside, so concurrent pools never wait on each other).
-CLAIM_NEXT = "select * from public.claim_next_import_job(%s, %s, %s::public.import_stage[], %s)"
-
-
 def _refusal(exc: psycopg.Error) -> str:
     """A state-machine refusal (SQLSTATE 55000) as the person reads it: why, then what to
     do (the message and hint the SQL function wrote)."""
     why = exc.diag.message_primary or str(exc).splitlines()[0]
     hint = exc.diag.message_hint
     return f"{why}. {hint}" if hint else why
+
+
+def _values(row: Any) -> tuple[Any, ...]:
+    """A row's values in column order, whether the cursor gave a tuple or a dict."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def _counters(counters: dict[str, Any] | None) -> Jsonb:
@@ -207,6 +200,58 @@ class JobStore:
         row = self._one(sql, params)
         return None if row is None else next(iter(row.values()))
 
+    @retry_transient()
+    def _with_conn(self, call: Callable[..., _T], *args: Any) -> _T:
+        """``call(conn, *args)`` on a pooled connection (committed when it returns)."""
+        with self._pool.connection() as conn:
+            return call(conn, *args)
+
+    # -- writes in the caller's transaction --------------------------------------------
+    # The few job writes that must commit with the caller's own rows take its connection;
+    # they are still JobStore's, so the job row has one writer.
+
+    @staticmethod
+    def progress_in(
+        conn: psycopg.Connection[Any],
+        job_id: UUID,
+        owner: str,
+        counters: dict[str, Any],
+        checkpoint: dict[str, Any] | None,
+    ) -> ProgressOutcome:
+        """Report absolute counters and the checkpoint on ``conn``, in its transaction
+        (``StageContext.commit_batch``: a batch's rows and its checkpoint are one commit).
+        The lease is left alone. Unthrottled; not committed here."""
+        row = conn.execute(
+            QUERIES["report_progress"],
+            (job_id, owner, _counters(counters), None if checkpoint is None else Jsonb(checkpoint)),
+        ).fetchone()
+        outcome = None if row is None else next(iter(_values(row)))
+        return outcome if outcome in ("ok", "cancel_requested") else "not_yours"
+
+    @staticmethod
+    def sweep_in(
+        conn: psycopg.Connection[Any], stale_after_s: float, max_attempts: int
+    ) -> list[tuple[UUID, str]]:
+        """One sweeper pass on ``conn`` (see ``sweep``)."""
+        rows = conn.execute(
+            QUERIES["sweep_jobs"], (timedelta(seconds=stale_after_s), max_attempts)
+        ).fetchall()
+        return [(UUID(str(job_id)), str(action)) for job_id, action in map(_values, rows)]
+
+    @staticmethod
+    async def acknowledge_in(
+        conn: psycopg.AsyncConnection[Any], webhook_id: str, event: dict[str, Any]
+    ) -> bool:
+        """The receiver's acknowledgement, on its own async connection and transaction:
+        record the webhook id (only its first delivery counts) and acknowledge the event
+        and the job's other pending events of its type (``event``: ``event_id``,
+        ``job_id``, ``type``). False: a retry or replay of a webhook already taken."""
+        cur = await conn.execute(QUERIES["insert_webhook_receipt"], (webhook_id,))
+        if cur.rowcount == 0:
+            return False
+        await conn.execute(QUERIES["ack_import_events"], event)
+        return True
+
     # -- transitions ---------------------------------------------------------------------
 
     def claim(
@@ -216,7 +261,7 @@ class JobStore:
         ours) and not being cancelled. Counts an attempt. None: not yours."""
         lease = lease_seconds or self.lease_seconds
         row = self._one(
-            "select * from public.claim_import_job(%s, %s, %s, %s)",
+            QUERIES["claim_job"],
             (job_id, stage, owner, lease),
         )
         job = Job.from_row(row)
@@ -238,7 +283,9 @@ class JobStore:
         queue: ``claim_next_import_job``, FOR UPDATE SKIP LOCKED). A lapsed lease below
         ``max_attempts`` counts as runnable. None: nothing to do now."""
         lease = lease_seconds or self.lease_seconds
-        job = Job.from_row(self._one(CLAIM_NEXT, (owner, lease, list(stages), max_attempts)))
+        job = Job.from_row(
+            self._one(QUERIES["claim_next_job"], (owner, lease, list(stages), max_attempts))
+        )
         if job is not None:
             self._forget_progress(job.id)
             with self._lock:
@@ -251,7 +298,7 @@ class JobStore:
         with self._lock:
             lease = self._lease_of.get(job_id, self.lease_seconds)
         outcome = self._scalar(
-            "select public.report_import_progress(%s, %s, '{}', null, %s)",
+            QUERIES["renew_lease"],
             (job_id, owner, lease),
         )
         return outcome if outcome in ("ok", "cancel_requested") else "not_yours"
@@ -278,11 +325,7 @@ class JobStore:
             and now - last[0] < self.progress_interval_s
         ):
             return "ok"
-        outcome = self._scalar(
-            "select public.report_import_progress(%s, %s, %s, %s, null)",
-            (job_id, owner, _counters(counters), None if checkpoint is None else Jsonb(checkpoint)),
-        )
-        result: ProgressOutcome = outcome if outcome in ("ok", "cancel_requested") else "not_yours"
+        result = self._with_conn(self.progress_in, job_id, owner, counters, checkpoint)
         with self._lock:
             self._last_progress[job_id] = (now, result)
         return result
@@ -294,7 +337,7 @@ class JobStore:
         ``"cancelled"`` when a cancel was pending, None when not yours."""
         self._forget_progress(job_id)
         stage = self._scalar(
-            "select public.advance_import_job(%s, %s, %s, %s)",
+            QUERIES["advance_job"],
             (job_id, owner, from_stage, _counters(counters)),
         )
         return None if stage is None else str(stage)
@@ -302,11 +345,7 @@ class JobStore:
     def fail(self, job_id: UUID, owner: str, code: str, message: str) -> bool:
         """Stop the job with an error code and a sentence a person understands."""
         self._forget_progress(job_id)
-        return bool(
-            self._scalar(
-                "select public.fail_import_job(%s, %s, %s, %s)", (job_id, owner, code, message)
-            )
-        )
+        return bool(self._scalar(QUERIES["fail_job"], (job_id, owner, code, message)))
 
     def release(
         self,
@@ -326,7 +365,7 @@ class JobStore:
         """
         self._forget_progress(job_id)
         outcome = self._scalar(
-            "select public.release_import_job(%s, %s, %s, %s, %s)",
+            QUERIES["release_job"],
             (job_id, owner, reason, max_attempts, backoff_s),
         )
         return None if outcome is None else outcome
@@ -334,7 +373,7 @@ class JobStore:
     def finish_cancel(self, job_id: UUID, owner: str) -> bool:
         """Acknowledge a cancel request: partial data deleted, stage cancelled."""
         self._forget_progress(job_id)
-        return bool(self._scalar("select public.finish_import_cancel(%s, %s)", (job_id, owner)))
+        return bool(self._scalar(QUERIES["finish_cancel"], (job_id, owner)))
 
     def show_soulprint(
         self, job_id: UUID, owner: str, profile: dict[str, Any], soulprint_text: str
@@ -344,7 +383,7 @@ class JobStore:
         not yours."""
         self._forget_progress(job_id)
         stage = self._scalar(
-            "select public.show_import_soulprint(%s, %s, %s, %s)",
+            QUERIES["show_soulprint"],
             (job_id, owner, Jsonb(profile), soulprint_text),
         )
         return None if stage is None else str(stage)
@@ -356,7 +395,7 @@ class JobStore:
         vectors, or a newer import completed since: the completion guard's 55000)."""
         self._forget_progress(job_id)
         try:
-            return bool(self._scalar("select public.complete_import_job(%s, %s)", (job_id, owner)))
+            return bool(self._scalar(QUERIES["complete_job"], (job_id, owner)))
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             raise StageError("not_completable", _refusal(exc)) from None
 
@@ -366,7 +405,7 @@ class JobStore:
         """failed -> the stage it failed in; None if not failed or another import runs.
         Raises RetryRefused when a newer import of the person has completed since."""
         try:
-            stage = self._scalar("select public.retry_import_job(%s)", (job_id,))
+            stage = self._scalar(QUERIES["retry_job"], (job_id,))
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             raise RetryRefused(_refusal(exc)) from None
         return None if stage is None else str(stage)
@@ -374,27 +413,22 @@ class JobStore:
     def request_cancel(self, job_id: UUID) -> str | None:
         """Cancel (at once if nobody holds it, else at the holder's next report). Returns the
         stage afterwards, None if there is no such job."""
-        stage = self._scalar("select public.request_import_cancel(%s)", (job_id,))
+        stage = self._scalar(QUERIES["request_cancel"], (job_id,))
         return None if stage is None else str(stage)
 
     def sweep(self, stale_after_s: float, max_attempts: int) -> list[tuple[UUID, str]]:
         """One sweeper pass: [(job_id, 'reemitted' | 'failed' | 'cancelled'), ...]."""
-        rows = self._all(
-            "select job_id, action from public.sweep_import_jobs(%s, %s)",
-            (timedelta(seconds=stale_after_s), max_attempts),
-        )
-        return [(r["job_id"], r["action"]) for r in rows]
+        return self._with_conn(self.sweep_in, stale_after_s, max_attempts)
 
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, job_id: UUID) -> Job | None:
-        return Job.from_row(self._one("select * from public.import_jobs where id = %s", (job_id,)))
+        return Job.from_row(self._one(QUERIES["job_by_id"], (job_id,)))
 
     def latest_for_user(self, user_id: UUID) -> Job | None:
         return Job.from_row(
             self._one(
-                "select * from public.import_jobs where user_id = %s"
-                " order by created_at desc, id desc limit 1",
+                QUERIES["latest_job_of_user"],
                 (user_id,),
             )
         )
@@ -404,25 +438,19 @@ class JobStore:
         partial unique index), or None."""
         return Job.from_row(
             self._one(
-                "select * from public.import_jobs"
-                " where user_id = %s and public.import_stage_is_active(stage)"
-                " order by created_at desc limit 1",
+                QUERIES["active_job_of_user"],
                 (user_id,),
             )
         )
 
     def latest(self) -> Job | None:
         """The most recent job of anyone (local mode: the one person on this machine)."""
-        return Job.from_row(
-            self._one("select * from public.import_jobs order by created_at desc, id desc limit 1")
-        )
+        return Job.from_row(self._one(QUERIES["latest_job"]))
 
     def recent(self, user_id: UUID | None = None, limit: int = 10) -> list[Job]:
         """The most recent imports, newest first: one person's, or everyone's."""
         rows = self._all(
-            "select * from public.import_jobs"
-            " where %(user_id)s::uuid is null or user_id = %(user_id)s::uuid"
-            " order by created_at desc, id desc limit %(limit)s",
+            QUERIES["recent_jobs"],
             {"user_id": user_id, "limit": limit},
         )
         return [job for job in map(Job.from_row, rows) if job is not None]
@@ -431,9 +459,7 @@ class JobStore:
         """The soulprint one import wrote; None before its soulprint stage has finished, and
         None for the worker role, which may not read people's soulprints (security model)."""
         try:
-            text: str | None = self._scalar(
-                "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
-            )
+            text: str | None = self._scalar(QUERIES["soulprint_text"], (job_id,))
             return text
         except psycopg.errors.InsufficientPrivilege:
             return None
@@ -441,7 +467,7 @@ class JobStore:
     def export_facts(self, job_id: UUID) -> dict[str, int]:
         """What the import kept besides conversations, for `run`/`status --json`:
         {"custom_instructions", "memory_notes"} (counts)."""
-        row = self._one(EXPORT_FACTS, {"job": job_id})
+        row = self._one(QUERIES["export_fact_counts"], {"job": job_id})
         return {k: int(v) for k, v in (row or {}).items()}
 
     def _forget_progress(self, job_id: UUID) -> None:

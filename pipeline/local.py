@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from pipeline.errors import SoulprintError
 from pipeline.jobstore import Job, JobStore
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 from pipeline.storage import LocalBucket, local_bucket_root
 
@@ -126,7 +127,7 @@ class LocalRuntime:
     def ensure_user(self, user_id: uuid.UUID) -> None:
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(
-                "insert into auth.users (id, email) values (%s, %s) on conflict (id) do nothing",
+                QUERIES["local_ensure_user"],
                 (user_id, f"{user_id}@local.invalid"),
             )
 
@@ -148,20 +149,12 @@ class LocalRuntime:
         }
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             row = conn.execute(
-                """
-                insert into storage.objects (bucket_id, name, owner_id, metadata, version)
-                values (%s, %s, %s, %s, %s)
-                on conflict (bucket_id, name) do update
-                    set metadata = excluded.metadata, version = excluded.version,
-                        updated_at = now()
-                returning id
-                """,
+                QUERIES["local_upload_object"],
                 (BUCKET, name, str(user_id), Jsonb(metadata), version),
             ).fetchone()
             assert row is not None  # an upsert's returning: always one row
             job = conn.execute(
-                "select id from public.import_jobs where object_id = %s and object_version = %s "
-                "order by created_at desc limit 1",
+                QUERIES["local_job_of_upload"],
                 (row[0], version),
             ).fetchone()
         if job is None:
@@ -170,9 +163,7 @@ class LocalRuntime:
 
     def soulprint_text(self, job_id: uuid.UUID) -> str | None:
         with psycopg.connect(self.admin_url) as conn:
-            row = conn.execute(
-                "select soulprint_text from public.soulprints where job_id = %s", (job_id,)
-            ).fetchone()
+            row = conn.execute(QUERIES["soulprint_text"], (job_id,)).fetchone()
         return row[0] if row else None
 
 

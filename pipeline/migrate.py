@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 
 from pipeline.db import connect
+from pipeline.queries import QUERIES
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +115,17 @@ def split_statements(sql: str) -> list[str]:
 
 
 def _needs_bootstrap(conn: psycopg.Connection[dict[str, Any]]) -> bool:
-    row = conn.execute(
-        "select to_regclass('auth.users') is null or to_regclass('storage.objects') is null"
-        " as missing"
-    ).fetchone()
+    row = conn.execute(QUERIES["migrate_needs_bootstrap"]).fetchone()
     assert row is not None
     return bool(row["missing"])
 
 
 def _ensure_history_table(conn: psycopg.Connection[dict[str, Any]]) -> None:
     # The CLI's own DDL, so either side can create it first.
-    conn.execute("create schema if not exists supabase_migrations")
-    conn.execute(
-        "create table if not exists supabase_migrations.schema_migrations"
-        " (version text not null primary key)"
-    )
-    conn.execute(
-        "alter table supabase_migrations.schema_migrations"
-        " add column if not exists statements text[]"
-    )
-    conn.execute(
-        "alter table supabase_migrations.schema_migrations add column if not exists name text"
-    )
+    conn.execute(QUERIES["migrate_history_schema"])
+    conn.execute(QUERIES["migrate_history_table"])
+    conn.execute(QUERIES["migrate_history_statements"])
+    conn.execute(QUERIES["migrate_history_name"])
 
 
 def _warn_if_edited(mig: Migration, applied_statements: list[str] | None) -> None:
@@ -170,7 +160,7 @@ def apply_migrations(admin_url: str) -> list[str]:
     applied: list[str] = []
     with connect(admin_url, autocommit=True, application_name="soulprint-import migrate") as conn:
         conn.add_notice_handler(_log_notice)
-        conn.execute("select pg_advisory_lock(%s)", (_LOCK_KEY,))
+        conn.execute(QUERIES["migrate_lock"], (_LOCK_KEY,))
         try:
             if _needs_bootstrap(conn):
                 log.info("no Supabase surroundings found: applying bootstrap.sql")
@@ -179,10 +169,7 @@ def apply_migrations(admin_url: str) -> list[str]:
             with conn.transaction():
                 _ensure_history_table(conn)
             done = {
-                r["version"]: r["statements"]
-                for r in conn.execute(
-                    "select version, statements from supabase_migrations.schema_migrations"
-                )
+                r["version"]: r["statements"] for r in conn.execute(QUERIES["migration_history"])
             }
             for mig in list_migrations(root):
                 if mig.version in done:
@@ -193,13 +180,12 @@ def apply_migrations(admin_url: str) -> list[str]:
                 with conn.transaction():
                     conn.execute(sql)
                     conn.execute(
-                        "insert into supabase_migrations.schema_migrations"
-                        " (version, name, statements) values (%s, %s, %s)",
+                        QUERIES["migrate_record"],
                         (mig.version, mig.name, split_statements(sql)),
                     )
                 # A migration may `set search_path`; start the next one from the default.
-                conn.execute("reset all")
+                conn.execute(QUERIES["migrate_reset"])
                 applied.append(mig.label)
         finally:
-            conn.execute("select pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute(QUERIES["migrate_unlock"], (_LOCK_KEY,))
     return applied

@@ -16,14 +16,6 @@ from typing import Any
 # first retries come at 5 s and 5 min, and the sweeper re-emits every few minutes.
 UNDELIVERED_WARN_SECONDS = 600.0
 
-# Unacknowledged events and the age of the oldest, in seconds (NULL when there are none).
-OLDEST_UNACKNOWLEDGED = """
-    select count(*) as unacknowledged,
-           extract(epoch from now() - min(e.created_at))::float8 as oldest_age_s
-      from public.import_events e
-     where e.acknowledged_at is null
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class OutboxLag:
@@ -43,7 +35,7 @@ class OutboxLag:
 
 
 def outbox_lag(row: Sequence[Any] | dict[str, Any] | None) -> OutboxLag:
-    """An OutboxLag from a row of OLDEST_UNACKNOWLEDGED (tuple or dict row, as fetchone
+    """An OutboxLag from a row of query oldest_unacknowledged_event (tuple or dict row, as fetchone
     gives it: an aggregate, so never None in fact)."""
     assert row is not None
     if isinstance(row, dict):

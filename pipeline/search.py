@@ -27,6 +27,7 @@ import psycopg
 
 from pipeline.embedding import Embedder
 from pipeline.embedding.families import comparable, setting_hint
+from pipeline.queries import QUERIES
 
 MODES = ("hybrid", "vector", "lexical")
 MAX_QUERY_CHARS = 2000  # a question, not a document: longer text is cut before embedding
@@ -83,37 +84,21 @@ class Hit:
         return out
 
 
-# The person's current import as they see it (import_jobs RLS + their current_import_id).
-CURRENT_IMPORT_SQL = """
-select j.id, j.embedding_model, j.embedding_dim
-  from public.import_jobs j
- where j.id = public.current_import_id()
-"""
-
-# Hybrid (or one-list) search through the SQL function; the vector travels as pgvector text.
-MATCH_SQL = """
-select id, conversation_id, conversation_title, content, first_message_at, last_message_at,
-       score, vector_rank, lexical_rank, similarity, lexical_score
-  from public.match_memories(%(embedding)s::extensions.vector, %(text)s, %(limit)s,
-                             %(model)s, %(rrf_k)s)
-"""
-
-
 def act_as(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> None:
     """For the rest of the current transaction, be ``user_id`` the way PostgREST makes a
     request be: claims in ``request.jwt.claims``, role ``authenticated``."""
     claims = orjson.dumps(
         {"sub": str(user_id), "role": "authenticated", "aud": "authenticated"}
     ).decode()
-    conn.execute("select set_config('request.jwt.claims', %s, true)", (claims,))
-    conn.execute("set local role authenticated")
+    conn.execute(QUERIES["act_as_claims"], (claims,))
+    conn.execute(QUERIES["act_as_authenticated"])
 
 
 def current_import(conn: psycopg.Connection[Any], user_id: uuid.UUID) -> Target:
     """The completed import ``user_id`` would search (read as them). Raises NoImport."""
     with conn.transaction():
         act_as(conn, user_id)
-        row = conn.execute(CURRENT_IMPORT_SQL).fetchone()
+        row = conn.execute(QUERIES["current_import"]).fetchone()
     if row is None:
         raise NoImport("There is nothing to search yet: no import of this person has completed.")
     values = list(row.values()) if isinstance(row, dict) else list(row)
@@ -179,7 +164,7 @@ def match_memories(
     try:
         with conn.transaction():
             act_as(conn, user_id)
-            cur = conn.execute(MATCH_SQL, params)
+            cur = conn.execute(QUERIES["match_memories"], params)
             rows = cur.fetchall()
     except psycopg.errors.NoDataFound as exc:
         raise NoImport(

@@ -15,14 +15,12 @@ from uuid import UUID
 
 import psycopg
 
-from pipeline.outbox_health import OLDEST_UNACKNOWLEDGED, UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.jobstore import JobStore
+from pipeline.outbox_health import UNDELIVERED_WARN_SECONDS, outbox_lag
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
-
-SWEEP = "select job_id, action from sweep_import_jobs(make_interval(secs => %s), %s)"
-# Receipts only dedupe retries (Svix retries for ~28 h); older ones are dead weight.
-PRUNE_RECEIPTS = "select public.prune_webhook_receipts()"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +40,11 @@ def run_sweep(
     """One pass; returns what it did (empty when every job is healthy)."""
     stale = stale_after_s(settings) if stale_after is None else stale_after
     with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        rows = conn.execute(SWEEP, (stale, settings.max_attempts)).fetchall()
-        pruned_row = conn.execute(PRUNE_RECEIPTS).fetchone()
+        rows = JobStore.sweep_in(conn, stale, settings.max_attempts)
+        pruned_row = conn.execute(QUERIES["prune_webhook_receipts"]).fetchone()
         assert pruned_row is not None  # a function's result: always one row
         pruned = pruned_row[0]
-        lag = outbox_lag(conn.execute(OLDEST_UNACKNOWLEDGED).fetchone())
+        lag = outbox_lag(conn.execute(QUERIES["oldest_unacknowledged_event"]).fetchone())
     if lag.stuck:
         # Re-emitting cannot help if nothing delivers: say so where an operator looks.
         log.warning(
@@ -59,7 +57,7 @@ def run_sweep(
         )
     if pruned:
         log.info("sweep: pruned %d old webhook receipts", pruned)
-    actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]
+    actions = [SweepAction(job_id, action) for job_id, action in rows]
     for a in actions:
         # Debug only: `soulprint-import sweep` prints each action itself (once).
         log.debug("sweep: job %s %s", a.job_id, a.action)

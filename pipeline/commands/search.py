@@ -20,17 +20,10 @@ from typing import Any, cast
 import orjson
 import psycopg
 
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 SNIPPET_CHARS = 240
-
-# Who has something to search: people whose profile points at a completed import.
-PEOPLE_WITH_MEMORY_SQL = """
-select p.user_id from public.user_profiles p
- where p.current_import_id is not null
- order by p.updated_at desc
- limit 2
-"""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,7 +60,7 @@ def _snippet(content: str, query: str) -> str:
 
 
 def _pick_user(conn: Any) -> uuid.UUID | None:
-    rows = conn.execute(PEOPLE_WITH_MEMORY_SQL).fetchall()
+    rows = conn.execute(QUERIES["people_with_memory"]).fetchall()
     conn.commit()
     if len(rows) == 1:
         return cast(uuid.UUID, rows[0]["user_id"])

@@ -1,10 +1,11 @@
 """The outbox relay: import_events -> signed POST to the receiver (or to Svix), logged.
 
 Local mode and any deployment without pg_net. LISTEN gives latency, polling is the fallback.
-Events are claimed one at a time (queries.CLAIM_DUE): a relay holds at most the event in
-flight, so a receiver that hangs or dies holds up one event for at most one timeout, never
-a batch. When and how often it claims follows its endpoint's health (health.EndpointHealth):
-a failing endpoint makes its relay stop claiming, and the events go to other relays at once.
+Events are claimed one at a time (query relay_claim_due in pipeline/sql/queries.sql): a
+relay holds at most the event in flight, so a receiver that hangs or dies holds up one event
+for at most one timeout, never a batch. When and how often it claims follows its endpoint's
+health (health.EndpointHealth): a failing endpoint makes its relay stop claiming, and the
+events go to other relays at once.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from psycopg_pool import ConnectionPool
 
 from pipeline.delivery.health import EndpointHealth
 from pipeline.delivery.http_transport import HttpTransport
-from pipeline.delivery.queries import CLAIM_DUE, LOG_ATTEMPT, MARK_RELAYED, NEXT_DUE, RELEASE
 from pipeline.delivery.svix_transport import SvixTransport
 from pipeline.delivery.types import Attempt, OutboxEvent, Transport, Verdict
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,11 @@ class Relay:
     def _claim(self) -> OutboxEvent | None:
         params = {"limit": 1, "claim_s": self.claim_s, "max_attempts": self.max_attempts}
         with self._db().connection() as conn:
-            row = conn.cursor(row_factory=dict_row).execute(CLAIM_DUE, params).fetchone()
+            row = (
+                conn.cursor(row_factory=dict_row)
+                .execute(QUERIES["relay_claim_due"], params)
+                .fetchone()
+            )
         if row is None:
             return None
         return OutboxEvent(
@@ -122,16 +127,17 @@ class Relay:
         verdict = attempt.verdict
         with self._db().connection() as conn:
             conn.execute(
-                LOG_ATTEMPT,
+                QUERIES["relay_log_attempt"],
                 (event.id, attempt.status_code, attempt.latency_ms, attempt.error, self.via),
             )
             if verdict is Verdict.DELIVERED:
-                conn.execute(MARK_RELAYED, {"id": event.id})
+                conn.execute(QUERIES["relay_mark_relayed"], {"id": event.id})
                 self.health.delivered()
                 return verdict
             spent, delay = self._release_terms(event, attempt, verdict)
             conn.execute(
-                RELEASE, {"id": event.id, "spent": spent, "error": attempt.error, "delay": delay}
+                QUERIES["relay_release"],
+                {"id": event.id, "spent": spent, "error": attempt.error, "delay": delay},
             )
         log.warning(
             "event %s not delivered (%s: %s); endpoint waits %.1f s, event due in %.1f s",
@@ -212,7 +218,7 @@ class Relay:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as listener:
-                    listener.execute(f"listen {CHANNEL}")
+                    listener.execute(QUERIES["listen_import_events"])
                     while not self._stop.is_set():
                         # Drain: a full round means more may be waiting.
                         while self.deliver_pending() and not self._stop.is_set():
@@ -241,5 +247,7 @@ class Relay:
 
     def _seconds_to_next_due(self) -> float:
         with self._db().connection() as conn:
-            row = conn.execute(NEXT_DUE, {"max_attempts": self.max_attempts}).fetchone()
+            row = conn.execute(
+                QUERIES["relay_next_due"], {"max_attempts": self.max_attempts}
+            ).fetchone()
         return float(row[0]) if row and row[0] is not None else self.poll_interval_s

@@ -16,8 +16,8 @@ import psycopg
 from svix.api import RecoverIn
 
 from pipeline.delivery.http_transport import HttpTransport
-from pipeline.delivery.queries import JOB_EVENTS, LOG_ATTEMPT, LOGGED_EVENTS
 from pipeline.delivery.svix_transport import svix_client
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,13 @@ def replay_local(
     transport = HttpTransport(receiver_url, secret)
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            events = conn.execute(LOGGED_EVENTS, {"since": since, "job_id": job_id}).fetchall()
+            events = conn.execute(
+                QUERIES["replay_logged_events"], {"since": since, "job_id": job_id}
+            ).fetchall()
             for event_id, body in events:
                 attempt = transport.post(str(event_id), body)
                 conn.execute(
-                    LOG_ATTEMPT,
+                    QUERIES["relay_log_attempt"],
                     (event_id, attempt.status_code, attempt.latency_ms, attempt.error, "relay"),
                 )
                 result.outcomes[str(attempt.status_code or "error")] += 1
@@ -66,7 +68,9 @@ def replay_svix(
             result.outcomes["recover"] += 1
         return result
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        events = conn.execute(JOB_EVENTS, {"since": since, "job_id": job_id}).fetchall()
+        events = conn.execute(
+            QUERIES["replay_job_events"], {"since": since, "job_id": job_id}
+        ).fetchall()
     for (event_id,) in events:
         # The relay sent it with eventId = our event id; Svix resolves either id in the path.
         for endpoint_id in endpoints:

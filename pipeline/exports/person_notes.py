@@ -16,38 +16,11 @@ from typing import Any
 import psycopg
 
 from pipeline.exports.models import PersonNote
+from pipeline.queries import QUERIES
 
 SELF_KINDS = ("about_user", "about_model")
 MEMORY_KIND = "memory_note"
 MAX_EPOCH = 32_503_680_000.0  # year 3000: to_timestamp() rejects absurd values
-
-# Upsert one batch's notes; the earliest sighting decides the reading order.
-UPSERT_NOTES = """
-insert into public.import_person_notes as n
-    (job_id, user_id, kind, note, first_seen_at, last_seen_at, conversation_index, ordinal)
-select %(job)s, %(user)s, x.kind, x.note, to_timestamp(x.first_at), to_timestamp(x.last_at),
-       x.conv, x.ord
-from unnest(%(kinds)s::text[], %(notes)s::text[], %(first_at)s::float8[],
-            %(last_at)s::float8[], %(convs)s::int[], %(ords)s::int[])
-     as x(kind, note, first_at, last_at, conv, ord)
-on conflict (job_id, kind, note_md5) do update
-   set first_seen_at = least(n.first_seen_at, excluded.first_seen_at),
-       last_seen_at = greatest(n.last_seen_at, excluded.last_seen_at),
-       conversation_index = case when (excluded.conversation_index, excluded.ordinal)
-                                      < (n.conversation_index, n.ordinal)
-                                 then excluded.conversation_index else n.conversation_index end,
-       ordinal = case when (excluded.conversation_index, excluded.ordinal)
-                           < (n.conversation_index, n.ordinal)
-                      then excluded.ordinal else n.ordinal end
-"""
-
-# An import's notes in the order they were first seen.
-SELECT_NOTES = """
-select kind, note, first_seen_at, last_seen_at
-  from public.import_person_notes
- where job_id = %(job)s
- order by conversation_index, ordinal, kind
-"""
 
 
 def _epoch(value: float | None) -> float | None:
@@ -60,7 +33,7 @@ def store(conn: psycopg.Connection, job_id: Any, user_id: Any, notes: Iterable[P
     if not batch:
         return
     conn.execute(
-        UPSERT_NOTES,
+        QUERIES["upsert_person_notes"],
         {
             "job": job_id,
             "user": user_id,
@@ -82,7 +55,9 @@ def load(conn: psycopg.Connection, job_id: Any) -> dict[str, list[dict[str, Any]
     """``{"self_description": [...], "memory_notes": [...]}`` for the profile; each entry
     ``{"text", "kind", "first_seen", "last_seen"}`` (ISO 8601 UTC or None)."""
     out: dict[str, list[dict[str, Any]]] = {"self_description": [], "memory_notes": []}
-    for kind, note, first, last in conn.execute(SELECT_NOTES, {"job": job_id}).fetchall():
+    for kind, note, first, last in conn.execute(
+        QUERIES["select_person_notes"], {"job": job_id}
+    ).fetchall():
         key = "memory_notes" if kind == MEMORY_KIND else "self_description"
         out[key].append(
             {"text": note, "kind": kind, "first_seen": _iso(first), "last_seen": _iso(last)}

@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import psycopg
-from psycopg.types.json import Jsonb
 
 from pipeline import downloads, lifecycle
 from pipeline.db import is_transient
@@ -91,18 +90,8 @@ class StageContext:
         A restart resumes after the last committed batch: its rows and its checkpoint
         are one commit, so neither can exist without the other.
         """
-        row = conn.execute(
-            "select public.report_import_progress(%s, %s, %s, %s, %s)",
-            (
-                self.job.id,
-                self.owner,
-                Jsonb(self.counters),
-                Jsonb(checkpoint),
-                None,  # the lease is the LeaseKeeper's to renew
-            ),
-        ).fetchone()
-        assert row is not None  # a function's result: always one row
-        outcome = row[0]
+        # The lease is the LeaseKeeper's to renew.
+        outcome = JobStore.progress_in(conn, self.job.id, self.owner, self.counters, checkpoint)
         if outcome == "not_yours":
             conn.rollback()
             raise LeaseLost()

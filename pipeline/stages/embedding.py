@@ -23,6 +23,7 @@ import psycopg
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import CancelRequested, LeaseLost, StageError
+from pipeline.queries import QUERIES
 from pipeline.stages import embedding_batches as batches
 from pipeline.stages.context import StageContext
 from pipeline.stages.export_file import delete_raw_export
@@ -32,21 +33,6 @@ from pipeline.stages.export_file import delete_raw_export
 WAIT_SECONDS = 0.2
 # At most one look at the plan's numbers per this many seconds while working a batch.
 PROGRESS_SECONDS = 1.0
-
-# The batches of this job, planned idempotently; NULL: the job is not ours in `embedding`.
-PLAN = "select public.plan_import_embedding(%s, %s, %s, %s, %s) as open_batches"
-
-# Where the plan stands (see the migration): open batches, chunks left, a failed batch.
-PLAN_STATE = """
-select batches, open_batches, missing, error_code, error_message, exhausted
-  from public.import_embedding_plan_state(%s, %s)
-"""
-
-# Vectors this import holds, counted once when the stage starts and once before it
-# completes: complete_import_job's guard compares this number with the chunk count.
-COUNT_EMBEDDED = """
-select count(*) as n from public.memory_chunks where job_id = %s and embedding is not null
-"""
 
 
 @dataclass
@@ -109,7 +95,9 @@ def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progres
     per_call = embedder.stage_batch_size
     size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
     opened = batches.one(
-        conn, PLAN, (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions)
+        conn,
+        QUERIES["plan_embedding"],
+        (ctx.job.id, ctx.owner, size, embedder.model, embedder.dimensions),
     )["open_batches"]
     if opened is None:
         raise LeaseLost()
@@ -164,11 +152,13 @@ def _work(
 
 
 def _count_embedded(conn: batches.Conn, ctx: StageContext) -> int:
-    return int(batches.one(conn, COUNT_EMBEDDED, (ctx.job.id,))["n"])
+    return int(batches.one(conn, QUERIES["count_embedded_chunks"], (ctx.job.id,))["n"])
 
 
 def _state(ctx: StageContext, conn: batches.Conn) -> dict[str, Any]:
-    return batches.one(conn, PLAN_STATE, (ctx.job.id, ctx.settings.max_attempts))
+    return batches.one(
+        conn, QUERIES["embedding_plan_state"], (ctx.job.id, ctx.settings.max_attempts)
+    )
 
 
 def _raise_if_failed(state: dict[str, Any]) -> None:

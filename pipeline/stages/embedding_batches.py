@@ -36,6 +36,7 @@ from pipeline import lifecycle
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
 from pipeline.errors import SoulprintError
+from pipeline.queries import QUERIES
 from pipeline.settings import Settings
 from pipeline.stages.context import worth_retrying
 
@@ -52,32 +53,6 @@ _BEFORE_ALL = uuid.UUID(int=0)
 # Worth another attempt later: the batch is given back for anyone to claim.
 
 # -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
-
-# One open batch of the job (holder) or of any job (other instances), leased to `owner`.
-CLAIM = """
-select job_id, batch_no, first_chunk_id, last_chunk_id
-  from public.claim_import_embedding_batch(
-         %(owner)s, %(lease)s, %(model)s, %(dim)s, %(max_attempts)s, %(job)s)
-"""
-
-# The next chunks of a batch still without a vector, in id order after the last ones read
-# (so the chunk being embedded ahead is never read twice).
-SELECT_PENDING = """
-select id, content from public.memory_chunks
- where job_id = %(job)s and embedding is null
-   and id > %(after)s and id between %(first)s and %(last)s
- order by id
- limit %(limit)s
-"""
-
-# Vectors written, batch counted, lease renewed (and the batch done when complete): one txn.
-WRITE = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, %s)"
-
-# Lease renewed while the embedder works: 'ok' | 'cancel_requested' | 'not_yours'.
-RENEW = "select public.renew_import_embedding_batch(%s, %s, %s, %s)"
-
-# The batch given back (claimable at once), or marked failed with a readable sentence.
-RELEASE = "select public.release_import_embedding_batch(%s, %s, %s, %s, %s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +91,7 @@ def claim(
     """Lease one open batch planned for ``embedder``'s model (of ``job_id`` only, when
     given), for ``settings.lease_seconds``. None: nothing claimable now."""
     row = conn.execute(
-        CLAIM,
+        QUERIES["claim_embedding_batch"],
         {
             "owner": owner,
             "lease": settings.lease_seconds,
@@ -144,7 +119,10 @@ def release(
     may be the one that broke. Never raises (a lease that lapses frees the batch anyway)."""
     try:
         with connect(conninfo, autocommit=True) as conn:
-            conn.execute(RELEASE, (batch.job_id, batch.batch_no, owner, code, message))
+            conn.execute(
+                QUERIES["release_embedding_batch"],
+                (batch.job_id, batch.batch_no, owner, code, message),
+            )
     except psycopg.Error:
         log.warning("job %s: could not give back batch %s", batch.job_id, batch.batch_no)
 
@@ -176,7 +154,7 @@ class _BatchLease:
                 with connect(self.conninfo, autocommit=True) as conn:
                     row = one(
                         conn,
-                        RENEW,
+                        QUERIES["renew_embedding_batch"],
                         (self.batch.job_id, self.batch.batch_no, self.owner, self.lease_seconds),
                     )
             except psycopg.Error:
@@ -300,7 +278,7 @@ def _failure(exc: BaseException) -> tuple[str | None, str | None]:
 
 def _pending(conn: Conn, batch: Batch, after: uuid.UUID, size: int) -> Rows:
     rows = conn.execute(
-        SELECT_PENDING,
+        QUERIES["select_pending_chunks"],
         {
             "job": batch.job_id,
             "after": after,
@@ -344,7 +322,7 @@ def _write(
     vecs = [orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY).decode() for v in vectors]
     row = one(
         conn,
-        WRITE,
+        QUERIES["write_embedding_batch"],
         (
             batch.job_id,
             batch.batch_no,

@@ -10,6 +10,7 @@ from pipeline.errors import StageError
 from pipeline.exports.reader import NotAnExportError, open_export
 from pipeline.exports.sources import CORRUPT_EXPORT, NOT_AN_EXPORT
 from pipeline.jobstore import Job
+from pipeline.queries import QUERIES
 from pipeline.stages.context import StageContext
 from pipeline.storage import Fetched, ProgressFn, object_source
 
@@ -37,18 +38,13 @@ def delete_uploaded_export(ctx: StageContext) -> bool:
     return source.delete(ctx.job.bucket_id, ctx.job.object_name, owner=ctx.job.user_id)
 
 
-# True when Storage now holds another version at the job's path (SQL function: the worker
-# role cannot read storage.objects itself).
-EXPORT_REPLACED = "select public.import_export_replaced(%s)"
-
-
 def _replaced_since(ctx: StageContext) -> bool:
     """True when the person uploaded a new file at the same path after this import's one
     (an upsert). Only to say so in the log: the guard is Storage's delete policy, which
     refuses any version but the one a complete import read, in the DELETE itself, so an
     upload landing after this check is safe too."""
     with ctx.connect() as conn:
-        row = conn.execute(EXPORT_REPLACED, (ctx.job.id,)).fetchone()
+        row = conn.execute(QUERIES["export_replaced"], (ctx.job.id,)).fetchone()
     return bool(row and row[0])
 
 

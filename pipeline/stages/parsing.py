@@ -22,6 +22,7 @@ from pipeline.exports import person_notes
 from pipeline.exports.chunker import chunk_conversation
 from pipeline.exports.models import Chunk, Conversation, ReadStats
 from pipeline.exports.reader import ExportReader, PersonNotes
+from pipeline.queries import QUERIES
 from pipeline.soulprint import ProfileBuilder
 from pipeline.stages import profile_state
 from pipeline.stages.context import StageContext
@@ -44,33 +45,6 @@ COUNTERS = (*FROM_STATS, "chunks")
 # to_timestamp() rejects absurd values; a garbage time must never fail a batch.
 MAX_EPOCH = 32_503_680_000.0  # year 3000
 
-INSERT_CONVERSATIONS = """
-insert into public.import_conversations
-    (job_id, user_id, conversation_id, title, created_at, updated_at,
-     message_count, user_message_count, assistant_message_count, metadata)
-select %(job)s, %(user)s, c.id, c.title, to_timestamp(c.created), to_timestamp(c.updated),
-       c.n, c.n_user, c.n_assistant, c.meta::jsonb
-from unnest(%(ids)s::text[], %(titles)s::text[], %(created)s::float8[], %(updated)s::float8[],
-            %(n)s::int[], %(n_user)s::int[], %(n_assistant)s::int[], %(meta)s::text[])
-     as c(id, title, created, updated, n, n_user, n_assistant, meta)
-on conflict do nothing
-"""
-
-# Excluded conversations and where the export broke, with the batch that saw them.
-REPORT_EXPORT_FACTS = "select public.report_import_export_facts(%s, %s, %s, %s, %s)"
-
-INSERT_CHUNKS = """
-insert into public.memory_chunks
-    (id, job_id, user_id, conversation_id, conversation_title, chunk_index, content,
-     first_message_at, last_message_at, message_count)
-select c.id, %(job)s, %(user)s, c.conversation_id, c.title, c.idx, c.content,
-       to_timestamp(c.first_at), to_timestamp(c.last_at), c.n
-from unnest(%(ids)s::uuid[], %(conversation_ids)s::text[], %(titles)s::text[], %(idx)s::int[],
-            %(contents)s::text[], %(first_at)s::float8[], %(last_at)s::float8[], %(n)s::int[])
-     as c(id, conversation_id, title, idx, content, first_at, last_at, n)
-on conflict do nothing
-"""
-
 
 def _epoch(value: float | None) -> float | None:
     if value is None or not (0.0 <= value <= MAX_EPOCH):
@@ -88,7 +62,7 @@ def _write(
     import orjson
 
     conn.execute(
-        INSERT_CONVERSATIONS,
+        QUERIES["insert_conversations"],
         {
             "job": job_id,
             "user": user_id,
@@ -104,7 +78,7 @@ def _write(
     )
     if chunks:
         conn.execute(
-            INSERT_CHUNKS,
+            QUERIES["insert_chunks"],
             {
                 "job": job_id,
                 "user": user_id,
@@ -170,7 +144,7 @@ def run(ctx: StageContext) -> None:
             person_notes.store(conn, ctx.job.id, ctx.job.user_id, notes.items())
             stats = reader.stats
             conn.execute(
-                REPORT_EXPORT_FACTS,
+                QUERIES["report_export_facts"],
                 (
                     ctx.job.id,
                     ctx.owner,

@@ -13,20 +13,8 @@ from typing import Any
 import orjson
 import psycopg
 
+from pipeline.queries import QUERIES
 from pipeline.soulprint import ProfileBuilder
-
-# One row per job, rewritten with every batch (the worker may write it while the import is
-# active: RLS policy "worker keeps active profile states").
-SAVE_PROFILE_STATE = """
-insert into public.import_profile_states (job_id, user_id, state, updated_at)
-values (%(job)s, %(user)s, %(state)s::jsonb, now())
-on conflict (job_id) do update set state = excluded.state, updated_at = now()
-"""
-
-# The last committed state of a job's profile, as text (parsed with orjson: faster).
-LOAD_PROFILE_STATE = """
-select state::text from public.import_profile_states where job_id = %s
-"""
 
 
 def save(
@@ -40,14 +28,15 @@ def save(
     open transaction; the caller commits it with the batch."""
     state = {"builder": builder.to_state(), "export": export}
     conn.execute(
-        SAVE_PROFILE_STATE, {"job": job_id, "user": user_id, "state": orjson.dumps(state).decode()}
+        QUERIES["save_profile_state"],
+        {"job": job_id, "user": user_id, "state": orjson.dumps(state).decode()},
     )
 
 
 def load(conn: psycopg.Connection, job_id: Any) -> tuple[ProfileBuilder, dict[str, Any]] | None:
     """(builder, export facts) as last committed, or None when there is none (or it was
     written by an incompatible version: the caller starts over)."""
-    row = conn.execute(LOAD_PROFILE_STATE, (job_id,)).fetchone()
+    row = conn.execute(QUERIES["load_profile_state"], (job_id,)).fetchone()
     if row is None:
         return None
     state = orjson.loads(row[0])

@@ -552,11 +552,11 @@ def test_pinning_keeps_every_path_but_moves_pg_temp_last(db_url: str) -> None:
 def test_worker_can_run_the_janitors_query(db_url: str, worker_db_url: str) -> None:
     """Issue 15 item 4: the janitor runs as the worker role (no extra grant): it reads the
     stage and lease of the jobs whose export copies are on its disk."""
-    from pipeline.janitor import JOB_STATES
+    from pipeline.queries import QUERIES
 
     user = create_user(db_url)
     upload_object(db_url, user)
     job_id = jobs_for(db_url, user)[0]["id"]
     with psycopg.connect(worker_db_url) as w:
-        rows = w.execute(JOB_STATES, ([job_id, uuid.uuid4()],)).fetchall()
+        rows = w.execute(QUERIES["janitor_job_states"], ([job_id, uuid.uuid4()],)).fetchall()
     assert rows == [(job_id, "queued", None, False)]
