@@ -18,6 +18,7 @@ import numpy as np
 from .base import l2_normalize
 from .errors import INSTALL_MINILM, EmbedderUnavailable
 from .onnx_cache import PRECISIONS, CacheDirError, GraphBuildError, cached_model
+from .onnx_graph import BUILDER_VERSION
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -133,7 +134,10 @@ class MiniLMEmbedder:
                 "fastest) or float32 (exactly sentence-transformers' vectors, slower)."
             )
         self.precision = precision
-        self.model = f"all-MiniLM-L6-v2/onnx-{precision}"
+        # The builder version too: graphs of two builders (b1 plain, b2 smoothed) make
+        # different int8 vectors, so one job's batches must not mix them (claims match
+        # the name exactly). Search compares families (families.py), which ignore it.
+        self.model = f"all-MiniLM-L6-v2/onnx-{precision}-b{BUILDER_VERSION}"
         self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
         _check_model_dir(self._dir)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
