@@ -17,7 +17,12 @@ import psutil
 import pytest
 
 from pipeline.embedding import EmbedderUnavailable, onnx_cache
-from pipeline.embedding.minilm import MiniLMEmbedder, find_model_dir, usable_cpus
+from pipeline.embedding.minilm import (
+    MiniLMEmbedder,
+    default_cache_dir,
+    find_model_dir,
+    usable_cpus,
+)
 from pipeline.embedding.readiness import graph_state, missing_graph_warning
 from pipeline.settings import Settings
 from tests.cli_helpers import LATEST_JOB, SAMPLE, cli, cli_env, wait_for
@@ -182,7 +187,8 @@ def test_missing_graph_is_reported_before_an_import_pays_for_it(
     [record] = caplog.records
     assert "soulprint-import models build" in record.getMessage()
 
-    shared = Settings()  # the test session's cache (tests/conftest.py), built once
+    # The test session's cache (SOULPRINT_MODEL_CACHE_DIR, tests/conftest.py), built once.
+    shared = Settings(model_cache_dir=default_cache_dir())
     MiniLMEmbedder(cache_dir=shared.model_cache_dir).warm_up()
     assert missing_graph_warning(shared) is None
     openai = empty.model_copy(update={"embedding_provider": "openai"})

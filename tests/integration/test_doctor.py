@@ -23,7 +23,7 @@ from handlers.app import create_app
 from handlers.server import serve_in_thread
 from pipeline import lifecycle
 from pipeline.doctor import Check, run_checks
-from pipeline.embedding.minilm import MiniLMEmbedder
+from pipeline.embedding.minilm import MiniLMEmbedder, default_cache_dir
 from pipeline.settings import Settings
 from tests.dbutil import create_user, upload_object
 
@@ -86,9 +86,11 @@ def deployed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[Deploy
     """A healthy hosted-shape deployment: pg_net, Vault and signing stand-ins configured
     with the receiver's URL and secret, the receiver up on loopback."""
     lifecycle.reset()
-    settings = Settings(webhook_secret=SECRET, data_dir=tmp_path)
-    # As `models build` leaves a deploy: the session's shared cache (tests/conftest.py).
-    MiniLMEmbedder(cache_dir=settings.model_cache_dir).warm_up()
+    # The graph prebuilt, as `models build` leaves a deploy: the session's shared cache
+    # (SOULPRINT_MODEL_CACHE_DIR, tests/conftest.py), built once.
+    cache = default_cache_dir()
+    settings = Settings(webhook_secret=SECRET, data_dir=tmp_path, model_cache_dir=cache)
+    MiniLMEmbedder(cache_dir=cache).warm_up()
     handle = serve_in_thread(create_app(settings, conninfo=worker_db_url, shutdown_grace_s=5))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(STANDINS)
@@ -415,6 +417,7 @@ def test_doctor_in_relay_mode_skips_the_hosted_delivery_checks(deployed: Deploye
         webhook_secret=SECRET,
         data_dir=deployed.settings.data_dir,
         receiver_url=deployed.receiver + "/webhooks/supabase",
+        model_cache_dir=deployed.settings.model_cache_dir,
     )
     checks = list(run_checks(deployed.db_url, settings, delivery="relay"))
     assert _failed(checks) == [], [c.line() for c in checks]
