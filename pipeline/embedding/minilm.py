@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,8 @@ import numpy as np
 
 from .base import l2_normalize
 from .errors import INSTALL_MINILM, EmbedderUnavailable
-from .onnx_cache import PRECISIONS, CacheDirError, cached_model
+from .onnx_cache import PRECISIONS, CacheDirError, GraphBuildError, cached_model
+from .onnx_graph import BUILDER_VERSION
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -54,13 +56,37 @@ def default_cache_dir() -> Path:
     return default_model_cache_dir() or default_data_dir() / "models"
 
 
-def usable_cpus() -> int:
-    """CPUs this process may run on: its affinity mask (``taskset``, a pinned container),
-    not the machine's count, which would start two workers sharing one core."""
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may keep busy: its affinity mask (``taskset``, a pinned
+    container), capped by a cgroup CPU quota (a 0.5-CPU container is a quota, not a mask),
+    never the machine's count, which would start workers taking turns on one core."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        cpus = len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # no affinity API on this platform (macOS)
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return max(1, min(cpus, math.ceil(quota))) if quota is not None else cpus
+
+
+def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time the cgroup quota allows (0.5 for half a CPU), or None if there
+    is no quota. Reads cgroup v2 ``cpu.max`` ("<quota> <period>" or "max <period>"), else
+    v1 ``cpu/cpu.cfs_quota_us`` and ``cpu.cfs_period_us`` (-1: no quota). Only the
+    process's own cgroup is mounted at ``root`` in a container, which is the case that
+    matters (Render, Docker)."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for v1 in (root / "cpu", root / "cpu,cpuacct"):
+        try:
+            quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+            period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 or period_us <= 0 else quota_us / period_us
+    return None
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -108,7 +134,10 @@ class MiniLMEmbedder:
                 "fastest) or float32 (exactly sentence-transformers' vectors, slower)."
             )
         self.precision = precision
-        self.model = f"all-MiniLM-L6-v2/onnx-{precision}"
+        # The builder version too: graphs of two builders (b1 plain, b2 smoothed) make
+        # different int8 vectors, so one job's batches must not mix them (claims match
+        # the name exactly). Search compares families (families.py), which ignore it.
+        self.model = f"all-MiniLM-L6-v2/onnx-{precision}-b{BUILDER_VERSION}"
         self._dir = Path(model_dir) if model_dir is not None else find_model_dir()
         _check_model_dir(self._dir)
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -159,6 +188,12 @@ class MiniLMEmbedder:
                     f"The embedding model cache cannot be written ({exc.strerror}). Point "
                     "SOULPRINT_MODEL_CACHE_DIR (or SOULPRINT_DATA_DIR) at a writable directory."
                 ) from exc
+            # Before the broad clause: a full disk or a killed build is not a damaged
+            # install, and "reinstall" would send the operator the wrong way.
+            except GraphBuildError as exc:
+                if exc.reason == "failed":
+                    raise self._reinstall(exc) from exc
+                raise EmbedderUnavailable(build_failure_message(exc)) from exc
             # Broad on purpose: tokenizers and the weights loader report broken files as
             # bare Exception, and any load failure should reach the person as the fix.
             except Exception as exc:
@@ -216,6 +251,38 @@ class MiniLMEmbedder:
             for _ in self._pool.map(run, order):
                 pass  # re-raises the first worker exception, if any
         return l2_normalize(out)
+
+
+def build_failure_message(exc: GraphBuildError) -> str:
+    """The sentence for a graph build that failed for a reason of the machine, not of the
+    installed files (``exc.reason`` other than ``"failed"``). No path: it reaches the
+    person's job row; the log has the details."""
+    deploy_step = "run `soulprint-import models build` in the deploy's build step"
+    if exc.reason == "no_space":
+        cause = os.strerror(exc.errno) if exc.errno else "no space left"
+        return (
+            f"The offline embedding model could not be prepared: its cache ran out of space "
+            f"({cause}; the graph needs about 60 MB once). Free space there or point "
+            "SOULPRINT_MODEL_CACHE_DIR at a larger disk, then retry the import."
+        )
+    if exc.reason in ("killed", "out_of_memory"):
+        return (
+            "The offline embedding model could not be prepared: its one-time build was "
+            "stopped before it finished (out of memory, most likely: it needs about 450 MB "
+            f"for a few seconds). Give the instance more memory or {deploy_step}, then retry "
+            "the import."
+        )
+    if exc.reason == "timeout":
+        return (
+            "The offline embedding model could not be prepared: its one-time build did not "
+            f"finish in time (the machine may be overloaded). {deploy_step.capitalize()}, "
+            "then retry the import."
+        )
+    cause = os.strerror(exc.errno) if exc.errno else "a system error"
+    return (
+        f"The offline embedding model could not be prepared ({cause} in its cache). Point "
+        "SOULPRINT_MODEL_CACHE_DIR at a writable directory with space, then retry the import."
+    )
 
 
 def _session(path: Path) -> onnxruntime.InferenceSession:

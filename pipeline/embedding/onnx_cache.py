@@ -5,9 +5,12 @@
 The file is ``<cache_dir>/all-MiniLM-L6-v2-<sha256 of model.safetensors, 16 hex>-b<builder
 version>-<precision>.onnx``: new weights, a new builder or another precision each get their
 own file, and a stale one is never reused. The build takes a few seconds and about 300 MB
-of memory, once per data directory, in a short-lived child process (see
-``build_in_child``); it is written to a temporary name and renamed into place, so two
-processes building at once both end up with a whole file. Its sha256 is kept
+of memory above the interpreter (~440 MB for the whole child process), once per data
+directory, in a short-lived child process (see ``build_in_child``) that dies with its
+parent and is stopped after ``BUILD_TIMEOUT_SECONDS``; it is written to a ``.build-*``
+directory and renamed into place, so two processes building at once both end up with a
+whole file. ``.build-*`` directories a killed build left behind are removed by the next
+build once they are ``DEBRIS_AGE_SECONDS`` old. Its sha256 is kept
 beside it (``<name>.onnx.sha256``) and checked on every load: a graph damaged in place,
 even without changing size, is built again rather than loaded into wrong vectors.
 
@@ -18,13 +21,18 @@ channel, activations quantized per batch at run time). ``float32``: the graph as
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +57,18 @@ SMOOTH_ALPHA = 0.65
 # with the widest range of the model; alone in float32 it lifted the worst cosine from
 # 0.989 to 0.99+ (a two-token text) for 1/24 of the matmul work.
 KEEP_FLOAT32 = frozenset({"l0_ffn_out_matmul"})
+# A build takes 3-40 s on two busy cores; one still running after this has hung (or is
+# starved) and holds the embedder's load lock, so it is stopped and reported.
+BUILD_TIMEOUT_SECONDS = 600.0
+# A ``.build-*`` directory untouched this long is a killed build's leftover (a live build
+# writes into its directory within seconds), so the next build removes it.
+DEBRIS_AGE_SECONDS = 600.0
+# The child's exit status for an OSError (disk full, quota, read-only); its last stderr
+# line is then ``errno=<n>``. Another for a MemoryError (a memory limit without the OOM
+# killer, e.g. ``ulimit -v``).
+_EXIT_OSERROR = 3
+_EXIT_MEMORY = 4
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class CacheDirError(OSError):
@@ -60,6 +80,18 @@ def weights_digest(weights: Path) -> str:
     return file_digest(weights)
 
 
+def graph_path(model_dir: Path, cache_dir: Path, precision: str) -> Path:
+    """Where the ``precision`` graph of the weights in ``model_dir`` is cached (it may not
+    exist yet). Hashes the weights (~0.2 s)."""
+    digest = weights_digest(model_dir / "model.safetensors")[:16]
+    return cache_dir / f"all-MiniLM-L6-v2-{digest}-b{BUILDER_VERSION}-{precision}.onnx"
+
+
+def is_prebuilt(path: Path) -> bool:
+    """True when the graph at ``path`` exists and matches the sha256 beside it."""
+    return path.is_file() and _intact(path)
+
+
 def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: Tokenizer) -> Path:
     """Path of the ready ONNX file for ``precision``, building it first if needed.
 
@@ -69,19 +101,16 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    digest = weights_digest(model_dir / "model.safetensors")[:16]
-    path = cache_dir / f"all-MiniLM-L6-v2-{digest}-b{BUILDER_VERSION}-{precision}.onnx"
+    path = graph_path(model_dir, cache_dir, precision)
     if path.is_file():
         if _intact(path):
             return path
-        log.warning(
-            "the cached %s ONNX graph %s does not match its sha256; building it again",
-            precision,
-            path,
-        )
+        why = "does not match its sha256" if _sidecar(path).is_file() else "has no sha256 beside it"
+        log.warning("the cached %s ONNX graph %s %s; building it again", precision, path, why)
     log.info("building the %s ONNX graph of all-MiniLM-L6-v2 (once per data directory)", precision)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        remove_debris(cache_dir)
         tmp = tempfile.TemporaryDirectory(dir=cache_dir, prefix=".build-")
     except OSError as exc:
         # The path goes to the log only: the error message reaches the person's job row.
@@ -94,14 +123,31 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
         # digest. Each rename is atomic, so concurrent builders leave a matching pair as
         # long as their builds are byte-identical (they are: same weights, same builder).
         digest_tmp = Path(tmp.name) / "model.onnx.sha256"
-        digest_tmp.write_text(file_digest(out) + "\n")
-        os.replace(digest_tmp, _sidecar(path))
-        os.replace(out, path)  # atomic: a concurrent builder's whole file, or ours
+        try:
+            digest_tmp.write_text(file_digest(out) + "\n")
+            os.replace(digest_tmp, _sidecar(path))
+            os.replace(out, path)  # atomic: a concurrent builder's whole file, or ours
+        except OSError as exc:
+            log.error("cannot store the built graph in %s: %s", cache_dir, exc)
+            reason = "no_space" if exc.errno in _NO_SPACE else "os_error"
+            raise GraphBuildError("the built graph could not be stored", reason, exc.errno) from exc
     return path
 
 
 class GraphBuildError(RuntimeError):
-    """The child process building the graph failed (its stderr went to the log)."""
+    """The graph could not be built (the child's stderr went to the log).
+
+    ``reason``: ``"no_space"`` (the cache's disk or quota is full; ``errno`` says which),
+    ``"killed"`` (the child died of a signal: the OOM killer, most likely),
+    ``"out_of_memory"`` (a MemoryError in the child), ``"timeout"``
+    (stopped after ``BUILD_TIMEOUT_SECONDS``), ``"os_error"`` (another OSError, ``errno``
+    set) or ``"failed"`` (the builder raised: damaged weights, a bug).
+    """
+
+    def __init__(self, message: str, reason: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.errno = errno_
 
 
 def build_in_child(model_dir: Path, precision: str, max_length: int, out: Path) -> None:
@@ -113,8 +159,10 @@ def build_in_child(model_dir: Path, precision: str, max_length: int, out: Path) 
     import's peak RSS (513 MB on a 10 MB export, 545 MB on 100 MB, against 250 MB with a
     prebuilt graph) and 100 MB more held through the whole embedding stage. In a child,
     all of it goes back to the system when the child exits, before any embedding starts.
+    The child dies with its parent (Linux), so a killed worker leaves no ~450 MB orphan.
     ``max_length``: the token limit calibration truncates at (the embedder's). Raises
-    ``GraphBuildError`` when the child fails (damaged weights, killed for memory).
+    ``GraphBuildError`` when the child fails, is killed or runs past
+    ``BUILD_TIMEOUT_SECONDS``.
     """
     # The checkout this module is in comes first, so the child builds with this very
     # builder even when the parent found the package through its working directory.
@@ -123,7 +171,19 @@ def build_in_child(model_dir: Path, precision: str, max_length: int, out: Path) 
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     child = f"import sys; from {__name__} import _main; _main(sys.argv[1:])"
     cmd = [sys.executable, "-c", child, str(model_dir), precision, str(max_length), str(out)]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=BUILD_TIMEOUT_SECONDS,
+            preexec_fn=_child_setup,
+        )
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has killed the child
+        log.error("building the %s ONNX graph took over %.0f s; stopped", precision, exc.timeout)
+        raise GraphBuildError(f"the {precision} graph build timed out", "timeout") from exc
     if done.returncode != 0:
         # Paths and the loader's words go to the log; the caller words the person's message.
         log.error(
@@ -132,7 +192,48 @@ def build_in_child(model_dir: Path, precision: str, max_length: int, out: Path) 
             done.returncode,
             done.stderr[-4000:],
         )
-        raise GraphBuildError(f"the {precision} graph build exited with {done.returncode}")
+        raise _build_error(precision, done.returncode, done.stderr)
+
+
+def _build_error(precision: str, returncode: int, stderr: str) -> GraphBuildError:
+    """The ``GraphBuildError`` for a child that exited with ``returncode``."""
+    message = f"the {precision} graph build exited with {returncode}"
+    if returncode < 0:
+        return GraphBuildError(message, "killed")
+    if returncode == _EXIT_MEMORY:
+        return GraphBuildError(message, "out_of_memory")
+    if returncode == _EXIT_OSERROR:
+        last = stderr.strip().rsplit("\n", 1)[-1]
+        code = int(last.removeprefix("errno=")) if last.startswith("errno=") else None
+        return GraphBuildError(message, "no_space" if code in _NO_SPACE else "os_error", code)
+    return GraphBuildError(message, "failed")
+
+
+def _child_setup() -> None:
+    """Runs in the child between fork and exec: ask Linux to SIGKILL it when the parent
+    dies (PR_SET_PDEATHSIG), so an OOM-killed worker does not leave a build running on."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def remove_debris(cache_dir: Path, min_age: float = DEBRIS_AGE_SECONDS) -> list[Path]:
+    """Delete the ``.build-*`` directories in ``cache_dir`` that nothing wrote to for
+    ``min_age`` seconds (a killed build's leftovers: up to 60 MB each); returns them.
+    A build in progress writes into its directory within seconds, so it is never taken."""
+    removed: list[Path] = []
+    now = time.time()
+    for entry in cache_dir.glob(".build-*"):
+        try:
+            newest = max([entry.stat().st_mtime] + [p.stat().st_mtime for p in entry.rglob("*")])
+        except OSError:  # removed meanwhile by another builder
+            continue
+        if entry.is_dir() and now - newest >= min_age:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    if removed:
+        log.info("removed %d leftover graph build(s) from %s", len(removed), cache_dir)
+    return removed
 
 
 def _max_length(tokenizer: Tokenizer) -> int:
@@ -294,4 +395,15 @@ def _main(argv: list[str]) -> None:
     tokenizer = Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
     tokenizer.enable_truncation(max_length=int(max_length))
     tokenizer.no_padding()
-    build(Path(model_dir), precision, tokenizer, Path(out))
+    try:
+        build(Path(model_dir), precision, tokenizer, Path(out))
+    except OSError as exc:
+        # The parent words the person's message from the errno (a full disk is not a
+        # damaged install); the traceback stays in the log.
+        import traceback
+
+        traceback.print_exc()
+        print(f"errno={exc.errno}", file=sys.stderr)
+        sys.exit(_EXIT_OSERROR)
+    except MemoryError:
+        sys.exit(_EXIT_MEMORY)

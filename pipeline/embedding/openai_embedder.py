@@ -1,4 +1,8 @@
-"""Embeddings from any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
+"""Embeddings from any OpenAI-compatible ``POST {base_url}/embeddings`` endpoint.
+
+Error messages reach the person (the job's error_message, over Realtime): they never name
+the endpoint (it may be a private host) or the operator's settings; the log line logged
+with each one has those, secrets redacted."""
 
 from __future__ import annotations
 
@@ -93,9 +97,13 @@ class OpenAIEmbedder:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key:
-            raise EmbedderUnavailable(
+            log.error(
                 "EMBEDDING_PROVIDER=openai needs an API key: set OPENAI_API_KEY, "
-                "or use EMBEDDING_PROVIDER=minilm to embed offline."
+                "or use EMBEDDING_PROVIDER=minilm to embed offline"
+            )
+            raise EmbedderUnavailable(
+                "The embedding service has no API key on this server; the operator has to "
+                "configure one."
             )
         self.model = model
         self._api_key = api_key
@@ -213,9 +221,17 @@ class OpenAIEmbedder:
         try:
             return retrying(self._post, batch)
         except _Transient as exc:
+            log.error(
+                "the embedding service at %s kept failing (%s) after %d attempts",
+                self._shown_url,
+                exc.reason,
+                self.max_attempts,
+            )
+            # The kind of failure only ("HTTP 503", "ConnectError"): the rest may name hosts.
+            kind = exc.reason.split(":", 1)[0]
             raise EmbeddingRequestFailed(
-                f"The embedding service at {self._shown_url} kept failing ({exc.reason}) after "
-                f"{self.max_attempts} attempts. The import can be retried later."
+                f"The embedding service kept failing ({kind}) after {self.max_attempts} "
+                "attempts. The import can be retried later."
             ) from None
 
     def _post(self, batch: list[str]) -> np.ndarray:
@@ -238,20 +254,31 @@ class OpenAIEmbedder:
         message = _redact(message, self._api_key)
         detail = f"HTTP {status}" + (f": {message}" if message else "")
         if status == 429 and code == "insufficient_quota":
+            log.error(
+                "the embedding API at %s: account out of quota (%s); add credit or set "
+                "EMBEDDING_PROVIDER=minilm",
+                self._shown_url,
+                detail,
+            )
             raise EmbedderUnavailable(
-                "The embedding API account is out of quota (HTTP 429 insufficient_quota); "
-                "add credit or switch EMBEDDING_PROVIDER=minilm."
+                "The embedding service's account is out of quota; the operator has to add "
+                "credit or embed offline."
             )
         if status in (408, 409, 429) or status >= 500:
             raise _Transient(detail, retry_after_seconds(resp.headers))
         if status in (401, 403):
-            raise EmbedderUnavailable(
-                f"The embedding API at {self._shown_url} rejected the API key ({detail}). "
-                "Check OPENAI_API_KEY."
+            log.error(
+                "the embedding API at %s rejected the API key (%s); check OPENAI_API_KEY",
+                self._shown_url,
+                detail,
             )
-        raise EmbedderError(
-            f"The embedding API at {self._shown_url} refused the request ({detail})."
-        )
+            raise EmbedderUnavailable(
+                f"The embedding service refused this server's credentials (HTTP {status}); "
+                "the operator has to fix its key."
+            )
+        log.error("the embedding API at %s refused the request (%s)", self._shown_url, detail)
+        # The API's own explanation (redacted) says what to change; the URL stays in the log.
+        raise EmbedderError(f"The embedding service refused the request ({detail}).")
 
     def _parse(self, resp: httpx.Response, n: int) -> np.ndarray:
         try:
@@ -261,19 +288,27 @@ class OpenAIEmbedder:
                 raise ValueError(f"expected indices 0..{n - 1}")
             vectors = np.asarray([d["embedding"] for d in rows], dtype=np.float32)
         except (ValueError, KeyError, TypeError) as exc:
-            raise EmbedderError(
-                f"The embedding API at {self._shown_url} sent a response we cannot read ({exc})."
-            ) from None
-        if vectors.ndim != 2:
-            raise EmbedderError(
-                f"The embedding API at {self._shown_url} sent vectors of differing lengths."
+            log.error(
+                "the embedding API at %s sent an unreadable response: %s", self._shown_url, exc
             )
+            raise EmbedderError("The embedding service sent a response we cannot read.") from None
+        if vectors.ndim != 2:
+            log.error("the embedding API at %s sent vectors of differing lengths", self._shown_url)
+            raise EmbedderError("The embedding service sent vectors of differing lengths.")
         got = vectors.shape[1]
         if self._dimensions is None:
             self._dimensions = got
         elif got != self._dimensions:
+            log.error(
+                "the embedding API at %s returned %d-dimensional vectors for %s, expected %d; "
+                "check EMBEDDING_MODEL and EMBEDDING_DIMENSIONS",
+                self._shown_url,
+                got,
+                self.model,
+                self._dimensions,
+            )
             raise EmbedderUnavailable(
-                f"The embedding API returned {got}-dimensional vectors for {self.model}, "
-                f"expected {self._dimensions}. Check EMBEDDING_MODEL and EMBEDDING_DIMENSIONS."
+                f"The embedding service returned {got}-dimensional vectors for {self.model}, "
+                f"expected {self._dimensions}; the operator has to fix the embedding settings."
             )
         return vectors

@@ -23,6 +23,7 @@ from handlers.app import create_app
 from handlers.server import serve_in_thread
 from pipeline import lifecycle
 from pipeline.doctor import Check, run_checks
+from pipeline.embedding.minilm import MiniLMEmbedder, default_cache_dir
 from pipeline.settings import Settings
 from tests.dbutil import create_user, upload_object
 
@@ -85,7 +86,11 @@ def deployed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[Deploy
     """A healthy hosted-shape deployment: pg_net, Vault and signing stand-ins configured
     with the receiver's URL and secret, the receiver up on loopback."""
     lifecycle.reset()
-    settings = Settings(webhook_secret=SECRET, data_dir=tmp_path)
+    # The graph prebuilt, as `models build` leaves a deploy: the session's shared cache
+    # (SOULPRINT_MODEL_CACHE_DIR, tests/conftest.py), built once.
+    cache = default_cache_dir()
+    settings = Settings(webhook_secret=SECRET, data_dir=tmp_path, model_cache_dir=cache)
+    MiniLMEmbedder(cache_dir=cache).warm_up()
     handle = serve_in_thread(create_app(settings, conninfo=worker_db_url, shutdown_grace_s=5))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(STANDINS)
@@ -116,7 +121,7 @@ def test_doctor_passes_on_a_healthy_deployment(deployed: Deployed) -> None:
     trigger need is checked and found in place; the test upload is rolled back."""
     checks = deployed.checks()
     assert _failed(checks) == [], "\n".join(c.line() for c in checks)
-    assert len([c for c in checks if c.status == "ok"]) == 17
+    assert len([c for c in checks if c.status == "ok"]) == 18
     with psycopg.connect(deployed.db_url) as conn:
         assert conn.execute("select count(*) from public.import_jobs").fetchone()[0] == 0
         assert conn.execute("select count(*) from net.requests").fetchone()[0] == 0
@@ -393,7 +398,7 @@ def test_the_doctor_command_prints_one_line_per_check_and_exits_1_on_fail(
     good = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stdout + good.stderr
     lines = good.stdout.splitlines()
-    assert len(lines) == 17 and all(line.startswith("ok") for line in lines)
+    assert len(lines) == 18 and all(line.startswith("ok") for line in lines)
     assert SECRET not in good.stdout
 
     with psycopg.connect(deployed.db_url, autocommit=True) as conn:
@@ -412,6 +417,7 @@ def test_doctor_in_relay_mode_skips_the_hosted_delivery_checks(deployed: Deploye
         webhook_secret=SECRET,
         data_dir=deployed.settings.data_dir,
         receiver_url=deployed.receiver + "/webhooks/supabase",
+        model_cache_dir=deployed.settings.model_cache_dir,
     )
     checks = list(run_checks(deployed.db_url, settings, delivery="relay"))
     assert _failed(checks) == [], [c.line() for c in checks]
@@ -420,3 +426,17 @@ def test_doctor_in_relay_mode_skips_the_hosted_delivery_checks(deployed: Deploye
         "Vault secrets",
         "SQL signature verifies with WEBHOOK_SECRET",
     ]
+
+
+def test_doctor_fails_when_the_model_graph_is_not_prebuilt(deployed: Deployed, tmp_path: Path):
+    """Guards pitfall 6 (memory exhaustion): a worker whose cache has no graph for its
+    MINILM_PRECISION builds it (~440 MB) during the first import, which a 512 MB instance
+    does not survive; doctor says so and gives the command (review of issue 13, F3)."""
+    cold = deployed.settings.model_copy(update={"model_cache_dir": tmp_path / "empty-cache"})
+    [failed] = _failed(list(run_checks(deployed.db_url, cold, delivery="pg_net")))
+    assert failed.name == "embedding model" and "int8" in failed.detail
+    assert "soulprint-import models build" in failed.fix
+    assert not (tmp_path / "empty-cache").exists()  # doctor looks, it does not build
+
+    openai = cold.model_copy(update={"embedding_provider": "openai"})
+    assert _failed(list(run_checks(deployed.db_url, openai, delivery="pg_net"))) == []

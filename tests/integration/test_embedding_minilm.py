@@ -85,7 +85,8 @@ def test_vectors_are_unit_float32_and_deterministic(embedder: MiniLMEmbedder):
     assert first.shape == (4, 384) and first.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(first, second)
-    assert embedder.model == "all-MiniLM-L6-v2/onnx-int8"  # what memory_chunks records
+    # What memory_chunks records: the builder version too (review of issue 13, F6).
+    assert embedder.model == f"all-MiniLM-L6-v2/onnx-int8-b{onnx_cache.BUILDER_VERSION}"
     assert embedder.dimensions == 384
     assert isinstance(embedder, Embedder)
 
@@ -290,7 +291,12 @@ def test_misconfiguration_is_explained(settings: Settings, fragment: str):
 
 @pytest.mark.parametrize(
     "model",
-    ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2/onnx-int8"],
+    [
+        "all-MiniLM-L6-v2",
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "all-MiniLM-L6-v2/onnx-int8",
+        "all-MiniLM-L6-v2/onnx-int8-b2",
+    ],
 )
 def test_minilm_names_are_accepted(model: str):
     """Guards upgrades: an EMBEDDING_MODEL naming all-MiniLM-L6-v2 the old way or the way
@@ -384,7 +390,7 @@ def test_models_build_command_prepares_the_cache(tmp_path: Path):
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "all-MiniLM-L6-v2/onnx-int8 ready" in out.stdout
+    assert "all-MiniLM-L6-v2/onnx-int8-b2 ready" in out.stdout
     assert sorted(p.suffix for p in (tmp_path / "models").iterdir()) == [".onnx", ".sha256"]
     assert not (tmp_path / "data").exists()  # nothing else written
     # onnxruntime's advice for image models is not shown to the operator as a warning.

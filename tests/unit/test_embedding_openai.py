@@ -88,9 +88,10 @@ def test_batches_are_requested_side_by_side_and_return_in_order():
 
 
 def test_bad_key_fails_fast_without_leaking_it(caplog: pytest.LogCaptureFixture):
-    """Guards pitfall 3 (secret exposure): a rejected key (401) stops at once with a
-    message naming OPENAI_API_KEY, and neither the key nor the API's masked echo of it
-    appears in the exception (stored as the job's error_message) or in the logs."""
+    """Guards pitfall 3 (secret exposure): a rejected key (401) stops at once; neither the
+    key nor the API's masked echo of it appears in the exception (stored as the job's
+    error_message) or in the logs. The person's message names neither the operator's
+    endpoint nor its settings (review of issue 13, F7); the operator's log line does."""
     caplog.set_level(logging.DEBUG)
     wrong = "sk-proj-WRONGkey0123456789abcdefXYZW"
     sleep = SleepRecorder()
@@ -99,7 +100,9 @@ def test_bad_key_fails_fast_without_leaking_it(caplog: pytest.LogCaptureFixture)
         with pytest.raises(EmbedderUnavailable) as info:
             emb.embed(["hello"])
     message = str(info.value)
-    assert "401" in message and "OPENAI_API_KEY" in message
+    assert "401" in message and "operator" in message
+    assert "OPENAI_API_KEY" not in message and srv.base_url.split("/v1")[0] not in message
+    assert "OPENAI_API_KEY" in caplog.text and srv.base_url.split("/v1")[0] in caplog.text
     for leak in (wrong, wrong[-4:], "sk-pro"):
         assert leak not in message
         assert leak not in repr(info.value)
@@ -115,8 +118,9 @@ def test_server_errors_retried_then_reported():
     sleep = SleepRecorder()
     with fake_openai(fail_first=100, fail_status=503, retry_after=None) as srv:
         emb = make(srv, sleep, max_attempts=4)
-        with pytest.raises(EmbeddingRequestFailed, match=r"HTTP 503.*4 attempts.*retried"):
+        with pytest.raises(EmbeddingRequestFailed, match=r"HTTP 503.*4 attempts.*retried") as info:
             emb.embed(["hello"])
+    assert srv.base_url.split("/v1")[0] not in str(info.value)  # the host stays in the log
     assert len(srv.embedding_requests) == 4
     assert len(sleep.waits) == 3 and all(w > 0 for w in sleep.waits)
 
@@ -149,7 +153,7 @@ def test_quota_exhausted_is_not_retried():
     sleep = SleepRecorder()
     with (
         fake_openai(fail_first=1, error_code="insufficient_quota") as srv,
-        pytest.raises(EmbedderUnavailable, match=r"quota.*minilm"),
+        pytest.raises(EmbedderUnavailable, match=r"quota.*operator.*offline"),
     ):
         make(srv, sleep).embed(["hello"])
     assert sleep.waits == []
@@ -187,11 +191,16 @@ def test_request_refused_reports_api_message():
     assert sleep.waits == []
 
 
-def test_get_embedder_openai_without_key_says_what_to_set():
-    """Guards setup: choosing the openai provider without a key names OPENAI_API_KEY."""
+def test_get_embedder_openai_without_key_says_what_to_set(caplog: pytest.LogCaptureFixture):
+    """Guards setup: choosing the openai provider without a key names OPENAI_API_KEY in
+    the operator's log, and tells the person only that the operator must add a key."""
     clear_embedder_cache()
-    with pytest.raises(EmbedderUnavailable, match="OPENAI_API_KEY"):
+    with (
+        caplog.at_level(logging.ERROR),
+        pytest.raises(EmbedderUnavailable, match="API key") as info,
+    ):
         get_embedder(Settings(embedding_provider="openai", openai_api_key=None))
+    assert "OPENAI_API_KEY" not in str(info.value) and "OPENAI_API_KEY" in caplog.text
 
 
 def test_get_embedder_openai_end_to_end():
