@@ -132,14 +132,15 @@ def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progres
 
 def batch_size(configured: int, per_call: int, missing: int) -> int:
     """Chunks per batch for ``missing`` chunks: at most ``configured`` (EMBEDDING_BATCH_CHUNKS),
-    small enough for TARGET_BATCHES batches, at least MIN_BATCH_CHUNKS, always a whole
-    number of the embedder's calls of ``per_call`` chunks (at least one call)."""
+    small enough for at least TARGET_BATCHES batches, at least MIN_BATCH_CHUNKS (rounded up),
+    always a whole number of the embedder's calls of ``per_call`` chunks (at least one)."""
 
     def whole_calls(n: int) -> int:
         return max(-(-n // per_call), 1) * per_call
 
-    share = -(-missing // TARGET_BATCHES)
-    return min(whole_calls(configured), max(whole_calls(share), whole_calls(MIN_BATCH_CHUNKS)))
+    # Rounded down, so that rounding never leaves fewer than TARGET_BATCHES batches.
+    share = max(missing // TARGET_BATCHES // per_call, 1) * per_call
+    return min(whole_calls(configured), max(share, whole_calls(MIN_BATCH_CHUNKS)))
 
 
 def _work(
