@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
 import psycopg
-from psycopg import errors
 from psycopg.rows import dict_row
 from tenacity import (
     before_sleep_log,
@@ -42,24 +41,20 @@ def connect(conninfo: str, **kw: Any) -> psycopg.Connection[dict[str, Any]]:
 
 
 # Errors where running the same transaction again can succeed: the server went away or
-# restarted, the connection broke, or PostgreSQL chose us as the victim of a conflict.
-# psycopg maps SQLSTATE classes 08 (connection), 40 (rollback), 53 (resources), 55P03 (lock
-# not available) and 57 (operator intervention) to OperationalError subclasses; the named
-# ones are listed for the reader.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    errors.SerializationFailure,
-    errors.DeadlockDetected,
-    errors.LockNotAvailable,
-    errors.AdminShutdown,
-    errors.CannotConnectNow,
-    errors.TooManyConnections,
-    psycopg.OperationalError,
-)
+# restarted, the connection broke (no SQLSTATE: raised by the client), or PostgreSQL ran out
+# of a resource or chose us as the victim of a conflict. psycopg maps many SQLSTATE classes to
+# OperationalError, including 55000, which the state machine raises on purpose (a refusal is
+# an answer, not an outage) and 54 (a limit a retry hits again): so decide by SQLSTATE class.
+_TRANSIENT_CLASSES = frozenset({"08", "40", "53", "57"})  # connection, rollback, resources, admin
+_TRANSIENT_STATES = frozenset({"55P03"})  # lock_not_available
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying the whole call for."""
-    return isinstance(exc, _TRANSIENT)
+    """True for errors worth retrying the whole call for (see above)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
 
 
 @overload

@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.doctor import Delivery, run_checks
 
     settings = Settings.from_env()
-    url = args.database_url or settings.database_url
-    if url is None:
-        from pipeline.embedded import ensure_embedded
+    from pipeline.connections import database_url
 
-        url = ensure_embedded(settings.data_dir)
+    url = args.database_url or database_url(settings)
     # The choices of --delivery are the Delivery values.
     delivery: Delivery = args.delivery or ("pg_net" if settings.supabase_url else "relay")
     failed = False

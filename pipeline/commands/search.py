@@ -75,10 +75,9 @@ def _pick_user(conn: Any) -> uuid.UUID | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.connections import search_database_url
+    from pipeline.connections import database_url, search_database_url
     from pipeline.db import connect
     from pipeline.embedding import EmbedderError, get_embedder
-    from pipeline.local import admin_url_for
     from pipeline.search import SearchError, current_import, embed_query, match_memories
 
     if not 1 <= args.limit <= 100:
@@ -95,8 +94,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     user = args.user
     if user is None:
-        with connect(admin_url_for(settings)) as conn:
-            user = _pick_user(conn)
+        # Read-only: resolving a URL never migrates (issue 10). A role that may not list
+        # people (the worker) simply cannot guess: the person is asked for below.
+        try:
+            with connect(database_url(settings)) as conn:
+                user = _pick_user(conn)
+        except psycopg.errors.InsufficientPrivilege:
+            user = None
     if user is None:
         print(
             "soulprint-import: several people (or nobody) have a completed import; "

@@ -11,16 +11,12 @@ from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from uuid import UUID
 
-import httpx
-import psycopg
-
 from pipeline import downloads
 from pipeline.errors import (
     CancelRequested,
     LeaseLost,
     ShuttingDown,
     StageError,
-    TransientError,
 )
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
@@ -33,7 +29,7 @@ from pipeline.stages import (
     parsing,
     queued,
 )
-from pipeline.stages.context import StageContext, worker_identity
+from pipeline.stages.context import StageContext, worker_identity, worth_retrying
 from pipeline.stages.lease import LeaseKeeper
 
 log = logging.getLogger("soulprint.stages")
@@ -50,7 +46,6 @@ HANDLERS: dict[str, Callable[[StageContext], None]] = {
 }
 
 # Worth another attempt later (the database or network blinked), not a reason to fail.
-TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 
 # Stages that read the person's export from this worker's disk. run_stage holds the copy
@@ -147,21 +142,25 @@ def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], sta
         log.info("job %s failed in %s: %s", job_id, stage, exc.code)
         store.fail(job_id, owner, exc.code, exc.message)
         return "failed"
-    except TRANSIENT as exc:
-        # The policy (count, back off, fail readably at MAX_ATTEMPTS) is SQL's, shared with
-        # the sweeper: see release_import_job.
-        outcome = store.release(
-            job_id,
-            owner,
-            "transient",
-            max_attempts=settings.max_attempts,
-            backoff_s=settings.retry_backoff_seconds,
-        )
-        log.warning(
-            "job %s: transient error in %s (%s): %s", job_id, stage, type(exc).__name__, outcome
-        )
-        return "failed" if outcome == "failed" else "released"
-    except Exception:
+    except Exception as exc:
+        if worth_retrying(exc):
+            # The policy (count, back off, fail readably at MAX_ATTEMPTS) is SQL's, shared
+            # with the sweeper: see release_import_job.
+            outcome = store.release(
+                job_id,
+                owner,
+                "transient",
+                max_attempts=settings.max_attempts,
+                backoff_s=settings.retry_backoff_seconds,
+            )
+            log.warning(
+                "job %s: transient error in %s (%s): %s",
+                job_id,
+                stage,
+                type(exc).__name__,
+                outcome,
+            )
+            return "failed" if outcome == "failed" else "released"
         log.exception("job %s: unexpected error in %s", job_id, stage)
         store.fail(
             job_id,

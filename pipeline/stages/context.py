@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
 from pipeline import downloads, lifecycle
-from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown
+from pipeline.db import is_transient
+from pipeline.errors import CancelRequested, LeaseLost, ShuttingDown, TransientError
 from pipeline.jobstore import Job, JobStore
 from pipeline.settings import Settings
 from pipeline.stages.lease import LeaseKeeper
@@ -26,6 +28,13 @@ log = logging.getLogger("soulprint.stages")
 def worker_identity() -> str:
     """Lease owner: host and pid say who held it; the suffix makes each claim distinct."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """A stage's failure that another attempt later may not meet: the database or the network
+    blinked, or a dependency said "later" (TransientError). The one definition, for stages
+    and embedding batches alike; the retry policy itself is SQL's."""
+    return is_transient(exc) or isinstance(exc, (httpx.TransportError, TransientError))
 
 
 @dataclass

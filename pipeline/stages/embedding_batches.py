@@ -28,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 import numpy as np
 import orjson
 import psycopg
@@ -36,8 +35,9 @@ import psycopg
 from pipeline import lifecycle
 from pipeline.db import connect
 from pipeline.embedding import Embedder, EmbedderError, get_embedder
-from pipeline.errors import SoulprintError, TransientError
+from pipeline.errors import SoulprintError
 from pipeline.settings import Settings
+from pipeline.stages.context import worth_retrying
 
 log = logging.getLogger("soulprint.stages")
 
@@ -50,7 +50,6 @@ BatchOutcome = Literal["done", "cancel_requested", "not_yours", "stopped"]
 _BEFORE_ALL = uuid.UUID(int=0)
 
 # Worth another attempt later: the batch is given back for anyone to claim.
-_TRANSIENT = (psycopg.OperationalError, httpx.TransportError, TransientError)
 
 # -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
 
@@ -305,7 +304,7 @@ def _failure(exc: BaseException) -> tuple[ReleaseReason, str | None, str | None]
     not counted)."""
     if isinstance(exc, EmbedderError):  # its message is written for a person, no secrets
         return "failed", exc.code, str(exc)
-    if isinstance(exc, _TRANSIENT):
+    if worth_retrying(exc):
         return "transient", None, None
     if isinstance(exc, SoulprintError) or not isinstance(exc, Exception):
         return "shutdown", None, None
@@ -414,11 +413,11 @@ def run_next_batch(settings: Settings, conninfo: str, owner: str) -> bool:
         except EmbedderError as exc:  # the batches are marked failed with its sentence
             log.info("job %s: embedding refused (%s)", batch.job_id, exc.code)
             return True
-        except _TRANSIENT as exc:  # the batches are given back for anyone to retry
-            log.warning("job %s: batches given back (%s)", batch.job_id, type(exc).__name__)
-            return True
-        except Exception:
-            log.exception("job %s: unexpected error in its embedding batches", batch.job_id)
+        except Exception as exc:
+            if worth_retrying(exc):  # the batches are given back for anyone to retry
+                log.warning("job %s: batches given back (%s)", batch.job_id, type(exc).__name__)
+            else:
+                log.exception("job %s: unexpected error in its embedding batches", batch.job_id)
             return True
     log.info("job %s: embedding batches from %s: %s", batch.job_id, batch.batch_no, outcome)
     return True

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
+
 from bench.personas import make_person
 from pipeline.embedded import searcher_url
 from tests.cli_helpers import cli, cli_env, run_import
@@ -66,3 +68,33 @@ def test_search_refuses_to_run_on_the_database_url_alone(db_url: str, tmp_path: 
     out = cli("search", "pottery", "--user", str(a), "--mode", "lexical", env=env)
     assert out.returncode == 2 and "SEARCH_DATABASE_URL" in out.stderr
     assert "pottery" not in out.stdout
+
+
+def test_search_without_a_user_never_migrates(db_url: str, tmp_path: Path) -> None:
+    """Review of issue 10, F1: resolving the database to find whose memory to search must
+    not run migrations (it did, through the local-run helper): a read-only command leaves the
+    schema as it found it."""
+    env = cli_env(db_url, tmp_path, SEARCH_DATABASE_URL=searcher_url(db_url))
+    a = create_user(db_url)
+    completed_import(db_url, a, [("a1", "alpha pottery wheel", unit_vector(384, 1))])
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        (latest,) = conn.execute(
+            "delete from supabase_migrations.schema_migrations where version ="
+            " (select max(version) from supabase_migrations.schema_migrations) returning version"
+        ).fetchone()
+    try:
+        out = cli("search", "pottery", "--mode", "lexical", env=env)
+        assert out.returncode == 0, out.stderr
+        with psycopg.connect(db_url) as conn:
+            row = conn.execute(
+                "select 1 from supabase_migrations.schema_migrations where version = %s",
+                (latest,),
+            ).fetchone()
+        assert row is None, "search ran the migrations"
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "insert into supabase_migrations.schema_migrations (version) values (%s)"
+                " on conflict do nothing",
+                (latest,),
+            )
