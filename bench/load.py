@@ -26,8 +26,13 @@ Columns: wall time (first upload to last import finished); upload -> complete p5
 needed (event_deliveries); 503 answers; events abandoned (attempts exhausted, never
 acknowledged); events the sweeper re-announced; idle job-seconds (sampled every 0.5 s: jobs
 not finished, not waiting out a retry, holding no live lease, while a live receiver's
-/healthz showed a free stage slot); import_jobs row updates per job (pg_stat_user_tables:
-each is a Realtime message); export files left in instances' downloads/. Ratios compare the
+/healthz showed a free stage slot); Realtime messages per job (inserts and updates of
+import_progress, the only import table in the publication) and the most writes outside a
+stage change in any one second for any one job (a bench-only audit trigger on
+import_progress, dropped afterwards); import_jobs row updates per job (not published since
+20261201100100_quiet_realtime.sql: the database's own write load); export files left in the
+downloads/ of the instances still running, and apart from them on a killed instance (its
+janitor removes them when it restarts). Ratios compare the
 concurrent runs with the same imports back to back (issue 15: p95 within 1.5x). `--kill`
 adds the recovery time (from the kill until every job the dead instance held is leased
 elsewhere or has moved on) and the other jobs' p95; `--fanout` the embedding stage's time and
@@ -300,7 +305,7 @@ def has_column(conn: psycopg.Connection, table: str, column: str) -> bool:
 
 
 def import_jobs_updates(admin: str) -> int:
-    """Row updates to import_jobs so far (each is a Realtime message to subscribed apps)."""
+    """Row updates to import_jobs so far (not published to Realtime: write load only)."""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("select pg_stat_clear_snapshot()")
         row = conn.execute(
@@ -308,6 +313,51 @@ def import_jobs_updates(admin: str) -> int:
             "where schemaname = 'public' and relname = 'import_jobs'"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+# Bench-only: every write to import_progress (the published row), to count what Realtime
+# streams per job per second. Created for a scenario and dropped after it.
+AUDIT_SETUP = """
+create table if not exists public._bench_progress_audit (
+  job_id uuid, at timestamptz default clock_timestamp(), stage_change boolean);
+create or replace function public._bench_progress_audit_row() returns trigger
+language plpgsql set search_path = pg_catalog, pg_temp as $$
+begin
+  insert into public._bench_progress_audit (job_id, stage_change)
+  values (new.job_id, tg_op = 'INSERT' or new.stage is distinct from old.stage);
+  return null;
+end $$;
+drop trigger if exists _bench_progress_audit on public.import_progress;
+create trigger _bench_progress_audit after insert or update on public.import_progress
+  for each row execute function public._bench_progress_audit_row();
+truncate public._bench_progress_audit;
+"""
+AUDIT_TEARDOWN = """
+drop trigger if exists _bench_progress_audit on public.import_progress;
+drop function if exists public._bench_progress_audit_row();
+drop table if exists public._bench_progress_audit;
+"""
+# (writes per job, the most non-stage writes in one second for one job)
+AUDIT_READ = """
+select coalesce((select count(*)::float / greatest(count(distinct job_id), 1)
+                   from public._bench_progress_audit), 0),
+       coalesce((select max(n) from (select count(*) as n from public._bench_progress_audit
+                                      where not stage_change
+                                      group by job_id, date_trunc('second', at)) s), 0)
+"""
+
+
+def progress_audit(admin: str, sql: str) -> None:
+    """Run AUDIT_SETUP or AUDIT_TEARDOWN."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def read_progress_audit(admin: str) -> tuple[float, int]:
+    """(import_progress writes per job, the most non-stage writes in 1 s for one job)."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        row = conn.execute(AUDIT_READ).fetchone()
+    return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
 
 # -- sampling: leases, idle jobs, recovery after a kill -----------------------------------
@@ -542,14 +592,18 @@ def outcome(admin: str, uploads: list[Upload], expected: dict[Path, dict[str, in
     }
 
 
-def leftover_exports(cluster: Cluster) -> int:
-    """Export copies still on instance disks (downloads/ of every instance's data dir)."""
-    return sum(
-        1
+def leftover_exports(cluster: Cluster, killed: int | None = None) -> tuple[int, int]:
+    """Export copies still on instance disks (downloads/ of each instance's data dir), as
+    (on instances still running, on the killed one): the killed instance's are removed by
+    its janitor when it restarts, so they are not "left after the import completed"."""
+    counts = {
+        r.index: sum(
+            1 for p in (r.data_dir / "downloads").glob("*") if p.is_file() and p.stat().st_size
+        )
         for r in cluster.receivers
-        for p in (r.data_dir / "downloads").glob("*")
-        if p.is_file() and p.stat().st_size
-    )
+    }
+    on_killed = counts.pop(killed, 0) if killed is not None else 0
+    return sum(counts.values()), on_killed
 
 
 @dataclass
@@ -591,6 +645,7 @@ class Bench:
         uploads = [Upload(uuid.uuid4(), p) for p in self.exports(n, size_kb)]
         rt = self.runtime()
         updates_before = import_jobs_updates(self.admin)
+        progress_audit(self.admin, AUDIT_SETUP)
         cluster.start(receivers, self.args.sweep_interval)
         sampler = Sampler(self.admin, cluster, [])
         kill_info: dict[str, Any] = {}
@@ -616,6 +671,9 @@ class Bench:
             sampler.stop()
             cluster.stop()
         time.sleep(1.0)  # statistics reach pg_stat_user_tables within about a second
+        audited = read_progress_audit(self.admin)
+        progress_audit(self.admin, AUDIT_TEARDOWN)
+        left, left_on_killed = leftover_exports(cluster, kill_info.get("killed_instance"))
         result = outcome(self.admin, uploads, self.expected)
         result.update(
             name=name,
@@ -630,7 +688,10 @@ class Bench:
                 any(stage == "embedding" for _, stage in c) for c in sampler.owners.values()
             ),
             import_jobs_updates_per_job=(import_jobs_updates(self.admin) - updates_before) / n,
-            exports_left_on_disk=leftover_exports(cluster),
+            realtime_writes_per_job=audited[0],
+            most_non_stage_writes_in_1s=audited[1],
+            exports_left_on_disk=left,
+            exports_left_on_killed=left_on_killed,
             **kill_info,
         )
         if kill:
@@ -726,8 +787,11 @@ def print_table(results: list[dict]) -> None:
         ("abandon", "abandoned_events", "d"),
         ("re-ann", "reannounced_events", "d"),
         ("idle job-s", "idle_job_s", ".0f"),
+        ("rt/job", "realtime_writes_per_job", ".0f"),
+        ("rt max/s", "most_non_stage_writes_in_1s", "d"),
         ("upd/job", "import_jobs_updates_per_job", ".0f"),
         ("left", "exports_left_on_disk", "d"),
+        ("left killed", "exports_left_on_killed", "d"),
     ]
     rows = []
     for r in results:

@@ -1,7 +1,9 @@
 """The sweeper: revive jobs whose worker died or whose event was never acted on.
 
 The rules live in SQL (``sweep_import_jobs``): re-emit an event for an active job whose
-lease expired, or whose latest event was not acknowledged within ``stale_after``; after
+lease expired, or that nobody took within ``stale_after`` while no instance shows a sign
+of life (a job merely waiting in line behind live leases is reported 'waiting', with no
+event: the instances pull it when a slot frees); after
 ``max_attempts`` claims, fail the job with a sentence the person can read. A Render cron job
 runs one pass; local mode runs it in a loop.
 """
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class SweepAction:
     job_id: UUID
-    action: str  # 'reemitted' | 'failed'
+    action: str  # 'reemitted' | 'failed' | 'cancelled' | 'waiting'
 
 
 def stale_after_s(settings: Settings) -> float:
@@ -57,7 +59,11 @@ def run_sweep(
         )
     if pruned:
         log.info("sweep: pruned %d old webhook receipts", pruned)
-    actions = [SweepAction(job_id, action) for job_id, action in rows]
+    actions = [SweepAction(UUID(str(job_id)), action) for job_id, action in rows]
+    waiting = sum(a.action == "waiting" for a in actions)
+    if waiting:
+        # Not a fault: every instance is busy and these jobs are next in line.
+        log.info("sweep: %d job(s) waiting for a free worker (not re-announced)", waiting)
     for a in actions:
         # Debug only: `soulprint-import sweep` prints each action itself (once).
         log.debug("sweep: job %s %s", a.job_id, a.action)

@@ -185,9 +185,11 @@ select public.write_import_embedding_batch(%s, %s, %s, %s, %s, %s);
 -- name: renew_embedding_batch
 select public.renew_import_embedding_batch(%s, %s, %s, %s);
 
--- The batch given back (claimable at once), or marked failed with a readable sentence.
+-- The batch given back, saying why (20261201800000_batch_release_reasons.sql): 'shutdown'
+-- (attempt not counted, claimable at once), 'transient' (counted, backoff) or 'failed' (a
+-- readable sentence for the person).
 -- name: release_embedding_batch
-select public.release_import_embedding_batch(%s, %s, %s, %s, %s);
+select public.release_import_embedding_batch(%s, %s, %s, %s, %s, %s, %s);
 
 -- True when Storage now holds another version at the job's path (SQL function: the worker
 -- role cannot read storage.objects itself).

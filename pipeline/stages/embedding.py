@@ -34,6 +34,14 @@ WAIT_SECONDS = 0.2
 # At most one look at the plan's numbers per this many seconds while working a batch.
 PROGRESS_SECONDS = 1.0
 
+# Batches a big import is cut into at least, so that instances can share it: with 2
+# instances and 8 batches the last one leaves a tail of 1/8 of the work, against 1/3 of it
+# with 3 batches (a 4 MB export in batches of 576: best split 2:1, 0.67x at best).
+TARGET_BATCHES = 8
+# ... but no batch smaller than this (rounded up to whole embedder calls): each batch costs
+# a claim, a lease and the pipeline's tail, and a small import gains nothing from many.
+MIN_BATCH_CHUNKS = 200
+
 
 @dataclass
 class _Progress:
@@ -92,8 +100,11 @@ def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progres
     # A whole number of the embedder's calls per batch: a batch of 500 on calls of 384
     # would cost a second round trip for 116 chunks (measured: 1.22x the time of one
     # instance before fan-out, against 1.0 with whole calls).
-    per_call = embedder.stage_batch_size
-    size = -(-ctx.settings.embedding_batch_chunks // per_call) * per_call
+    size = batch_size(
+        ctx.settings.embedding_batch_chunks,
+        embedder.stage_batch_size,
+        max(ctx.job.chunks - embedded, 0),
+    )
     opened = batches.one(
         conn,
         QUERIES["plan_embedding"],
@@ -105,6 +116,19 @@ def _plan(ctx: StageContext, conn: batches.Conn, embedder: Embedder) -> _Progres
     ctx.counters["embedded_chunks"] = embedded
     ctx.report(force=True)
     return _Progress(at_plan=embedded, missing_at_plan=state["missing"])
+
+
+def batch_size(configured: int, per_call: int, missing: int) -> int:
+    """Chunks per batch for ``missing`` chunks: at most ``configured`` (EMBEDDING_BATCH_CHUNKS),
+    small enough for at least TARGET_BATCHES batches, at least MIN_BATCH_CHUNKS (rounded up),
+    always a whole number of the embedder's calls of ``per_call`` chunks (at least one)."""
+
+    def whole_calls(n: int) -> int:
+        return max(-(-n // per_call), 1) * per_call
+
+    # Rounded down, so that rounding never leaves fewer than TARGET_BATCHES batches.
+    share = max(missing // TARGET_BATCHES // per_call, 1) * per_call
+    return min(whole_calls(configured), max(share, whole_calls(MIN_BATCH_CHUNKS)))
 
 
 def _work(

@@ -50,9 +50,8 @@ BatchOutcome = Literal["done", "cancel_requested", "not_yours", "stopped"]
 # Sorts before every uuid: the keyset start of a batch's range.
 _BEFORE_ALL = uuid.UUID(int=0)
 
-# Worth another attempt later: the batch is given back for anyone to claim.
-
-# -- queries (functions of 20261201200000_embedding_fanout.sql, plus one read) -------------
+# Why a batch is given back (see release_embedding_batch in pipeline/sql/queries.sql).
+ReleaseReason = Literal["shutdown", "transient", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,17 +110,21 @@ def release(
     conninfo: str,
     batch: Batch,
     owner: str,
+    reason: ReleaseReason,
+    backoff_s: float = 0.0,
     code: str | None = None,
     message: str | None = None,
 ) -> None:
-    """Give ``batch`` back; with ``code``, mark it failed with ``message`` (a sentence for a
+    """Give ``batch`` back for ``reason``: 'shutdown' takes the claim's attempt back,
+    'transient' keeps it and lets nobody claim the batch for ``backoff_s`` x 2^(attempts-1)
+    seconds, 'failed' marks it failed with ``code`` and ``message`` (a sentence for a
     person) so the job's holder fails the job with it. On its own connection: the caller's
     may be the one that broke. Never raises (a lease that lapses frees the batch anyway)."""
     try:
         with connect(conninfo, autocommit=True) as conn:
             conn.execute(
                 QUERIES["release_embedding_batch"],
-                (batch.job_id, batch.batch_no, owner, code, message),
+                (batch.job_id, batch.batch_no, owner, reason, backoff_s, code, message),
             )
     except psycopg.Error:
         log.warning("job %s: could not give back batch %s", batch.job_id, batch.batch_no)
@@ -239,16 +242,20 @@ def work(
             unit = following
         return "done"
     except BaseException as exc:
-        code, message = _failure(exc)
+        reason, code, message = _failure(exc)
         for lease in held.values():
             lease.__exit__()
-            release(conninfo, lease.batch, owner, code, message)
+            release(
+                conninfo, lease.batch, owner, reason, settings.retry_backoff_seconds, code, message
+            )
         held.clear()
         raise
     finally:
-        for lease in held.values():  # stopped early: give back what is still ours
+        # Stopped early (shutdown, cancel, no longer ours): give back what is still ours
+        # without counting the attempt; the batch did not fail.
+        for lease in held.values():
             lease.__exit__()
-            release(conninfo, lease.batch, owner)
+            release(conninfo, lease.batch, owner, "shutdown")
         stream.close()
         if ahead is not None:
             # On cancel, shutdown or error, the chunks being embedded are dropped, not awaited.
@@ -261,15 +268,19 @@ def _outcome(value: str) -> BatchOutcome:
     return value  # type: ignore[return-value]
 
 
-def _failure(exc: BaseException) -> tuple[str | None, str | None]:
-    """How a batch given back after ``exc`` is marked: failed with a sentence for the person
-    (the embedder refused it, or a bug), or not at all (worth another attempt: a transient
-    error, a cancel, a shutdown, a lost lease)."""
+def _failure(exc: BaseException) -> tuple[ReleaseReason, str | None, str | None]:
+    """(why, code, sentence) for a batch given back after ``exc``: failed with a sentence
+    for the person (the embedder refused it, or a bug); transient (a dependency failed:
+    counted, with backoff); or a shutdown (a cancel, a lost lease, the process stopping:
+    not counted)."""
     if isinstance(exc, EmbedderError):  # its message is written for a person, no secrets
-        return exc.code, str(exc)
-    if worth_retrying(exc) or isinstance(exc, SoulprintError) or not isinstance(exc, Exception):
-        return None, None
+        return "failed", exc.code, str(exc)
+    if worth_retrying(exc):
+        return "transient", None, None
+    if isinstance(exc, SoulprintError) or not isinstance(exc, Exception):
+        return "shutdown", None, None
     return (
+        "failed",
         "internal_error",
         "Something went wrong while building your searchable memory. "
         "You can retry the import; your data so far is kept.",

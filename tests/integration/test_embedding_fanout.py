@@ -24,7 +24,7 @@ from pipeline.embedding import clear_embedder_cache
 from pipeline.jobstore import JobStore
 from pipeline.settings import Settings
 from pipeline.stages import run_stage
-from pipeline.stages.embedding_batches import run_next_batch
+from pipeline.stages.embedding_batches import Batch, release, run_next_batch
 from tests import export_factory as ef
 from tests.dbutil import create_user, upload_object
 from tests.fake_openai import FakeOpenAI, fake_openai, fake_vector
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 INSTANCE = """
 import sys, time
 from pipeline.settings import Settings
-from pipeline.stages.embedding_batches import run_next_batch
+from pipeline.stages.embedding_batches import Batch, release, run_next_batch
 settings = Settings.model_validate_json(sys.stdin.readline())
 while True:
     if not run_next_batch(settings, sys.argv[1], "instance-2-process"):
@@ -450,3 +450,64 @@ def test_planning_wakes_idle_instances(parsed, worker_db_url):
         got = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     store.close()
     assert got == [""]
+
+
+def test_five_shutdowns_holding_one_batch_do_not_exhaust_it(
+    parsed, db_url, worker_db_url, tmp_path
+):
+    """Guards pitfall 9 (a user stuck by our own restarts; review of issue 15, F4): five
+    instances in turn claim the same batch and are stopped (SIGTERM: the batch is given
+    back as a shutdown). The claims are not counted against the batch, so it is not
+    exhausted, and the import then completes with every chunk embedded."""
+    job_id, chunks = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        w.execute(
+            "select public.plan_import_embedding(%s, 'holder', %s, %s, %s)",
+            (job_id, BATCH, MODEL, DIMS),
+        )
+        for i in range(5):
+            row = w.execute(
+                "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
+                (f"inst-{i}", MODEL, DIMS, job_id),
+            ).fetchone()
+            assert row[1] == 1  # the same batch every time
+            release(worker_db_url, Batch(*row), f"inst-{i}", "shutdown")
+        state = w.execute(
+            "select exhausted, error_code from public.import_embedding_plan_state(%s, 5)",
+            (job_id,),
+        ).fetchone()
+    assert state == (0, None)
+    assert batch_rows(db_url, job_id)[0]["attempts"] == 0
+    store.release(job_id, "holder")
+    with fake_openai() as srv:
+        settings = settings_for(srv, tmp_path)
+        assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
+    job = store.get(job_id)
+    store.close()
+    assert str(job.stage) == "complete" and job.embedded_chunks == chunks
+
+
+def test_a_transient_release_counts_and_backs_off(parsed, db_url, worker_db_url):
+    """Guards pitfall 9 (retry storms; review of issue 15, F4): a batch given back after a
+    transient failure keeps its attempt and cannot be claimed again until its backoff has
+    run, so one failing write does not burn every attempt in seconds; another batch of the
+    same import stays claimable meanwhile."""
+    job_id, _ = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    claim = "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)"
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        w.execute(
+            "select public.plan_import_embedding(%s, 'holder', %s, %s, %s)",
+            (job_id, BATCH, MODEL, DIMS),
+        )
+        first = w.execute(claim, ("inst-a", MODEL, DIMS, job_id)).fetchone()
+        release(worker_db_url, Batch(*first), "inst-a", "transient", 30.0)
+        again = w.execute(claim, ("inst-b", MODEL, DIMS, job_id)).fetchone()
+    store.close()
+    assert again is not None and again[1] != first[1]  # not the batch that just failed
+    row = batch_rows(db_url, job_id)[first[1] - 1]
+    assert row["attempts"] == 1 and row["lease_owner"] is None
+    assert row["retry_at"] is not None and row["retry_at"] > row["created_at"]

@@ -45,6 +45,29 @@ def test_waiting_for_a_worker_is_not_counted_as_the_stage_s_time(db_url, worker_
     assert shown.startswith("0.") and "waited 1." in shown
 
 
+def test_a_dead_holder_s_time_is_waiting_not_the_stage_s_time(db_url, worker_db_url):
+    """Guards pitfall 5 (progress people can trust; review of issue 15, F5): a worker claims
+    the job with a 1 s lease and dies. The worker that takes over the lapsed lease 2.5 s
+    later records the time since the dead holder's last renewal as waited_s, and the stage's
+    own time starts after it, so `status` does not show the crash as parsing time."""
+    job_id, _ = upload_job(db_url)
+    claim = "select (public.claim_import_job(%s, 'queued', %s, 1)).stage_timings"
+    with psycopg.connect(worker_db_url, autocommit=True) as conn:
+        first = conn.execute(claim, (job_id, "dead")).fetchone()[0]["queued"]
+        time.sleep(2.5)  # the lease (1 s) lapses; nobody renews it
+        taken = conn.execute(claim, (job_id, "alive")).fetchone()[0]["queued"]
+    assert taken["waited_s"] >= first["waited_s"] + 2.3
+    moved = datetime.fromisoformat(taken["started_at"]) - datetime.fromisoformat(
+        first["started_at"]
+    )
+    assert moved.total_seconds() >= 2.3
+    with JobStore(worker_db_url) as store:
+        assert store.advance(job_id, "alive", "queued") == "downloading"
+        done = store.get(job_id).stage_timings["queued"]
+    shown = stage_duration("queued", done, active=False)
+    assert shown.startswith("0.") and "waited 2." in shown
+
+
 def test_claim_next_leaves_a_job_that_died_every_attempt_to_the_sweeper(db_url, worker_db_url):
     """Guards pitfall 9 (a job stuck forever, or retried forever): a lapsed lease is taken
     over only below MAX_ATTEMPTS; at the limit the sweeper fails it readably."""

@@ -141,3 +141,26 @@ def test_sweep_prunes_week_old_webhook_receipts(db_url, worker_db_url):
     with psycopg.connect(db_url) as conn:
         left = [r[0] for r in conn.execute("select webhook_id from webhook_receipts")]
     assert left == ["recent"]
+
+
+def test_a_job_waiting_behind_busy_instances_is_not_reannounced(db_url, worker_db_url):
+    """Guards pitfall 5 (noise that reads like a fault; review of issue 15, F7): with the
+    pull queue, an unheld job behind another job whose instance holds a live lease is in
+    line and will be pulled; the sweeper reports it as 'waiting' and adds no event. Once
+    no instance holds a live lease (none shows a sign of life), it is re-announced."""
+    busy, _ = upload_job(db_url)
+    waiting, _ = upload_job(db_url)
+    settings = Settings(lease_seconds=60)
+    with psycopg.connect(worker_db_url, autocommit=True) as conn:
+        conn.execute("select claim_import_job(%s, 'queued', 'busy-instance', 60)", (busy,))
+        assert run_sweep(worker_db_url, settings, stale_after=0) == [
+            SweepAction(waiting, "waiting")
+        ]
+        conn.execute("select release_import_job(%s, 'busy-instance')", (busy,))
+    with psycopg.connect(db_url) as conn:
+        events = conn.execute(
+            "select count(*) from import_events where job_id = %s", (waiting,)
+        ).fetchone()[0]
+    assert events == 1  # only the upload's own event
+    acted = run_sweep(worker_db_url, settings, stale_after=0)
+    assert SweepAction(waiting, "reemitted") in acted
