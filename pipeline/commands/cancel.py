@@ -11,6 +11,7 @@ import sys
 import uuid
 
 from pipeline.settings import Settings
+from pipeline.stage import Stage
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if str(stage) == "cancelled":
         print(f"Import {args.job} cancelled.")
         return 0
-    if str(stage) in ("complete", "failed", "rejected"):
+    if Stage(str(stage)).terminal:
         # It ended between our look and the request.
         print(
             f"soulprint-import: import {args.job} is not running (it is {stage}); "

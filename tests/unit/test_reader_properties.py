@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from export_factory import (
     custom_instructions_message,
     make_conversation,
@@ -102,6 +103,7 @@ def _check(path: Path) -> None:
     assert s.truncated == (s.error is not None)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data())
 def test_structural_mutations_never_raise(tmp_path: Path, data: st.DataObject) -> None:
