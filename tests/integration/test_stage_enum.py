@@ -41,3 +41,32 @@ def test_path_is_what_import_next_stage_walks(db_url: str) -> None:
 
 def test_every_worked_stage_has_a_handler_and_nothing_else_does() -> None:
     assert set(HANDLERS) == set(WORKED)
+
+
+def test_every_literal_active_list_in_sql_is_the_active_set(db_url: str) -> None:
+    """Review of issue 10, F7: the partial unique index that keeps one active import per
+    person (pitfall 7) and the upload trigger's ON CONFLICT that must name the same predicate
+    spell the active stages out (an index predicate and its ON CONFLICT inference must match
+    textually). They stay, so this holds each of them equal to import_stage_is_active."""
+    import re
+
+    with psycopg.connect(db_url) as conn:
+        sources = [
+            r
+            for (r,) in conn.execute(
+                "select indexdef from pg_indexes where schemaname = 'public'"
+                " and tablename = 'import_jobs' and indexdef ilike '%%stage = any (array[%%'"
+            ).fetchall()
+        ]
+        sources.append(
+            conn.execute(
+                "select pg_get_functiondef('public._import_job_from_upload()'::regprocedure)"
+            ).fetchone()[0]
+        )
+    assert len(sources) >= 3  # the two partial indexes and the trigger
+    for source in sources:
+        lists = re.findall(r"stage\s*(?:=\s*any\s*\(array\[|in\s*\()([^)\]]*)", source, re.I)
+        assert lists, source
+        for found in lists:
+            named = {Stage(v) for v in re.findall(r"'(\w+)'", found)}
+            assert named == ACTIVE, source
