@@ -20,13 +20,15 @@ from typing import Any
 
 import jwt
 
+from pipeline.errors import SoulprintError
+
 AUDIENCE = "authenticated"
 ASYMMETRIC = ("ES256", "RS256")
 JWKS_CACHE_SECONDS = 600  # keys rotate rarely; a new kid forces a refetch anyway
 LEEWAY_SECONDS = 30  # clock skew between Supabase Auth and this service
 
 
-class InvalidToken(Exception):
+class InvalidToken(SoulprintError):
     """The token cannot be trusted; ``str()`` says why, without echoing the token."""
 
 

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 
 from svix.webhooks import Webhook, WebhookVerificationError
 
+from pipeline.errors import SoulprintError
 
-class SignatureError(Exception):
+
+class SignatureError(SoulprintError):
     """Why a request is not authentic; the message is safe to return to the sender."""
 
 

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from handlers.pool import StagePool
 from handlers.signature import SignatureError, Verifier
 from pipeline import lifecycle
+from pipeline.errors import SoulprintError
 from pipeline.events import StageEvent
 from pipeline.jobstore import JobStore
 from pipeline.stage import ACTIVE  # events of other stages: acked, ignored
@@ -29,11 +30,11 @@ from pipeline.stage import ACTIVE  # events of other stages: acked, ignored
 log = logging.getLogger(__name__)
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(SoulprintError):
     pass
 
 
-class BodyTooSlow(Exception):
+class BodyTooSlow(SoulprintError):
     pass
 
 

@@ -4,10 +4,14 @@
     ├── StageError                 permanent: the job ends `failed` with code and message
     ├── TransientError             worth another attempt later (5xx, timeouts)
     ├── RetryRefused               retry_import_job said why not (a newer import completed)
-    └── StopStage                  the stage stops early without failing
-        ├── CancelRequested        the person cancelled
-        ├── LeaseLost              another worker holds the job now
-        └── ShuttingDown           SIGTERM / Ctrl-C: release the lease
+    ├── StopStage                  the stage stops early without failing
+    │   ├── CancelRequested        the person cancelled
+    │   ├── LeaseLost              another worker holds the job now
+    │   └── ShuttingDown           SIGTERM / Ctrl-C: release the lease
+    └── the domain errors, each with a sentence for a person (and its stdlib base):
+        SettingsError, NotAnExportError, EmbedderError (and its kinds), GraphBuildError,
+        CacheDirError, NarrationError, SearchError (and its kinds), SignatureError,
+        MigrationRefused, ImportAlreadyRunning
 
 ``except SoulprintError`` at the edge of a command catches every one of them and nothing
 that is a bug.

@@ -27,13 +27,14 @@ import psycopg
 
 from pipeline.embedding import Embedder
 from pipeline.embedding.families import comparable, setting_hint
+from pipeline.errors import SoulprintError
 from pipeline.queries import QUERIES
 
 MODES = ("hybrid", "vector", "lexical")
 MAX_QUERY_CHARS = 2000  # a question, not a document: longer text is cut before embedding
 
 
-class SearchError(Exception):
+class SearchError(SoulprintError):
     """A search that cannot run; ``str()`` is a sentence for a person."""
 
 

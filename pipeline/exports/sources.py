@@ -25,6 +25,7 @@ from typing import IO, BinaryIO, cast
 
 import ijson
 
+from pipeline.errors import SoulprintError
 from pipeline.exports import zip_salvage
 from pipeline.exports.text_safety import SafeJSONStream
 
@@ -42,7 +43,7 @@ NOT_AN_EXPORT = "not_an_export"
 CORRUPT_EXPORT = "corrupt_export"
 
 
-class NotAnExportError(ValueError):
+class NotAnExportError(SoulprintError, ValueError):
     """The path cannot be read or does not hold a ChatGPT export (one human line).
 
     ``where`` names the file as the person knows it; ``detail`` is the rest of the line

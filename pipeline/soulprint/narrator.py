@@ -20,6 +20,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from pipeline.errors import SoulprintError
+
 from ..retry_after import retry_after_seconds
 from ..settings import Settings
 
@@ -41,7 +43,7 @@ blockquotes). Weave at most a few numbers into sentences; never list statistics.
 what the profile supports; do not invent facts, names or events. Times are UTC."""
 
 
-class NarrationError(RuntimeError):
+class NarrationError(SoulprintError, RuntimeError):
     """The LLM could not write the portrait; the caller falls back to the offline text."""
 
 
