@@ -1,7 +1,7 @@
 -- Every query the Python side runs, by name (issue 10, "SQL from Python"; modelled on
 -- procrastinate's sql/queries.sql). pipeline/queries.py parses this file once at import into
 -- QUERIES; code asks for a query by name (QUERIES["claim_job"]), and
--- tests/test_queries.py holds the two sides equal: every name the code asks for exists
+-- tests/integration/test_queries.py holds the two sides equal: every name the code asks for exists
 -- here, and every query here is used.
 --
 -- Format: each query is a block that starts with a line `-- name: <query_name>`, preceded by

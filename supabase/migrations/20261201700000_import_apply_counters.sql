@@ -4,7 +4,7 @@
 -- assignments (nine counters, three facts), so a new counter had to be added in both, and
 -- in Python's pipeline.jobstore.COUNTERS/FACTS, and one forgotten place would silently drop
 -- it. Now public._import_apply_counters holds the SQL list, both functions call it, and
--- tests/test_counters_sql.py holds it equal to the Python list.
+-- tests/integration/test_counters_sql.py holds it equal to the Python list.
 --
 -- Added:
 --   public._import_apply_counters(uuid, jsonb)   the one UPDATE of counters and facts
