@@ -249,7 +249,7 @@ grant execute on function public.prune_webhook_receipts(interval) to import_work
 -- append pg_temp. Names resolve exactly as before, except that a caller's temporary types
 -- and relations now come last instead of first. So '' becomes 'pg_catalog, pg_temp' and the
 -- signing function's 'extensions, pg_catalog' becomes 'extensions, pg_catalog, pg_temp'.
--- Functions created by later migrations must pin it themselves; tests/integration/test_security_roles.py
+-- Functions created by later migrations must pin it themselves; tests/test_security_roles.py
 -- scans pg_proc so none can ship without.
 do $$
 declare
