@@ -288,7 +288,12 @@ def test_sweep_reemits_stalled_jobs_and_fails_hopeless_ones(db_url: str, store: 
     assert job.stage == "failed" and "stopped responding 3 times" in job.error_message
     # Once per stale period, not on every pass.
     assert store.sweep(3600, 3) == []
-    # A queued job whose event nobody acted on is re-announced after stale_after.
+    # A queued job whose event nobody acted on, after stale_after: while another job's
+    # live lease shows a worker is busy, it is only waiting for a slot (the pools pull it;
+    # 20261201800100_quiet_sweeper.sql); once no worker shows signs of life, it is
+    # re-announced (an event can wake a sleeping service).
+    assert dict(store.sweep(0, 3)).get(stalled) == "waiting"
+    assert store.release(healthy, "alive") == "released"
     assert dict(store.sweep(0, 3)).get(stalled) == "reemitted"
 
 
