@@ -268,8 +268,8 @@ def check_outbox(d: Deployment) -> Check:
 # -- roles ------------------------------------------------------------------------------
 
 
-# What the stages need (the privilege matrix of tests/integration/test_security_roles.py); RLS narrows
-# the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
+# What the stages need (the privilege matrix of tests/integration/test_security_roles.py);
+# RLS narrows the rows to active imports. Anything else (soulprints, user_profiles, ...) is a FAIL.
 WORKER_TABLES: dict[str, frozenset[str]] = {
     "import_jobs": frozenset({"SELECT"}),
     "import_events": frozenset({"SELECT"}),

@@ -3,8 +3,8 @@
 ``QUERIES["claim_job"]`` is the SQL text of the block that starts ``-- name: claim_job``
 (format: that file's header). The file ships in the wheel beside this module. Parsing
 happens at import, so a malformed file or a duplicated name fails every entry point at
-once; an unknown name raises KeyError, and tests/integration/test_queries.py checks every name the code
-asks for (and that every query in the file is used) before that can happen.
+once; an unknown name raises KeyError, and tests/integration/test_queries.py checks every
+name the code asks for (and that every query in the file is used) before that can happen.
 """
 
 from __future__ import annotations
