@@ -2,7 +2,7 @@
 --
 -- An adversarial review attacked a fresh database as a person, as `anon` and as the worker.
 -- What it found, and what this file changes:
---   F1  `search_path = ''` still searches pg_temp FIRST for types and relations, so the
+--   F1  An empty search_path still searches pg_temp FIRST for types and relations, so the
 --       worker could plant `pg_temp.jsonb` / `pg_temp.text` domains whose checks ran as the
 --       functions' owner. Every function we own that pins a path now ends it with pg_temp;
 --       the worker loses TEMP on the database.
