@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -35,6 +36,20 @@ async def _configure(conn: AsyncConnection) -> None:
     # only means a retry runs again, which the idempotent stages absorb (and the sweeper
     # re-emits an unacknowledged event). The stages' own writes stay fully durable.
     await conn.execute(QUERIES["receiver_async_commit"])
+
+
+def _small_pool(conninfo: str, **extra: Any) -> AsyncConnectionPool:
+    """Requests only run short statements: a few autocommit connections serve many."""
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=4,
+        open=False,
+        timeout=5,
+        kwargs={"autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        **extra,
+    )
 
 
 def create_app(
@@ -66,30 +81,9 @@ def create_app(
     # One listening connection per instance; a transaction pooler cannot hold one.
     doorbell = Doorbell(conninfo, stages.wake) if settings.listen_for_work and sources else None
     # Requests only do short statements; a few connections serve many stages' webhooks.
-    db = AsyncConnectionPool(
-        conninfo,
-        min_size=1,
-        max_size=4,
-        open=False,
-        timeout=5,
-        kwargs={"autocommit": True},
-        configure=_configure,
-        check=AsyncConnectionPool.check_connection,
-    )
+    db = _small_pool(conninfo, configure=_configure)
     # Searches get their own small pool, logged in as the search role.
-    search_db = (
-        AsyncConnectionPool(
-            search_conninfo,
-            min_size=1,
-            max_size=4,
-            open=False,
-            timeout=5,
-            kwargs={"autocommit": True},
-            check=AsyncConnectionPool.check_connection,
-        )
-        if search_conninfo
-        else None
-    )
+    search_db = _small_pool(search_conninfo) if search_conninfo else None
     receiver = WebhookReceiver(
         verifier=Verifier(settings.webhook_secret, settings.webhook_secret_previous),
         stages=stages,

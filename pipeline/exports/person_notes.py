@@ -16,15 +16,11 @@ from typing import Any
 import psycopg
 
 from pipeline.exports.models import PersonNote
+from pipeline.exports.timestamps import storable_epoch
 from pipeline.queries import QUERIES
 
 SELF_KINDS = ("about_user", "about_model")
 MEMORY_KIND = "memory_note"
-MAX_EPOCH = 32_503_680_000.0  # year 3000: to_timestamp() rejects absurd values
-
-
-def _epoch(value: float | None) -> float | None:
-    return value if value is not None and 0.0 <= value <= MAX_EPOCH else None
 
 
 def store(conn: psycopg.Connection, job_id: Any, user_id: Any, notes: Iterable[PersonNote]) -> None:
@@ -39,8 +35,8 @@ def store(conn: psycopg.Connection, job_id: Any, user_id: Any, notes: Iterable[P
             "user": user_id,
             "kinds": [n.kind for n in batch],
             "notes": [n.text for n in batch],
-            "first_at": [_epoch(n.first_time) for n in batch],
-            "last_at": [_epoch(n.last_time) for n in batch],
+            "first_at": [storable_epoch(n.first_time) for n in batch],
+            "last_at": [storable_epoch(n.last_time) for n in batch],
             "convs": [n.conversation_index for n in batch],
             "ords": [n.ordinal for n in batch],
         },

@@ -30,6 +30,16 @@ def epoch_or_none(value: Any, *, iso: bool = True) -> float | None:
     return None
 
 
+# What PostgreSQL's to_timestamp() takes without complaint, as the stages store times: a
+# garbage time must never fail a batch, so it is stored as NULL.
+STORABLE_MAX_EPOCH = 32_503_680_000.0  # year 3000
+
+
+def storable_epoch(value: float | None) -> float | None:
+    """``value`` when the database will store it as a time (1970..3000), else None."""
+    return value if value is not None and 0.0 <= value <= STORABLE_MAX_EPOCH else None
+
+
 def _parse_iso(text: str) -> float | None:
     text = text.strip()
     if not 8 <= len(text) <= 64 or not text[:4].isdigit():

@@ -22,6 +22,7 @@ from pipeline.exports import person_notes
 from pipeline.exports.chunker import chunk_conversation
 from pipeline.exports.models import Chunk, Conversation, ReadStats
 from pipeline.exports.reader import ExportReader, PersonNotes
+from pipeline.exports.timestamps import storable_epoch
 from pipeline.queries import QUERIES
 from pipeline.soulprint import ProfileBuilder
 from pipeline.stages import profile_state
@@ -42,14 +43,6 @@ FROM_STATS = {
     "assistant_messages": "assistant_messages",
 }
 COUNTERS = (*FROM_STATS, "chunks")
-# to_timestamp() rejects absurd values; a garbage time must never fail a batch.
-MAX_EPOCH = 32_503_680_000.0  # year 3000
-
-
-def _epoch(value: float | None) -> float | None:
-    if value is None or not (0.0 <= value <= MAX_EPOCH):
-        return None
-    return value
 
 
 def _write(
@@ -68,8 +61,8 @@ def _write(
             "user": user_id,
             "ids": [c.id for c in conversations],
             "titles": [c.title for c in conversations],
-            "created": [_epoch(c.create_time) for c in conversations],
-            "updated": [_epoch(c.update_time) for c in conversations],
+            "created": [storable_epoch(c.create_time) for c in conversations],
+            "updated": [storable_epoch(c.update_time) for c in conversations],
             "n": [len(c.messages) for c in conversations],
             "n_user": [c.user_message_count for c in conversations],
             "n_assistant": [c.assistant_message_count for c in conversations],
@@ -87,8 +80,8 @@ def _write(
                 "titles": [c.conversation_title for c in chunks],
                 "idx": [c.index for c in chunks],
                 "contents": [c.text for c in chunks],
-                "first_at": [_epoch(c.first_time) for c in chunks],
-                "last_at": [_epoch(c.last_time) for c in chunks],
+                "first_at": [storable_epoch(c.first_time) for c in chunks],
+                "last_at": [storable_epoch(c.last_time) for c in chunks],
                 "n": [c.message_count for c in chunks],
             },
         )
