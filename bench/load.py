@@ -36,7 +36,11 @@ janitor removes them when it restarts). Ratios compare the
 concurrent runs with the same imports back to back (issue 15: p95 within 1.5x). `--kill`
 adds the recovery time (from the kill until every job the dead instance held is leased
 elsewhere or has moved on) and the other jobs' p95; `--fanout` the embedding stage's time and
-how many instances held an embedding lease.
+how many instances held an embedding lease. While a job is in `embedding` every scenario also
+measures how busy the machine's cores were and how many of them the local PostgreSQL used
+(/proc): near 100% the machine, not the number of instances, sets the pace. `--dims` picks
+EMBEDDING_DIMENSIONS: 384 (default; an HNSW index covers it, as one covers 1536) or e.g.
+256 (no index: the database's share is small, as when it runs on a machine of its own).
 
 Exit status 1 when any import did not complete, completed twice, or its data differs from
 `soulprint-import parse` of its file (counts, one vector per chunk, no duplicate chunk).
@@ -363,10 +367,40 @@ def read_progress_audit(admin: str) -> tuple[float, int]:
 # -- sampling: leases, idle jobs, recovery after a kill -----------------------------------
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine since boot, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def postgres_jiffies() -> dict[int, int]:
+    """utime + stime of every live process named postgres (the embedded server's backends
+    are on this machine; a DATABASE_URL elsewhere shows as 0), by pid."""
+    out: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                raw = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if comm == "postgres":
+            rest = raw[raw.rindex(")") + 2 :].split()
+            out[int(entry.name)] = int(rest[11]) + int(rest[12])  # fields 14, 15 of stat(5)
+    return out
+
+
 @dataclass
 class Sampler:
     """Every SAMPLE_S: which instance holds which job, and job-seconds spent runnable but
-    unleased while some live receiver had a free stage slot (from /healthz)."""
+    unleased while some live receiver had a free stage slot (from /healthz). While a job
+    is in `embedding`: how busy the machine's cores were, and how much of that was the
+    local PostgreSQL (its HNSW inserts), to tell a stage bound by the API's latency from
+    one bound by this machine's CPU."""
 
     admin: str
     cluster: Cluster
@@ -377,6 +411,7 @@ class Sampler:
     dead_marker: str | None = None
     killed_at: float | None = None
     recovered_at: float | None = None
+    embedding_jiffies: list[int] = field(default_factory=lambda: [0, 0, 0])  # busy, all, db
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -412,10 +447,19 @@ class Sampler:
                 f"and not exists (select 1 from ({self._lease_sql}) l where l.job_id = j.id)"
             )
             last = time.monotonic()
+            cpu, db = machine_jiffies(), postgres_jiffies()
             while not self._stop.wait(SAMPLE_S):
                 now = time.monotonic()
                 dt, last = now - last, now
                 leases = self.leases(conn)
+                cpu_now, db_now = machine_jiffies(), postgres_jiffies()
+                if any(stage == "embedding" for _, stage, _ in leases):
+                    self.embedding_jiffies[0] += cpu_now[0] - cpu[0]
+                    self.embedding_jiffies[1] += cpu_now[1] - cpu[1]
+                    self.embedding_jiffies[2] += sum(
+                        t - db[pid] for pid, t in db_now.items() if pid in db
+                    )
+                cpu, db = cpu_now, db_now
                 markers = self._markers()
                 for job, stage, owner in leases:
                     for i, m in markers.items():
@@ -465,6 +509,17 @@ class Sampler:
             if not (moved or taken):
                 return
         self.recovered_at = time.monotonic()
+
+
+def embedding_cpu(jiffies: list[int]) -> dict[str, float | None]:
+    """While a job was in `embedding`: the share of all cores busy (1.0: the machine was
+    the limit, a second instance on it cannot help) and the cores the local PostgreSQL
+    kept busy."""
+    busy, total, db = jiffies
+    if not total:
+        return {"embedding_cpu_busy": None, "embedding_db_cores": None}
+    cores = os.cpu_count() or 1
+    return {"embedding_cpu_busy": busy / total, "embedding_db_cores": db * cores / total}
 
 
 # -- one scenario -------------------------------------------------------------------------
@@ -683,6 +738,7 @@ class Bench:
             sequential=sequential,
             wall_s=wall,
             idle_job_s=sampler.idle_job_s,
+            **embedding_cpu(sampler.embedding_jiffies),
             claims_per_instance={i: len(c) for i, c in sorted(sampler.owners.items())},
             embedding_instances=sum(
                 any(stage == "embedding" for _, stage in c) for c in sampler.owners.values()
@@ -822,6 +878,12 @@ def print_table(results: list[dict]) -> None:
                 f"embedding stage {r['embedding_s']:.1f} s on "
                 f"{r['embedding_instances']} instance(s)"
             )
+        if r.get("embedding_cpu_busy") is not None:
+            extra.append(
+                f"while embedding the machine's {os.cpu_count()} cores were "
+                f"{r['embedding_cpu_busy']:.0%} busy, PostgreSQL {r['embedding_db_cores']:.2f} "
+                "cores of it"
+            )
         for p in r["problems"][:5]:
             extra.append(f"PROBLEM {p}")
         print(f"{r['name']}: " + "; ".join(extra))
@@ -860,6 +922,12 @@ def main() -> int:
     ap.add_argument("--fanout-kb", type=int, default=8000, help="the large export (8000 KB)")
     ap.add_argument("--rounds", type=int, default=2, help="fanout: ABAB rounds (2)")
     ap.add_argument("--latency-ms", type=float, default=200.0, help="embedding API latency")
+    ap.add_argument(
+        "--dims",
+        type=int,
+        default=384,
+        help="EMBEDDING_DIMENSIONS (384: an HNSW index covers it, as 1536 is; 256: none does)",
+    )
     ap.add_argument("--pool-size", type=int, default=2, help="STAGE_POOL_SIZE (2, as Render)")
     ap.add_argument("--lease-seconds", type=int, default=30, help="LEASE_SECONDS (30)")
     ap.add_argument("--sweep-interval", type=float, default=30.0, help="sweeper loop (30 s)")
@@ -888,7 +956,7 @@ def main() -> int:
                 OPENAI_BASE_URL=api.base_url,
                 OPENAI_API_KEY=api.api_key,
                 EMBEDDING_MODEL="text-embedding-3-small",
-                EMBEDDING_DIMENSIONS="384",
+                EMBEDDING_DIMENSIONS=str(args.dims),
                 EMBEDDING_CONCURRENCY="1",
                 STAGE_POOL_SIZE=str(args.pool_size),
                 LEASE_SECONDS=str(args.lease_seconds),
