@@ -8,7 +8,8 @@ here) or a throwaway embedded PostgreSQL. Storage is local bucket mode (a shared
 SOULPRINT_LOCAL_BUCKET_DIR), uploads insert the storage.objects row exactly as Storage does
 (pipeline.local.LocalRuntime.upload). Embeddings go to the OpenAI-compatible stand-in
 (tests/fake_openai.py) answering each request after ``--latency-ms`` (200): one request of
-96 chunks at a time per stage (EMBEDDING_CONCURRENCY=1), so the API's latency shows.
+96 chunks at a time per stage slot (EMBEDDING_CONCURRENCY=1, `--concurrency`), so the API's
+latency shows.
 
 Every figure is read from the database tables (import_jobs, import_events,
 event_deliveries, memory_chunks, pg_stat_user_tables) and from GET /healthz, never from the
@@ -376,8 +377,11 @@ def machine_jiffies() -> tuple[int, int]:
 
 
 def postgres_jiffies() -> dict[int, int]:
-    """utime + stime of every live process named postgres (the embedded server's backends
-    are on this machine; a DATABASE_URL elsewhere shows as 0), by pid."""
+    """CPU jiffies of every live process named postgres (the embedded server's; a
+    DATABASE_URL elsewhere shows as 0), by pid: utime + stime, plus cutime + cstime, where
+    the postmaster collects what its exited backends used. The change of the sum between
+    two looks is therefore what PostgreSQL used in between, backends that came and went
+    included."""
     out: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -390,7 +394,8 @@ def postgres_jiffies() -> dict[int, int]:
         comm = raw[raw.index("(") + 1 : raw.rindex(")")]
         if comm == "postgres":
             rest = raw[raw.rindex(")") + 2 :].split()
-            out[int(entry.name)] = int(rest[11]) + int(rest[12])  # fields 14, 15 of stat(5)
+            # fields 14-17 of proc_pid_stat(5): utime, stime, cutime, cstime
+            out[int(entry.name)] = sum(int(x) for x in rest[11:15])
     return out
 
 
@@ -456,9 +461,7 @@ class Sampler:
                 if any(stage == "embedding" for _, stage, _ in leases):
                     self.embedding_jiffies[0] += cpu_now[0] - cpu[0]
                     self.embedding_jiffies[1] += cpu_now[1] - cpu[1]
-                    self.embedding_jiffies[2] += sum(
-                        t - db[pid] for pid, t in db_now.items() if pid in db
-                    )
+                    self.embedding_jiffies[2] += sum(db_now.values()) - sum(db.values())
                 cpu, db = cpu_now, db_now
                 markers = self._markers()
                 for job, stage, owner in leases:
@@ -923,6 +926,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2, help="fanout: ABAB rounds (2)")
     ap.add_argument("--latency-ms", type=float, default=200.0, help="embedding API latency")
     ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="EMBEDDING_CONCURRENCY: requests in flight per stage slot (1, so the API's "
+        "latency shows; the service's default is 4)",
+    )
+    ap.add_argument(
         "--dims",
         type=int,
         default=384,
@@ -957,7 +967,7 @@ def main() -> int:
                 OPENAI_API_KEY=api.api_key,
                 EMBEDDING_MODEL="text-embedding-3-small",
                 EMBEDDING_DIMENSIONS=str(args.dims),
-                EMBEDDING_CONCURRENCY="1",
+                EMBEDDING_CONCURRENCY=str(args.concurrency),
                 STAGE_POOL_SIZE=str(args.pool_size),
                 LEASE_SECONDS=str(args.lease_seconds),
             )

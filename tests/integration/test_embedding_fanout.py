@@ -511,3 +511,69 @@ def test_a_transient_release_counts_and_backs_off(parsed, db_url, worker_db_url)
     row = batch_rows(db_url, job_id)[first[1] - 1]
     assert row["attempts"] == 1 and row["lease_owner"] is None
     assert row["retry_at"] is not None and row["retry_at"] > row["created_at"]
+
+
+def test_a_job_whose_chunks_lack_vectors_never_completes_whatever_its_counter_says(
+    parsed, db_url, worker_db_url
+):
+    """Guards pitfall 9 (a job marked done with missing data): a holder that reports every
+    chunk embedded (a bug, an older instance in a rolling deploy) while the plan's batches
+    are still open cannot complete the import; the database counts the vectors itself."""
+    job_id, chunks = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
+        assert w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS)).fetchone()[0] > 1
+        w.execute(
+            "select public.report_import_progress(%s, %s, %s::jsonb, null, 60)",
+            (job_id, "holder", f'{{"embedded_chunks": {chunks}}}'),
+        )
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no vector"):
+            w.execute("select public.complete_import_job(%s, %s)", (job_id, "holder"))
+    assert store.get(job_id).stage == "embedding"
+    store.close()
+
+
+def test_a_write_with_fewer_vectors_than_chunks_is_refused_and_counts_nothing(
+    parsed, db_url, worker_db_url
+):
+    """Guards pitfall 9 (progress that says more than was done): vectors missing from a
+    batch write (an embedder that dropped rows) are refused, not counted as written, so
+    the person's embedded count never runs ahead of the vectors or past the total."""
+    job_id, _ = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
+        w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS))
+        _, batch_no, first, last = w.execute(
+            "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
+            ("instance", MODEL, DIMS, job_id),
+        ).fetchone()
+    with psycopg.connect(db_url) as admin:
+        ids = [
+            r[0]
+            for r in admin.execute(
+                "select id from memory_chunks where job_id = %s and id between %s and %s"
+                " order by id",
+                (job_id, first, last),
+            )
+        ]
+    one = "[" + ",".join(["0.1"] * DIMS) + "]"
+    write = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)"
+    for vecs in ([], [one] * (len(ids) - 1), [one] * (len(ids) - 1) + [None]):
+        with (
+            psycopg.connect(worker_db_url, autocommit=True) as w,
+            pytest.raises(psycopg.errors.InvalidParameterValue),
+        ):
+            w.execute(write, (job_id, batch_no, "instance", ids, vecs))
+    with psycopg.connect(db_url) as admin:
+        embedded, written = admin.execute(
+            "select b.embedded, (select count(*) from memory_chunks c where c.job_id = b.job_id"
+            " and c.embedding is not null) from import_embedding_batches b"
+            " where b.job_id = %s and b.batch_no = %s",
+            (job_id, batch_no),
+        ).fetchone()
+    assert embedded == written == 0
+    store.close()

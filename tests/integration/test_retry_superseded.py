@@ -21,14 +21,20 @@ def store(worker_db_url: str):
         yield s
 
 
-def _add_chunks(db_url: str, job_id: uuid.UUID, user_id: uuid.UUID, n: int) -> None:
-    """``n`` memory chunks of the job (the guard reads the job's counters, not vectors)."""
+def _add_chunks(
+    db_url: str, job_id: uuid.UUID, user_id: uuid.UUID, n: int, vectors: int | None = None
+) -> None:
+    """``n`` memory chunks of the job, the first ``vectors`` (default all) with a vector:
+    the guard reads both the job's counters and the vectors."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         for k in range(n):
+            has = k < (n if vectors is None else vectors)
             conn.execute(
                 "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
-                " chunk_index, content) values (gen_random_uuid(), %s, %s, 'c1', %s, %s)",
-                (job_id, user_id, k, f"chunk {k} of {job_id}"),
+                " chunk_index, content, embedding, embedding_model, embedding_dim)"
+                " values (gen_random_uuid(), %s, %s, 'c1', %s, %s, %s::real[], %s, %s)",
+                (job_id, user_id, k, f"chunk {k} of {job_id}")
+                + (([0.1, 0.2, 0.3], "test", 3) if has else (None, None, None)),
             )
 
 
@@ -121,7 +127,7 @@ def test_completion_is_refused_while_chunks_lack_vectors(db_url: str, store: Job
     user, _, b = _failed_then_newer_complete(db_url, store)
     upload_object(db_url, user, name="c.zip")
     c = jobs_for(db_url, user)[-1]["id"]
-    _add_chunks(db_url, c, user, 3)
+    _add_chunks(db_url, c, user, 3, vectors=1)
     _to_last_stage(store, c, db_url, chunks=3, embedded=1, soulprint="You are C.")
     with pytest.raises(StageError) as info:
         store.complete(c, "w")
