@@ -73,6 +73,9 @@ class FakeOpenAI:
     reverse_order: bool = False
     fail_after: int = 0  # requests answered normally before the fail_first failures begin
     latency_s: float = 0.0  # added to every answer, like a real API across the internet
+    # encoding_format=base64: "yes" (as OpenAI), "ignored" (floats whatever was asked, as
+    # some compatible servers do) or "refused" (400 naming the parameter).
+    base64: str = "yes"
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests it was answering at one time
     requests: list[RecordedRequest] = field(default_factory=list)
@@ -168,6 +171,18 @@ def _answer(srv: FakeOpenAI, auth: str | None, body: Any) -> tuple[int, dict, di
         )
     size = int(dims or native)
     fmt = body.get("encoding_format", "float")
+    if fmt == "base64" and srv.base64 == "refused":
+        return (
+            *_error(
+                400,
+                "Invalid value for 'encoding_format': only 'float' is supported.",
+                "invalid_request_error",
+                None,
+            ),
+            {},
+        )
+    if srv.base64 == "ignored":
+        fmt = "float"
     data = []
     for i, text in enumerate(inputs):
         vec = fake_vector(text, size)
@@ -252,6 +267,7 @@ def fake_openai(
     reverse_order: bool = False,
     fail_after: int = 0,
     latency_s: float = 0.0,
+    base64: str = "yes",
 ) -> Iterator[FakeOpenAI]:
     """Run the fake on 127.0.0.1 (a free port) for the duration of the ``with`` block.
 
@@ -259,7 +275,8 @@ def fake_openai(
     (429s carry ``Retry-After: retry_after`` unless it is None; ``error_code`` goes in the
     error body, e.g. ``"insufficient_quota"``); ``fail_after`` requests succeed before
     those failures begin. ``latency_s`` delays every answer. ``reverse_order``: return ``data`` in
-    reverse index order (legal on the wire; clients must sort by ``index``).
+    reverse index order (legal on the wire; clients must sort by ``index``). ``base64``:
+    "yes", "ignored" or "refused" (see FakeOpenAI).
     """
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     httpd.daemon_threads = True
@@ -273,6 +290,7 @@ def fake_openai(
         reverse_order=reverse_order,
         fail_after=fail_after,
         latency_s=latency_s,
+        base64=base64,
     )
     httpd.RequestHandlerClass = _handler(srv)
     thread = threading.Thread(

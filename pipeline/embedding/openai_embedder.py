@@ -6,6 +6,7 @@ with each one has those, secrets redacted."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import threading
@@ -111,6 +112,10 @@ class OpenAIEmbedder:
         # For messages and logs: a base URL may carry credentials (user:pass@, ?key=).
         self._shown_url = str(httpx.URL(self._url).copy_with(userinfo=b"", query=None))
         self._requested_dimensions = dimensions
+        # Vectors as base64 of little-endian float32, as OpenAI's own SDK asks: a quarter
+        # of the bytes of JSON numbers and ~10x cheaper to read (1536-d, 96 vectors: 4 ms
+        # instead of 50). "float" once a compatible server refuses it.
+        self._encoding = "base64"
         self._dimensions = dimensions or _KNOWN_DIMENSIONS.get(model)
         self.batch_size = batch_size
         self.concurrency = max(1, concurrency)
@@ -237,7 +242,8 @@ class OpenAIEmbedder:
     def _post(self, batch: list[str]) -> np.ndarray:
         # The API rejects empty strings; a space keeps the row (and its position).
         inputs = [(t[: self.max_input_chars] if t.strip() else " ") for t in batch]
-        body: dict[str, Any] = {"model": self.model, "input": inputs, "encoding_format": "float"}
+        encoding = self._encoding
+        body: dict[str, Any] = {"model": self.model, "input": inputs, "encoding_format": encoding}
         if self._requested_dimensions:
             body["dimensions"] = self._requested_dimensions
         try:
@@ -246,6 +252,17 @@ class OpenAIEmbedder:
             raise _Transient(_redact(f"{type(exc).__name__}: {exc}", self._api_key)) from None
         if resp.status_code == 200:
             return self._parse(resp, len(batch))
+        if (
+            encoding == "base64"
+            and resp.status_code in (400, 422)
+            and "encoding_format" in resp.text
+        ):
+            log.info(
+                "the embedding API at %s refuses encoding_format=base64; asking for floats",
+                self._shown_url,
+            )
+            self._encoding = "float"
+            return self._post(batch)
         return self._raise_for(resp)
 
     def _raise_for(self, resp: httpx.Response) -> np.ndarray:
@@ -286,15 +303,16 @@ class OpenAIEmbedder:
             rows = sorted(data, key=lambda d: d["index"])
             if [d["index"] for d in rows] != list(range(n)):
                 raise ValueError(f"expected indices 0..{n - 1}")
-            vectors = np.asarray([d["embedding"] for d in rows], dtype=np.float32)
-        except (ValueError, KeyError, TypeError) as exc:
+            parts = [_vector(d["embedding"]) for d in rows]
+        except (ValueError, KeyError, TypeError) as exc:  # binascii.Error is a ValueError
             log.error(
                 "the embedding API at %s sent an unreadable response: %s", self._shown_url, exc
             )
             raise EmbedderError("The embedding service sent a response we cannot read.") from None
-        if vectors.ndim != 2:
+        if len({v.shape for v in parts}) != 1 or parts[0].ndim != 1:
             log.error("the embedding API at %s sent vectors of differing lengths", self._shown_url)
             raise EmbedderError("The embedding service sent vectors of differing lengths.")
+        vectors = np.stack(parts)
         got = vectors.shape[1]
         if self._dimensions is None:
             self._dimensions = got
@@ -312,3 +330,13 @@ class OpenAIEmbedder:
                 f"expected {self._dimensions}; the operator has to fix the embedding settings."
             )
         return vectors
+
+
+def _vector(embedding: Any) -> np.ndarray:
+    """One ``embedding`` of the response: base64 of little-endian float32 (what we ask for)
+    or a list of numbers (a server that ignores ``encoding_format``). Raises ValueError
+    (binascii.Error included) or TypeError when it is neither."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, dtype=np.float32)
