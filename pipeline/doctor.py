@@ -276,7 +276,7 @@ WORKER_TABLES: dict[str, frozenset[str]] = {
     "event_deliveries": frozenset({"SELECT", "INSERT"}),
     "webhook_receipts": frozenset({"SELECT", "INSERT"}),
     "import_conversations": frozenset({"SELECT", "INSERT"}),
-    "memory_chunks": frozenset({"SELECT", "INSERT", "UPDATE"}),
+    "memory_chunks": frozenset({"SELECT", "INSERT"}),  # vectors: write_import_embedding_batch
     "import_person_notes": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
     "import_profile_states": frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"}),
 }

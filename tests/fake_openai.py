@@ -74,7 +74,8 @@ class FakeOpenAI:
     fail_after: int = 0  # requests answered normally before the fail_first failures begin
     latency_s: float = 0.0  # added to every answer, like a real API across the internet
     # encoding_format=base64: "yes" (as OpenAI), "ignored" (floats whatever was asked, as
-    # some compatible servers do) or "refused" (400 naming the parameter).
+    # some compatible servers do), "refused" (400 naming the parameter) or "refused-vllm"
+    # (vLLM's 400: the message at the top level, the parameter not named).
     base64: str = "yes"
     in_flight: int = 0
     max_in_flight: int = 0  # the most requests it was answering at one time
@@ -181,6 +182,18 @@ def _answer(srv: FakeOpenAI, auth: str | None, body: Any) -> tuple[int, dict, di
             ),
             {},
         )
+    if fmt == "base64" and srv.base64 == "refused-vllm":
+        return (
+            400,
+            {
+                "object": "error",
+                "message": "base64 encoding is not currently supported",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            },
+            {},
+        )
     if srv.base64 == "ignored":
         fmt = "float"
     data = []
@@ -276,7 +289,7 @@ def fake_openai(
     error body, e.g. ``"insufficient_quota"``); ``fail_after`` requests succeed before
     those failures begin. ``latency_s`` delays every answer. ``reverse_order``: return ``data`` in
     reverse index order (legal on the wire; clients must sort by ``index``). ``base64``:
-    "yes", "ignored" or "refused" (see FakeOpenAI).
+    "yes", "ignored", "refused" or "refused-vllm" (see FakeOpenAI).
     """
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
     httpd.daemon_threads = True

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "text-embedding-3-small"
+# Embedding components are small (OpenAI's are unit vectors); a float32 read with the wrong
+# byte order is mostly astronomically large or tiny.
+MAX_COMPONENT = 1e6
 # Native sizes, so ``dimensions`` is known without a request for the common models.
 _KNOWN_DIMENSIONS = {
     "text-embedding-3-small": 1536,
@@ -64,9 +67,12 @@ def _redact(text: str, key: str | None) -> str:
 def _error_detail(resp: httpx.Response) -> tuple[str, str | None]:
     """(message, code) from an OpenAI error body ``{"error": {"message", "code"}}``."""
     try:
-        err = resp.json().get("error") or {}
+        body = resp.json()
+        err = body.get("error") or {}
         if isinstance(err, dict):
-            return str(err.get("message") or "").strip(), err.get("code")
+            # vLLM and others put the message at the top: {"object": "error", "message"}.
+            message = err.get("message") or body.get("message") or ""
+            return str(message).strip(), err.get("code")
         return str(err), None
     except (ValueError, AttributeError):
         return resp.text[:200].strip(), None
@@ -251,19 +257,26 @@ class OpenAIEmbedder:
         except httpx.TransportError as exc:
             raise _Transient(_redact(f"{type(exc).__name__}: {exc}", self._api_key)) from None
         if resp.status_code == 200:
-            return self._parse(resp, len(batch))
-        if (
-            encoding == "base64"
-            and resp.status_code in (400, 422)
-            and "encoding_format" in resp.text
-        ):
-            log.info(
-                "the embedding API at %s refuses encoding_format=base64; asking for floats",
-                self._shown_url,
-            )
-            self._encoding = "float"
-            return self._post(batch)
-        return self._raise_for(resp)
+            try:
+                return self._parse(resp, len(batch))
+            except EmbedderError:
+                if encoding != "base64":
+                    raise
+        elif encoding != "base64" or resp.status_code not in (400, 422):
+            return self._raise_for(resp)
+        # base64 refused (servers say so in words of their own) or sent in a form we cannot
+        # read: ask once for numbers, and keep asking for them if that works.
+        self._encoding = "float"
+        try:
+            vectors = self._post(batch)
+        except EmbedderError:
+            self._encoding = "base64"  # numbers did not help: the problem is elsewhere
+            raise
+        log.info(
+            "the embedding API at %s: base64 vectors refused or unreadable; asking for floats",
+            self._shown_url,
+        )
+        return vectors
 
     def _raise_for(self, resp: httpx.Response) -> np.ndarray:
         status = resp.status_code
@@ -313,6 +326,21 @@ class OpenAIEmbedder:
             log.error("the embedding API at %s sent vectors of differing lengths", self._shown_url)
             raise EmbedderError("The embedding service sent vectors of differing lengths.")
         vectors = np.stack(parts)
+        # NaN, infinities, all zeros, or components no embedding model makes (byte-swapped
+        # float32 looks like this): vectors search could never find, or that the database
+        # refuses as text it cannot read.
+        wide = vectors.astype(np.float64)
+        if (
+            not (np.isfinite(wide).all() and np.abs(wide).max() <= MAX_COMPONENT)
+            or not (np.linalg.norm(wide, axis=1) > 0).all()
+        ):
+            log.error(
+                "the embedding API at %s sent vectors that are not numbers an embedding "
+                "model makes (NaN, infinite, all zero or beyond %g)",
+                self._shown_url,
+                MAX_COMPONENT,
+            )
+            raise EmbedderError("The embedding service sent vectors that are not numbers.")
         got = vectors.shape[1]
         if self._dimensions is None:
             self._dimensions = got

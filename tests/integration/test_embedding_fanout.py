@@ -281,7 +281,9 @@ def test_a_batch_refused_on_another_instance_fails_the_job_readably_and_retry_fi
                 "select public.plan_import_embedding(%s, 'holder-1', %s, %s, %s)",
                 (job_id, BATCH, MODEL, DIMS),
             )
-        srv.fail_next(1, status=400)
+        # Two refusals: the batch as asked (base64), then the same batch asked for floats
+        # (what the embedder does when a server refuses base64).
+        srv.fail_next(2, status=400)
         assert run_next_batch(settings, worker_db_url, "instance-2")
         # The refused batch, and the next one it had claimed to embed in the same pipeline.
         failed = [b for b in batch_rows(db_url, job_id) if b["error_code"]]
@@ -576,4 +578,67 @@ def test_a_write_with_fewer_vectors_than_chunks_is_refused_and_counts_nothing(
             (job_id, batch_no),
         ).fetchone()
     assert embedded == written == 0
+    store.close()
+
+
+def test_a_retry_with_another_model_embeds_every_chunk_again_and_never_completes_mixed(
+    parsed, db_url, worker_db_url
+):
+    """Guards pitfall 9 (a job marked done with data search cannot use), review 15c H1: an
+    import embedded in part at 32-d and retried after the settings changed to 16-d used to
+    plan only the chunks without a vector and complete with vectors of two sizes; search,
+    which reads the job's size, found a part of the memory. Now the new plan clears the
+    other model's vectors, and the database refuses to complete while any remain."""
+    job_id, chunks = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "holder", 60) is not None
+    plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
+    write = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)"
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS))
+        _, batch_no, first, last = w.execute(
+            "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
+            ("holder", MODEL, DIMS, job_id),
+        ).fetchone()
+        ids = [
+            r[0]
+            for r in w.execute(
+                "select id from memory_chunks where job_id = %s and id between %s and %s",
+                (job_id, first, last),
+            )
+        ]
+        one = "[" + ",".join(["0.1"] * DIMS) + "]"
+        assert w.execute(write, (job_id, batch_no, "holder", ids, [one] * len(ids))).fetchone()
+        # The settings changed: 16-d vectors of another model.
+        opened = w.execute(plan, (job_id, "holder", BATCH, "other-model", 16)).fetchone()[0]
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        kept = admin.execute(
+            "select count(*) from memory_chunks where job_id = %s and embedding is not null",
+            (job_id,),
+        ).fetchone()[0]
+        planned = admin.execute(
+            "select sum(chunks) from import_embedding_batches where job_id = %s"
+            " and done_at is null and embedding_dim = 16",
+            (job_id,),
+        ).fetchone()[0]
+        assert kept == 0 and planned == chunks and opened == -(-chunks // BATCH)
+        # And were a 32-d vector left among 16-d ones, the import could not complete.
+        admin.execute(
+            "update memory_chunks set embedding = array_fill(0.1, array[16])::real[],"
+            " embedding_model = 'other-model', embedding_dim = 16 where job_id = %s",
+            (job_id,),
+        )
+        admin.execute(
+            "update memory_chunks set embedding = array_fill(0.1, array[32])::real[],"
+            " embedding_dim = 32 where job_id = %s and id = %s",
+            (job_id, ids[0]),
+        )
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        w.execute(
+            "select public.report_import_progress(%s, %s, %s::jsonb, null, 60)",
+            (job_id, "holder", f'{{"embedded_chunks": {chunks}, "embedding_dim": 16}}'),
+        )
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="another size"):
+            w.execute("select public.complete_import_job(%s, %s)", (job_id, "holder"))
+    assert store.get(job_id).stage == "embedding"
     store.close()

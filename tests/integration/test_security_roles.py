@@ -53,7 +53,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("import_worker", "event_deliveries"): {"SELECT", "INSERT"},
     ("import_worker", "webhook_receipts"): {"SELECT", "INSERT"},
     ("import_worker", "import_conversations"): {"SELECT", "INSERT"},
-    ("import_worker", "memory_chunks"): {"SELECT", "INSERT", "UPDATE"},
+    ("import_worker", "memory_chunks"): {"SELECT", "INSERT"},
 }
 
 HIDDEN_JOB_COLUMNS = ("lease_owner", "lease_expires_at", "checkpoint")
@@ -317,7 +317,8 @@ def test_worker_reads_only_data_of_active_imports(db_url: str, worker_db_url: st
         )
         conn.execute(
             "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
-            " chunk_index, content) values (%s, %s, %s, 'c1', 0, 'secret')",
+            " chunk_index, content, embedding, embedding_model, embedding_dim)"
+            " values (%s, %s, %s, 'c1', 0, 'secret', '{0.1,0.2,0.3}'::real[], 'm', 3)",
             (uuid.uuid4(), job_id, user),
         )
         conn.execute(

@@ -3,6 +3,8 @@ batching, ordering, retries honouring Retry-After, and errors that never leak th
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -272,18 +274,57 @@ def test_a_server_that_answers_floats_anyway_is_read():
     np.testing.assert_allclose(out, want, atol=1e-6)
 
 
-def test_a_server_that_refuses_base64_is_asked_for_floats_from_then_on():
-    """A compatible server that refuses encoding_format=base64 (400 naming it) costs one
-    refused request: the same batch is asked again for floats, and so is every later one;
-    the import goes on with nothing for the person to see."""
+@pytest.mark.parametrize("refusal", ["refused", "refused-vllm"])
+def test_a_server_that_refuses_base64_is_asked_for_floats_from_then_on(refusal: str):
+    """A compatible server that refuses encoding_format=base64 (a 400 naming it, or vLLM's
+    "base64 encoding is not currently supported") costs one refused request: the same
+    batch is asked again for floats, and so is every later one; the import goes on with
+    nothing for the person to see."""
     sleep = SleepRecorder()
-    with fake_openai(base64="refused") as srv:
+    with fake_openai(base64=refusal) as srv:
         out = make(srv, sleep, batch_size=3, concurrency=1).embed(TEXTS)
     formats = [r.body["encoding_format"] for r in srv.embedding_requests]
     assert formats == ["base64", "float", "float", "float"]
     assert sleep.waits == []
     want = np.vstack([fake_vector(t, 1536) for t in TEXTS])
     np.testing.assert_allclose(out, want, atol=1e-6)
+
+
+def test_a_400_that_is_not_about_base64_reaches_the_person_with_the_servers_words():
+    """A refusal that floats do not cure either (here `dimensions` on a model without them)
+    is reported with the server's own message, read from vLLM's top-level shape as well as
+    OpenAI's, and the next batch asks for base64 again."""
+    with fake_openai() as srv:
+        emb = make(srv, SleepRecorder(), model="text-embedding-ada-002", dimensions=256)
+        with pytest.raises(EmbedderError, match="does not support specifying dimensions"):
+            emb.embed(["hello"])
+    assert [r.body["encoding_format"] for r in srv.embedding_requests] == ["base64", "float"]
+    assert emb._encoding == "base64"
+    vllm = httpx.Response(400, json={"object": "error", "message": "input too long", "code": 400})
+    with pytest.raises(EmbedderError, match="input too long"):
+        emb._raise_for(vllm)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [[float("nan")] * 4],  # NaN (Python's json writes it; a broken server might)
+        [[0.0] * 4],  # all zeros: no direction to search by
+        [[float("inf"), 1.0, 1.0, 1.0]],
+        # float32 sent big-endian: huge or tiny components
+        [base64.b64encode(np.full(4, 0.05, dtype=">f4").tobytes()).decode()],
+    ],
+)
+def test_vectors_that_are_not_numbers_are_a_readable_error(rows: list):
+    """Vectors no model makes fail the batch with a sentence (they used to reach the
+    database as text it cannot read, an internal error, or as zero vectors search never
+    finds)."""
+    with fake_openai() as srv:
+        emb = make(srv, SleepRecorder())
+    body = json.dumps({"data": [{"index": 0, "embedding": r} for r in rows]})  # NaN allowed
+    bad = httpx.Response(200, content=body.encode())
+    with pytest.raises(EmbedderError, match="not numbers"):
+        emb._parse(bad, 1)
 
 
 def test_an_unreadable_base64_vector_is_a_readable_error():
