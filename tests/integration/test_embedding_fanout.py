@@ -515,6 +515,16 @@ def test_a_transient_release_counts_and_backs_off(parsed, db_url, worker_db_url)
     assert row["retry_at"] is not None and row["retry_at"] > row["created_at"]
 
 
+def completion_refused(w: psycopg.Connection, job_id: uuid.UUID, counters: str, match: str) -> None:
+    """The holder ("holder") reports ``counters`` (JSON) and asks to complete: refused."""
+    w.execute(
+        "select public.report_import_progress(%s, %s, %s::jsonb, null, 60)",
+        (job_id, "holder", counters),
+    )
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match=match):
+        w.execute("select public.complete_import_job(%s, %s)", (job_id, "holder"))
+
+
 def test_a_job_whose_chunks_lack_vectors_never_completes_whatever_its_counter_says(
     parsed, db_url, worker_db_url
 ):
@@ -527,12 +537,7 @@ def test_a_job_whose_chunks_lack_vectors_never_completes_whatever_its_counter_sa
     with psycopg.connect(worker_db_url, autocommit=True) as w:
         plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
         assert w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS)).fetchone()[0] > 1
-        w.execute(
-            "select public.report_import_progress(%s, %s, %s::jsonb, null, 60)",
-            (job_id, "holder", f'{{"embedded_chunks": {chunks}}}'),
-        )
-        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="no vector"):
-            w.execute("select public.complete_import_job(%s, %s)", (job_id, "holder"))
+        completion_refused(w, job_id, f'{{"embedded_chunks": {chunks}}}', "no vector")
     assert store.get(job_id).stage == "embedding"
     store.close()
 
@@ -634,11 +639,7 @@ def test_a_retry_with_another_model_embeds_every_chunk_again_and_never_completes
             (job_id, ids[0]),
         )
     with psycopg.connect(worker_db_url, autocommit=True) as w:
-        w.execute(
-            "select public.report_import_progress(%s, %s, %s::jsonb, null, 60)",
-            (job_id, "holder", f'{{"embedded_chunks": {chunks}, "embedding_dim": 16}}'),
-        )
-        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="another size"):
-            w.execute("select public.complete_import_job(%s, %s)", (job_id, "holder"))
+        counters = f'{{"embedded_chunks": {chunks}, "embedding_dim": 16}}'
+        completion_refused(w, job_id, counters, "another size")
     assert store.get(job_id).stage == "embedding"
     store.close()
