@@ -157,10 +157,13 @@ select public.plan_import_embedding(%s, %s, %s, %s, %s) as open_batches;
 select batches, open_batches, missing, error_code, error_message, exhausted
   from public.import_embedding_plan_state(%s, %s);
 
--- Vectors this import holds, counted once when the stage starts and once before it
--- completes: complete_import_job's guard compares this number with the chunk count.
+-- Vectors this import holds of the stage's model and size, counted once when the stage
+-- starts and once before it completes: complete_import_job's guard compares this number
+-- with the chunk count. Another model's vectors (the settings changed before a retry) are
+-- not progress: the plan clears them (20261202100100_embedding_one_model.sql).
 -- name: count_embedded_chunks
-select count(*) as n from public.memory_chunks where job_id = %s and embedding is not null;
+select count(*) as n from public.memory_chunks
+ where job_id = %s and embedding is not null and embedding_model = %s and embedding_dim = %s;
 
 -- One open batch of the job (holder) or of any job (other instances), leased to `owner`.
 -- name: claim_embedding_batch

@@ -178,7 +178,9 @@ def _work(
 
 
 def _count_embedded(conn: batches.Conn, ctx: StageContext) -> int:
-    return int(batches.one(conn, QUERIES["count_embedded_chunks"], (ctx.job.id,))["n"])
+    """Chunks with a vector of the stage's model and size (0 before the embedder is known)."""
+    model, dim = ctx.counters.get("embedding_model"), ctx.counters.get("embedding_dim")
+    return int(batches.one(conn, QUERIES["count_embedded_chunks"], (ctx.job.id, model, dim))["n"])
 
 
 def _state(ctx: StageContext, conn: batches.Conn) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def parsed(db_url: str, worker_db_url: str, tmp_path: Path) -> Iterator[tuple[uu
 
 def settings_for(srv: FakeOpenAI, tmp_path: Path, **extra: Any) -> Settings:
     clear_embedder_cache()
-    return Settings(
+    base: dict[str, Any] = dict(
         data_dir=tmp_path / "worker",
         embedding_provider="openai",
         openai_base_url=srv.base_url,
@@ -80,8 +80,8 @@ def settings_for(srv: FakeOpenAI, tmp_path: Path, **extra: Any) -> Settings:
         embedding_dimensions=DIMS,
         embedding_concurrency=1,
         embedding_batch_chunks=BATCH,
-        **extra,
     )
+    return Settings(**(base | extra))
 
 
 def assert_own_vectors(db_url: str, job_id: uuid.UUID, chunks: int) -> None:
@@ -641,5 +641,79 @@ def test_a_retry_with_another_model_embeds_every_chunk_again_and_never_completes
     with psycopg.connect(worker_db_url, autocommit=True) as w:
         counters = f'{{"embedded_chunks": {chunks}, "embedding_dim": 16}}'
         completion_refused(w, job_id, counters, "another size")
+    with psycopg.connect(db_url, autocommit=True) as admin:  # a vector of no recorded size
+        admin.execute(
+            "update memory_chunks set embedding = array_fill(0.1, array[3])::real[],"
+            " embedding_dim = null where job_id = %s and id = %s",
+            (job_id, ids[0]),
+        )
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        completion_refused(w, job_id, counters, "another size")
     assert store.get(job_id).stage == "embedding"
     store.close()
+
+
+def test_a_retry_at_another_size_shows_true_progress_and_completes_with_one_model(
+    parsed, db_url, worker_db_url, tmp_path
+):
+    """Guards pitfall 9 (progress that says more than was done), review 15d I2: the stage
+    counted the job's vectors before its plan cleared the other model's, so a retry at
+    another size showed e.g. 832 of 416 chunks embedded (the first attempt had embedded
+    them all at 32-d). Now every count the person sees stays within the total, and the
+    import completes with the new model's vectors only."""
+    job_id, chunks = parsed
+    store = JobStore(worker_db_url)
+    assert store.claim(job_id, "embedding", "first", 60) is not None
+    with psycopg.connect(worker_db_url, autocommit=True) as w:
+        plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
+        w.execute(plan, (job_id, "first", BATCH, "old-model", 32))
+        old = "[" + ",".join(["0.1"] * 32) + "]"
+        claim = "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)"
+        while row := w.execute(claim, ("first", "old-model", 32, job_id)).fetchone():
+            _, batch_no, first, last = row
+            ids = [
+                r[0]
+                for r in w.execute(
+                    "select id from memory_chunks where job_id = %s and id between %s and %s",
+                    (job_id, first, last),
+                )
+            ]
+            w.execute(
+                "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)",
+                (job_id, batch_no, "first", ids, [old] * len(ids)),
+            )
+    assert store.release(job_id, "first")
+    with psycopg.connect(db_url, autocommit=True) as admin:  # every count the app is shown
+        admin.execute("create table test_shown_counts (n bigint)")
+        admin.execute(
+            "create function test_record_count() returns trigger language plpgsql as"
+            " $$ begin insert into public.test_shown_counts values (new.embedded_chunks);"
+            " return new; end $$"
+        )
+        admin.execute(
+            "create trigger test_record_count after update on import_jobs for each row"
+            " execute function test_record_count()"
+        )
+    try:
+        with fake_openai(latency_s=0.3) as srv:  # slow enough for counts shown on the way
+            settings = settings_for(srv, tmp_path, embedding_dimensions=16)
+            assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
+        with psycopg.connect(db_url) as admin:
+            shown = [r[0] for r in admin.execute("select n from test_shown_counts")]
+            dims = admin.execute(
+                "select array_agg(distinct embedding_dim) from memory_chunks where job_id = %s",
+                (job_id,),
+            ).fetchone()[0]
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute("drop trigger test_record_count on import_jobs")
+            admin.execute("drop function test_record_count()")
+            admin.execute("drop table test_shown_counts")
+        store.close()
+    assert shown and max(shown) <= chunks and shown[-1] == chunks
+    assert dims == [16] and store_stage(worker_db_url, job_id) == "complete"
+
+
+def store_stage(worker_db_url: str, job_id: uuid.UUID) -> str:
+    with JobStore(worker_db_url) as s:
+        return str(s.get(job_id).stage)

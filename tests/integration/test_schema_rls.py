@@ -39,7 +39,8 @@ def _two_people_with_imports(db_url: str) -> tuple[uuid.UUID, uuid.UUID, uuid.UU
             )
             conn.execute(
                 "insert into public.memory_chunks (id, job_id, user_id, conversation_id,"
-                " chunk_index, content) values (%s, %s, %s, 'c1', 0, %s)",
+                " chunk_index, content, embedding, embedding_model, embedding_dim)"
+                " values (%s, %s, %s, 'c1', 0, %s, '{0.1,0.2,0.3}'::real[], 'm', 3)",
                 (uuid.uuid4(), job_id, user, f"chunk {tag}"),
             )
             conn.commit()
@@ -237,21 +238,16 @@ def test_worker_cannot_rewrite_a_finished_import(db_url: str, worker_db_url: str
                 (uuid.uuid4(), job_a, a),
             )
         w.rollback()
-        # No stage deletes data or edits a conversation: the worker may not at all.
+        # No stage deletes data or edits a conversation or a chunk (vectors are written by
+        # write_import_embedding_batch): the worker may not at all.
         for sql in (
             "delete from public.memory_chunks where job_id = %s",
             "update public.import_conversations set title = 'x' where job_id = %s",
+            "update public.memory_chunks set content = 'x' where job_id = %s",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 w.execute(sql, (job_a,))
             w.rollback()
-        assert (
-            w.execute(
-                "update public.memory_chunks set content = 'x' where job_id = %s", (job_a,)
-            ).rowcount
-            == 0
-        )
-        w.commit()
     with user_session(db_url, a) as conn:
         assert conn.execute("select count(*) as n from public.memory_chunks").fetchone()["n"] == 1
 

@@ -102,7 +102,9 @@ def test_a_failing_service_keeps_the_written_batches_and_retry_finishes_the_rest
     the job fails with a readable message, keeps the two written batches, and a retry
     embeds only what is left, each chunk exactly once."""
     job_id, chunks = parsed
-    with fake_openai(fail_after=2, fail_first=1, fail_status=400) as srv:
+    # Two refusals: the third batch as asked (base64), then asked again for floats (what
+    # the embedder does when a server refuses base64).
+    with fake_openai(fail_after=2, fail_first=2, fail_status=400) as srv:
         store = JobStore(worker_db_url)
         settings = embedding_settings(srv, tmp_path, concurrency=1)  # one batch, one request
         assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "failed"
@@ -111,7 +113,7 @@ def test_a_failing_service_keeps_the_written_batches_and_retry_finishes_the_rest
         assert "refused" in job.error_message and "Traceback" not in job.error_message
         assert job.embedded_chunks == 2 * API_BATCH
         assert sum(v is not None for _, v in stored(db_url, job_id)) == 2 * API_BATCH
-        first_run = len(srv.embedding_requests)  # two that worked, the refused third
+        first_run = len(srv.embedding_requests)  # two that worked, the third refused twice
 
         assert store.retry(job_id) is not None
         assert run_stage(job_id, "embedding", settings, store, worker_db_url) == "done"
