@@ -210,6 +210,8 @@ def _show(ctx: StageContext, progress: _Progress, state: dict[str, Any]) -> None
 def _publish_count(ctx: StageContext) -> None:
     """The exact count on the job row before the stage fails: what was written is kept,
     and the person sees how far it got."""
+    if ctx.counters.get("embedding_model") is None:
+        return  # failed before the embedder was known: the count shown still stands
     try:
         with connect(ctx.conninfo, autocommit=True) as conn:
             ctx.counters["embedded_chunks"] = _count_embedded(conn, ctx)

@@ -717,3 +717,30 @@ def test_a_retry_at_another_size_shows_true_progress_and_completes_with_one_mode
 def store_stage(worker_db_url: str, job_id: uuid.UUID) -> str:
     with JobStore(worker_db_url) as s:
         return str(s.get(job_id).stage)
+
+
+def test_a_retry_refused_before_embedding_keeps_the_count_the_person_saw(
+    parsed, db_url, worker_db_url, tmp_path
+):
+    """Guards pitfall 9 (a failing stage must say what it kept), review 15e F1: a retry that
+    fails before its embedder exists (settings MiniLM cannot serve) used to publish "0 of
+    N" embedded, as if the vectors written by the first attempt were gone; they are kept,
+    and the count says so."""
+    job_id, _ = parsed
+    store = JobStore(worker_db_url)
+    with fake_openai(fail_after=3, fail_first=100, fail_status=400) as srv:
+        assert run_stage(job_id, "embedding", settings_for(srv, tmp_path), store, worker_db_url)
+    with psycopg.connect(db_url) as admin:
+        kept = admin.execute(
+            "select count(*) from memory_chunks where job_id = %s and embedding is not null",
+            (job_id,),
+        ).fetchone()[0]
+    assert kept > 0 and store.get(job_id).embedded_chunks == kept
+    assert store.retry(job_id) == "embedding"
+    clear_embedder_cache()
+    unservable = Settings(
+        data_dir=tmp_path / "worker", embedding_provider="minilm", embedding_dimensions=512
+    )
+    assert run_stage(job_id, "embedding", unservable, store, worker_db_url) == "failed"
+    assert store.get(job_id).embedded_chunks == kept
+    store.close()
