@@ -7,8 +7,10 @@ only says which code runs while a job sits in a stage.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from pathlib import Path
 from uuid import UUID
 
 from pipeline import downloads
@@ -61,6 +63,9 @@ READS_EXPORT: frozenset[str] = frozenset(
 # Parsing's own event then finds the job taken and is dropped (not_claimed); if another
 # instance claimed parsing first, the copy here goes and that instance fetches its own.
 HAND_OFF: dict[str, Stage] = {Stage.DOWNLOADING: Stage.PARSING}
+# How long a hand-off that lost its claim keeps the copy for a thread of this process that
+# may have won it (another instance's win costs this slot that long, rarely).
+PASS_ON_SECONDS = 2.0
 
 
 def run_stage(
@@ -112,8 +117,20 @@ def run_claimed(
         nxt = HAND_OFF.get(stage)
         if hand_off and outcome == "done" and nxt is not None:
             then = run_stage(job_id, nxt, settings, store, conninfo)
+            if then == "not_claimed":
+                _pass_copy_on(downloads.export_path(settings.data_dir, job_id))
             log.info("job %s: %s went on here with the downloaded copy: %s", job_id, nxt, then)
     return outcome
+
+
+def _pass_copy_on(path: Path) -> None:
+    """The hand-off lost its claim: if it was to another thread of this process (woken by
+    the same advance), that thread claimed first and holds the copy a moment later. Keep
+    the copy until it does, at most PASS_ON_SECONDS, or it would fetch the export again
+    (seen under load: two downloads of one import)."""
+    deadline = time.monotonic() + PASS_ON_SECONDS
+    while downloads.holders(path) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], stage: str) -> str:
