@@ -22,6 +22,7 @@ PART_SUFFIX = ".part"
 # Absolute path of a copy -> how many running stages of this process hold it.
 _holders: dict[Path, int] = {}
 _lock = threading.Lock()
+_held = threading.Condition(_lock)  # notified whenever a stage takes hold of a copy
 
 
 def downloads_dir(data_dir: Path) -> Path:
@@ -64,8 +65,9 @@ def hold(path: Path) -> Iterator[None]:
     """Mark the copy at ``path`` in use for the block; the last holder deletes it (and any
     half-written ``.part``) on the way out, however the block ends."""
     key = _key(path)
-    with _lock:
+    with _held:
         _holders[key] = _holders.get(key, 0) + 1
+        _held.notify_all()
     try:
         yield
     finally:
@@ -76,6 +78,14 @@ def hold(path: Path) -> Iterator[None]:
             else:
                 del _holders[key]
                 _remove(key)
+
+
+def wait_held(path: Path, count: int, timeout: float) -> bool:
+    """Block until at least ``count`` running stages of this process hold ``path``, at most
+    ``timeout`` seconds; True when they do."""
+    key = _key(path)
+    with _held:
+        return _held.wait_for(lambda: _holders.get(key, 0) >= count, timeout)
 
 
 def holders(path: Path) -> int:

@@ -325,15 +325,14 @@ class OpenAIEmbedder:
         if len({v.shape for v in parts}) != 1 or parts[0].ndim != 1:
             log.error("the embedding API at %s sent vectors of differing lengths", self._shown_url)
             raise EmbedderError("The embedding service sent vectors of differing lengths.")
-        vectors = np.stack(parts)
+        vectors = np.stack(parts).astype(np.float32, copy=False)
         # NaN, infinities, all zeros, or components no embedding model makes (byte-swapped
         # float32 looks like this): vectors search could never find, or that the database
-        # refuses as text it cannot read.
+        # refuses as text it cannot read. (float64: a float32 norm overflows.)
         wide = vectors.astype(np.float64)
-        if (
-            not (np.isfinite(wide).all() and np.abs(wide).max() <= MAX_COMPONENT)
-            or not (np.linalg.norm(wide, axis=1) > 0).all()
-        ):
+        finite = wide.size > 0 and bool(np.isfinite(wide).all())
+        finite = finite and float(np.abs(wide).max()) <= MAX_COMPONENT
+        if not finite or not (np.linalg.norm(wide, axis=1) > 0).all():
             log.error(
                 "the embedding API at %s sent vectors that are not numbers an embedding "
                 "model makes (NaN, infinite, all zero or beyond %g)",
@@ -365,6 +364,5 @@ def _vector(embedding: Any) -> np.ndarray:
     or a list of numbers (a server that ignores ``encoding_format``). Raises ValueError
     (binascii.Error included) or TypeError when it is neither."""
     if isinstance(embedding, str):
-        raw = base64.b64decode(embedding, validate=True)
-        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        return np.frombuffer(base64.b64decode(embedding, validate=True), dtype="<f4")
     return np.asarray(embedding, dtype=np.float32)

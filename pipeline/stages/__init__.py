@@ -7,7 +7,6 @@ only says which code runs while a job sits in a stage.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -128,9 +127,7 @@ def _pass_copy_on(path: Path) -> None:
     the same advance), that thread claimed first and holds the copy a moment later. Keep
     the copy until it does, at most PASS_ON_SECONDS, or it would fetch the export again
     (seen under load: two downloads of one import)."""
-    deadline = time.monotonic() + PASS_ON_SECONDS
-    while downloads.holders(path) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    downloads.wait_held(path, 2, PASS_ON_SECONDS)
 
 
 def _run_claimed(ctx: StageContext, handler: Callable[[StageContext], None], stage: str) -> str:

@@ -515,6 +515,28 @@ def test_a_transient_release_counts_and_backs_off(parsed, db_url, worker_db_url)
     assert row["retry_at"] is not None and row["retry_at"] > row["created_at"]
 
 
+def claim_batch(
+    w: psycopg.Connection, job_id: uuid.UUID, owner: str, model: str = MODEL, dim: int = DIMS
+) -> tuple[int, list[uuid.UUID]] | None:
+    """Claim the job's next open batch as ``owner``: (batch_no, its chunk ids in id order)."""
+    row = w.execute(
+        "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
+        (owner, model, dim, job_id),
+    ).fetchone()
+    if row is None:
+        return None
+    _, batch_no, first, last = row
+    ids = w.execute(
+        "select id from memory_chunks where job_id = %s and id between %s and %s order by id",
+        (job_id, first, last),
+    )
+    return batch_no, [r[0] for r in ids]
+
+
+def constant_vector(dim: int) -> str:
+    return "[" + ",".join(["0.1"] * dim) + "]"
+
+
 def completion_refused(w: psycopg.Connection, job_id: uuid.UUID, counters: str, match: str) -> None:
     """The holder ("holder") reports ``counters`` (JSON) and asks to complete: refused."""
     w.execute(
@@ -554,20 +576,10 @@ def test_a_write_with_fewer_vectors_than_chunks_is_refused_and_counts_nothing(
     with psycopg.connect(worker_db_url, autocommit=True) as w:
         plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
         w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS))
-        _, batch_no, first, last = w.execute(
-            "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
-            ("instance", MODEL, DIMS, job_id),
-        ).fetchone()
-    with psycopg.connect(db_url) as admin:
-        ids = [
-            r[0]
-            for r in admin.execute(
-                "select id from memory_chunks where job_id = %s and id between %s and %s"
-                " order by id",
-                (job_id, first, last),
-            )
-        ]
-    one = "[" + ",".join(["0.1"] * DIMS) + "]"
+        claimed = claim_batch(w, job_id, "instance")
+    assert claimed is not None
+    batch_no, ids = claimed
+    one = constant_vector(DIMS)
     write = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)"
     for vecs in ([], [one] * (len(ids) - 1), [one] * (len(ids) - 1) + [None]):
         with (
@@ -601,18 +613,10 @@ def test_a_retry_with_another_model_embeds_every_chunk_again_and_never_completes
     write = "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)"
     with psycopg.connect(worker_db_url, autocommit=True) as w:
         w.execute(plan, (job_id, "holder", BATCH, MODEL, DIMS))
-        _, batch_no, first, last = w.execute(
-            "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)",
-            ("holder", MODEL, DIMS, job_id),
-        ).fetchone()
-        ids = [
-            r[0]
-            for r in w.execute(
-                "select id from memory_chunks where job_id = %s and id between %s and %s",
-                (job_id, first, last),
-            )
-        ]
-        one = "[" + ",".join(["0.1"] * DIMS) + "]"
+        claimed = claim_batch(w, job_id, "holder")
+        assert claimed is not None
+        batch_no, ids = claimed
+        one = constant_vector(DIMS)
         assert w.execute(write, (job_id, batch_no, "holder", ids, [one] * len(ids))).fetchone()
         # The settings changed: 16-d vectors of another model.
         opened = w.execute(plan, (job_id, "holder", BATCH, "other-model", 16)).fetchone()[0]
@@ -667,17 +671,9 @@ def test_a_retry_at_another_size_shows_true_progress_and_completes_with_one_mode
     with psycopg.connect(worker_db_url, autocommit=True) as w:
         plan = "select public.plan_import_embedding(%s, %s, %s, %s, %s)"
         w.execute(plan, (job_id, "first", BATCH, "old-model", 32))
-        old = "[" + ",".join(["0.1"] * 32) + "]"
-        claim = "select * from public.claim_import_embedding_batch(%s, 60, %s, %s, 5, %s)"
-        while row := w.execute(claim, ("first", "old-model", 32, job_id)).fetchone():
-            _, batch_no, first, last = row
-            ids = [
-                r[0]
-                for r in w.execute(
-                    "select id from memory_chunks where job_id = %s and id between %s and %s",
-                    (job_id, first, last),
-                )
-            ]
+        old = constant_vector(32)
+        while claimed := claim_batch(w, job_id, "first", "old-model", 32):
+            batch_no, ids = claimed
             w.execute(
                 "select public.write_import_embedding_batch(%s, %s, %s, %s, %s, 60)",
                 (job_id, batch_no, "first", ids, [old] * len(ids)),
