@@ -23,6 +23,9 @@ PART_SUFFIX = ".part"
 _holders: dict[Path, int] = {}
 _lock = threading.Lock()
 _held = threading.Condition(_lock)  # notified whenever a stage takes hold of a copy
+# Copies a stage of this process fetched and checked (sha256, is an export): trusted by the
+# next stage here while they exist. A file nobody here verified (a run that died) is not.
+_verified: set[Path] = set()
 
 
 def downloads_dir(data_dir: Path) -> Path:
@@ -77,6 +80,7 @@ def hold(path: Path) -> Iterator[None]:
                 _holders[key] = left
             else:
                 del _holders[key]
+                _verified.discard(key)
                 _remove(key)
 
 
@@ -86,6 +90,21 @@ def wait_held(path: Path, count: int, timeout: float) -> bool:
     key = _key(path)
     with _held:
         return _held.wait_for(lambda: _holders.get(key, 0) >= count, timeout)
+
+
+def mark_verified(path: Path) -> None:
+    """The copy at ``path``, held by the caller, was fetched and checked in this process."""
+    key = _key(path)
+    with _lock:
+        if _holders.get(key):
+            _verified.add(key)
+
+
+def verified(path: Path) -> bool:
+    """True while ``path`` is a copy this process fetched and checked (see mark_verified)."""
+    key = _key(path)
+    with _lock:
+        return key in _verified and key.is_file()
 
 
 def holders(path: Path) -> int:

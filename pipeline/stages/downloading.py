@@ -14,6 +14,7 @@ conversation N, which needs to seek) and zip reading (the directory is at the en
 
 from __future__ import annotations
 
+from pipeline import downloads
 from pipeline.stages.context import StageContext
 from pipeline.stages.export_file import check_is_export, fetch_export, person_file_name
 from pipeline.storage import too_large
@@ -33,5 +34,6 @@ def run(ctx: StageContext) -> None:
 
     fetched = fetch_export(ctx, on_progress=on_progress)
     check_is_export(fetched.path, person_file_name(ctx.job))
+    downloads.mark_verified(fetched.path)  # parsing here may read it (the hand-off)
     ctx.counters.update(bytes_total=fetched.size, bytes_done=fetched.size, sha256=fetched.sha256)
     ctx.advance()

@@ -79,13 +79,13 @@ def delete_raw_export(ctx: StageContext) -> None:
 
 
 def ensure_export(ctx: StageContext) -> Path:
-    """This stage's copy of the export: the one downloading just verified when it handed the
-    job over here (it still holds that copy), else a fresh download, checked against the
-    sha256 downloading recorded. A file left by a run that died is never trusted: nobody
-    holds it, so it is fetched over. Raises StageError('object_changed') when Storage now
-    holds other bytes."""
+    """This stage's copy of the export: the one downloading verified in this process (it
+    handed the job over here, or another thread here won the claim while the copy was
+    passed on), else a fresh download, checked against the sha256 downloading recorded. A
+    file left by a run that died is never trusted: nobody here verified it, so it is
+    fetched over. Raises StageError('object_changed') when Storage now holds other bytes."""
     path = ctx.export_path()
-    if downloads.holders(path) > 1 and path.is_file():
+    if downloads.verified(path):
         return path
     fetched = fetch_export(ctx)
     if ctx.job.sha256 and fetched.sha256 != ctx.job.sha256:

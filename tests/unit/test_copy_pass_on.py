@@ -49,3 +49,20 @@ def test_with_no_thread_coming_the_copy_goes_after_the_pass_on_time(tmp_path: Pa
         _pass_copy_on(path)
         assert time.monotonic() - started >= PASS_ON_SECONDS * 0.95
     assert not path.exists()
+
+
+def test_the_verified_copy_stays_trusted_after_the_downloader_lets_go(tmp_path: Path):
+    """Guards pitfall 6 (work repeated), the cause behind the double download: the thread
+    that won parsing checked the copy only after the downloader had let go of it, found no
+    other holder, and fetched the export again. A copy this process verified is trusted
+    while it exists; a file nobody here verified (left by a run that died) is not."""
+    path = downloads.export_path(tmp_path, uuid.uuid4())
+    path.write_bytes(b"export")
+    with downloads.hold(path):  # parsing's hold
+        with downloads.hold(path):  # downloading's hold
+            downloads.mark_verified(path)
+        assert downloads.verified(path)  # the downloader is gone, the check is still true
+    assert not path.exists() and not downloads.verified(path)
+    path.write_bytes(b"left by a run that died")
+    with downloads.hold(path):
+        assert not downloads.verified(path)
